@@ -1,0 +1,341 @@
+"""The local-memory backend: a thread-safe LRU store inside this process.
+
+Backends with the same ``location`` share one store, as Django's locmem does,
+so two :class:`~cachekit.Cache` objects built from ``locmem://sessions`` see
+the same data. Nothing is shared between processes: use Redis or memcached
+for that.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+from cachekit.exceptions import BackendError
+from cachekit.exceptions import ConfigurationError
+from cachekit.exceptions import MissingKeyError
+
+Clock = Callable[[], float]
+
+# An entry is [value, expires_at or None, size in bytes]. A list, not a tuple,
+# so touch() can change the expiry in place.
+_Entry = list[Any]
+
+
+class _Store:
+    """The data, lock table and condition shared by all backends of one location."""
+
+    def __init__(self) -> None:
+        self.data: OrderedDict[str, _Entry] = OrderedDict()
+        self.size = 0
+        self.mutex = threading.Lock()
+        self.locks: dict[str, tuple[str, float]] = {}
+        self.lock_changed = threading.Condition(threading.Lock())
+        self.last_sweep = float("-inf")
+
+
+_stores: dict[str, _Store] = {}
+_stores_guard = threading.Lock()
+
+
+def _shared_store(location: str) -> _Store:
+    with _stores_guard:
+        store = _stores.get(location)
+        if store is None:
+            store = _stores[location] = _Store()
+        return store
+
+
+def _sizeof(value: Any) -> int:
+    if isinstance(value, bytes):
+        return len(value)
+    return sys.getsizeof(value)
+
+
+class LocMemLock:
+    """A named lock in local memory with a ``ttl``, shaped like :class:`threading.Lock`."""
+
+    def __init__(self, store: _Store, name: str, ttl: float, clock: Clock) -> None:
+        self._store = store
+        self._name = name
+        self._ttl = ttl
+        self._clock = clock
+        self._token = uuid.uuid4().hex
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock, waiting up to ``timeout`` seconds when ``blocking``."""
+        cond = self._store.lock_changed
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        with cond:
+            while True:
+                now = self._clock()
+                held = self._store.locks.get(self._name)
+                if held is None or held[1] <= now:
+                    self._store.locks[self._name] = (self._token, now + self._ttl)
+                    return True
+                if not blocking:
+                    return False
+                # Wake up no later than the holder's expiry so an abandoned lock is taken over.
+                wait = max(held[1] - now, 0.001)
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    wait = min(wait, remaining)
+                cond.wait(min(wait, 0.05))
+
+    def release(self) -> None:
+        """Release the lock if this holder still owns it."""
+        cond = self._store.lock_changed
+        with cond:
+            held = self._store.locks.get(self._name)
+            if held is not None and held[0] == self._token:
+                del self._store.locks[self._name]
+                cond.notify_all()
+
+    def __enter__(self) -> LocMemLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+class LocMemBackend:
+    """Thread-safe in-process LRU store.
+
+    :param location: stores are shared by name within the process.
+    :param max_entries: least recently used entries are evicted above this count.
+    :param max_bytes: optional bound on the summed size of stored values.
+    :param clock: a monotonic clock in seconds; tests pass a fake one.
+    """
+
+    OPTIONS: ClassVar[Mapping[str, type]] = {"max_entries": int, "max_bytes": int}
+    stores_objects: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        location: str = "",
+        *,
+        max_entries: int = 1000,
+        max_bytes: int | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if max_entries < 1:
+            raise ConfigurationError(
+                f"max_entries must be at least 1, got {max_entries!r}.", setting="max_entries"
+            )
+        if max_bytes is not None and max_bytes < 1:
+            raise ConfigurationError(
+                f"max_bytes must be positive or None, got {max_bytes!r}.", setting="max_bytes"
+            )
+        self.location = location
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._store = _shared_store(location)
+        self._data = self._store.data
+        self._mutex = self._store.mutex
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> LocMemBackend:
+        """Build from ``locmem://name``; ``locmem://`` is the unnamed default store."""
+        parts = urlsplit(url)
+        return cls(parts.netloc + parts.path.rstrip("/"), **options)
+
+    @classmethod
+    def from_location(cls, location: str | Sequence[str] | None, **options: Any) -> LocMemBackend:
+        """Build from a settings ``LOCATION`` (a store name)."""
+        if location is not None and not isinstance(location, str):
+            raise ConfigurationError(
+                f"LOCATION for locmem must be a name, got {location!r}.", setting="LOCATION"
+            )
+        return cls(location or "", **options)
+
+    def __repr__(self) -> str:
+        return f"LocMemBackend(location={self.location!r}, max_entries={self.max_entries})"
+
+    # -- reads -------------------------------------------------------------
+
+    def _live(self, key: str, now: float) -> _Entry | None:
+        """Return the entry under ``key`` unless expired (then drop it). Hold the mutex."""
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        expires = entry[1]
+        if expires is not None and expires <= now:
+            self._drop(key)
+            return None
+        return entry
+
+    def get(self, key: str) -> Any:
+        """Return the stored value or ``None``."""
+        with self._mutex:
+            entry = self._data.get(key)
+            if entry is None:
+                return None
+            expires = entry[1]
+            if expires is not None and expires <= self._clock():
+                self._drop(key)
+                return None
+            self._data.move_to_end(key)
+            return entry[0]
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        """Return the found keys only."""
+        found: dict[str, Any] = {}
+        with self._mutex:
+            now = self._clock()
+            for key in keys:
+                entry = self._live(key, now)
+                if entry is not None:
+                    self._data.move_to_end(key)
+                    found[key] = entry[0]
+        return found
+
+    # -- writes ------------------------------------------------------------
+
+    def _expiry(self, ttl: float | None) -> float | None:
+        return None if ttl is None else self._clock() + ttl
+
+    def _put(self, key: str, value: Any, expires: float | None) -> None:
+        """Store an entry and evict as needed. Hold the mutex."""
+        size = _sizeof(value) if self.max_bytes is not None else 0
+        old = self._data.get(key)
+        if old is not None:
+            self._store.size -= old[2]
+        self._data[key] = [value, expires, size]
+        self._data.move_to_end(key)
+        self._store.size += size
+        if len(self._data) > self.max_entries or (
+            self.max_bytes is not None and self._store.size > self.max_bytes
+        ):
+            self._evict()
+
+    def _drop(self, key: str) -> bool:
+        entry = self._data.pop(key, None)
+        if entry is None:
+            return False
+        self._store.size -= entry[2]
+        return True
+
+    def _evict(self) -> None:
+        """Drop expired entries (at most once a second), then the least recently used."""
+        now = self._clock()
+        if now - self._store.last_sweep >= 1.0:
+            self._store.last_sweep = now
+            for key in [k for k, e in self._data.items() if e[1] is not None and e[1] <= now]:
+                self._drop(key)
+        data = self._data
+        while len(data) > self.max_entries or (
+            self.max_bytes is not None and self._store.size > self.max_bytes and len(data) > 1
+        ):
+            _key, entry = data.popitem(last=False)
+            self._store.size -= entry[2]
+
+    def set(self, key: str, value: Any, ttl: float | None) -> None:
+        """Store ``value`` under ``key``."""
+        with self._mutex:
+            self._put(key, value, self._expiry(ttl))
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None) -> None:
+        """Store every item with the same ``ttl``."""
+        with self._mutex:
+            expires = self._expiry(ttl)
+            for key, value in items.items():
+                self._put(key, value, expires)
+
+    def add(self, key: str, value: Any, ttl: float | None) -> bool:
+        """Store only if absent or expired."""
+        with self._mutex:
+            if self._live(key, self._clock()) is not None:
+                return False
+            self._put(key, value, self._expiry(ttl))
+            return True
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; return whether a live value was there."""
+        with self._mutex:
+            live = self._live(key, self._clock()) is not None
+            self._drop(key)
+            return live
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove every key in ``keys``."""
+        with self._mutex:
+            for key in keys:
+                self._drop(key)
+
+    def incr(self, key: str, delta: int) -> int:
+        """Add ``delta`` to the integer under ``key``; the stored type is kept."""
+        with self._mutex:
+            entry = self._live(key, self._clock())
+            if entry is None:
+                raise MissingKeyError(key)
+            value = entry[0]
+            if type(value) is int:
+                result = value + delta
+                entry[0] = result
+            else:
+                try:
+                    result = int(value) + delta
+                except (TypeError, ValueError):
+                    raise BackendError(f"Value under {key!r} is not an integer.") from None
+                entry[0] = str(result).encode()
+            self._data.move_to_end(key)
+            return result
+
+    def touch(self, key: str, ttl: float | None) -> bool:
+        """Give ``key`` a new ``ttl``."""
+        with self._mutex:
+            entry = self._live(key, self._clock())
+            if entry is None:
+                return False
+            entry[1] = self._expiry(ttl)
+            return True
+
+    def gets(self, key: str) -> tuple[Any, Any] | None:
+        """Return ``(value, token)`` for :meth:`cas`, or ``None``; the token is the stored object."""
+        with self._mutex:
+            entry = self._live(key, self._clock())
+            if entry is None:
+                return None
+            return entry[0], entry[0]
+
+    def cas(self, key: str, value: Any, token: Any, ttl: float | None) -> bool:
+        """Store ``value`` only if ``key`` still holds the object :meth:`gets` returned."""
+        with self._mutex:
+            entry = self._live(key, self._clock())
+            if entry is None or entry[0] is not token:
+                return False
+            self._put(key, value, self._expiry(ttl))
+            return True
+
+    def clear(self, prefix: str = "") -> None:
+        """Remove every key starting with ``prefix``."""
+        with self._mutex:
+            if not prefix:
+                self._data.clear()
+                self._store.size = 0
+                return
+            for key in [k for k in self._data if k.startswith(prefix)]:
+                self._drop(key)
+
+    def close(self) -> None:
+        """Nothing to release: the store outlives the backend, as in Django."""
+
+    def lock(self, name: str, *, ttl: float) -> LocMemLock:
+        """Return a lock named ``name`` shared by every backend of this location."""
+        return LocMemLock(self._store, name, ttl, self._clock)
+
+    def __len__(self) -> int:
+        return len(self._data)

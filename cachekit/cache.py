@@ -1,0 +1,568 @@
+"""The cache front users hold: keys, timeouts, serialization, failure policy, stats.
+
+A :class:`Cache` wraps one backend. It builds each stored key from a prefix, a
+version and the user's key, turns user timeouts into backend TTLs, serializes
+values, counts hits and misses, and decides what a backend outage means: by
+default a read becomes a miss and a write a no-op, logged once per burst of
+errors and counted; ``on_error="raise"`` lets the error through.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import logging
+import time
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Literal
+from typing import TypeVar
+from typing import Union
+
+from cachekit.exceptions import BackendUnavailableError
+from cachekit.exceptions import ConfigurationError
+from cachekit.exceptions import LockTimeoutError
+from cachekit.exceptions import MissingKeyError
+from cachekit.exceptions import SerializationError
+from cachekit.serializers import PickleSerializer
+from cachekit.serializers import Serializer
+
+if TYPE_CHECKING:
+    from cachekit.backends.base import Backend
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class _Default(enum.Enum):
+    TIMEOUT = "DEFAULT_TIMEOUT"
+
+
+class _Missing(enum.Enum):
+    MISSING = "MISSING"
+
+
+#: Pass as ``timeout`` to use the cache's default timeout (the default).
+DEFAULT_TIMEOUT = _Default.TIMEOUT
+_MISSING = _Missing.MISSING
+
+#: What a ``timeout`` argument may be: seconds, a timedelta, ``None`` (never
+#: expires) or :data:`DEFAULT_TIMEOUT`. ``0`` or less means "do not store".
+Timeout = Union[float, datetime.timedelta, None, Literal[_Default.TIMEOUT]]
+KeyFunction = Callable[[str, str, int], str]
+
+
+class _Pickled(bytes):
+    """Serialized bytes kept in an object-storing backend, told apart from user bytes."""
+
+    __slots__ = ()
+
+
+_ATOMS = frozenset({str, bytes, int, float, bool, complex})
+
+
+def _is_immutable(value: Any) -> bool:
+    kind = type(value)
+    if kind in _ATOMS:
+        return True
+    if kind is tuple or kind is frozenset:
+        return all(v is None or _is_immutable(v) for v in value)
+    return False
+
+
+def default_key_function(key: str, key_prefix: str, version: int) -> str:
+    """Build a stored key as Django does: ``"<prefix>:<version>:<key>"``."""
+    return f"{key_prefix}:{version}:{key}"
+
+
+def _seconds(timeout: Any, setting: str) -> float | None:
+    """Check a user timeout; return seconds (``<= 0`` means do not store) or ``None``."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, datetime.timedelta):
+        return timeout.total_seconds()
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        if timeout != timeout:  # NaN
+            raise ConfigurationError(f"{setting} must be a number, got {timeout!r}.", setting=setting)
+        return timeout
+    raise TypeError(
+        f"{setting} must be seconds (int or float), a datetime.timedelta or None, got {timeout!r}."
+    )
+
+
+class Cache:
+    """The cache front: one backend plus key, timeout and serialization rules.
+
+    :param backend: the byte store (see :mod:`cachekit.backends`).
+    :param default_timeout: seconds (or timedelta) used when a call passes no
+        timeout; ``None`` means values never expire.
+    :param key_prefix: prepended to every key; also scopes :meth:`clear`.
+    :param version: default key version, as in Django.
+    :param key_function: ``f(key, key_prefix, version) -> str`` replacing
+        :func:`default_key_function`; its keys should start with ``"<key_prefix>:"``
+        for :meth:`clear` to stay scoped.
+    :param serializer: defaults to :class:`~cachekit.serializers.PickleSerializer`.
+    :param on_error: ``"ignore"`` (outages become misses and no-ops) or ``"raise"``.
+    :param lock_timeout: how long :meth:`get_or_set` waits for another caller that
+        is computing the same key before computing it itself.
+    :param lock_ttl: how long a computing caller may hold the lock before it expires.
+    :param name: a label for logs and ``repr``.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        default_timeout: float | datetime.timedelta | None = 300,
+        key_prefix: str = "",
+        version: int = 1,
+        key_function: KeyFunction | None = None,
+        serializer: Serializer | None = None,
+        on_error: Literal["ignore", "raise"] = "ignore",
+        lock_timeout: float = 10.0,
+        lock_ttl: float = 30.0,
+        name: str = "",
+    ) -> None:
+        seconds = _seconds(default_timeout, "TIMEOUT")
+        if seconds is not None and seconds <= 0:
+            raise ConfigurationError(
+                f"TIMEOUT must be positive or None, got {default_timeout!r}.", setting="TIMEOUT"
+            )
+        if not isinstance(key_prefix, str):
+            raise ConfigurationError(
+                f"KEY_PREFIX must be a str, got {key_prefix!r}.", setting="KEY_PREFIX"
+            )
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ConfigurationError(f"VERSION must be an int, got {version!r}.", setting="VERSION")
+        if on_error not in ("ignore", "raise"):
+            raise ConfigurationError(
+                f"on_error must be 'ignore' or 'raise', got {on_error!r}.", setting="on_error"
+            )
+        if key_function is not None and not callable(key_function):
+            raise ConfigurationError(
+                f"KEY_FUNCTION must be callable, got {key_function!r}.", setting="KEY_FUNCTION"
+            )
+        for option, value in (("lock_timeout", lock_timeout), ("lock_ttl", lock_ttl)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ConfigurationError(
+                    f"{option} must be a positive number, got {value!r}.", setting=option
+                )
+        #: The backend this cache stores into.
+        self.backend = backend
+        #: Seconds used when no timeout is given; ``None`` never expires.
+        self.default_timeout = seconds
+        #: Prefix of every stored key.
+        self.key_prefix = key_prefix
+        #: Default key version.
+        self.version = version
+        #: ``"ignore"`` or ``"raise"``; see the module docstring.
+        self.on_error = on_error
+        #: Seconds :meth:`get_or_set` waits for another computing caller.
+        self.lock_timeout = float(lock_timeout)
+        #: Seconds a computing caller may hold the stampede lock.
+        self.lock_ttl = float(lock_ttl)
+        #: A label for logs.
+        self.name = name
+        self.serializer: Serializer = serializer or PickleSerializer()
+        self._key_function = key_function
+        self._key_head = f"{key_prefix}:{version}:"
+        self._objects = bool(getattr(backend, "stores_objects", False))
+        self._raise = on_error == "raise"
+        self._hits = self._misses = self._sets = self._deletes = self._errors = 0
+        self._lock_waits = 0
+        self._last_error_at = float("-inf")
+        self._last_warning_at = float("-inf")
+
+    def __repr__(self) -> str:
+        label = f"{self.name!r}, " if self.name else ""
+        return f"Cache({label}{self.backend!r}, key_prefix={self.key_prefix!r})"
+
+    # -- keys, timeouts, values ---------------------------------------------
+
+    def make_key(self, key: str, version: int | None = None) -> str:
+        """Return the key stored in the backend for ``key``.
+
+        :raises TypeError: if ``key`` is not a ``str``.
+        """
+        if not isinstance(key, str):
+            raise TypeError(f"Cache keys must be str, got {type(key).__name__} {key!r}.")
+        if self._key_function is not None:
+            return self._key_function(key, self.key_prefix, self.version if version is None else version)
+        if version is None:
+            return self._key_head + key
+        return f"{self.key_prefix}:{version}:{key}"
+
+    def _ttl(self, timeout: Timeout) -> float | None:
+        """Normalize a user timeout; ``0.0`` means "do not store"."""
+        if timeout is DEFAULT_TIMEOUT:
+            return self.default_timeout
+        seconds = _seconds(timeout, "timeout")
+        if seconds is not None and seconds <= 0:
+            return 0.0
+        return seconds
+
+    def _dumps(self, key: str, value: Any) -> Any:
+        if self._objects and value is not None and _is_immutable(value):
+            return value  # nothing can mutate it, so no copy is needed
+        try:
+            data = self.serializer.dumps(value)
+        except SerializationError as exc:
+            raise SerializationError(
+                f"Cannot store the value for key {key!r} (type {type(value).__name__}): {exc}",
+                key=key,
+            ) from exc
+        return _Pickled(data) if self._objects else data
+
+    def _loads(self, key: str, stored: Any) -> Any:
+        if self._objects and type(stored) is not _Pickled:
+            return stored
+        return self.serializer.loads(stored)
+
+    # -- failure policy ------------------------------------------------------
+
+    def _failed(self, operation: str, exc: Exception) -> None:
+        """Count and log a backend failure; re-raise it under ``on_error="raise"``."""
+        self._errors += 1
+        if self._raise:
+            raise exc
+        now = time.monotonic()
+        # One warning per burst of errors, and a reminder each minute of a long outage.
+        if now - self._last_error_at > 10.0 or now - self._last_warning_at > 60.0:
+            self._last_warning_at = now
+            logger.warning("cache %s: %s failed, serving misses: %s", self.name or "-", operation, exc)
+        else:
+            logger.debug("cache %s: %s failed: %s", self.name or "-", operation, exc)
+        self._last_error_at = now
+
+    def _undecodable(self, key: str, exc: SerializationError) -> None:
+        self._errors += 1
+        if self._raise:
+            raise exc
+        logger.warning("cache %s: stored value for %r is unreadable, treating as a miss: %s",
+                       self.name or "-", key, exc)
+
+    # -- reads -----------------------------------------------------------------
+
+    def get(self, key: str, default: Any = None, version: int | None = None) -> Any:
+        """Return the value stored under ``key``, or ``default`` on a miss."""
+        stored_key = self.make_key(key, version)
+        try:
+            stored = self.backend.get(stored_key)
+        except BackendUnavailableError as exc:
+            self._failed("get", exc)
+            self._misses += 1
+            return default
+        if stored is None:
+            self._misses += 1
+            return default
+        if self._objects and type(stored) is not _Pickled:
+            self._hits += 1
+            return stored
+        try:
+            value = self.serializer.loads(stored)
+        except SerializationError as exc:
+            self._undecodable(key, exc)
+            self._misses += 1
+            return default
+        self._hits += 1
+        return value
+
+    def get_many(self, keys: Iterable[str], version: int | None = None) -> dict[str, Any]:
+        """Return a dict of the keys that were found, with their values."""
+        by_stored = {self.make_key(key, version): key for key in keys}
+        try:
+            found = self.backend.get_many(list(by_stored))
+        except BackendUnavailableError as exc:
+            self._failed("get_many", exc)
+            self._misses += len(by_stored)
+            return {}
+        result: dict[str, Any] = {}
+        for stored_key, stored in found.items():
+            key = by_stored[stored_key]
+            try:
+                result[key] = self._loads(key, stored)
+            except SerializationError as exc:
+                self._undecodable(key, exc)
+        self._hits += len(result)
+        self._misses += len(by_stored) - len(result)
+        return result
+
+    def has_key(self, key: str, version: int | None = None) -> bool:
+        """Return whether ``key`` holds a live value (without counting a hit or miss)."""
+        stored_key = self.make_key(key, version)
+        try:
+            return self.backend.get(stored_key) is not None
+        except BackendUnavailableError as exc:
+            self._failed("has_key", exc)
+            return False
+
+    def __contains__(self, key: str) -> bool:
+        return self.has_key(key)
+
+    # -- writes ----------------------------------------------------------------
+
+    def set(self, key: str, value: Any, timeout: Timeout = DEFAULT_TIMEOUT,
+            version: int | None = None) -> None:
+        """Store ``value`` under ``key``; a timeout of 0 or less deletes it instead.
+
+        :raises SerializationError: if the value cannot be serialized.
+        """
+        stored_key = self.make_key(key, version)
+        ttl = self._ttl(timeout)
+        if ttl == 0:
+            self._delete_stored(stored_key)
+            return
+        data = self._dumps(key, value)
+        try:
+            self.backend.set(stored_key, data, ttl)
+        except BackendUnavailableError as exc:
+            self._failed("set", exc)
+            return
+        self._sets += 1
+
+    def add(self, key: str, value: Any, timeout: Timeout = DEFAULT_TIMEOUT,
+            version: int | None = None) -> bool:
+        """Store ``value`` only if ``key`` holds nothing; return whether it was stored.
+
+        A timeout of 0 or less stores nothing and returns ``False``.
+        """
+        stored_key = self.make_key(key, version)
+        ttl = self._ttl(timeout)
+        if ttl == 0:
+            return False
+        data = self._dumps(key, value)
+        try:
+            added = self.backend.add(stored_key, data, ttl)
+        except BackendUnavailableError as exc:
+            self._failed("add", exc)
+            return False
+        if added:
+            self._sets += 1
+        return added
+
+    def set_many(self, mapping: Mapping[str, Any], timeout: Timeout = DEFAULT_TIMEOUT,
+                 version: int | None = None) -> list[str]:
+        """Store every item; return the keys that could not be stored (all of them in an outage)."""
+        ttl = self._ttl(timeout)
+        if ttl == 0:
+            self.delete_many(mapping, version)
+            return []
+        items = {self.make_key(key, version): self._dumps(key, value) for key, value in mapping.items()}
+        if not items:
+            return []
+        try:
+            self.backend.set_many(items, ttl)
+        except BackendUnavailableError as exc:
+            self._failed("set_many", exc)
+            return list(mapping)
+        self._sets += len(items)
+        return []
+
+    def _delete_stored(self, stored_key: str) -> bool:
+        try:
+            deleted = self.backend.delete(stored_key)
+        except BackendUnavailableError as exc:
+            self._failed("delete", exc)
+            return False
+        self._deletes += 1
+        return deleted
+
+    def delete(self, key: str, version: int | None = None) -> bool:
+        """Remove ``key``; return whether it was there."""
+        return self._delete_stored(self.make_key(key, version))
+
+    def delete_many(self, keys: Iterable[str], version: int | None = None) -> None:
+        """Remove every key in ``keys``."""
+        stored_keys = [self.make_key(key, version) for key in keys]
+        if not stored_keys:
+            return
+        try:
+            self.backend.delete_many(stored_keys)
+        except BackendUnavailableError as exc:
+            self._failed("delete_many", exc)
+            return
+        self._deletes += len(stored_keys)
+
+    def incr(self, key: str, delta: int = 1, version: int | None = None) -> int:
+        """Add ``delta`` to the integer under ``key`` in the backend and return it.
+
+        Unlike reads and writes, a backend outage is raised even under
+        ``on_error="ignore"``: there is no value to return.
+
+        :raises MissingKeyError: if ``key`` is not stored.
+        :raises BackendError: if the stored value is not an integer.
+        """
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise TypeError(f"delta must be an int, got {delta!r}.")
+        stored_key = self.make_key(key, version)
+        try:
+            return self.backend.incr(stored_key, delta)
+        except MissingKeyError:
+            raise MissingKeyError(key) from None
+        except BackendUnavailableError as exc:
+            self._errors += 1
+            raise exc
+
+    def decr(self, key: str, delta: int = 1, version: int | None = None) -> int:
+        """Subtract ``delta``; see :meth:`incr`."""
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise TypeError(f"delta must be an int, got {delta!r}.")
+        return self.incr(key, -delta, version)
+
+    def touch(self, key: str, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        """Give ``key`` a new timeout; return whether it was there. 0 or less deletes it."""
+        stored_key = self.make_key(key, version)
+        ttl = self._ttl(timeout)
+        if ttl == 0:
+            return self._delete_stored(stored_key)
+        try:
+            return self.backend.touch(stored_key, ttl)
+        except BackendUnavailableError as exc:
+            self._failed("touch", exc)
+            return False
+
+    def get_or_set(self, key: str, default: Callable[[], T] | T, timeout: Timeout = DEFAULT_TIMEOUT,
+                   version: int | None = None) -> T:
+        """Return the value under ``key``; on a miss store ``default`` (calling it if callable).
+
+        When ``default`` is callable, only one caller at a time computes a
+        missing key, across threads and processes (the lock lives in the
+        backend); the others wait up to ``lock_timeout`` seconds and then read
+        the fresh value. A caller that waited that long computes the value
+        itself rather than fail.
+        """
+        value = self.get(key, _MISSING, version)
+        if value is not _MISSING:
+            return value  # type: ignore[no-any-return]
+        if not callable(default):
+            self.add(key, default, timeout, version)
+            return self.get(key, default, version)  # type: ignore[no-any-return]
+        compute: Callable[[], T] = default
+        stored_key = self.make_key(key, version)
+        try:
+            lock = self.backend.lock("cachekit.lock:" + stored_key, ttl=self.lock_ttl)
+            acquired = lock.acquire(timeout=self.lock_timeout)
+        except BackendUnavailableError as exc:
+            self._failed("lock", exc)
+            return compute()
+        if not acquired:
+            self._lock_waits += 1
+            logger.info("%s", LockTimeoutError(stored_key, self.lock_timeout))
+            value = self.get(key, _MISSING, version)
+            if value is not _MISSING:
+                return value  # type: ignore[no-any-return]
+            result = compute()
+            self.set(key, result, timeout, version)
+            return result
+        try:
+            value = self.get(key, _MISSING, version)
+            if value is not _MISSING:
+                self._lock_waits += 1
+                return value  # type: ignore[no-any-return]
+            result = compute()
+            self.set(key, result, timeout, version)
+            return result
+        finally:
+            try:
+                lock.release()
+            except BackendUnavailableError as exc:
+                self._failed("unlock", exc)
+
+    def gets(self, key: str, version: int | None = None) -> tuple[Any, Any] | None:
+        """Return ``(value, token)`` for a later :meth:`cas`, or ``None`` on a miss.
+
+        :raises NotImplementedError: if the backend has no compare-and-set.
+        :raises BackendUnavailableError: always raised: a caller doing
+            read-modify-write must know the read failed.
+        """
+        stored_key = self.make_key(key, version)
+        gets = getattr(self.backend, "gets", None)
+        if gets is None:
+            raise NotImplementedError(f"{self.backend!r} does not support compare-and-set.")
+        try:
+            found = gets(stored_key)
+        except BackendUnavailableError:
+            self._errors += 1
+            raise
+        if found is None:
+            self._misses += 1
+            return None
+        self._hits += 1
+        return self._loads(key, found[0]), found[1]
+
+    def cas(self, key: str, value: Any, token: Any, timeout: Timeout = DEFAULT_TIMEOUT,
+            version: int | None = None) -> bool:
+        """Store ``value`` if ``key`` is unchanged since :meth:`gets` returned ``token``.
+
+        Returns ``False`` if the key changed or vanished meanwhile; outages raise.
+        """
+        stored_key = self.make_key(key, version)
+        ttl = self._ttl(timeout)
+        data = self._dumps(key, value)
+        if ttl == 0:
+            ttl = 0.001  # expire at once, but only if the compare succeeds
+        try:
+            stored: bool = self.backend.cas(stored_key, data, token, ttl)  # type: ignore[attr-defined]
+        except BackendUnavailableError:
+            self._errors += 1
+            raise
+        if stored:
+            self._sets += 1
+        return stored
+
+    def incr_version(self, key: str, delta: int = 1, version: int | None = None) -> int:
+        """Move the value under ``key`` to version ``version + delta``; return the new version.
+
+        :raises MissingKeyError: if ``key`` is not stored at ``version``.
+        """
+        if version is None:
+            version = self.version
+        value = self.get(key, _MISSING, version)
+        if value is _MISSING:
+            raise MissingKeyError(key)
+        self.set(key, value, version=version + delta)
+        self.delete(key, version=version)
+        return version + delta
+
+    def decr_version(self, key: str, delta: int = 1, version: int | None = None) -> int:
+        """Move the value under ``key`` to version ``version - delta``; see :meth:`incr_version`."""
+        return self.incr_version(key, -delta, version)
+
+    def clear(self) -> None:
+        """Remove this cache's keys: those under its prefix, or every key if it has none."""
+        try:
+            self.backend.clear(f"{self.key_prefix}:" if self.key_prefix else "")
+        except BackendUnavailableError as exc:
+            self._failed("clear", exc)
+
+    def close(self) -> None:
+        """Release the backend's connections; the cache reconnects if used again."""
+        self.backend.close()
+
+    # -- observability ---------------------------------------------------------
+
+    def stats(self) -> dict[str, int | float]:
+        """Return this cache's counters since it was built.
+
+        Counts are kept without a lock; under heavy threading a few increments
+        may be lost, which is the price of leaving them always on.
+        """
+        lookups = self._hits + self._misses
+        return {
+            "hits": self._hits,
+            "misses": self._misses,
+            "sets": self._sets,
+            "deletes": self._deletes,
+            "errors": self._errors,
+            "lock_waits": self._lock_waits,
+            "hit_ratio": self._hits / lookups if lookups else 0.0,
+        }
+
+    def reset_stats(self) -> None:
+        """Set every counter back to zero."""
+        self._hits = self._misses = self._sets = self._deletes = self._errors = 0
+        self._lock_waits = 0

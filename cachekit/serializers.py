@@ -1,0 +1,137 @@
+"""Serializers turn cached values into bytes and back.
+
+Both serializers store ``int`` values as ASCII digits (``b"42"``), so a backend
+can run ``incr`` on the server, and both can compress large payloads with zlib
+above a size threshold. The first byte tells the formats apart: digits or ``-``
+for integers, ``Z`` for compressed data, anything else for the serializer's own
+format (pickle always starts with ``0x80``).
+
+* :class:`PickleSerializer` is the cache's default: the cache store is trusted
+  and pickle round-trips any Python object.
+* :class:`JSONSerializer` is for data a client can influence (sessions): it can
+  never run code while loading.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zlib
+from typing import Any
+from typing import Protocol
+
+from cachekit.exceptions import ConfigurationError
+from cachekit.exceptions import SerializationError
+
+_COMPRESSED = b"Z"
+_DIGIT_STARTS = frozenset(b"-0123456789")
+
+
+class Serializer(Protocol):
+    """Converts values to bytes and back."""
+
+    def dumps(self, value: Any) -> bytes:
+        """Return ``value`` as bytes.
+
+        :raises SerializationError: if the value cannot be serialized.
+        """
+        ...
+
+    def loads(self, data: bytes) -> Any:
+        """Return the value ``data`` encodes.
+
+        :raises SerializationError: if ``data`` is not valid for this serializer.
+        """
+        ...
+
+
+class _CompressingSerializer:
+    """Shared integer fast path and optional zlib compression."""
+
+    def __init__(self, *, compress_threshold: int | None = None, compress_level: int = 6) -> None:
+        if compress_threshold is not None and compress_threshold < 0:
+            raise ConfigurationError(
+                f"compress_threshold must be >= 0 or None, got {compress_threshold!r}.",
+                setting="compress_threshold",
+            )
+        if not 0 <= compress_level <= 9:
+            raise ConfigurationError(
+                f"compress_level must be 0..9, got {compress_level!r}.", setting="compress_level"
+            )
+        #: Payloads longer than this many bytes are zlib-compressed; ``None`` disables.
+        self.compress_threshold = compress_threshold
+        #: zlib level used when compressing.
+        self.compress_level = compress_level
+
+    def _encode(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def _decode(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+    def dumps(self, value: Any) -> bytes:
+        """Serialize ``value``; integers become ASCII digits."""
+        if type(value) is int:
+            return str(value).encode()
+        try:
+            data = self._encode(value)
+        except SerializationError:
+            raise
+        except Exception as exc:  # pickle and json raise many unrelated types
+            raise SerializationError(
+                f"Cannot serialize a value of type {type(value).__name__!r}: {exc}"
+            ) from exc
+        threshold = self.compress_threshold
+        if threshold is not None and len(data) > threshold:
+            packed = zlib.compress(data, self.compress_level)
+            if len(packed) + 1 < len(data):
+                return _COMPRESSED + packed
+        return data
+
+    def loads(self, data: bytes) -> Any:
+        """Deserialize bytes written by :meth:`dumps`."""
+        try:
+            if data[:1] == _COMPRESSED:
+                return self._decode(zlib.decompress(data[1:]))
+            if data and data[0] in _DIGIT_STARTS:
+                try:
+                    return int(data)
+                except ValueError:
+                    pass  # a float or other JSON text: let the format decide
+            return self._decode(data)
+        except Exception as exc:
+            raise SerializationError(f"Cannot deserialize {len(data)} stored bytes: {exc}") from exc
+
+
+class PickleSerializer(_CompressingSerializer):
+    """Pickle, for the trusted cache store; the default for :class:`cachekit.Cache`."""
+
+    def __init__(
+        self,
+        *,
+        protocol: int = pickle.HIGHEST_PROTOCOL,
+        compress_threshold: int | None = None,
+        compress_level: int = 6,
+    ) -> None:
+        super().__init__(compress_threshold=compress_threshold, compress_level=compress_level)
+        #: The pickle protocol; must be 2 or higher so pickles start with ``0x80``.
+        self.protocol = max(protocol, 2)
+
+    def _encode(self, value: Any) -> bytes:
+        return pickle.dumps(value, self.protocol)
+
+    def _decode(self, data: bytes) -> Any:
+        return pickle.loads(data)
+
+
+class JSONSerializer(_CompressingSerializer):
+    """Compact UTF-8 JSON; never executes code on load."""
+
+    def _encode(self, value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+    def _decode(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+__all__ = ["JSONSerializer", "PickleSerializer", "Serializer"]

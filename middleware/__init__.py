@@ -1,0 +1,1 @@
+"""WSGI middleware for cachekit sessions and page caching."""

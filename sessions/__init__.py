@@ -1,0 +1,1 @@
+"""Session object and session stores for cachekit."""

@@ -1,0 +1,372 @@
+"""The backend conformance suite: every backend must pass every test here.
+
+Written once against the parametrized ``backend_harness`` fixture (see
+``tests/conftest.py``); a new backend joins by adding a fixture and a name
+to ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from cachekit.backends.base import Backend
+from cachekit.exceptions import BackendError
+from cachekit.exceptions import MissingKeyError
+from tests.conftest import BackendHarness
+
+MIB = 1024 * 1024
+
+
+def test_implements_protocol(backend: Backend) -> None:
+    assert isinstance(backend, Backend)
+
+
+def test_get_missing_is_none(backend: Backend) -> None:
+    assert backend.get("absent") is None
+
+
+def test_set_then_get(backend: Backend) -> None:
+    backend.set("k", b"value", ttl=None)
+    assert backend.get("k") == b"value"
+
+
+def test_set_replaces(backend: Backend) -> None:
+    backend.set("k", b"one", ttl=None)
+    backend.set("k", b"two", ttl=None)
+    assert backend.get("k") == b"two"
+
+
+def test_empty_bytes_value_is_not_a_miss(backend: Backend) -> None:
+    backend.set("k", b"", ttl=None)
+    assert backend.get("k") == b""
+
+
+def test_binary_value_round_trips(backend: Backend) -> None:
+    value = bytes(range(256)) * 4
+    backend.set("k", value, ttl=None)
+    assert backend.get("k") == value
+
+
+def test_large_value_one_mib(backend: Backend, backend_harness: BackendHarness) -> None:
+    # memcached's default item limit is 1 MiB including overhead: stay just under it there
+    size = MIB - 1024 if backend_harness.name.startswith("memcached") else MIB
+    value = b"x" * size
+    backend.set("big", value, ttl=None)
+    assert backend.get("big") == value
+
+
+def test_unicode_key(backend: Backend) -> None:
+    backend.set("ключ-🔑-键", b"v", ttl=None)
+    assert backend.get("ключ-🔑-键") == b"v"
+    assert backend.get("ключ-🔑-") is None
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("with space", id="space"),
+        pytest.param("tab\there", id="tab"),
+        pytest.param("line\nbreak", id="newline"),
+        pytest.param("nul\x00byte", id="nul"),
+        pytest.param("k" * 300, id="300-chars"),
+        pytest.param("é" * 200, id="400-utf8-bytes"),
+    ],
+)
+def test_awkward_keys_are_stored(backend: Backend, key: str) -> None:
+    backend.set(key, b"v", ttl=None)
+    assert backend.get(key) == b"v"
+    assert backend.delete(key) is True
+    assert backend.get(key) is None
+
+
+def test_distinct_long_keys_do_not_collide(backend: Backend) -> None:
+    a, b = "a" * 300 + "1", "a" * 300 + "2"
+    backend.set(a, b"1", ttl=None)
+    backend.set(b, b"2", ttl=None)
+    assert (backend.get(a), backend.get(b)) == (b"1", b"2")
+
+
+def test_ttl_none_does_not_expire(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    backend.set("k", b"v", ttl=None)
+    backend_harness.expire()
+    assert backend.get("k") == b"v"
+
+
+def test_ttl_expires(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    backend.set("k", b"v", ttl=backend_harness.short_ttl)
+    assert backend.get("k") == b"v"
+    assert backend_harness.eventually(lambda: backend.get("k") is None)
+
+
+def test_long_ttl_keeps_value(backend: Backend) -> None:
+    backend.set("k", b"v", ttl=3600)
+    assert backend.get("k") == b"v"
+
+
+def test_ttl_over_thirty_days(backend: Backend) -> None:
+    backend.set("k", b"v", ttl=31 * 24 * 3600)
+    assert backend.get("k") == b"v"
+
+
+def test_fractional_ttl_is_accepted(backend: Backend) -> None:
+    backend.set("k", b"v", ttl=2.5)
+    assert backend.get("k") == b"v"
+
+
+def test_add_absent_key(backend: Backend) -> None:
+    assert backend.add("k", b"one", ttl=None) is True
+    assert backend.get("k") == b"one"
+
+
+def test_add_keeps_existing_value(backend: Backend) -> None:
+    backend.set("k", b"one", ttl=None)
+    assert backend.add("k", b"two", ttl=None) is False
+    assert backend.get("k") == b"one"
+
+
+def test_add_after_expiry(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    backend.set("k", b"old", ttl=backend_harness.short_ttl)
+    assert backend_harness.eventually(lambda: backend.get("k") is None)
+    assert backend.add("k", b"new", ttl=None) is True
+    assert backend.get("k") == b"new"
+
+
+def test_add_with_ttl_expires(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    assert backend.add("k", b"v", ttl=backend_harness.short_ttl) is True
+    assert backend_harness.eventually(lambda: backend.get("k") is None)
+
+
+def test_delete_present(backend: Backend) -> None:
+    backend.set("k", b"v", ttl=None)
+    assert backend.delete("k") is True
+    assert backend.get("k") is None
+
+
+def test_delete_absent(backend: Backend) -> None:
+    assert backend.delete("absent") is False
+
+
+def test_get_many_returns_found_only(backend: Backend) -> None:
+    backend.set("a", b"1", ttl=None)
+    backend.set("c", b"3", ttl=None)
+    assert backend.get_many(["a", "b", "c"]) == {"a": b"1", "c": b"3"}
+
+
+def test_get_many_empty(backend: Backend) -> None:
+    assert backend.get_many([]) == {}
+
+
+def test_get_many_all_missing(backend: Backend) -> None:
+    assert backend.get_many(["x", "y"]) == {}
+
+
+def test_get_many_awkward_keys(backend: Backend) -> None:
+    keys = ["sp ace", "k" * 300, "ü"]
+    for i, key in enumerate(keys):
+        backend.set(key, str(i).encode() + b"!", ttl=None)
+    assert backend.get_many(keys) == {key: str(i).encode() + b"!" for i, key in enumerate(keys)}
+
+
+def test_get_many_hundred(backend: Backend) -> None:
+    items = {f"k{i}": f"v{i}".encode() for i in range(100)}
+    backend.set_many(items, ttl=None)
+    assert backend.get_many(list(items)) == items
+
+
+def test_set_many_then_get(backend: Backend) -> None:
+    backend.set_many({"a": b"1", "b": b"2"}, ttl=None)
+    assert backend.get("a") == b"1"
+    assert backend.get("b") == b"2"
+
+
+def test_set_many_empty(backend: Backend) -> None:
+    backend.set_many({}, ttl=None)
+    assert backend.get_many(["a"]) == {}
+
+
+def test_set_many_with_ttl_expires(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    backend.set_many({"a": b"1", "b": b"2"}, ttl=backend_harness.short_ttl)
+    assert backend.get_many(["a", "b"]) == {"a": b"1", "b": b"2"}
+    assert backend_harness.eventually(lambda: backend.get_many(["a", "b"]) == {})
+
+
+def test_delete_many(backend: Backend) -> None:
+    backend.set_many({"a": b"1", "b": b"2", "c": b"3"}, ttl=None)
+    backend.delete_many(["a", "b", "missing"])
+    assert backend.get_many(["a", "b", "c"]) == {"c": b"3"}
+
+
+def test_delete_many_empty(backend: Backend) -> None:
+    backend.set("a", b"1", ttl=None)
+    backend.delete_many([])
+    assert backend.get("a") == b"1"
+
+
+def test_incr(backend: Backend) -> None:
+    backend.set("n", b"10", ttl=None)
+    assert backend.incr("n", 5) == 15
+    assert int(backend.get("n") or b"") == 15
+
+
+def test_incr_negative_delta(backend: Backend) -> None:
+    backend.set("n", b"10", ttl=None)
+    assert backend.incr("n", -3) == 7
+
+
+def test_incr_missing_key_raises(backend: Backend) -> None:
+    with pytest.raises(MissingKeyError):
+        backend.incr("absent", 1)
+
+
+def test_incr_missing_is_value_error(backend: Backend) -> None:
+    with pytest.raises(ValueError, match="absent"):
+        backend.incr("absent", 1)
+
+
+def test_incr_expired_key_raises(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    backend.set("n", b"1", ttl=backend_harness.short_ttl)
+    assert backend_harness.eventually(lambda: backend.get("n") is None)
+    with pytest.raises(MissingKeyError):
+        backend.incr("n", 1)
+
+
+def test_incr_non_integer_raises_backend_error(backend: Backend) -> None:
+    backend.set("s", b"\x80not-a-number", ttl=None)
+    with pytest.raises(BackendError):
+        backend.incr("s", 1)
+    assert backend.get("s") == b"\x80not-a-number"
+
+
+def test_incr_keeps_ttl(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    backend.set("n", b"1", ttl=backend_harness.short_ttl)
+    backend.incr("n", 1)
+    assert backend_harness.eventually(lambda: backend.get("n") is None)
+
+
+def test_incr_is_atomic_across_threads(backend: Backend) -> None:
+    backend.set("n", b"0", ttl=None)
+
+    def work() -> None:
+        for _ in range(100):
+            backend.incr("n", 1)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert int(backend.get("n") or b"") == 400
+
+
+def test_touch_present(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    backend.set("k", b"v", ttl=None)
+    assert backend.touch("k", backend_harness.short_ttl) is True
+    assert backend_harness.eventually(lambda: backend.get("k") is None)
+
+
+def test_touch_extends(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    backend.set("k", b"v", ttl=backend_harness.short_ttl)
+    assert backend.touch("k", 3600) is True
+    backend_harness.expire()
+    assert backend.get("k") == b"v"
+
+
+def test_touch_to_none_persists(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    backend.set("k", b"v", ttl=backend_harness.short_ttl)
+    assert backend.touch("k", None) is True
+    backend_harness.expire()
+    assert backend.get("k") == b"v"
+
+
+def test_touch_absent(backend: Backend) -> None:
+    assert backend.touch("absent", 10) is False
+
+
+def test_clear_everything(backend: Backend) -> None:
+    backend.set_many({"a": b"1", "b": b"2"}, ttl=None)
+    backend.clear()
+    assert backend.get_many(["a", "b"]) == {}
+
+
+def test_clear_prefix_only(backend: Backend) -> None:
+    backend.set_many({"app:1:a": b"1", "other:1:b": b"2"}, ttl=None)
+    backend.clear("app:")
+    assert backend.get("app:1:a") is None
+    assert backend.get("other:1:b") == b"2"
+
+
+def test_usable_after_close(backend: Backend) -> None:
+    backend.set("k", b"v", ttl=None)
+    backend.close()
+    assert backend.get("k") == b"v"
+
+
+def test_lock_excludes_second_holder(backend: Backend) -> None:
+    first = backend.lock("L", ttl=10)
+    second = backend.lock("L", ttl=10)
+    assert first.acquire(blocking=False) is True
+    assert second.acquire(blocking=False) is False
+    first.release()
+    assert second.acquire(blocking=False) is True
+    second.release()
+
+
+def test_lock_blocking_timeout(backend: Backend) -> None:
+    first = backend.lock("L", ttl=10)
+    assert first.acquire(blocking=False)
+    try:
+        assert backend.lock("L", ttl=10).acquire(timeout=0.2) is False
+    finally:
+        first.release()
+
+
+def test_lock_waiter_gets_lock_after_release(backend: Backend) -> None:
+    first = backend.lock("L", ttl=10)
+    assert first.acquire()
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(backend.lock("L", ttl=10).acquire(timeout=5)))
+    waiter.start()
+    first.release()
+    waiter.join(6)
+    assert got == [True]
+
+
+def test_lock_expires(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    ttl = backend_harness.short_ttl
+    first = backend.lock("L", ttl=ttl)
+    assert first.acquire(blocking=False)
+    second = backend.lock("L", ttl=10)
+    assert backend_harness.eventually(lambda: second.acquire(blocking=False))
+    second.release()
+
+
+def test_expired_lock_release_keeps_new_holder(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    first = backend.lock("L", ttl=backend_harness.short_ttl)
+    assert first.acquire(blocking=False)
+    second = backend.lock("L", ttl=10)
+    assert backend_harness.eventually(lambda: second.acquire(blocking=False))
+    first.release()  # too late: must not free the second holder's lock
+    assert backend.lock("L", ttl=10).acquire(blocking=False) is False
+    second.release()
+
+
+def test_locks_with_different_names_are_independent(backend: Backend) -> None:
+    a = backend.lock("A", ttl=10)
+    b = backend.lock("B", ttl=10)
+    assert a.acquire(blocking=False) and b.acquire(blocking=False)
+    a.release()
+    b.release()
