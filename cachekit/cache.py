@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import enum
 import logging
+import sys
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -19,8 +20,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Literal
+from typing import TypeAlias
 from typing import TypeVar
-from typing import Union
 
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
@@ -52,7 +53,7 @@ _MISSING = _Missing.MISSING
 
 #: What a ``timeout`` argument may be: seconds, a timedelta, ``None`` (never
 #: expires) or :data:`DEFAULT_TIMEOUT`. ``0`` or less means "do not store".
-Timeout = Union[float, datetime.timedelta, None, Literal[_Default.TIMEOUT]]
+Timeout: TypeAlias = float | datetime.timedelta | None | Literal[_Default.TIMEOUT]
 KeyFunction = Callable[[str, str, int], str]
 
 
@@ -62,7 +63,28 @@ class _Pickled(bytes):
     __slots__ = ()
 
 
-_ATOMS = frozenset({str, bytes, int, float, bool, complex})
+class _Copied:
+    """A private copy of a flat dict, list or set kept in an object-storing backend.
+
+    Its items are all immutable, so a shallow copy on each read is as safe as
+    unpickling and several times cheaper.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: dict[Any, Any] | list[Any] | set[Any]) -> None:
+        self.data = data
+
+    def __sizeof__(self) -> int:
+        return sys.getsizeof(self.data) + 64 * len(self.data)
+
+
+_ATOMS = frozenset({str, bytes, int, float, bool, complex, type(None)})
+_FLAT_CONTAINERS = frozenset({dict, list, set})
+
+
+def _all_atoms(items: Iterable[Any]) -> bool:
+    return _ATOMS.issuperset(map(type, items))
 
 
 def _is_immutable(value: Any) -> bool:
@@ -70,7 +92,7 @@ def _is_immutable(value: Any) -> bool:
     if kind in _ATOMS:
         return True
     if kind is tuple or kind is frozenset:
-        return all(v is None or _is_immutable(v) for v in value)
+        return all(_is_immutable(v) for v in value)
     return False
 
 
@@ -111,6 +133,9 @@ class Cache:
         is computing the same key before computing it itself.
     :param lock_ttl: how long a computing caller may hold the lock before it expires.
     :param name: a label for logs and ``repr``.
+    :param clock: wall-clock seconds, shared across processes, used for stale
+        windows and early refresh (:mod:`cachekit.stampede`) and page ages; tests
+        pass a fake one.
     """
 
     def __init__(
@@ -126,6 +151,7 @@ class Cache:
         lock_timeout: float = 10.0,
         lock_ttl: float = 30.0,
         name: str = "",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         seconds = _seconds(default_timeout, "TIMEOUT")
         if seconds is not None and seconds <= 0:
@@ -133,9 +159,7 @@ class Cache:
                 f"TIMEOUT must be positive or None, got {default_timeout!r}.", setting="TIMEOUT"
             )
         if not isinstance(key_prefix, str):
-            raise ConfigurationError(
-                f"KEY_PREFIX must be a str, got {key_prefix!r}.", setting="KEY_PREFIX"
-            )
+            raise ConfigurationError(f"KEY_PREFIX must be a str, got {key_prefix!r}.", setting="KEY_PREFIX")
         if not isinstance(version, int) or isinstance(version, bool):
             raise ConfigurationError(f"VERSION must be an int, got {version!r}.", setting="VERSION")
         if on_error not in ("ignore", "raise"):
@@ -167,6 +191,8 @@ class Cache:
         self.lock_ttl = float(lock_ttl)
         #: A label for logs.
         self.name = name
+        #: Wall clock for stale windows, XFetch and page ages (``time.time`` by default).
+        self.clock = clock
         self.serializer: Serializer = serializer or PickleSerializer()
         self._key_function = key_function
         self._key_head = f"{key_prefix}:{version}:"
@@ -206,8 +232,16 @@ class Cache:
         return seconds
 
     def _dumps(self, key: str, value: Any) -> Any:
-        if self._objects and value is not None and _is_immutable(value):
-            return value  # nothing can mutate it, so no copy is needed
+        if self._objects and value is not None:
+            kind = type(value)
+            if _is_immutable(value):
+                return value  # nothing can mutate it, so no copy is needed
+            if (
+                kind in _FLAT_CONTAINERS
+                and _all_atoms(value)
+                and (kind is not dict or _all_atoms(value.values()))
+            ):
+                return _Copied(value.copy())
         try:
             data = self.serializer.dumps(value)
         except SerializationError as exc:
@@ -218,8 +252,12 @@ class Cache:
         return _Pickled(data) if self._objects else data
 
     def _loads(self, key: str, stored: Any) -> Any:
-        if self._objects and type(stored) is not _Pickled:
-            return stored
+        if self._objects:
+            kind = type(stored)
+            if kind is _Copied:
+                return stored.data.copy()
+            if kind is not _Pickled:
+                return stored
         return self.serializer.loads(stored)
 
     # -- failure policy ------------------------------------------------------
@@ -242,16 +280,20 @@ class Cache:
         self._errors += 1
         if self._raise:
             raise exc
-        logger.warning("cache %s: stored value for %r is unreadable, treating as a miss: %s",
-                       self.name or "-", key, exc)
+        logger.warning(
+            "cache %s: stored value for %r is unreadable, treating as a miss: %s", self.name or "-", key, exc
+        )
 
     # -- reads -----------------------------------------------------------------
 
     def get(self, key: str, default: Any = None, version: int | None = None) -> Any:
         """Return the value stored under ``key``, or ``default`` on a miss."""
-        stored_key = self.make_key(key, version)
+        if type(key) is str and version is None and self._key_function is None:
+            stored_key = self._key_head + key  # the hot path: skip make_key's checks
+        else:
+            stored_key = self.make_key(key, version)
         try:
-            stored = self.backend.get(stored_key)
+            stored: Any = self.backend.get(stored_key)
         except BackendUnavailableError as exc:
             self._failed("get", exc)
             self._misses += 1
@@ -259,9 +301,11 @@ class Cache:
         if stored is None:
             self._misses += 1
             return default
-        if self._objects and type(stored) is not _Pickled:
-            self._hits += 1
-            return stored
+        if self._objects:
+            kind = type(stored)
+            if kind is not _Pickled:
+                self._hits += 1
+                return stored.data.copy() if kind is _Copied else stored
         try:
             value = self.serializer.loads(stored)
         except SerializationError as exc:
@@ -305,8 +349,9 @@ class Cache:
 
     # -- writes ----------------------------------------------------------------
 
-    def set(self, key: str, value: Any, timeout: Timeout = DEFAULT_TIMEOUT,
-            version: int | None = None) -> None:
+    def set(
+        self, key: str, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> None:
         """Store ``value`` under ``key``; a timeout of 0 or less deletes it instead.
 
         :raises SerializationError: if the value cannot be serialized.
@@ -324,8 +369,9 @@ class Cache:
             return
         self._sets += 1
 
-    def add(self, key: str, value: Any, timeout: Timeout = DEFAULT_TIMEOUT,
-            version: int | None = None) -> bool:
+    def add(
+        self, key: str, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
         """Store ``value`` only if ``key`` holds nothing; return whether it was stored.
 
         A timeout of 0 or less stores nothing and returns ``False``.
@@ -344,8 +390,9 @@ class Cache:
             self._sets += 1
         return added
 
-    def set_many(self, mapping: Mapping[str, Any], timeout: Timeout = DEFAULT_TIMEOUT,
-                 version: int | None = None) -> list[str]:
+    def set_many(
+        self, mapping: Mapping[str, Any], timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[str]:
         """Store every item; return the keys that could not be stored (all of them in an outage)."""
         ttl = self._ttl(timeout)
         if ttl == 0:
@@ -425,8 +472,18 @@ class Cache:
             self._failed("touch", exc)
             return False
 
-    def get_or_set(self, key: str, default: Callable[[], T] | T, timeout: Timeout = DEFAULT_TIMEOUT,
-                   version: int | None = None) -> T:
+    def get_or_set(
+        self,
+        key: str,
+        default: Callable[[], T] | T,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        stale_while_revalidate: float = 0,
+        stale_if_error: float = 0,
+        beta: float = 0,
+        tags: Iterable[str] = (),
+    ) -> T:
         """Return the value under ``key``; on a miss store ``default`` (calling it if callable).
 
         When ``default`` is callable, only one caller at a time computes a
@@ -434,7 +491,29 @@ class Cache:
         backend); the others wait up to ``lock_timeout`` seconds and then read
         the fresh value. A caller that waited that long computes the value
         itself rather than fail.
+
+        The keyword-only options store the value in a
+        :class:`~cachekit.stampede.CacheEntry` envelope (read such keys back with
+        ``get_or_set``, not :meth:`get`); see :mod:`cachekit.stampede`.
+
+        :param stale_while_revalidate: seconds after expiry during which callers
+            get the stale value at once while one of them recomputes.
+        :param stale_if_error: seconds after expiry during which a computation
+            that raises is answered with the stale value (the error is logged).
+        :param beta: XFetch early-refresh factor; ``1.0`` is the paper's optimum,
+            ``0`` disables it.
+        :param tags: names that :meth:`invalidate_tags` can later invalidate.
         """
+        if (stale_while_revalidate or stale_if_error or beta or tags) and callable(default):
+            from cachekit.stampede import get_or_set_entry
+
+            ttl = self._ttl(timeout)
+            if ttl == 0:
+                return default()  # type: ignore[no-any-return]
+            return get_or_set_entry(
+                self, key, default, ttl, version, stale_while_revalidate=stale_while_revalidate,
+                stale_if_error=stale_if_error, beta=beta, tags=tags,
+            )
         value = self.get(key, _MISSING, version)
         if value is not _MISSING:
             return value  # type: ignore[no-any-return]
@@ -472,6 +551,19 @@ class Cache:
             except BackendUnavailableError as exc:
                 self._failed("unlock", exc)
 
+    def invalidate_tags(self, *tags: str) -> None:
+        """Invalidate every entry stored with any of ``tags``: one ``incr`` per tag, no key scan.
+
+        Tagged entries come from ``get_or_set(..., tags=...)``, ``@memoize(tags=...)``
+        and ``@cache_page(tags=...)``; see :mod:`cachekit.tags`.
+
+        :raises BackendUnavailableError: if the backend is down, whatever
+            ``on_error`` says: a purge that silently did nothing leaves stale content.
+        """
+        from cachekit.tags import invalidate_tags
+
+        invalidate_tags(self, tags)
+
     def gets(self, key: str, version: int | None = None) -> tuple[Any, Any] | None:
         """Return ``(value, token)`` for a later :meth:`cas`, or ``None`` on a miss.
 
@@ -494,8 +586,9 @@ class Cache:
         self._hits += 1
         return self._loads(key, found[0]), found[1]
 
-    def cas(self, key: str, value: Any, token: Any, timeout: Timeout = DEFAULT_TIMEOUT,
-            version: int | None = None) -> bool:
+    def cas(
+        self, key: str, value: Any, token: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
         """Store ``value`` if ``key`` is unchanged since :meth:`gets` returned ``token``.
 
         Returns ``False`` if the key changed or vanished meanwhile; outages raise.

@@ -51,16 +51,18 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def coerce_option(name: str, value: Any, kind: type) -> Any:
+def coerce_option(name: str, value: Any, kind: type, *, from_text: bool = True) -> Any:
     """Convert ``value`` (a URL string or a Python value) to ``kind``.
 
     ``None`` (or the string ``"none"`` for non-str options) passes through.
+    With ``from_text=False`` (settings written in Python) strings are not
+    converted: ``VERSION="2"`` is an error, not ``2``.
 
     :raises ConfigurationError: naming ``name`` when the value does not fit.
     """
     if value is None:
         return None
-    if isinstance(value, str) and kind is not str:
+    if from_text and isinstance(value, str) and kind is not str:
         text = value.strip().lower()
         if text == "none":
             return None
@@ -80,22 +82,22 @@ def coerce_option(name: str, value: Any, kind: type) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         ok = True
     if not ok:
-        raise ConfigurationError(
-            f"Option {name!r} must be {kind.__name__}, got {value!r}.", setting=name
-        )
+        raise ConfigurationError(f"Option {name!r} must be {kind.__name__}, got {value!r}.", setting=name)
     return value
 
 
-def _split_options(options: Mapping[str, Any], backend_cls: type[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _split_options(
+    options: Mapping[str, Any], backend_cls: type[Any], *, from_text: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate cache options from backend options, converting both; reject unknown names."""
     backend_options: Mapping[str, type] = getattr(backend_cls, "OPTIONS", {})
     cache_kwargs: dict[str, Any] = {}
     backend_kwargs: dict[str, Any] = {}
     for name, value in options.items():
         if name in _CACHE_OPTIONS:
-            cache_kwargs[name] = coerce_option(name, value, _CACHE_OPTIONS[name])
+            cache_kwargs[name] = coerce_option(name, value, _CACHE_OPTIONS[name], from_text=from_text)
         elif name in backend_options:
-            backend_kwargs[name] = coerce_option(name, value, backend_options[name])
+            backend_kwargs[name] = coerce_option(name, value, backend_options[name], from_text=from_text)
         else:
             known = ", ".join(sorted({*_CACHE_OPTIONS, *backend_options}))
             raise ConfigurationError(
@@ -145,14 +147,16 @@ def from_url(url: str, *, name: str = "", **options: Any) -> Cache:
             "or 'redis://127.0.0.1:6379/0'.",
             setting="url",
         )
-    merged: dict[str, Any] = {}
+    from_query: dict[str, Any] = {}
     for key, value in query:
-        if key in merged:
+        if key in from_query:
             raise ConfigurationError(f"Option {key!r} is given twice in the cache URL.", setting=key)
-        merged[key] = value
-    merged.update(options)
+        from_query[key] = value
     backend_cls = load_backend(parts.scheme)
-    cache_kwargs, backend_kwargs = _split_options(merged, backend_cls)
+    cache_kwargs, backend_kwargs = _split_options(from_query, backend_cls, from_text=True)
+    typed_cache, typed_backend = _split_options(options, backend_cls, from_text=False)
+    cache_kwargs.update(typed_cache)
+    backend_kwargs.update(typed_backend)
     bare_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", parts.fragment))
     backend = backend_cls.from_url(bare_url, **backend_kwargs)
     return _build_cache(backend, cache_kwargs, name)
@@ -189,7 +193,9 @@ def from_settings(config: Mapping[str, Any], *, name: str = "") -> Cache:
             f"Unknown setting {unknown[0]!r} in CACHES[{name!r}]; known: {', '.join(_SETTINGS_KEYS)}.",
             setting=unknown[0],
         )
-    options = config.get("OPTIONS") or {}
+    options = config.get("OPTIONS")
+    if options is None:
+        options = {}
     if not isinstance(options, Mapping):
         raise ConfigurationError(f"OPTIONS must be a mapping, got {options!r}.", setting="OPTIONS")
     options = dict(options)
@@ -211,7 +217,7 @@ def from_settings(config: Mapping[str, Any], *, name: str = "") -> Cache:
         cache = from_url(backend_name, name=name, **options)
     else:
         backend_cls = load_backend(backend_name)
-        cache_kwargs, backend_kwargs = _split_options(options, backend_cls)
+        cache_kwargs, backend_kwargs = _split_options(options, backend_cls, from_text=False)
         if isinstance(location, str) and "://" in location:
             backend = backend_cls.from_url(location, **backend_kwargs)
         else:
@@ -267,7 +273,9 @@ class CacheHandler:
         with self._guard:
             old, self._caches = self._caches, {}
             self._settings = (
-                None if caches is None else {
+                None
+                if caches is None
+                else {
                     alias: {"BACKEND": entry} if isinstance(entry, str) else entry
                     for alias, entry in caches.items()
                 }

@@ -77,7 +77,9 @@ class ServerProcess:
                 return self
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"{self.name} did not listen on {self.address} within {deadline} s:\n{self.output()}")
+        raise RuntimeError(
+            f"{self.name} did not listen on {self.address} within {deadline} s:\n{self.output()}"
+        )
 
     def output(self) -> str:
         try:
@@ -121,8 +123,22 @@ def redis_server_argv(port: int, workdir: Path, extra: Sequence[str] = ()) -> li
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("redis-server is not installed")
-    return [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
-            "--dir", str(workdir), "--protected-mode", "no", *extra]
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        HOST,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--protected-mode",
+        "no",
+        *extra,
+    ]
 
 
 def start_redis(extra: Sequence[str] = (), port: int | None = None) -> ServerProcess:

@@ -367,6 +367,7 @@ def test_expired_lock_release_keeps_new_holder(backend_harness: BackendHarness) 
 def test_locks_with_different_names_are_independent(backend: Backend) -> None:
     a = backend.lock("A", ttl=10)
     b = backend.lock("B", ttl=10)
-    assert a.acquire(blocking=False) and b.acquire(blocking=False)
+    assert a.acquire(blocking=False)
+    assert b.acquire(blocking=False)
     a.release()
     b.release()
