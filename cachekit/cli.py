@@ -207,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "set":
             command.add_argument("value")
             command.add_argument("--json", action="store_true", help="parse VALUE as JSON")
-            command.add_argument("--timeout", type=_timeout, default=None, help="seconds, or 'none' (default)")
+            command.add_argument(
+                "--timeout", type=_timeout, default=None, help="seconds, or 'none' (default)"
+            )
         command.add_argument("--prefix", help="the cache's KEY_PREFIX")
         command.set_defaults(func=func)
 

@@ -1,0 +1,49 @@
+"""Every ``python`` code block in README.md and docs/ runs, against real servers where named.
+
+Blocks that name ``127.0.0.1:6379`` (Redis) or ``127.0.0.1:11211`` (memcached)
+are pointed at the servers the fixtures started.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import cachekit
+from tests import servers
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+SKIP_FILES = {"docs/examples"}
+
+
+def code_blocks() -> list[tuple[str, int, str]]:
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        relative = str(path.relative_to(ROOT))
+        if any(relative.startswith(prefix) for prefix in SKIP_FILES):
+            continue
+        text = path.read_text()
+        for match in BLOCK.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            found.append((relative, line, match.group(1)))
+    return found
+
+
+BLOCKS = code_blocks()
+
+
+@pytest.mark.parametrize(("path", "line", "code"), BLOCKS, ids=[f"{p}:{n}" for p, n, _ in BLOCKS])
+def test_doc_block_runs(path: str, line: int, code: str, request: pytest.FixtureRequest) -> None:
+    if "127.0.0.1:6379" in code:
+        server: servers.ServerProcess = request.getfixturevalue("redis_server")
+        code = code.replace("127.0.0.1:6379", server.address)
+    if "127.0.0.1:11211" in code:
+        server = request.getfixturevalue("memcached_server")
+        code = code.replace("127.0.0.1:11211", server.address)
+    try:
+        exec(compile(code, f"{path}:{line}", "exec"), {"__name__": "__docs__"})
+    finally:
+        cachekit.caches.configure(None)
