@@ -47,3 +47,21 @@ def test_doc_block_runs(path: str, line: int, code: str, request: pytest.Fixture
         exec(compile(code, f"{path}:{line}", "exec"), {"__name__": "__docs__"})
     finally:
         cachekit.caches.configure(None)
+
+
+def test_docs_build_strictly(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "site" / "index.html").exists()
