@@ -149,9 +149,20 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cachekit.demo import serve
+    # The demo needs sessions and middleware, which sit above cachekit; they
+    # register it as an entry point so cachekit never imports them.
+    from importlib.metadata import entry_points
 
-    serve(host=args.host, port=args.port, url=args.url)
+    found = entry_points(group="cachekit.cli", name="demo")
+    if not found:
+        raise CommandError("the demo is not installed: pip install cachekit-suite", EXIT_USAGE)
+    serve = next(iter(found)).load()
+    try:
+        serve(host=args.host, port=args.port, url=args.url)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", EXIT_USAGE
+        ) from None
     return EXIT_OK
 
 

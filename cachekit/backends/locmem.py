@@ -337,5 +337,15 @@ class LocMemBackend:
         """Return a lock named ``name`` shared by every backend of this location."""
         return LocMemLock(self._store, name, ttl, self._clock)
 
+    def count(self, prefix: str = "") -> int:
+        """Return how many live keys start with ``prefix`` (O(n): for dashboards, not hot paths)."""
+        with self._mutex:
+            now = self._clock()
+            return sum(
+                1
+                for key, entry in self._data.items()
+                if key.startswith(prefix) and (entry[1] is None or entry[1] > now)
+            )
+
     def __len__(self) -> int:
         return len(self._data)
