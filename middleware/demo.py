@@ -51,7 +51,8 @@ table { border-collapse: collapse; } td, th { padding: .25rem .75rem; border-bot
 
 def _page(title: str, body: str) -> bytes:
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)} · cachekit demo</title>"
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)} · cachekit demo</title>"
         f"<style>{_STYLE}</style></head><body><nav><a href='/'>Home</a><a href='/cached'>Cached page</a>"
         f"<a href='/stats'>Stats</a></nav><h1>{html.escape(title)}</h1>{body}</body></html>"
     ).encode()

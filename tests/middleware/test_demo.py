@@ -69,7 +69,8 @@ def test_login_cycles_session_and_logout_clears(demo_url: str) -> None:
     response = client.post(demo_url + "/login", data={"name": "ada"}, timeout=5)
     assert "id='user'>ada<" in response.text
     after = client.cookies.get("session")
-    assert after and after != before
+    assert after
+    assert after != before
     response = client.post(demo_url + "/logout", timeout=5)
     assert "id='user'" not in response.text
 
