@@ -122,7 +122,8 @@ class DemoApp:
         rendered = time.strftime("%H:%M:%S", time.localtime()) + f".{int(time.time() * 1000) % 1000:03d}"
         body = (
             f"<p>Rendered at <strong id='rendered'>{rendered}</strong>.</p>"
-            f"<p id='status'>{_MARKER.decode()}</p><p>Reload: the time stays the same for {CACHED_FOR} s.</p>"
+            f"<p id='status'>{_MARKER.decode()}</p><p>Open it again from the menu: the time stays the same for {CACHED_FOR} s. "
+            "(The reload button asks for a fresh copy, and the cache honours that.)</p>"
         )
         return _respond(start_response, "200 OK", _page("Cached page", body))
 
@@ -170,8 +171,9 @@ class DemoApp:
 
     def logout(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         session: Session = environ["cachekit.session"]
-        session.flush()
-        return _redirect(start_response, "/")
+        session.flush()  # deletes the stored session and, with it, the cookie
+        body = "<p id='logged-out'>You are logged out; your session is gone.</p><p><a href='/'>Home</a></p>"
+        return _respond(start_response, "200 OK", _page("Logged out", body))
 
     def stats(self) -> dict[str, Any]:
         pages = self.page_cache.stats()

@@ -2,40 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-
-import pytest
 import requests
-
-from tests import servers
-
-
-@pytest.fixture(scope="module")
-def demo_url() -> Iterator[str]:
-    port = servers.free_port()
-    env = {**os.environ, "CACHEKIT_URL": ""}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cachekit", "demo", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    deadline = time.monotonic() + 15
-    while not servers.port_open(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            output = process.stdout.read().decode() if process.stdout else ""
-            pytest.fail(f"demo did not start: {output}")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(10)
-    if process.stdout:
-        process.stdout.close()
 
 
 def test_counter_increments_per_session(demo_url: str) -> None:
@@ -72,7 +39,9 @@ def test_login_cycles_session_and_logout_clears(demo_url: str) -> None:
     assert after
     assert after != before
     response = client.post(demo_url + "/logout", timeout=5)
-    assert "id='user'" not in response.text
+    assert "logged out" in response.text
+    assert "session=;" in response.headers["Set-Cookie"] or "Max-Age=0" in response.headers["Set-Cookie"]
+    assert "id='user'" not in client.get(demo_url + "/", timeout=5).text
 
 
 def test_stats_reflect_traffic(demo_url: str) -> None:
