@@ -122,7 +122,8 @@ class DemoApp:
         rendered = time.strftime("%H:%M:%S", time.localtime()) + f".{int(time.time() * 1000) % 1000:03d}"
         body = (
             f"<p>Rendered at <strong id='rendered'>{rendered}</strong>.</p>"
-            f"<p id='status'>{_MARKER.decode()}</p><p>Open it again from the menu: the time stays the same for {CACHED_FOR} s. "
+            f"<p id='status'>{_MARKER.decode()}</p>"
+            f"<p>Open it again from the menu: the time stays the same for {CACHED_FOR} s. "
             "(The reload button asks for a fresh copy, and the cache honours that.)</p>"
         )
         return _respond(start_response, "200 OK", _page("Cached page", body))
