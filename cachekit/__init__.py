@@ -14,6 +14,9 @@ from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import LockTimeoutError
 from cachekit.exceptions import MissingKeyError
 from cachekit.exceptions import SerializationError
+from cachekit.memoize import memoize
+from cachekit.views import cache_page
+from cachekit.views import purge
 
 __version__ = "0.1.0"
 
@@ -29,8 +32,11 @@ __all__ = [
     "MissingKeyError",
     "SerializationError",
     "__version__",
+    "cache_page",
     "caches",
     "configure",
     "from_settings",
     "from_url",
+    "memoize",
+    "purge",
 ]

@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 from typing import Any
+from typing import Generic
 from typing import Literal
 from typing import TypeAlias
 from typing import TypeVar
 
+from cachekit.backends.base import Backend
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import LockTimeoutError
@@ -31,12 +32,11 @@ from cachekit.exceptions import SerializationError
 from cachekit.serializers import PickleSerializer
 from cachekit.serializers import Serializer
 
-if TYPE_CHECKING:
-    from cachekit.backends.base import Backend
-
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# The backend type of a cache front: Backend for Cache, AsyncBackend for AsyncCache.
+_B = TypeVar("_B")
 
 
 class _Default(enum.Enum):
@@ -116,31 +116,18 @@ def _seconds(timeout: Any, setting: str) -> float | None:
     )
 
 
-class Cache:
-    """The cache front: one backend plus key, timeout and serialization rules.
+class _CacheCore(Generic[_B]):
+    """The rules :class:`Cache` and :class:`cachekit.aio.AsyncCache` share.
 
-    :param backend: the byte store (see :mod:`cachekit.backends`).
-    :param default_timeout: seconds (or timedelta) used when a call passes no
-        timeout; ``None`` means values never expire.
-    :param key_prefix: prepended to every key; also scopes :meth:`clear`.
-    :param version: default key version, as in Django.
-    :param key_function: ``f(key, key_prefix, version) -> str`` replacing
-        :func:`default_key_function`; its keys should start with ``"<key_prefix>:"``
-        for :meth:`clear` to stay scoped.
-    :param serializer: defaults to :class:`~cachekit.serializers.PickleSerializer`.
-    :param on_error: ``"ignore"`` (outages become misses and no-ops) or ``"raise"``.
-    :param lock_timeout: how long :meth:`get_or_set` waits for another caller that
-        is computing the same key before computing it itself.
-    :param lock_ttl: how long a computing caller may hold the lock before it expires.
-    :param name: a label for logs and ``repr``.
-    :param clock: wall-clock seconds, shared across processes, used for stale
-        windows and early refresh (:mod:`cachekit.stampede`) and page ages; tests
-        pass a fake one.
+    Checking the settings, building keys, normalizing timeouts, serializing,
+    the failure policy and the counters live here once; the subclasses add
+    only the calls to their (sync or async) backend. The parameters are
+    documented on :class:`Cache`.
     """
 
     def __init__(
         self,
-        backend: Backend,
+        backend: _B,
         *,
         default_timeout: float | datetime.timedelta | None = 300,
         key_prefix: str = "",
@@ -205,7 +192,7 @@ class Cache:
 
     def __repr__(self) -> str:
         label = f"{self.name!r}, " if self.name else ""
-        return f"Cache({label}{self.backend!r}, key_prefix={self.key_prefix!r})"
+        return f"{type(self).__name__}({label}{self.backend!r}, key_prefix={self.key_prefix!r})"
 
     # -- keys, timeouts, values ---------------------------------------------
 
@@ -283,6 +270,53 @@ class Cache:
         logger.warning(
             "cache %s: stored value for %r is unreadable, treating as a miss: %s", self.name or "-", key, exc
         )
+
+    # -- observability ---------------------------------------------------------
+
+    def stats(self) -> dict[str, int | float]:
+        """Return this cache's counters since it was built.
+
+        Counts are kept without a lock; under heavy threading a few increments
+        may be lost, which is the price of leaving them always on.
+        """
+        lookups = self._hits + self._misses
+        return {
+            "hits": self._hits,
+            "misses": self._misses,
+            "sets": self._sets,
+            "deletes": self._deletes,
+            "errors": self._errors,
+            "lock_waits": self._lock_waits,
+            "hit_ratio": self._hits / lookups if lookups else 0.0,
+        }
+
+    def reset_stats(self) -> None:
+        """Set every counter back to zero."""
+        self._hits = self._misses = self._sets = self._deletes = self._errors = 0
+        self._lock_waits = 0
+
+
+class Cache(_CacheCore[Backend]):
+    """The cache front: one backend plus key, timeout and serialization rules.
+
+    :param backend: the byte store (see :mod:`cachekit.backends`).
+    :param default_timeout: seconds (or timedelta) used when a call passes no
+        timeout; ``None`` means values never expire.
+    :param key_prefix: prepended to every key; also scopes :meth:`clear`.
+    :param version: default key version, as in Django.
+    :param key_function: ``f(key, key_prefix, version) -> str`` replacing
+        :func:`default_key_function`; its keys should start with ``"<key_prefix>:"``
+        for :meth:`clear` to stay scoped.
+    :param serializer: defaults to :class:`~cachekit.serializers.PickleSerializer`.
+    :param on_error: ``"ignore"`` (outages become misses and no-ops) or ``"raise"``.
+    :param lock_timeout: how long :meth:`get_or_set` waits for another caller that
+        is computing the same key before computing it itself.
+    :param lock_ttl: how long a computing caller may hold the lock before it expires.
+    :param name: a label for logs and ``repr``.
+    :param clock: wall-clock seconds, shared across processes, used for stale
+        windows and early refresh (:mod:`cachekit.stampede`) and page ages; tests
+        pass a fake one.
+    """
 
     # -- reads -----------------------------------------------------------------
 
@@ -509,10 +543,17 @@ class Cache:
 
             ttl = self._ttl(timeout)
             if ttl == 0:
-                return default()  # type: ignore[no-any-return]
+                return default()
             return get_or_set_entry(
-                self, key, default, ttl, version, stale_while_revalidate=stale_while_revalidate,
-                stale_if_error=stale_if_error, beta=beta, tags=tags,
+                self,
+                key,
+                default,
+                ttl,
+                version,
+                stale_while_revalidate=stale_while_revalidate,
+                stale_if_error=stale_if_error,
+                beta=beta,
+                tags=tags,
             )
         value = self.get(key, _MISSING, version)
         if value is not _MISSING:
@@ -635,27 +676,3 @@ class Cache:
     def close(self) -> None:
         """Release the backend's connections; the cache reconnects if used again."""
         self.backend.close()
-
-    # -- observability ---------------------------------------------------------
-
-    def stats(self) -> dict[str, int | float]:
-        """Return this cache's counters since it was built.
-
-        Counts are kept without a lock; under heavy threading a few increments
-        may be lost, which is the price of leaving them always on.
-        """
-        lookups = self._hits + self._misses
-        return {
-            "hits": self._hits,
-            "misses": self._misses,
-            "sets": self._sets,
-            "deletes": self._deletes,
-            "errors": self._errors,
-            "lock_waits": self._lock_waits,
-            "hit_ratio": self._hits / lookups if lookups else 0.0,
-        }
-
-    def reset_stats(self) -> None:
-        """Set every counter back to zero."""
-        self._hits = self._misses = self._sets = self._deletes = self._errors = 0
-        self._lock_waits = 0

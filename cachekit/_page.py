@@ -1,0 +1,107 @@
+"""A stored page: its layout, how it is built from a response, and how it is served.
+
+Private to :mod:`cachekit.views`. A page is a flat tuple of immutable values,
+so the local-memory backend keeps it without pickling; other backends pickle
+it like any value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from typing import Any
+
+from cachekit.http import Storability
+from cachekit.http import header
+from cachekit.http import is_not_modified
+from cachekit.http import not_modified_headers
+from cachekit.http import parse_http_date
+from cachekit.http import patch_served_headers
+from cachekit.tags import Generations
+from cachekit.tags import generations_valid
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
+    from _typeshed.wsgi import WSGIEnvironment
+
+    from cachekit.cache import Cache
+
+#: A stored page; see the field positions below.
+Page = tuple[Any, ...]
+
+MARK = "cachekit.page/1"
+STATUS, HEADERS, BODY, STORED_AT, FRESH_UNTIL, STALE_UNTIL, ERROR_UNTIL = 1, 2, 3, 4, 5, 6, 7
+ETAG, LAST_MODIFIED, AUTH_OK, TAGS = 8, 9, 10, 11
+
+
+def _after(start: float, seconds: float | None) -> float | None:
+    return None if seconds is None else start + seconds
+
+
+def make_page(
+    status: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    *,
+    now: float,
+    verdict: Storability,
+    etag: str | None,
+    generations: Generations,
+) -> Page:
+    """Build the stored page for a response whose hop-by-hop headers are already stripped.
+
+    The stored headers are those a hit serves, less ``Age``: with
+    ``Cache-Control: max-age``, ``Expires`` and ``ETag`` added where missing.
+    """
+    lifetime = verdict.lifetime
+    served = patch_served_headers(headers, age=None, lifetime=lifetime, stored_at=now, etag=etag)
+    return (
+        MARK,
+        status,
+        tuple((str(name), str(value)) for name, value in served),
+        bytes(body),
+        now,
+        _after(now, lifetime),
+        _after(now, None if lifetime is None else lifetime + verdict.stale_while_revalidate),
+        _after(now, None if lifetime is None else lifetime + verdict.stale_if_error),
+        etag,
+        parse_http_date(header(headers, "last-modified")),
+        verdict.shareable_with_auth,
+        generations,
+    )
+
+
+def usable_page(cache: Cache, stored: Any, *, has_auth: bool) -> Page | None:
+    """Return ``stored`` if it is a page this request may get (any freshness), else ``None``."""
+    if type(stored) is not tuple or not stored or stored[0] != MARK:
+        return None
+    if has_auth and not stored[AUTH_OK]:
+        return None
+    if stored[TAGS] and not generations_valid(cache, stored[TAGS]):
+        return None  # invalidated by tag: not even a stale copy may be served
+    return stored
+
+
+def is_fresh(page: Page, now: float) -> bool:
+    """Whether ``page`` is fresh at ``now``."""
+    fresh_until = page[FRESH_UNTIL]
+    return fresh_until is None or now < fresh_until
+
+
+def serve_page(
+    page: Page, environ: WSGIEnvironment, start_response: StartResponse, now: float, method: str
+) -> Iterable[bytes]:
+    """Answer a request from ``page``: with ``Age``, a ``304`` when a condition matches, no body for HEAD."""
+    headers = list(page[HEADERS])
+    headers.append(("Age", str(max(int(now - page[STORED_AT]), 0))))
+    status: str = page[STATUS]
+    if status[:3] == "200":
+        if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+        if_modified_since = environ.get("HTTP_IF_MODIFIED_SINCE")
+        if (if_none_match is not None or if_modified_since is not None) and is_not_modified(
+            method, if_none_match, if_modified_since, page[ETAG], page[LAST_MODIFIED]
+        ):
+            start_response("304 Not Modified", not_modified_headers(headers))
+            return []
+    start_response(status, headers)
+    return [] if method == "HEAD" else [page[BODY]]

@@ -1,0 +1,585 @@
+"""Per-view caching: the page-cache engine, ``@cache_page`` and ``purge``.
+
+:class:`PageCache` caches whole WSGI responses with the rules of a shared HTTP
+cache (:mod:`cachekit.http`). ``@cache_page`` wraps one WSGI callable with it
+and ``middleware.CacheMiddleware`` wraps a whole application; both run this
+one engine.
+
+What is cached: responses to ``GET`` whose status is in ``statuses`` and which
+neither set a cookie, nor say ``private``, ``no-store``, ``no-cache`` or
+``Vary: *``, nor answer a request carrying ``Authorization`` (unless they say
+``public`` or ``s-maxage``). A ``HEAD`` is answered from a stored ``GET``.
+The response's ``s-maxage``/``max-age``/``Expires`` set its lifetime, else the
+``timeout``.
+
+How entries are keyed: by scheme, host, path and query string, plus the values
+of the request headers the response varies on. The ``Vary`` list is learned
+per URL (as Django's ``learn_cache_key`` does) and stored with a per-URL
+nonce that is part of every variant's key, so :func:`purge` drops every
+variant of a URL by deleting one key.
+
+What is not changed: a response that is not served from cache passes through
+byte for byte, with its headers untouched, even when it is stored; served
+copies get ``Age`` and, if the app set none, ``Cache-Control: max-age``,
+``Expires`` and a strong ``ETag`` computed from the body. Bodies stream
+through as the app yields them; a body longer than ``max_body_size`` is
+served but not stored. The app's iterable is always closed.
+
+Stampedes: on a miss, one request per page computes while the others wait for
+it (up to ``lock_timeout``, then compute themselves), across processes through
+the backend's lock. Within a ``stale_while_revalidate`` window one request
+regenerates while the others get the stale page at once; within a
+``stale_if_error`` window a regeneration that raises or answers 5xx is
+replaced by the stale page, and the error logged.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import TypeAlias
+from typing import TypeVar
+from typing import cast
+
+from cachekit._page import ERROR_UNTIL
+from cachekit._page import FRESH_UNTIL
+from cachekit._page import STALE_UNTIL
+from cachekit._page import STORED_AT
+from cachekit._page import Page
+from cachekit._page import make_page
+from cachekit._page import serve_page
+from cachekit._page import usable_page
+from cachekit._wsgi import Capture
+from cachekit._wsgi import Recorder
+from cachekit._wsgi import canonical_url
+from cachekit._wsgi import close_iterable
+from cachekit._wsgi import environ_key
+from cachekit._wsgi import prepend
+from cachekit._wsgi import request_url
+from cachekit._wsgi import status_code
+from cachekit.cache import DEFAULT_TIMEOUT
+from cachekit.cache import Cache
+from cachekit.cache import Timeout
+from cachekit.exceptions import BackendUnavailableError
+from cachekit.http import CACHEABLE_STATUSES
+from cachekit.http import Storability
+from cachekit.http import delta_seconds
+from cachekit.http import header
+from cachekit.http import make_etag
+from cachekit.http import parse_cache_control
+from cachekit.http import storability
+from cachekit.http import strip_hop_by_hop
+from cachekit.http import vary_headers
+from cachekit.memoize import memoize
+from cachekit.tags import Generations
+from cachekit.tags import current_generations
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
+    from _typeshed.wsgi import WSGIApplication
+    from _typeshed.wsgi import WSGIEnvironment
+
+    from cachekit.backends.base import Lock
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Iterable[bytes]])
+
+#: Tags for a page: names, or a function of the request's environ returning names.
+PageTags: TypeAlias = "Iterable[str] | Callable[[WSGIEnvironment], Iterable[str]]"
+
+#: Default largest body stored, in bytes; larger responses are served but not stored.
+MAX_BODY_SIZE = 1024 * 1024
+
+_HEADERS_KEY = "cachekit.page.headers."
+_PAGE_KEY = "cachekit.page.GET."
+_NOLOCK_KEY = "cachekit.page.nolock."
+_LOCK_NAME = "cachekit.lock:page:"
+# How long a URL that answered with an uncacheable response skips the stampede lock:
+# waiting for a response that will not be stored would only serialize its requests.
+_NOLOCK_SECONDS = 60.0
+
+_EMPTY: Mapping[str, str | None] = {}
+_MEMO_SIZE = 4096
+
+
+def _digest(*parts: str) -> str:
+    data = "\0".join(parts).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class PageCache:
+    """The page-cache engine shared by ``@cache_page`` and ``CacheMiddleware``.
+
+    Call it as ``engine(app, environ, start_response)``.
+
+    :param timeout: lifetime of responses that state none; ``DEFAULT_TIMEOUT``
+        uses the cache's default, ``None`` keeps them until evicted, ``0``
+        disables caching.
+    :param cache: the :class:`~cachekit.Cache` to store into; default
+        ``caches["default"]``, looked up on first use.
+    :param key_prefix: separates pages of different engines on one cache.
+    :param vary_on: request headers to key on even when the response does not
+        list them in ``Vary``.
+    :param tags: names (or ``f(environ) -> names``) for ``cache.invalidate_tags``.
+    :param stale_while_revalidate: seconds a stale page is served while one
+        request regenerates it; a response's own ``stale-while-revalidate`` wins.
+    :param stale_if_error: seconds a stale page stands in for an error; a
+        response's own ``stale-if-error`` wins.
+    :param max_body_size: bodies longer than this many bytes are not stored.
+    :param etag: add a strong ``ETag`` from the body hash when the app set none.
+    :param normalize_query: sort query parameters before keying.
+    :param statuses: the status codes that may be stored.
+    :param lock: let one request compute a missing page while others wait.
+    :param lock_timeout: seconds a request waits for another to compute the
+        page; default: the cache's ``lock_timeout``.
+    """
+
+    def __init__(
+        self,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        *,
+        cache: Cache | None = None,
+        key_prefix: str = "",
+        vary_on: Iterable[str] = (),
+        tags: PageTags = (),
+        stale_while_revalidate: float = 0,
+        stale_if_error: float = 0,
+        max_body_size: int = MAX_BODY_SIZE,
+        etag: bool = True,
+        normalize_query: bool = False,
+        statuses: Iterable[int] = CACHEABLE_STATUSES,
+        lock: bool = True,
+        lock_timeout: float | None = None,
+    ) -> None:
+        for option, value in (
+            ("stale_while_revalidate", stale_while_revalidate),
+            ("stale_if_error", stale_if_error),
+            ("max_body_size", max_body_size),
+        ):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{option} must be a number >= 0, got {value!r}.")
+        if isinstance(tags, str):
+            raise TypeError(f"tags must be a list of names, not one str: use tags=[{tags!r}].")
+        #: Lifetime of responses that state none, as given.
+        self.timeout = timeout
+        #: Namespace of this engine's keys.
+        self.key_prefix = key_prefix or ""
+        #: Request headers always keyed on, lower-cased.
+        self.vary_on = tuple(dict.fromkeys(name.lower() for name in vary_on))
+        #: Tag names, or a function of the environ returning them.
+        self.tags = tags if callable(tags) else tuple(tags)
+        #: Default stale-while-revalidate window in seconds.
+        self.stale_while_revalidate = float(stale_while_revalidate)
+        #: Default stale-if-error window in seconds.
+        self.stale_if_error = float(stale_if_error)
+        #: Largest body stored, in bytes.
+        self.max_body_size = int(max_body_size)
+        #: Whether to add a strong ETag to stored responses that lack one.
+        self.etag = etag
+        #: Whether query parameters are sorted before keying.
+        self.normalize_query = normalize_query
+        #: Status codes that may be stored.
+        self.statuses = frozenset(statuses)
+        #: Whether one request computes a missing page while the others wait.
+        self.lock = lock
+        self._lock_timeout = lock_timeout
+        self._cache = cache
+        self._lifetime: tuple[Cache, float | None] | None = None
+        self._environ_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # Memos for the hit path, bounded by being emptied when full: the hashing they
+        # save is most of a hit's cost.
+        self._url_hashes: dict[tuple[str, ...], str] = {}
+        self._page_keys: dict[tuple[Any, ...], str] = {}
+
+    @property
+    def cache(self) -> Cache:
+        """The cache pages are stored in (``caches["default"]`` unless one was given)."""
+        if self._cache is None:
+            from cachekit.config import caches
+
+            self._cache = caches["default"]
+        return self._cache
+
+    def _default_lifetime(self, cache: Cache) -> float | None:
+        known = self._lifetime
+        if known is not None and known[0] is cache:
+            return known[1]
+        lifetime = cache._ttl(self.timeout)
+        self._lifetime = (cache, lifetime)
+        return lifetime
+
+    def _request_hash(self, environ: WSGIEnvironment) -> str:
+        memo_key = (
+            environ.get("wsgi.url_scheme", "http"),
+            environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
+            environ.get("SERVER_PORT", ""),
+            environ.get("SCRIPT_NAME", ""),
+            environ.get("PATH_INFO", ""),
+            environ.get("QUERY_STRING", ""),
+        )
+        url_hash = self._url_hashes.get(memo_key)
+        if url_hash is None:
+            if len(self._url_hashes) >= _MEMO_SIZE:
+                self._url_hashes.clear()
+            url = request_url(environ, normalize_query=self.normalize_query)
+            url_hash = self._url_hashes[memo_key] = _digest(self.key_prefix, url)
+        return url_hash
+
+    # -- keys ----------------------------------------------------------------
+
+    def url_hash(self, url: str) -> str:
+        """Return the hash that names the page at canonical ``url`` in this engine."""
+        return _digest(self.key_prefix, url)
+
+    def _page_key(self, url_hash: str, learned: tuple[Any, ...], environ: WSGIEnvironment) -> str:
+        names, nonce = learned
+        keys = self._environ_keys.get(names)
+        if keys is None:
+            keys = self._environ_keys[names] = tuple(environ_key(name) for name in names)
+        values = tuple([environ.get(key, "") for key in keys])
+        memo_key = (url_hash, learned, values)
+        page_key = self._page_keys.get(memo_key)
+        if page_key is None:
+            if len(self._page_keys) >= _MEMO_SIZE:
+                self._page_keys.clear()
+            page_key = _PAGE_KEY + _digest(url_hash, nonce, *names, *values)
+            self._page_keys[memo_key] = page_key
+        return page_key
+
+    def purge(self, url: str) -> bool:
+        """Remove every stored variant of the page at absolute ``url``; return whether it was cached."""
+        url_hash = self.url_hash(canonical_url(url, normalize_query=self.normalize_query))
+        return self.cache.delete(_HEADERS_KEY + url_hash)
+
+    # -- the request -----------------------------------------------------------
+
+    def __call__(
+        self, app: WSGIApplication, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Answer one request from the cache, or through ``app`` while storing its response."""
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method != "GET" and method != "HEAD":
+            return app(environ, start_response)
+        cache = self._cache or self.cache
+        lifetime = self._default_lifetime(cache)
+        if lifetime == 0:
+            return app(environ, start_response)
+        url_hash = self._request_hash(environ)
+        request_cc = environ.get("HTTP_CACHE_CONTROL")
+        directives = parse_cache_control(request_cc) if request_cc else _EMPTY
+        revalidate = "no-cache" in directives
+        has_auth = bool(environ.get("HTTP_AUTHORIZATION"))
+        now = cache.clock()
+        learned = cache.get(_HEADERS_KEY + url_hash)
+        page_key: str | None = None
+        entry: Page | None = None
+        if type(learned) is tuple:
+            page_key = self._page_key(url_hash, learned, environ)
+            if not revalidate:
+                entry = self._lookup(cache, page_key, has_auth)
+        if entry is not None:
+            fresh_until = entry[FRESH_UNTIL]
+            max_age = delta_seconds(directives, "max-age") if directives else None
+            if (fresh_until is None or now < fresh_until) and (
+                max_age is None or now - entry[STORED_AT] <= max_age
+            ):
+                return serve_page(entry, environ, start_response, now, method)
+        if method == "HEAD":
+            return app(environ, start_response)  # a HEAD response has no body to store
+        lock_name = _LOCK_NAME + (page_key or url_hash)
+        fallback = entry if entry is not None and now < (entry[ERROR_UNTIL] or 0.0) else None
+        if entry is not None and now < (entry[STALE_UNTIL] or 0.0):
+            # Stale but within stale-while-revalidate: never wait; one request refreshes.
+            lock = self._new_lock(cache, lock_name)
+            if lock is None or not self._acquire(cache, lock, blocking=False):
+                return serve_page(entry, environ, start_response, now, method)
+            return self._fetch(
+                app, environ, start_response, cache, url_hash, now, lifetime, directives, lock, fallback
+            )
+        lock = None
+        if self.lock and not revalidate and not has_auth and not cache.has_key(_NOLOCK_KEY + url_hash):
+            lock = self._new_lock(cache, lock_name)
+            if lock is not None and not self._acquire(cache, lock, blocking=True):
+                lock = None  # the computing request is slow or gone: compute too
+            elif lock is not None:
+                # Whoever held the lock may have stored the page meanwhile.
+                learned = cache.get(_HEADERS_KEY + url_hash)
+                if type(learned) is tuple:
+                    found = self._lookup(cache, self._page_key(url_hash, learned, environ), has_auth)
+                    if found is not None and (found[FRESH_UNTIL] is None or now < found[FRESH_UNTIL]):
+                        self._release(cache, lock)
+                        return serve_page(found, environ, start_response, cache.clock(), method)
+        return self._fetch(
+            app, environ, start_response, cache, url_hash, now, lifetime, directives, lock, fallback
+        )
+
+    def _lookup(self, cache: Cache, page_key: str, has_auth: bool) -> Page | None:
+        return usable_page(cache, cache.get(page_key), has_auth=has_auth)
+
+    # -- locking -----------------------------------------------------------------
+
+    def _new_lock(self, cache: Cache, name: str) -> Lock | None:
+        try:
+            return cache.backend.lock(name, ttl=cache.lock_ttl)
+        except BackendUnavailableError as exc:
+            cache._failed("lock", exc)
+            return None
+
+    def _acquire(self, cache: Cache, lock: Lock, *, blocking: bool) -> bool:
+        timeout = cache.lock_timeout if self._lock_timeout is None else self._lock_timeout
+        try:
+            return lock.acquire(blocking, timeout if blocking else -1)
+        except BackendUnavailableError as exc:
+            cache._failed("lock", exc)
+            return False
+
+    def _release(self, cache: Cache, lock: Lock) -> None:
+        try:
+            lock.release()
+        except BackendUnavailableError as exc:
+            cache._failed("unlock", exc)
+
+    # -- computing and storing -------------------------------------------------------
+
+    def _fetch(
+        self,
+        app: WSGIApplication,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        cache: Cache,
+        url_hash: str,
+        now: float,
+        lifetime: float | None,
+        directives: Mapping[str, str | None],
+        lock: Lock | None,
+        fallback: Page | None,
+    ) -> Iterable[bytes]:
+        """Run ``app``, passing its response through, and store it if it may be stored."""
+        held = [lock]
+
+        def release() -> None:
+            if held[0] is not None:
+                self._release(cache, held[0])
+                held[0] = None
+
+        try:
+            tags = self.tags(environ) if callable(self.tags) else self.tags
+            generations = current_generations(cache, tags)
+        except Exception:
+            release()
+            raise
+        verdicts: list[Storability] = []
+        capture = Capture(start_response, forward=fallback is None)
+
+        def on_start(status: str, headers: list[tuple[str, str]]) -> None:
+            verdict = self._verdict(status, headers, now, lifetime, environ, directives, capture)
+            verdicts.append(verdict)
+            if not verdict.storable:
+                if held[0] is not None:
+                    cache.set(_NOLOCK_KEY + url_hash, True, _NOLOCK_SECONDS)
+                release()
+
+        capture.on_start = on_start
+        try:
+            result = app(environ, capture)
+        except Exception:
+            release()
+            if fallback is not None:
+                logger.exception("page %s failed; serving the stale copy", request_url(environ))
+                return serve_page(fallback, environ, start_response, cache.clock(), "GET")
+            raise
+        body: Iterable[bytes] = result
+        held_back: list[bytes] = []
+        if fallback is not None:
+            # Hold the response until its status is known, so a 5xx can still be replaced.
+            iterator = iter(result)
+            try:
+                while capture.status is None:
+                    chunk = next(iterator, None)
+                    if chunk is None:
+                        break
+                    held_back.append(chunk)
+            except Exception:
+                close_iterable(result)
+                release()
+                logger.exception("page %s failed; serving the stale copy", request_url(environ))
+                return serve_page(fallback, environ, start_response, cache.clock(), "GET")
+            if capture.status is None or status_code(capture.status) >= 500:
+                close_iterable(result)
+                release()
+                logger.error(
+                    "page %s answered %s; serving the stale copy", request_url(environ), capture.status
+                )
+                return serve_page(fallback, environ, start_response, cache.clock(), "GET")
+            capture.send()
+            body = prepend(held_back, iterator, result)
+        elif verdicts and not verdicts[0].storable:
+            return result  # not stored: the app's own iterable, untouched
+        written = list(capture.written)
+
+        def on_close(data: bytes | None) -> None:
+            try:
+                if data is None or not verdicts or not verdicts[0].storable or capture.exc_info is not None:
+                    return
+                if len(capture.written) != len(written):
+                    return  # the app mixed write() into iteration: do not guess the order
+                assert capture.status is not None
+                self._store(
+                    cache,
+                    url_hash,
+                    environ,
+                    capture.status,
+                    capture.headers,
+                    data,
+                    now,
+                    verdicts[0],
+                    generations,
+                )
+            except Exception:
+                logger.exception("page %s could not be stored", request_url(environ))
+
+        return Recorder(
+            body,
+            limit=self.max_body_size,
+            head=written if fallback is not None else (),
+            prefix=written,
+            on_close=on_close,
+            finally_=release,
+        )
+
+    def _verdict(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        now: float,
+        lifetime: float | None,
+        environ: WSGIEnvironment,
+        directives: Mapping[str, str | None],
+        capture: Capture,
+    ) -> Storability:
+        if capture.exc_info is not None:
+            return Storability(None, "the app reported an error")
+        length = header(headers, "content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_size:
+            return Storability(None, "body larger than max_body_size")
+        return storability(
+            status_code(status),
+            headers,
+            default_timeout=lifetime,
+            now=now,
+            has_authorization=bool(environ.get("HTTP_AUTHORIZATION")),
+            request_no_store="no-store" in directives,
+            statuses=self.statuses,
+            stale_while_revalidate=self.stale_while_revalidate,
+            stale_if_error=self.stale_if_error,
+        )
+
+    def _store(
+        self,
+        cache: Cache,
+        url_hash: str,
+        environ: WSGIEnvironment,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        now: float,
+        verdict: Storability,
+        generations: Generations,
+    ) -> None:
+        stored_headers = strip_hop_by_hop(headers)
+        names = tuple(dict.fromkeys((*self.vary_on, *vary_headers(stored_headers))))
+        headers_key = _HEADERS_KEY + url_hash
+        existing = cache.get(headers_key)
+        nonce = existing[1] if type(existing) is tuple else secrets.token_hex(8)
+        learned = (names, nonce)
+        lifetime = verdict.lifetime
+        stale = max(verdict.stale_while_revalidate, verdict.stale_if_error)
+        keep = None if lifetime is None else lifetime + stale
+        etag = header(stored_headers, "etag")
+        if etag is None and self.etag and status[:3] == "200":
+            etag = make_etag(body)
+        page = make_page(
+            status, stored_headers, body, now=now, verdict=verdict, etag=etag, generations=generations
+        )
+        cache.set(headers_key, learned, keep)
+        cache.set(self._page_key(url_hash, learned, environ), page, keep)
+
+
+def cache_page(
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    *,
+    cache: Cache | None = None,
+    key_prefix: str | None = None,
+    vary_on: Iterable[str] = (),
+    tags: PageTags = (),
+    stale_while_revalidate: float = 0,
+    stale_if_error: float = 0,
+    max_body_size: int = MAX_BODY_SIZE,
+    etag: bool = True,
+    normalize_query: bool = False,
+) -> Callable[[F], F]:
+    """Cache the responses of a WSGI callable (a function, or a method taking ``self`` first).
+
+    ::
+
+        @cache_page(60, tags=["news"])
+        def news(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/html")])
+            return [render_news()]
+
+    The decorated callable has ``page_cache`` (its :class:`PageCache`) and
+    ``purge(url)``. See :class:`PageCache` for the parameters and the module
+    docstring for what is and is not cached.
+    """
+    engine = PageCache(
+        timeout,
+        cache=cache,
+        key_prefix=key_prefix or "",
+        vary_on=vary_on,
+        tags=tags,
+        stale_while_revalidate=stale_while_revalidate,
+        stale_if_error=stale_if_error,
+        max_body_size=max_body_size,
+        etag=etag,
+        normalize_query=normalize_query,
+    )
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any) -> Iterable[bytes]:
+            if len(args) == 2:
+                return engine(view, args[0], args[1])
+            *bound, environ, start_response = args
+            return engine(functools.partial(view, *bound), environ, start_response)
+
+        wrapper.page_cache = engine  # type: ignore[attr-defined]
+        wrapper.purge = engine.purge  # type: ignore[attr-defined]
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def purge(
+    url: str, *, cache: Cache | None = None, key_prefix: str | None = None, normalize_query: bool = False
+) -> bool:
+    """Remove every stored variant (all ``Vary`` values) of the page at absolute ``url``.
+
+    One ``delete``: the variants' keys embed a per-URL nonce that dies with it.
+    Pass the ``key_prefix`` and ``normalize_query`` the page was cached with.
+
+    :returns: whether the page was cached.
+    :raises ValueError: if ``url`` is not absolute.
+    """
+    engine = PageCache(cache=cache, key_prefix=key_prefix or "", normalize_query=normalize_query)
+    return engine.purge(url)
+
+
+__all__ = ["MAX_BODY_SIZE", "PageCache", "PageTags", "cache_page", "memoize", "purge"]
