@@ -138,9 +138,12 @@ class Capture:
 class Recorder:
     """Iterates a WSGI body through unchanged while keeping up to ``limit`` bytes of it.
 
-    ``close()`` closes the app's iterable, then calls ``on_close(body)`` with the
-    complete body if it was iterated to the end within ``limit``, or with
-    ``None``; whatever happens, ``finally_`` runs last.
+    ``on_close(body)`` gets the complete body as soon as it has been iterated
+    to the end within ``limit``, or ``None`` from ``close()`` if it never was;
+    ``finally_`` runs right after it. Handing over at the end of iteration, not
+    only at ``close()``, means a caller that forgets ``close()`` (a careless
+    test client) still stores the page and never leaves its lock held.
+    ``close()`` always closes the app's iterable.
     """
 
     def __init__(
@@ -161,6 +164,7 @@ class Recorder:
         self._limit = limit
         self._complete = False
         self._closed = False
+        self._handed_over = False
         self._on_close = on_close
         self._finally = finally_
         if self._size > limit:
@@ -181,19 +185,28 @@ class Recorder:
                     chunks.append(chunk)
             yield chunk
         self._complete = True
+        self._hand_over()
 
-    def close(self) -> None:
-        """Close the app's iterable, then hand the recorded body over."""
-        if self._closed:
+    def _hand_over(self) -> None:
+        if self._handed_over:
             return
-        self._closed = True
+        self._handed_over = True
         try:
-            close_iterable(self._iterable)
             chunks = self._chunks
             self._on_close(b"".join(chunks) if self._complete and chunks is not None else None)
         finally:
             if self._finally is not None:
                 self._finally()
+
+    def close(self) -> None:
+        """Close the app's iterable, then hand the body over if iteration did not."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close_iterable(self._iterable)
+        finally:
+            self._hand_over()
 
 
 def prepend(first: list[bytes], rest: Iterator[bytes], iterable: Iterable[bytes]) -> Iterable[bytes]:

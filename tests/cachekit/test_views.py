@@ -422,3 +422,26 @@ def test_purge_url_forms_match_request_paths(cache: Cache) -> None:
     view, calls = counting_view(cache)
     call_app(view, make_environ("/caf\xc3\xa9 x", QUERY_STRING="q=1"))  # WSGI's latin-1 decoded path
     assert view.purge("http://testserver/caf%C3%A9%20x?q=1")  # type: ignore[attr-defined]
+
+
+def test_caller_that_never_closes_still_stores_and_releases_the_lock() -> None:
+    """A careless client (``list(app(...))`` without ``close()``) must not wedge the page."""
+    cache = Cache(LocMemBackend("never-closes"), lock_timeout=0.5)
+    renders: list[int] = []
+
+    @cache_page(60, cache=cache)
+    def view(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        renders.append(1)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return iter([b"body"])
+
+    def fetch() -> bytes:
+        environ = make_environ("/careless")
+        return b"".join(view(environ, lambda status, headers, exc_info=None: None))
+
+    assert fetch() == b"body"
+    assert fetch() == b"body"
+    assert renders == [1]
+    lock = cache.backend.lock("probe", ttl=1)
+    assert lock.acquire(blocking=False)
+    lock.release()
