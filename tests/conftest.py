@@ -32,6 +32,19 @@ BACKENDS = [
     "memcached",
     "memcached-pool",
 ]
+if HAVE_REDIS or IN_CI:
+    # Sentinel and Cluster need the real binaries; fakeredis has no stand-in for them.
+    BACKENDS += ["redis-cluster", "redis-sentinel"]
+
+#: The async backends (cachekit.backends.aio_*) the same suites run on, through the sync
+#: bridge in tests/async_bridge.py; see the ``async_backend_harness`` fixture.
+ASYNC_BACKENDS = [
+    "locmem-async",
+    "redis-async" if HAVE_REDIS or IN_CI else "redis-fake-async",
+    "memcached-async",
+]
+if HAVE_REDIS or IN_CI:
+    ASYNC_BACKENDS += ["redis-cluster-async", "redis-sentinel-async"]
 
 
 def require_binary(name: str) -> None:
@@ -66,6 +79,16 @@ class BackendHarness:
     clock: FakeClock | None = None
     #: The shortest TTL the backend honours exactly (memcached counts whole seconds).
     short_ttl: float = 0.3
+    #: Builds the cache front the Cache-level suite tests (see :meth:`make_cache`).
+    cache_factory: Callable[..., Any] | None = None
+
+    def make_cache(self, **options: Any) -> Any:
+        """A ``Cache(backend, **options)``; for async backends a sync facade over an ``AsyncCache``."""
+        if self.cache_factory is not None:
+            return self.cache_factory(**options)
+        from cachekit import Cache
+
+        return Cache(self.backend, **options)
 
     def expire(self, ttl: float | None = None) -> None:
         """Let ``ttl`` (default: ``short_ttl``) pass, plus a margin."""
@@ -159,6 +182,7 @@ def memcached_backend(memcached_server: servers.ServerProcess) -> Iterator[Backe
     from cachekit.backends.memcached import MemcachedBackend
 
     backend = MemcachedBackend.from_url(f"memcached://{memcached_server.address}")
+    backend.clear()  # the server outlives the test: start from an empty namespace
     yield BackendHarness(backend, "memcached", short_ttl=1.0)
     backend.close()
 
@@ -169,6 +193,7 @@ def memcached_pool_backend(memcached_servers: list[servers.ServerProcess]) -> It
 
     location = ",".join(server.address for server in memcached_servers)
     backend = MemcachedBackend.from_url(f"memcached://{location}")
+    backend.clear()
     yield BackendHarness(backend, "memcached-pool", short_ttl=1.0)
     backend.close()
 
@@ -183,3 +208,147 @@ def backend_harness(request: pytest.FixtureRequest) -> BackendHarness:
 @pytest.fixture
 def backend(backend_harness: BackendHarness) -> Any:
     return backend_harness.backend
+
+
+# -- Redis Cluster and Sentinel ------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[servers.RedisClusterProcesses]:
+    """A 3-master Redis Cluster shared by the session; tests must not stop its nodes."""
+    require_binary("redis-server")
+    require_binary("redis-cli")
+    cluster = servers.start_redis_cluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[servers.RedisSentinelProcesses]:
+    """A master, its replica and a Sentinel shared by the session; tests must not fail it over."""
+    require_binary("redis-server")
+    group = servers.start_redis_sentinel()
+    yield group
+    group.stop()
+
+
+@pytest.fixture
+def redis_cluster_backend(redis_cluster: servers.RedisClusterProcesses) -> Iterator[BackendHarness]:
+    from cachekit.backends.redis import RedisBackend
+
+    backend = RedisBackend.from_url(redis_cluster.url)
+    backend.clear()
+    yield BackendHarness(backend, "redis-cluster")
+    backend.clear()
+    backend.close()
+
+
+@pytest.fixture
+def redis_sentinel_backend(redis_sentinel: servers.RedisSentinelProcesses) -> Iterator[BackendHarness]:
+    from cachekit.backends.redis import RedisBackend
+
+    backend = RedisBackend.from_url(redis_sentinel.url)
+    backend.clear()
+    yield BackendHarness(backend, "redis-sentinel")
+    backend.clear()
+    backend.close()
+
+
+# -- async backends, bridged to the sync suites ---------------------------------------
+#
+# Each async backend runs on its own event loop in a thread (tests/async_bridge.py).
+# The harness's ``backend`` is a sync Backend whose every call awaits the async
+# backend on that loop, and ``make_cache()`` returns a sync facade over an
+# AsyncCache, so test_backend_conformance.py and test_cache_conformance.py run
+# unchanged on the async code paths (tests/cachekit/test_async_conformance.py
+# collects them with ``backend_harness`` replaced by ``async_backend_harness``).
+
+
+@pytest.fixture
+def bridge_loop() -> Iterator[Any]:
+    """An event loop in a private thread, closed after the test."""
+    from tests.async_bridge import LoopThread
+
+    loop = LoopThread()
+    yield loop
+    loop.close()
+
+
+def _bridged(backend: Any, name: str, loop: Any, **harness_options: Any) -> BackendHarness:
+    from cachekit.aio import AsyncCache
+    from tests.async_bridge import SyncBackend
+    from tests.async_bridge import SyncCache
+
+    def make_cache(**options: Any) -> Any:
+        return SyncCache(AsyncCache(backend, **options), loop)
+
+    return BackendHarness(SyncBackend(backend, loop), name, cache_factory=make_cache, **harness_options)
+
+
+@pytest.fixture
+def locmem_async_backend(
+    fake_clock: FakeClock, request: pytest.FixtureRequest, bridge_loop: Any
+) -> Iterator[BackendHarness]:
+    from cachekit.backends.aio_locmem import AsyncLocMemBackend
+
+    backend = AsyncLocMemBackend(f"test-async-{request.node.nodeid}", clock=fake_clock)
+    yield _bridged(backend, "locmem-async", bridge_loop, clock=fake_clock)
+    bridge_loop.run(backend.clear())
+
+
+def _redis_async(url: str, name: str, loop: Any) -> Iterator[BackendHarness]:
+    from cachekit.backends.aio_redis import AsyncRedisBackend
+
+    backend = AsyncRedisBackend.from_url(url)
+    loop.run(backend.clear())
+    yield _bridged(backend, name, loop)
+    loop.run(backend.clear())
+    loop.run(backend.close())
+
+
+@pytest.fixture
+def redis_async_backend(redis_server: servers.ServerProcess, bridge_loop: Any) -> Iterator[BackendHarness]:
+    yield from _redis_async(f"redis://{redis_server.address}/0", "redis-async", bridge_loop)
+
+
+@pytest.fixture
+def redis_cluster_async_backend(
+    redis_cluster: servers.RedisClusterProcesses, bridge_loop: Any
+) -> Iterator[BackendHarness]:
+    yield from _redis_async(redis_cluster.url, "redis-cluster-async", bridge_loop)
+
+
+@pytest.fixture
+def redis_sentinel_async_backend(
+    redis_sentinel: servers.RedisSentinelProcesses, bridge_loop: Any
+) -> Iterator[BackendHarness]:
+    yield from _redis_async(redis_sentinel.url, "redis-sentinel-async", bridge_loop)
+
+
+@pytest.fixture
+def redis_fake_async_backend(bridge_loop: Any) -> Iterator[BackendHarness]:
+    fakeredis = pytest.importorskip("fakeredis")
+    from cachekit.backends.aio_redis import AsyncRedisBackend
+
+    backend = AsyncRedisBackend(client=fakeredis.FakeAsyncRedis())
+    yield _bridged(backend, "redis-fake-async", bridge_loop)
+    bridge_loop.run(backend.clear())
+
+
+@pytest.fixture
+def memcached_async_backend(
+    memcached_server: servers.ServerProcess, bridge_loop: Any
+) -> Iterator[BackendHarness]:
+    from cachekit.backends.aio_memcached import AsyncMemcachedBackend
+
+    backend = AsyncMemcachedBackend.from_url(f"memcached://{memcached_server.address}")
+    bridge_loop.run(backend.clear())
+    yield _bridged(backend, "memcached-async", bridge_loop, short_ttl=1.0)
+    bridge_loop.run(backend.close())
+
+
+@pytest.fixture(params=ASYNC_BACKENDS)
+def async_backend_harness(request: pytest.FixtureRequest) -> BackendHarness:
+    """Every async backend in turn, bridged; servers start only for the parameters that need one."""
+    harness: BackendHarness = request.getfixturevalue(f"{request.param.replace('-', '_')}_backend")
+    return harness

@@ -34,6 +34,11 @@ def configure_django(**overrides: Any) -> None:
                 "OPTIONS": {"MAX_ENTRIES": 50},
             },
         },
+        # Sessions through cachekit (tests/contrib/test_django_sessions.py); the
+        # URLs and views those tests drive live in tests/contrib/django_urls.py.
+        SESSION_ENGINE="sessions.contrib.django",
+        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
+        ROOT_URLCONF="tests.contrib.django_urls",
         **overrides,
     )
     django.setup()

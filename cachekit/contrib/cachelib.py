@@ -30,7 +30,7 @@ from cachekit.exceptions import CacheError
 from cachekit.exceptions import MissingKeyError
 
 
-class CachekitCache(BaseCache):  # type: ignore[misc]
+class CachekitCache(BaseCache):
     """cachelib's cache interface, stored by a cachekit :class:`~cachekit.Cache`.
 
     :param url: a cachekit URL (default ``locmem://``); ignored when ``cache`` is given.

@@ -22,9 +22,9 @@ from tests.conftest import BackendHarness
 @pytest.fixture(params=["plain", "prefixed-v2"])
 def cache(request: pytest.FixtureRequest, backend_harness: BackendHarness) -> Iterator[Cache]:
     if request.param == "plain":
-        cache = Cache(backend_harness.backend)
+        cache = backend_harness.make_cache()
     else:
-        cache = Cache(backend_harness.backend, key_prefix="pfx", version=2)
+        cache = backend_harness.make_cache(key_prefix="pfx", version=2)
     yield cache
     cache.clear()
 
@@ -120,14 +120,14 @@ def test_flat_dict_copy_is_private(cache: Cache) -> None:
 
 
 def test_default_timeout_applies(harness: BackendHarness) -> None:
-    cache = Cache(harness.backend, default_timeout=harness.short_ttl)
+    cache = harness.make_cache(default_timeout=harness.short_ttl)
     cache.set("k", "v")
     assert cache.get("k") == "v"
     assert harness.eventually(lambda: cache.get("k") is None)
 
 
 def test_timeout_none_never_expires(harness: BackendHarness) -> None:
-    cache = Cache(harness.backend, default_timeout=harness.short_ttl)
+    cache = harness.make_cache(default_timeout=harness.short_ttl)
     cache.set("k", "v", timeout=None)
     harness.expire()
     assert cache.get("k") == "v"
@@ -146,7 +146,7 @@ def test_non_positive_timeout_add_stores_nothing(cache: Cache) -> None:
 
 
 def test_timedelta_timeout(harness: BackendHarness) -> None:
-    cache = Cache(harness.backend)
+    cache = harness.make_cache()
     cache.set("k", "v", timeout=datetime.timedelta(seconds=harness.short_ttl))
     assert cache.get("k") == "v"
     assert harness.eventually(lambda: cache.get("k") is None)
@@ -168,7 +168,7 @@ def test_non_str_key_is_type_error(cache: Cache, key: object) -> None:
 
 
 def test_add_absent_present_expired(harness: BackendHarness) -> None:
-    cache = Cache(harness.backend)
+    cache = harness.make_cache()
     assert cache.add("k", "one") is True
     assert cache.add("k", "two") is False
     assert cache.get("k") == "one"
@@ -225,7 +225,7 @@ def test_incr_missing_raises_value_error(cache: Cache) -> None:
 
 
 def test_incr_after_expiry_raises(harness: BackendHarness) -> None:
-    cache = Cache(harness.backend)
+    cache = harness.make_cache()
     cache.set("n", 1, timeout=harness.short_ttl)
     assert harness.eventually(lambda: cache.get("n") is None)
     with pytest.raises(MissingKeyError):
@@ -239,7 +239,7 @@ def test_incr_bool_delta_rejected(cache: Cache) -> None:
 
 
 def test_touch(harness: BackendHarness) -> None:
-    cache = Cache(harness.backend)
+    cache = harness.make_cache()
     cache.set("k", "v", timeout=harness.short_ttl)
     assert cache.touch("k", 3600) is True
     harness.expire()
@@ -342,8 +342,8 @@ def test_clear_removes_this_caches_keys(cache: Cache) -> None:
 
 
 def test_clear_with_prefix_spares_other_prefix(harness: BackendHarness) -> None:
-    mine = Cache(harness.backend, key_prefix="mine")
-    theirs = Cache(harness.backend, key_prefix="theirs")
+    mine = harness.make_cache(key_prefix="mine")
+    theirs = harness.make_cache(key_prefix="theirs")
     mine.set("k", 1)
     theirs.set("k", 2)
     mine.clear()
@@ -353,8 +353,8 @@ def test_clear_with_prefix_spares_other_prefix(harness: BackendHarness) -> None:
 
 
 def test_prefixes_isolate_keys(harness: BackendHarness) -> None:
-    a = Cache(harness.backend, key_prefix="a")
-    b = Cache(harness.backend, key_prefix="b")
+    a = harness.make_cache(key_prefix="a")
+    b = harness.make_cache(key_prefix="b")
     a.set("k", "from a")
     assert b.get("k") is None
     a.clear()

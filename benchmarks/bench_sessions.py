@@ -1,0 +1,280 @@
+"""Sessions: the cost SessionMiddleware adds to a request, against Django, Flask and Beaker.
+
+Run from the repository root::
+
+    python -m benchmarks.bench_sessions [--requests 2000] [--rounds 7]
+
+Everything runs in-process (no server, so no ``taskset`` pinning is needed;
+pin the whole run with ``taskset -c 0`` for steadier numbers on a busy
+machine). Each request reads and increments a counter in the session, and the
+cookie from each response is sent with the next, as a browser would. Each
+system is measured against the same app without sessions in the same
+framework, and what matters is the difference: the cost the session layer
+adds per request.
+
+* cachekit ``SessionMiddleware`` with ``CacheStore`` on locmem, and with
+  ``SignedCookieStore``, around a bare WSGI app;
+* Beaker ``SessionMiddleware`` (``memory`` and ``cookie``) around the same app;
+* Django ``SessionMiddleware`` (``cache`` engine on locmem, ``signed_cookies``)
+  against a Django handler without it;
+* Flask's default signed-cookie session against a Flask view that does not use it.
+
+The acceptance goal: ours at most half the cost of the cheapest peer of the
+same kind (Beaker memory for server-side stores, Beaker cookie for cookies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import types
+from collections.abc import Callable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from typing import Any
+
+import cachekit
+from benchmarks._harness import Result
+from benchmarks._harness import measure
+from middleware.sessions import SessionMiddleware
+from sessions.stores.cache import CacheStore
+from sessions.stores.cookie import SignedCookieStore
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
+    from _typeshed.wsgi import WSGIApplication
+    from _typeshed.wsgi import WSGIEnvironment
+
+SECRET = "benchmark-secret-key-0123456789abcdef0123456789"
+HEADERS = [("Content-Type", "text/plain")]
+
+
+def _environ(path: str, cookie: str | None) -> dict[str, Any]:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "testserver",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    if cookie:
+        environ["HTTP_COOKIE"] = cookie
+    return environ
+
+
+def browser(app: WSGIApplication, path: str) -> Callable[[], None]:
+    """Return a function that sends one request to ``app``, keeping cookies between calls."""
+    jar: dict[str, str] = {}
+    captured: list[list[tuple[str, str]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured.append(headers)
+        return None
+
+    def request() -> None:
+        cookie = "; ".join(f"{k}={v}" for k, v in jar.items()) if jar else None
+        captured.clear()
+        body = app(_environ(path, cookie), start_response)
+        try:
+            for _chunk in body:
+                pass
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        for name, value in captured[-1]:
+            if name.lower() == "set-cookie":
+                pair = value.split(";", 1)[0]
+                key, _, val = pair.partition("=")
+                jar[key.strip()] = val.strip('"')
+
+    return request
+
+
+# -- the bare app and its session twins ---------------------------------------------------
+
+
+def plain_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", HEADERS)
+    return [b"0"]
+
+
+def cachekit_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    session = environ["cachekit.session"]
+    count = session.get("count", 0) + 1
+    session["count"] = count
+    start_response("200 OK", HEADERS)
+    return [str(count).encode()]
+
+
+def beaker_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    session = environ["beaker.session"]
+    count = session.get("count", 0) + 1
+    session["count"] = count
+    session.save()
+    start_response("200 OK", HEADERS)
+    return [str(count).encode()]
+
+
+def beaker(kind: str) -> WSGIApplication:
+    from beaker.middleware import SessionMiddleware as BeakerSessionMiddleware
+
+    options: dict[str, Any] = {"session.type": kind, "session.key": "session"}
+    if kind == "cookie":
+        options["session.validate_key"] = SECRET
+    app: WSGIApplication = BeakerSessionMiddleware(beaker_app, options)
+    return app
+
+
+# -- Django --------------------------------------------------------------------------------
+
+
+def django_apps() -> dict[str, WSGIApplication]:
+    """Return Django handlers without sessions, with the cache engine and with signed cookies."""
+    import django
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.http import HttpRequest
+    from django.http import HttpResponse
+    from django.test.utils import override_settings
+    from django.urls import path
+
+    def session_view(request: HttpRequest) -> HttpResponse:
+        count = request.session.get("count", 0) + 1
+        request.session["count"] = count
+        return HttpResponse(str(count), content_type="text/plain")
+
+    def plain_view(request: HttpRequest) -> HttpResponse:
+        return HttpResponse("0", content_type="text/plain")
+
+    urls = types.ModuleType("benchmarks._session_urls")
+    urls.urlpatterns = [path("s", session_view), path("b", plain_view)]  # type: ignore[attr-defined]
+    sys.modules[urls.__name__] = urls
+    if not settings.configured:
+        settings.configure(
+            SECRET_KEY=SECRET,
+            DEBUG=False,
+            ALLOWED_HOSTS=["testserver"],
+            ROOT_URLCONF=urls.__name__,
+            INSTALLED_APPS=["django.contrib.sessions"],
+            CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+            MIDDLEWARE=[],
+            USE_TZ=True,
+        )
+        django.setup()
+    apps: dict[str, WSGIApplication] = {}
+    session_mw = ["django.contrib.sessions.middleware.SessionMiddleware"]
+    for name, middleware, engine in (
+        ("plain", [], "django.contrib.sessions.backends.cache"),
+        ("cache", session_mw, "django.contrib.sessions.backends.cache"),
+        ("signed_cookies", session_mw, "django.contrib.sessions.backends.signed_cookies"),
+    ):
+        # The middleware list and the session engine are read when the handler is built.
+        with override_settings(MIDDLEWARE=middleware, SESSION_ENGINE=engine):
+            apps[name] = WSGIHandler()
+    return apps
+
+
+# -- Flask ---------------------------------------------------------------------------------
+
+
+def flask_app() -> WSGIApplication:
+    from flask import Flask
+    from flask import session
+
+    app = Flask("bench_sessions")
+    app.secret_key = SECRET
+
+    @app.route("/s")
+    def with_session() -> str:
+        count = session.get("count", 0) + 1
+        session["count"] = count
+        return str(count)
+
+    @app.route("/b")
+    def without_session() -> str:
+        return "0"
+
+    wsgi: WSGIApplication = app.wsgi_app
+    return wsgi
+
+
+# -- run -----------------------------------------------------------------------------------
+
+#: (system, its baseline, kind) — kind groups systems for the acceptance ratio.
+SYSTEMS = [
+    ("cachekit CacheStore(locmem)", "bare WSGI", "server"),
+    ("cachekit SignedCookieStore", "bare WSGI", "cookie"),
+    ("beaker memory", "bare WSGI", "server"),
+    ("beaker cookie", "bare WSGI", "cookie"),
+    ("django cache(locmem)", "django, no sessions", "server"),
+    ("django signed_cookies", "django, no sessions", "cookie"),
+    ("flask cookie session", "flask, no session", "cookie"),
+]
+
+
+def build() -> list[tuple[str, Callable[[], None]]]:
+    django = django_apps()
+    flask = flask_app()
+    return [
+        ("bare WSGI", browser(plain_app, "/")),
+        (
+            "cachekit CacheStore(locmem)",
+            browser(SessionMiddleware(cachekit_app, CacheStore(cachekit.from_url("locmem://bench-sessions"))), "/"),
+        ),
+        ("cachekit SignedCookieStore", browser(SessionMiddleware(cachekit_app, SignedCookieStore(SECRET)), "/")),
+        ("beaker memory", browser(beaker("memory"), "/")),
+        ("beaker cookie", browser(beaker("cookie"), "/")),
+        ("django, no sessions", browser(django["plain"], "/b")),
+        ("django cache(locmem)", browser(django["cache"], "/s")),
+        ("django signed_cookies", browser(django["signed_cookies"], "/s")),
+        ("flask, no session", browser(flask, "/b")),
+        ("flask cookie session", browser(flask, "/s")),
+    ]
+
+
+def summarize(results: list[Result]) -> str:
+    per_request = {r.system: r.seconds_per_op for r in results}
+    lines = [
+        "## Session middleware: cost added per request over the same app without sessions",
+        "",
+        f"{'system':<30} {'median/request':>15} {'baseline':>10} {'added cost':>11}",
+    ]
+    added: dict[str, float] = {}
+    for system, baseline, _kind in SYSTEMS:
+        added[system] = per_request[system] - per_request[baseline]
+    for name, seconds in per_request.items():
+        base = next((b for s, b, _ in SYSTEMS if s == name), None)
+        extra = f"{added[name] * 1e6:>9.1f}µs" if base else f"{'-':>11}"
+        lines.append(f"{name:<30} {seconds * 1e6:>13.1f}µs {base or '':>10.10} {extra}")
+    lines += ["", "Ratio of added cost, ours / peer (lower is better; goal <= 0.5 vs beaker of the same kind):"]
+    for ours, kind in (("cachekit CacheStore(locmem)", "server"), ("cachekit SignedCookieStore", "cookie")):
+        for peer, _base, peer_kind in SYSTEMS:
+            if peer_kind == kind and not peer.startswith("cachekit"):
+                ratio = added[ours] / added[peer] if added[peer] > 0 else float("nan")
+                lines.append(f"  {ours:<28} / {peer:<24} {ratio:6.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--requests", type=int, default=2000, help="requests per system per round")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds (system order rotates each round)")
+    args = parser.parse_args(argv)
+    results = measure("session counter", build(), number=args.requests, rounds=args.rounds)
+    print(summarize(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1059 @@
+"""The memcached backend: one server or a consistent-hashing pool, through pymemcache.
+
+Built from a URL, a settings ``LOCATION`` or a ready client::
+
+    memcached://host:11211                        one server (port defaults to 11211)
+    memcached://h1:11211,h2:11211,[::1]:11212     a pool
+    memcached:///path/to/memcached.sock           one server on a unix socket
+    LOCATION = "h1:11211" | "h1:11211;h2:11211" | ["h1:11211", "unix:/path"]
+    MemcachedBackend(client=pymemcache.PooledClient(...))
+
+One server is reached through a pool of plain pymemcache ``Client`` objects
+(no per-key hashing); several through pymemcache's ``HashClient`` with
+rendezvous hashing, so losing or adding a node moves only that node's
+share of keys, and with its retry and dead-node logic: a node that fails is
+retried ``retry_attempts`` times ``retry_timeout`` seconds apart, then taken
+out of the ring for ``dead_timeout`` seconds (its keys hash to the other nodes
+meanwhile) and put back afterwards. Every failure reaching this backend is
+raised as :class:`~cachekit.exceptions.BackendUnavailableError`, which
+:class:`~cachekit.Cache` turns into a miss, so a dead node costs only its keys.
+``get_many`` is the exception: it returns what the live nodes hold and raises
+only when no node answered. When a node comes back after a network partition
+rather than a restart it may still hold values written before the partition:
+memcached pools have always had that window; keep TTLs short where it matters.
+
+Keys. memcached keys are at most 250 bytes of printable ASCII without spaces.
+A key that does not fit (or that starts with ``~``) is stored as ``~`` plus its
+SHA-256, so the mapping is deterministic and never collides with a key stored
+as it is.
+
+``clear(prefix)``. memcached cannot delete by prefix, so every stored key
+carries namespace generations: a global one, and one for the key's *scope*,
+the key up to and including its first ``:`` (``Cache`` keys are
+``"<key_prefix>:<version>:<key>"``, so a cache's scope is ``"<key_prefix>:"``).
+The generations are random tokens kept in memcached, on each node for the keys
+that live there; ``clear("app:")`` writes a new token for the scope ``"app:"``
+and ``clear("")`` a new global one, so the old keys become unreachable and
+memcached's LRU reclaims them. Clearing a prefix that is not exactly one scope
+clears a superset: ``clear("app:1:")`` clears all of ``"app:"``, a prefix
+without ``:`` clears everything. Two caches whose key prefixes share their
+first ``:``-separated part (``"site:a"``, ``"site:b"``) therefore clear each
+other; prefer prefixes without ``:``. A backend reads the tokens again every
+``generation_ttl`` seconds (default 1), so a ``clear()`` in another process
+takes effect here within that time; in this object it is immediate.
+``flush_on_clear=True`` makes ``clear("")`` a ``flush_all`` of every server.
+
+Timeouts. memcached counts whole seconds on a clock that ticks once a second,
+so an item set with a TTL of ``n`` lives between ``n - 1`` and ``n`` seconds.
+This backend sends ``ceil(ttl) + 1``: a value lives at least ``ttl`` seconds
+and at most about one second longer, and a TTL below one second never rounds
+to 0 (which memcached reads as "never expires"). TTLs over 30 days are sent as
+absolute Unix times, as memcached requires; ``None`` is 0, no expiry.
+
+Counters. ``incr`` is memcached ``incr``, a negative delta ``decr``. memcached
+counters are unsigned 64-bit: ``decr`` stops at 0 instead of going negative,
+``incr`` wraps around at 2**64, a stored negative number cannot be incremented
+(:class:`~cachekit.exceptions.BackendError`), and after a ``decr`` that
+shortens the number memcached may pad the stored digits with trailing spaces
+(``int()`` accepts them).
+
+Locks are memcached keys in the same namespace (``"<generation>~L<sha256 of
+the name>"``, a form no data key takes): ``add`` with a random token to take,
+``gets`` + ``cas`` to a tombstone + ``delete`` to release, so a holder never
+releases a lock that expired and passed to someone else. ``clear()`` of the
+lock name's scope (for :class:`~cachekit.Cache`'s stampede locks, ``clear("")``)
+forgets held locks, as it forgets values.
+
+After ``os.fork()`` a child drops the connections it inherited and opens its own.
+
+Values over ``max_item_size`` (memcached's ``-I``, 1 MiB by default, counting
+the key and about 80 bytes of item header) are refused with a
+:class:`~cachekit.exceptions.BackendError` naming the key and the size, and
+the old value under the key is deleted, so no reader sees a stale value after
+a failed write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import re
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+from pymemcache.client.base import Client
+from pymemcache.client.hash import HashClient
+from pymemcache.exceptions import MemcacheError
+from pymemcache.exceptions import MemcacheServerError
+from pymemcache.exceptions import MemcacheUnexpectedCloseError
+
+from cachekit.exceptions import BackendError
+from cachekit.exceptions import BackendUnavailableError
+from cachekit.exceptions import ConfigurationError
+from cachekit.exceptions import MissingKeyError
+
+logger = logging.getLogger(__name__)
+_monotonic = time.monotonic
+
+#: A server: ``(host, port)`` or the path of a unix socket.
+Server = tuple[str, int] | str
+
+DEFAULT_PORT = 11211
+#: memcached's default item size limit (``-I 1m``).
+DEFAULT_MAX_ITEM_SIZE = 1024 * 1024
+#: Seconds to wait for a reply; a cache must not hang a request for long.
+DEFAULT_TIMEOUT = 0.5
+#: Seconds to wait for a TCP connection.
+DEFAULT_CONNECT_TIMEOUT = 0.25
+
+_MAX_KEY = 250
+# memcached's per-item header, CAS and CRLF, plus a margin: counted against max_item_size.
+_ITEM_OVERHEAD = 80
+# TTLs above this many seconds must be sent as absolute Unix times.
+_RELATIVE_LIMIT = 30 * 24 * 3600
+# A scope is looked for only in a key's first characters, so a long key without ':' is cheap.
+_SCOPE_SEARCH = 100
+_TOKEN_BYTES = 6  # 8 URL-safe characters
+_TOKEN = re.compile(rb"[A-Za-z0-9_-]{8}")
+# Internal keys contain '.', which no generation token does, so they never meet a data key.
+_GEN_KEY = "cachekit.gen"
+# Lock keys live in the generation namespace as "<head>~L<sha256>": no data key takes that form.
+_LOCK_MARK = "~L"
+_LOCK_POLL_MIN = 0.002
+_LOCK_POLL_MAX = 0.05
+_WARN_EVERY = 10.0
+
+
+class _Down:
+    """Sentinel returned by HashClient for a node it is not trying right now."""
+
+
+_DOWN = _Down()
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _safe(head: str, key: str) -> str:
+    """Return ``head + key`` if memcached can hold it, else ``head + "~" + sha256(key)``."""
+    full = head + key
+    legal = len(full) <= _MAX_KEY and full.isascii() and full.isprintable() and " " not in full
+    if legal and key[:1] != "~":
+        return full
+    return f"{head}~{_digest(key)}"
+
+
+def _scope(key: str) -> str:
+    """The part of ``key`` whose generation it carries: up to its first ``:``, or ``""``."""
+    end = key.find(":", 0, _SCOPE_SEARCH)
+    return key[: end + 1] if end >= 0 else ""
+
+
+def _generation_key(scope: str) -> str:
+    return _safe(_GEN_KEY + ":", scope) if scope else _GEN_KEY
+
+
+def expire_time(ttl: float | None, now: Callable[[], float] = time.time) -> int:
+    """Turn a backend ``ttl`` into memcached's ``exptime``.
+
+    ``None`` is 0 (never expires); otherwise ``ceil(ttl) + 1`` seconds, so the
+    item outlives ``ttl`` on memcached's whole-second clock, sent as an
+    absolute Unix time when it is over 30 days.
+    """
+    if ttl is None:
+        return 0
+    seconds = math.ceil(ttl) + 1
+    if seconds > _RELATIVE_LIMIT:
+        return int(now()) + seconds
+    return seconds
+
+
+def parse_server(spec: str) -> Server:
+    """Parse ``host[:port]``, ``[v6addr][:port]``, ``unix:/path`` or ``/path``.
+
+    :raises ConfigurationError: for an empty host or a bad port.
+    """
+    text = spec.strip()
+    if text.startswith("unix:"):
+        text = text[5:]
+        if not text:
+            raise ConfigurationError(f"Empty unix socket path in {spec!r}.", setting="LOCATION")
+        return text
+    if text.startswith("/"):
+        return text
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ConfigurationError(f"Malformed memcached address {spec!r}.", setting="LOCATION")
+        port_text = rest[1:]
+    elif text.count(":") > 1:
+        raise ConfigurationError(
+            f"Malformed memcached address {spec!r}: write IPv6 addresses as [addr]:port.",
+            setting="LOCATION",
+        )
+    else:
+        host, _, port_text = text.partition(":")
+    if not host:
+        raise ConfigurationError(f"Missing host in memcached address {spec!r}.", setting="LOCATION")
+    port = DEFAULT_PORT
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ConfigurationError(
+                f"Bad port in memcached address {spec!r}; expected host:port.", setting="LOCATION"
+            )
+        port = int(port_text)
+    return (host, port)
+
+
+def _server_name(server: Any) -> str:
+    if isinstance(server, tuple):
+        host, port = server
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"unix:{server}"
+
+
+def _check_options(cls: type[MemcachedBackend], options: Mapping[str, Any]) -> None:
+    unknown = sorted(set(options) - set(cls.OPTIONS))
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown option {unknown[0]!r} for MemcachedBackend; known options: "
+            f"{', '.join(sorted(cls.OPTIONS))}.",
+            setting=unknown[0],
+        )
+
+
+class _FailedServers(dict[Any, dict[str, Any]]):
+    """HashClient's record of failing servers, tolerant of threads racing on it.
+
+    HashClient checks ``server in failed`` and then reads or pops it without a
+    lock; another thread may have removed the entry in between.
+    """
+
+    def __missing__(self, server: Any) -> dict[str, Any]:
+        return {"failed_time": 0.0, "attempts": 0}
+
+    def pop(self, server: Any, default: Any = None) -> Any:
+        return super().pop(server, default)
+
+
+class _CheckedKeysClient(Client):  # type: ignore[misc]
+    """A pymemcache ``Client`` that trusts its keys: :func:`_safe` has already checked them.
+
+    pymemcache checks every key again (encode, split on whitespace, look for
+    NUL), which costs more per key of a ``get_many`` than building the key did.
+    """
+
+    def check_key(self, key: str, key_prefix: bytes) -> bytes:
+        return key.encode("ascii")
+
+
+class _Connections:
+    """A thread-safe set of connections to one server, with pymemcache ``Client``'s methods.
+
+    Each call borrows an idle ``Client`` (or opens one), runs, and gives it
+    back; a client that raised is closed, so a broken socket is never reused.
+    pymemcache's ``PooledClient`` does the same under a lock inside a
+    generator-based context manager, which costs about 3 µs a call, several
+    per cent of a loopback round trip; ``list.pop``/``append`` are atomic, so
+    this needs no lock. At most ``max_idle`` idle connections are kept.
+    """
+
+    def __init__(self, server: Any, *, max_idle: int | None = None, **client_options: Any) -> None:
+        #: The server as pymemcache spells it: ``(host, port)`` or a socket path.
+        self.server = server
+        self._options = client_options
+        self._idle: list[Any] = []
+        self._max_idle = max_idle if max_idle is not None else 2**31
+
+    def _borrow(self) -> Any:
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return _CheckedKeysClient(self.server, **self._options)
+
+    def _give_back(self, client: Any) -> None:
+        if len(self._idle) < self._max_idle:
+            self._idle.append(client)
+        else:
+            client.close()
+
+    def _run(self, operation: str, *args: Any) -> Any:
+        client = self._borrow()
+        try:
+            result = getattr(client, operation)(*args)
+        except BaseException:
+            client.close()
+            raise
+        self._give_back(client)
+        return result
+
+    def get(self, key: str) -> Any:
+        client = self._borrow()
+        try:
+            result = client.get(key)
+        except BaseException:
+            client.close()
+            raise
+        self._give_back(client)
+        return result
+
+    def set(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any:
+        client = self._borrow()
+        try:
+            result = client.set(key, value, expire, noreply)
+        except BaseException:
+            client.close()
+            raise
+        self._give_back(client)
+        return result
+
+    def get_many(self, keys: Sequence[str]) -> Any:
+        return self._run("get_many", keys)
+
+    def gets(self, key: str) -> Any:
+        return self._run("gets", key)
+
+    def set_many(self, values: Mapping[str, bytes], expire: int = 0, noreply: bool | None = None) -> Any:
+        return self._run("set_many", values, expire, noreply)
+
+    def add(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any:
+        return self._run("add", key, value, expire, noreply)
+
+    def cas(self, key: str, value: bytes, cas: Any, expire: int = 0, noreply: bool = False) -> Any:
+        return self._run("cas", key, value, cas, expire, noreply)
+
+    def delete(self, key: str, noreply: bool | None = None) -> Any:
+        return self._run("delete", key, noreply)
+
+    def delete_many(self, keys: Sequence[str], noreply: bool | None = None) -> Any:
+        return self._run("delete_many", keys, noreply)
+
+    def incr(self, key: str, value: int, noreply: bool = False) -> Any:
+        return self._run("incr", key, value, noreply)
+
+    def decr(self, key: str, value: int, noreply: bool = False) -> Any:
+        return self._run("decr", key, value, noreply)
+
+    def touch(self, key: str, expire: int = 0, noreply: bool | None = None) -> Any:
+        return self._run("touch", key, expire, noreply)
+
+    def flush_all(self, delay: int = 0, noreply: bool | None = None) -> Any:
+        return self._run("flush_all", delay, noreply)
+
+    def raw_command(self, command: str | bytes, end_tokens: str | bytes = b"\r\n") -> Any:
+        return self._run("raw_command", command, end_tokens)
+
+    def close(self) -> None:
+        """Close the idle connections; borrowed ones are closed or kept when given back."""
+        while self._idle:
+            try:
+                client = self._idle.pop()
+            except IndexError:
+                break
+            client.close()
+
+    def __del__(self) -> None:
+        # A backend dropped without close() must not leave its sockets to the garbage collector.
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<memcached connections to {_server_name(self.server)}>"
+
+
+class _PoolClient(HashClient):  # type: ignore[misc]
+    """pymemcache's HashClient over :class:`_Connections`, its node bookkeeping made thread-safe.
+
+    It also keeps a node's connections when the node rejoins the ring, rather
+    than replacing them and leaving the old sockets to the garbage collector.
+    """
+
+    def __init__(self, servers: Sequence[Server], *, max_idle: int | None, **kwargs: Any) -> None:
+        self._guard = threading.RLock()
+        self._max_idle = max_idle
+        super().__init__(servers, use_pooling=False, **kwargs)
+        self._failed_clients = _FailedServers()
+
+    def add_server(self, server: Any, port: Any = None) -> None:
+        if port is not None:
+            server = (server, port)
+        with self._guard:
+            key = self._make_client_key(server)
+            if key not in self.clients:
+                self.clients[key] = _Connections(server, max_idle=self._max_idle, **self.default_kwargs)
+            self.hasher.add_node(key)
+
+    def remove_server(self, server: Any, port: Any = None) -> None:
+        with self._guard:
+            if self._make_client_key(server) in self.hasher.nodes:
+                super().remove_server(server, port)
+
+    def _mark_failed_server(self, server: Any) -> None:
+        with self._guard:
+            super()._mark_failed_server(server)
+
+    def _retry_dead(self) -> None:
+        with self._guard:
+            super()._retry_dead()
+
+
+def _unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, (OSError, MemcacheUnexpectedCloseError)):
+        return True
+    # HashClient's "All servers seem to be down" is a bare MemcacheError.
+    return type(exc) is MemcacheError
+
+
+def _translate(exc: BaseException, operation: str, server: Any) -> BackendError:
+    if isinstance(exc, BackendError):
+        return exc
+    where = _server_name(server) if server is not None else "memcached"
+    if _unavailable(exc):
+        return BackendUnavailableError(f"memcached {where} unavailable during {operation}: {exc!r}")
+    return BackendError(f"memcached {where} failed during {operation}: {exc!r}")
+
+
+_live_backends: weakref.WeakSet[MemcachedBackend] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A child must not share its parent's sockets: drop them; the pools reconnect lazily.
+    for backend in list(_live_backends):
+        backend._forget_connections()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class MemcachedLock:
+    """A lock held as a memcached key: ``add`` with a random token, released by ``gets`` + ``cas``.
+
+    Release checks the token with ``gets``, overwrites it with an empty
+    tombstone by ``cas`` (so nobody can take the lock between the check and
+    the delete) and deletes the key; a holder whose lock expired and was taken
+    by another releases nothing. A holder that dies between the ``cas`` and the
+    ``delete`` leaves the tombstone for at most the lock's ``ttl``.
+    """
+
+    def __init__(self, backend: MemcachedBackend, name: str, ttl: float) -> None:
+        self._backend = backend
+        self._ttl = ttl
+        self._token = secrets.token_hex(16).encode()
+        #: The lock's name as given.
+        self.name = name
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock, polling up to ``timeout`` seconds (``-1``: no limit) when ``blocking``.
+
+        :raises BackendUnavailableError: if the server holding the lock is unreachable.
+        """
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        pause = _LOCK_POLL_MIN
+        while True:
+            node, key = self._backend._locate_lock(self.name)
+            if self._backend._call(node, "add", key, self._token, expire_time(self._ttl)):
+                return True
+            if not blocking:
+                return False
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                pause = min(pause, remaining)
+            time.sleep(pause)
+            pause = min(pause * 2, _LOCK_POLL_MAX)
+
+    def release(self) -> None:
+        """Release the lock if this holder still owns it."""
+        backend = self._backend
+        node, key = backend._locate_lock(self.name)
+        value, token = backend._call(node, "gets", key)
+        if value != self._token:
+            return
+        # The tombstone keeps the key taken between the check and the delete.
+        if backend._call(node, "cas", key, b"", token, expire_time(self._ttl)):
+            backend._call(node, "delete", key)
+
+    def __enter__(self) -> MemcachedLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"MemcachedLock({self.name!r}, ttl={self._ttl:g})"
+
+
+class MemcachedBackend:
+    """A byte store on one memcached server or a consistent-hashing pool of them.
+
+    :param servers: ``(host, port)`` tuples, unix socket paths, or strings that
+        :func:`parse_server` reads; default ``127.0.0.1:11211``.
+    :param client: a ready pymemcache client (``PooledClient`` or ``HashClient``)
+        ``HashClient``) used instead of building one; it must be thread-safe if
+        threads share the backend, be built with ``default_noreply=False``,
+        and a ``HashClient`` with ``ignore_exc=False``.
+    :param connect_timeout: seconds to wait for a connection.
+    :param timeout: seconds to wait for a reply.
+    :param max_item_size: the servers' item size limit in bytes (memcached ``-I``).
+    :param retry_attempts: failed attempts before a pool node leaves the ring.
+    :param retry_timeout: seconds between attempts on a failing pool node.
+    :param dead_timeout: seconds a node stays out of the ring before it is tried again.
+    :param max_pool_size: idle connections kept per server (``None``: as many as
+        threads ever used at once); a busy backend opens more, never waits.
+    :param no_delay: set ``TCP_NODELAY`` on connections.
+    :param flush_on_clear: make ``clear("")`` a ``flush_all`` on every server.
+    :param generation_ttl: seconds the namespace generations read from memcached
+        are trusted before reading them again; 0 reads them on every call.
+    """
+
+    OPTIONS: ClassVar[Mapping[str, type]] = {
+        "connect_timeout": float,
+        "timeout": float,
+        "max_item_size": int,
+        "retry_attempts": int,
+        "retry_timeout": float,
+        "dead_timeout": float,
+        "max_pool_size": int,
+        "no_delay": bool,
+        "flush_on_clear": bool,
+        "generation_ttl": float,
+    }
+    stores_objects: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        servers: Sequence[Server | str] | None = None,
+        client: Any = None,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        max_item_size: int = DEFAULT_MAX_ITEM_SIZE,
+        retry_attempts: int = 2,
+        retry_timeout: float = 1.0,
+        dead_timeout: float = 60.0,
+        max_pool_size: int | None = None,
+        no_delay: bool = True,
+        flush_on_clear: bool = False,
+        generation_ttl: float = 1.0,
+    ) -> None:
+        for name, value in (("connect_timeout", connect_timeout), ("timeout", timeout)):
+            if value is not None and value <= 0:
+                raise ConfigurationError(f"{name} must be positive or None, got {value!r}.", setting=name)
+        if max_item_size < 1024:
+            raise ConfigurationError(
+                f"max_item_size must be at least 1024 bytes, got {max_item_size!r}.", setting="max_item_size"
+            )
+        if retry_attempts < 0:
+            raise ConfigurationError(
+                f"retry_attempts must be >= 0, got {retry_attempts!r}.", setting="retry_attempts"
+            )
+        for name, number in (
+            ("retry_timeout", retry_timeout),
+            ("dead_timeout", dead_timeout),
+            ("generation_ttl", generation_ttl),
+        ):
+            if number < 0:
+                raise ConfigurationError(f"{name} must be >= 0, got {number!r}.", setting=name)
+        if max_pool_size is not None and max_pool_size < 1:
+            raise ConfigurationError(
+                f"max_pool_size must be positive or None, got {max_pool_size!r}.", setting="max_pool_size"
+            )
+        #: The servers, as ``(host, port)`` or socket paths (empty for a given client).
+        self.servers: list[Server] = []
+        if client is None:
+            specs = ["127.0.0.1:11211"] if servers is None else list(servers)
+            if not specs:
+                raise ConfigurationError("At least one memcached server is needed.", setting="LOCATION")
+            self.servers = [parse_server(s) if isinstance(s, str) else s for s in specs]
+            common: dict[str, Any] = {
+                "connect_timeout": connect_timeout,
+                "timeout": timeout,
+                "no_delay": no_delay,
+                "default_noreply": False,
+            }
+            if len(self.servers) == 1:
+                client = _Connections(self.servers[0], max_idle=max_pool_size, **common)
+            else:
+                client = _PoolClient(
+                    self.servers,
+                    max_idle=max_pool_size,
+                    ignore_exc=False,
+                    retry_attempts=retry_attempts,
+                    retry_timeout=retry_timeout,
+                    dead_timeout=dead_timeout,
+                    **common,
+                )
+        #: Values (with key and header) over this many bytes are refused.
+        self.max_item_size = max_item_size
+        #: Whether ``clear("")`` runs ``flush_all``.
+        self.flush_on_clear = flush_on_clear
+        #: Seconds a namespace generation is trusted before it is read again.
+        self.generation_ttl = generation_ttl
+        self._client = client
+        self._hash: Any = client if isinstance(client, HashClient) else None
+        self._single: Any = None if self._hash is not None else client
+        # server -> scope -> (key head, trusted until); plain dicts: a race only costs a re-read.
+        self._generations: dict[Any, dict[str, tuple[str, float]]] = {}
+        self._single_heads: dict[str, tuple[str, float]] = {}
+        if self._single is not None:
+            self._generations[self._single.server] = self._single_heads
+        self._last_partial_warning = float("-inf")
+        _live_backends.add(self)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MemcachedBackend:
+        """Build from ``memcached://h1:11211,h2:11211`` or ``memcached:///path/to/socket``.
+
+        :raises ConfigurationError: for a malformed URL or an unknown option.
+        """
+        _check_options(cls, options)
+        parts = urlsplit(url)
+        if parts.scheme != "memcached":
+            raise ConfigurationError(f"Not a memcached URL: {url!r}.", setting="url")
+        if parts.query:
+            raise ConfigurationError(
+                f"Pass options as keywords or through cachekit.from_url(), not in {url!r}.", setting="url"
+            )
+        if "@" in parts.netloc:
+            raise ConfigurationError(
+                "memcached URLs take no user or password (pymemcache speaks the text protocol without SASL).",
+                setting="url",
+            )
+        if parts.netloc:
+            if parts.path not in ("", "/"):
+                raise ConfigurationError(
+                    f"Unexpected path {parts.path!r} in memcached URL; use memcached:///path/to.sock "
+                    "for a unix socket.",
+                    setting="url",
+                )
+            servers: list[Server] = [parse_server(item) for item in parts.netloc.split(",")]
+        elif parts.path not in ("", "/"):
+            servers = [parts.path]
+        else:
+            raise ConfigurationError(
+                f"memcached URL {url!r} names no server; e.g. memcached://127.0.0.1:11211.", setting="url"
+            )
+        return cls(servers=servers, **options)
+
+    @classmethod
+    def from_location(cls, location: str | Sequence[str] | None, **options: Any) -> MemcachedBackend:
+        """Build from a settings ``LOCATION``.
+
+        ``None`` means ``127.0.0.1:11211``; a string is one address or several
+        separated by ``;`` or ``,`` (as in Django), a list holds one address
+        each; an address is ``host:port``, ``[v6]:port``, ``unix:/path`` or ``/path``.
+        """
+        _check_options(cls, options)
+        if location is None:
+            return cls(**options)
+        if isinstance(location, str):
+            if "://" in location:
+                return cls.from_url(location, **options)
+            specs = [item for item in re.split("[;,]", location) if item.strip()]
+        elif isinstance(location, Sequence) and all(isinstance(item, str) for item in location):
+            specs = list(location)
+        else:
+            raise ConfigurationError(
+                f"LOCATION for memcached must be an address or a list of them, got {location!r}.",
+                setting="LOCATION",
+            )
+        return cls(servers=[parse_server(spec) for spec in specs], **options)
+
+    def __repr__(self) -> str:
+        if not self.servers:
+            return f"MemcachedBackend(client={self._client!r})"
+        return f"MemcachedBackend(servers={[_server_name(s) for s in self.servers]!r})"
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _node(self, route_key: str) -> Any:
+        """The client of the server that holds ``route_key``."""
+        if self._hash is None:
+            return self._single
+        try:
+            return self._hash._get_client(route_key)
+        except Exception as exc:
+            raise _translate(exc, "routing", None) from exc
+
+    def _call(self, node: Any, operation: str, *args: Any) -> Any:
+        """Run ``node.<operation>(*args)``; in a pool through HashClient's failure bookkeeping."""
+        try:
+            if self._hash is None:
+                return getattr(node, operation)(*args)
+            result = self._hash._safely_run_func(node, getattr(node, operation), _DOWN, *args)
+        except Exception as exc:
+            raise _translate(exc, operation, node.server) from exc
+        if result is _DOWN:
+            raise BackendUnavailableError(
+                f"memcached {_server_name(node.server)} is failing; it is retried every "
+                f"{self._hash.retry_timeout:g} s."
+            )
+        return result
+
+    def _head(self, node: Any, scope: str) -> str:
+        """The generation prefix for keys of ``scope`` on ``node``."""
+        heads = self._generations.get(node.server)
+        if heads is None:
+            heads = self._generations.setdefault(node.server, {})
+        cached = heads.get(scope)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        keys = [_GEN_KEY, _generation_key(scope)] if scope else [_GEN_KEY]
+        found = self._call(node, "get_many", keys)
+        tokens: list[bytes] = []
+        for key in keys:
+            token = found.get(key)
+            if token is None:
+                fresh = secrets.token_urlsafe(_TOKEN_BYTES).encode()
+                token = fresh if self._call(node, "add", key, fresh, 0) else self._call(node, "get", key)
+                if token is None:
+                    raise BackendUnavailableError(
+                        f"memcached {_server_name(node.server)} dropped generation key {key!r} at once."
+                    )
+            if not _TOKEN.fullmatch(token):
+                raise BackendError(
+                    f"Generation key {key!r} on memcached {_server_name(node.server)} holds "
+                    f"{token[:20]!r}, not a token; delete it to start a new generation."
+                )
+            tokens.append(token)
+        head = b"".join(tokens).decode("ascii") + ":"
+        heads[scope] = (head, time.monotonic() + self.generation_ttl)
+        return head
+
+    def _single_key(self, key: str) -> str:
+        """The stored form of ``key`` on the one server (:meth:`_locate` with calls inlined)."""
+        end = key.find(":", 0, _SCOPE_SEARCH)
+        scope = key[: end + 1] if end >= 0 else ""
+        cached = self._single_heads.get(scope)
+        head = (
+            cached[0] if cached is not None and cached[1] > _monotonic() else self._head(self._single, scope)
+        )
+        full = head + key
+        if (
+            len(full) <= _MAX_KEY
+            and full.isascii()
+            and full.isprintable()
+            and " " not in full
+            and key[:1] != "~"
+        ):
+            return full
+        return f"{head}~{_digest(key)}"
+
+    def _locate(self, key: str) -> tuple[Any, str]:
+        """Return the node holding ``key`` and the key as stored there."""
+        if self._hash is None:
+            return self._single, self._single_key(key)
+        node = self._node(_safe("", key))
+        return node, _safe(self._head(node, _scope(key)), key)
+
+    def _locate_lock(self, name: str) -> tuple[Any, str]:
+        """Return the node holding lock ``name`` and its stored key."""
+        tail = _LOCK_MARK + _digest(name)
+        node = self._single if self._hash is None else self._node(tail)
+        return node, self._head(node, _scope(name)) + tail
+
+    def _group(self, keys: Sequence[str]) -> tuple[dict[Any, dict[str, str]], list[BackendError]]:
+        """Map each node to ``{stored key: key}``; nodes whose generation cannot be read are left out."""
+        single = self._single
+        if single is not None:
+            # One node: _scope, _head and _safe inlined, heads looked up once per scope.
+            heads: dict[str, str] = {}
+            stored_keys: dict[str, str] = {}
+            for key in keys:
+                end = key.find(":", 0, _SCOPE_SEARCH)
+                scope = key[: end + 1] if end >= 0 else ""
+                head = heads.get(scope)
+                if head is None:
+                    head = heads[scope] = self._head(single, scope)
+                full = head + key
+                legal = len(full) <= _MAX_KEY and full.isascii() and full.isprintable() and " " not in full
+                if legal and key[:1] != "~":
+                    stored_keys[full] = key
+                else:
+                    stored_keys[f"{head}~{_digest(key)}"] = key
+            return {single: stored_keys}, []
+        batches: dict[Any, dict[str, str]] = {}
+        errors: list[BackendError] = []
+        failed: set[Any] = set()
+        for key in keys:
+            node = self._node(_safe("", key))
+            if node.server in failed:
+                continue
+            try:
+                stored = _safe(self._head(node, _scope(key)), key)
+            except BackendUnavailableError as exc:
+                failed.add(node.server)
+                errors.append(exc)
+                continue
+            batches.setdefault(node, {})[stored] = key
+        return batches, errors
+
+    def _too_large(self, key: str, stored: str, value: bytes) -> bool:
+        return len(value) + len(stored) + _ITEM_OVERHEAD > self.max_item_size
+
+    def _refuse(self, key: str, size: int, deleted: bool) -> BackendError:
+        what = "the old value was deleted" if deleted else "any old value could not be deleted"
+        return BackendError(
+            f"Value for key {key!r} is {size} bytes, over memcached's item size limit of "
+            f"{self.max_item_size} bytes (with key and item header); {what}. Store less, turn on "
+            "compression, or raise the servers' -I and the max_item_size option together."
+        )
+
+    def _drop_after_failed_write(self, node: Any, stored: str) -> bool:
+        try:
+            self._call(node, "delete", stored)
+        except BackendError:
+            return False
+        return True
+
+    def _forget_connections(self) -> None:
+        try:
+            self._client.close()
+        except Exception:  # a forked child's inherited sockets may fail to close
+            logger.debug("closing inherited memcached connections failed", exc_info=True)
+
+    def _warn_partial(self, operation: str, errors: Sequence[BackendError]) -> None:
+        now = time.monotonic()
+        if now - self._last_partial_warning >= _WARN_EVERY:
+            self._last_partial_warning = now
+            logger.warning("memcached %s served the reachable nodes only: %s", operation, errors[0])
+
+    # -- reads -----------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        """Return the value stored under ``key``, or ``None`` on a miss."""
+        single = self._single
+        if single is None:
+            node, stored = self._locate(key)
+            found: bytes | None = self._call(node, "get", stored)
+            return found
+        # The one-server path skips _call: this is the hottest call of a cache.
+        stored = self._single_key(key)
+        try:
+            value: bytes | None = single.get(stored)
+        except Exception as exc:
+            raise _translate(exc, "get", single.server) from exc
+        return value
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """Return the found keys only: one ``get`` command per node.
+
+        In a pool, the keys of nodes that cannot be reached are missing from the
+        result (and logged); only when no node answers is it an error.
+
+        :raises BackendUnavailableError: if no node holding any of the keys answered.
+        """
+        if not keys:
+            return {}
+        batches, errors = self._group(keys)
+        found: dict[str, bytes] = {}
+        answered = 0
+        for node, stored_keys in batches.items():
+            try:
+                values = self._call(node, "get_many", list(stored_keys))
+            except BackendUnavailableError as exc:
+                errors.append(exc)
+                continue
+            answered += 1
+            for stored, value in values.items():
+                found[stored_keys[stored]] = value
+        if errors:
+            if not answered:
+                raise errors[0]
+            self._warn_partial("get_many", errors)
+        return found
+
+    def gets(self, key: str) -> tuple[bytes, Any] | None:
+        """Return ``(value, cas token)`` for :meth:`cas`, or ``None`` on a miss."""
+        node, stored = self._locate(key)
+        value, token = self._call(node, "gets", stored)
+        if value is None:
+            return None
+        return value, token
+
+    # -- writes ------------------------------------------------------------------
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store ``value`` under ``key``, waiting for the server's reply.
+
+        :raises BackendError: if the value is over ``max_item_size`` (the old value is deleted).
+        """
+        single = self._single
+        if single is None:
+            node, stored = self._locate(key)
+        else:
+            node, stored = single, self._single_key(key)
+        if len(value) + len(stored) + _ITEM_OVERHEAD > self.max_item_size:
+            raise self._refuse(key, len(value), self._drop_after_failed_write(node, stored))
+        try:
+            if single is None:
+                self._call(node, "set", stored, value, expire_time(ttl))
+            else:
+                try:
+                    single.set(stored, value, 0 if ttl is None else expire_time(ttl), False)
+                except Exception as exc:
+                    raise _translate(exc, "set", single.server) from exc
+        except BackendUnavailableError:
+            raise
+        except BackendError as exc:
+            # Make sure the key does not keep its old value when the server refused the new one.
+            deleted = self._drop_after_failed_write(node, stored)
+            if isinstance(exc.__cause__, MemcacheServerError) and "too large" in str(exc.__cause__):
+                raise self._refuse(key, len(value), deleted) from exc
+            raise
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        """Store every item with one pipelined ``set`` per node.
+
+        Oversized values are not sent and their old values are deleted; the
+        others are stored, then the first oversized key is reported.
+
+        :raises BackendError: if a value is over ``max_item_size``.
+        :raises BackendUnavailableError: if a node could not be reached (the
+            other nodes' items are stored).
+        """
+        if not items:
+            return
+        expire = expire_time(ttl)
+        batches, errors = self._group(list(items))
+        oversized: list[tuple[str, int, Any, str]] = []
+        for node, stored_keys in batches.items():
+            values: dict[str, bytes] = {}
+            for stored, key in stored_keys.items():
+                value = items[key]
+                if self._too_large(key, stored, value):
+                    oversized.append((key, len(value), node, stored))
+                else:
+                    values[stored] = value
+            if not values:
+                continue
+            try:
+                failed = self._call(node, "set_many", values, expire)
+            except BackendUnavailableError as exc:
+                errors.append(exc)
+                continue
+            except BackendError:
+                # The server refused one item mid-pipeline; which one is unknown, so drop them all.
+                self._call(node, "delete_many", list(values))
+                raise
+            if failed:
+                errors.append(BackendUnavailableError(f"memcached did not store {len(failed)} keys."))
+        if oversized:
+            key, size, node, stored = oversized[0]
+            deleted = all(self._drop_after_failed_write(n, s) for _, _, n, s in oversized)
+            raise self._refuse(key, size, deleted)
+        if errors:
+            raise errors[0]
+
+    def add(self, key: str, value: bytes, ttl: float | None) -> bool:
+        """Store ``value`` only if ``key`` holds nothing (memcached ``add``).
+
+        :raises BackendError: if the value is over ``max_item_size``.
+        """
+        node, stored = self._locate(key)
+        if self._too_large(key, stored, value):
+            raise self._refuse(key, len(value), False)
+        return bool(self._call(node, "add", stored, value, expire_time(ttl)))
+
+    def cas(self, key: str, value: bytes, token: Any, ttl: float | None) -> bool:
+        """Store ``value`` if ``key`` is unchanged since the :meth:`gets` that gave ``token``.
+
+        :raises BackendError: if the value is over ``max_item_size`` (nothing is changed).
+        """
+        node, stored = self._locate(key)
+        if self._too_large(key, stored, value):
+            raise self._refuse(key, len(value), False)
+        return self._call(node, "cas", stored, value, token, expire_time(ttl)) is True
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; return whether it was there."""
+        node, stored = self._locate(key)
+        return bool(self._call(node, "delete", stored))
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove every key with one pipelined ``delete`` per node.
+
+        :raises BackendUnavailableError: if a node could not be reached.
+        """
+        if not keys:
+            return
+        batches, errors = self._group(keys)
+        for node, stored_keys in batches.items():
+            try:
+                self._call(node, "delete_many", list(stored_keys))
+            except BackendUnavailableError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def incr(self, key: str, delta: int) -> int:
+        """Add ``delta`` on the server (``decr`` for a negative one, which stops at 0).
+
+        :raises MissingKeyError: if ``key`` holds nothing.
+        :raises BackendError: if the value is not an unsigned 64-bit integer.
+        """
+        node, stored = self._locate(key)
+        if delta >= 0:
+            result = self._call(node, "incr", stored, delta)
+        else:
+            result = self._call(node, "decr", stored, -delta)
+        if result is None:
+            raise MissingKeyError(key)
+        return int(result)
+
+    def touch(self, key: str, ttl: float | None) -> bool:
+        """Give ``key`` a new ``ttl`` (memcached ``touch``); return whether it was there."""
+        node, stored = self._locate(key)
+        return bool(self._call(node, "touch", stored, expire_time(ttl)))
+
+    def clear(self, prefix: str = "") -> None:
+        """Make every key starting with ``prefix`` unreachable by moving to a new generation.
+
+        See the module docstring for how prefixes map to generations. With
+        ``flush_on_clear`` and an empty prefix, runs ``flush_all`` instead.
+
+        :raises BackendUnavailableError: if a node could not be reached (the
+            others have moved on).
+        """
+        nodes = list(self._hash.clients.values()) if self._hash is not None else [self._single]
+        scope = _scope(prefix) if prefix else ""
+        errors: list[BackendError] = []
+        for node in nodes:
+            try:
+                if self.flush_on_clear and not prefix:
+                    self._call(node, "flush_all", 0, False)
+                else:
+                    fresh = secrets.token_urlsafe(_TOKEN_BYTES).encode()
+                    self._call(node, "set", _generation_key(scope), fresh, 0)
+            except BackendError as exc:
+                errors.append(exc)
+        for heads in self._generations.values():
+            if scope:
+                heads.pop(scope, None)
+            else:
+                heads.clear()
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        """Close every connection; the next call reconnects."""
+        self._client.close()
+
+    def lock(self, name: str, *, ttl: float) -> MemcachedLock:
+        """Return a lock named ``name`` shared by every user of these servers."""
+        return MemcachedLock(self, name, ttl)

@@ -1,0 +1,883 @@
+"""The Redis backend: one Redis, Sentinel-managed Redis, or Redis Cluster, through redis-py.
+
+Built from a URL::
+
+    redis://[[user]:password@]host[:port][/db]      rediss://... (TLS)
+    unix://[[user]:password@]/path/to/redis.sock     (db with the ``db`` option)
+    redis+sentinel://[[user]:password@]host1:26379,host2:26379/service_name[/db]
+    redis+cluster://[[user]:password@]host1:7000,host2:7001
+
+or from a ready redis-py client (``RedisBackend(client=redis.Redis(...))``).
+The backend owns its connection pool; redis-py uses hiredis when it is
+installed, checks the process id on every checkout so a forked child never
+reuses its parent's sockets, and reconnects after a server restart.
+
+Every call is one round trip where Redis allows it: ``MGET``, one ``MSET`` or
+one script for ``set_many``, one ``UNLINK`` for ``delete_many``. In Cluster
+mode the many-key calls go through redis-py's slot-grouping helpers, one
+pipeline per node. ``clear()`` deletes by ``SCAN`` + ``UNLINK`` in batches and
+never uses ``KEYS``; it uses ``FLUSHDB`` only for a cache without a prefix
+whose options say ``flush_db_on_clear=True``.
+
+A Redis Cluster used as a cache should run with ``cluster-require-full-coverage
+no``, so that losing one master loses only that master's keys.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import ClassVar
+from urllib.parse import unquote
+from urllib.parse import urlsplit
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.cluster import ClusterNode
+from redis.cluster import RedisCluster
+from redis.exceptions import AuthenticationError
+from redis.exceptions import AuthorizationError
+from redis.exceptions import ClusterDownError
+from redis.exceptions import LockError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisError
+from redis.exceptions import TryAgainError
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from cachekit.exceptions import BackendError
+from cachekit.exceptions import BackendUnavailableError
+from cachekit.exceptions import ConfigurationError
+from cachekit.exceptions import MissingKeyError
+
+if TYPE_CHECKING:
+    from redis.commands.core import Script
+    from redis.lock import Lock as _RedisPyLock
+
+#: Values above this many bytes are refused unless ``max_value_size`` says otherwise.
+DEFAULT_MAX_VALUE_SIZE = 64 * 1024 * 1024
+# Redis refuses strings above 512 MB ("proto-max-bulk-len").
+_REDIS_MAX_VALUE_SIZE = 512 * 1024 * 1024
+#: Seconds to wait for a reply; a cache must not hang a request for long.
+DEFAULT_SOCKET_TIMEOUT = 0.5
+#: Seconds to wait for a TCP connection.
+DEFAULT_SOCKET_CONNECT_TIMEOUT = 0.25
+# Keys per command in set_many/clear batches: bounds the time one command blocks the server.
+_BATCH = 1000
+# How often a blocked lock.acquire() asks again.
+_LOCK_POLL = 0.025
+
+_ERRORS = (RedisError, RedisClusterException, OSError)
+# Error replies that mean "not available right now" rather than "you asked wrongly":
+# a cluster without quorum, a slot being migrated, a replica promoted by a failover.
+_UNAVAILABLE = (
+    ClusterDownError,
+    TryAgainError,
+    ReadOnlyError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    RedisClusterException,
+    OSError,
+)
+
+# INCRBY creates a missing key, so check first; INCRBY keeps the key's TTL.
+_INCR = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"""
+# PERSIST answers 0 both for a missing key and for one without a TTL.
+_PERSIST = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('PERSIST', KEYS[1])
+return 1
+"""
+# One round trip for set_many with a timeout (Redis 7 has no multi-key SET with PX).
+_SET_MANY_PX = """
+local px = ARGV[1]
+for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'PX', px) end
+return #KEYS
+"""
+# The token is the value gets() saw; a vanished key reads as false and never matches.
+_CAS = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2])
+else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+"""
+
+_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+
+
+def _ms(ttl: float) -> int:
+    """Seconds to whole milliseconds, at least 1 (``PX 0`` is an error)."""
+    return max(1, round(ttl * 1000))
+
+
+def _glob_escape(text: str) -> str:
+    """Escape ``SCAN MATCH`` glob characters so a prefix matches literally."""
+    for char in "\\*?[]":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***``, for reprs and messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, at, hosts = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{hosts}"
+
+
+def _split_hosts(netloc: str, default_port: int, url: str) -> list[tuple[str, int]]:
+    """Parse ``host1:port1,host2:port2`` (IPv6 in brackets) into ``(host, port)`` pairs."""
+    nodes: list[tuple[str, int]] = []
+    for part in netloc.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        parsed = urlsplit(f"//{part}")
+        try:
+            port = parsed.port or default_port
+        except ValueError:
+            raise ConfigurationError(
+                f"Bad port in Redis URL {redact_url(url)!r}: {part!r}.", setting="LOCATION"
+            ) from None
+        nodes.append((parsed.hostname or "127.0.0.1", port))
+    if not nodes:
+        raise ConfigurationError(f"Redis URL {redact_url(url)!r} names no host.", setting="LOCATION")
+    return nodes
+
+
+class RedisLock:
+    """A lock held in Redis: redis-py's :class:`redis.lock.Lock` behind cachekit's Lock protocol.
+
+    Taken with ``SET NX PX`` and a random token, released by redis-py's
+    compare-and-delete script, so a holder whose lock expired and was taken
+    by someone else never deletes the new holder's lock. The token is not
+    thread-local: a lock taken in one thread may be released in another, as
+    with :class:`threading.Lock`.
+    """
+
+    def __init__(self, backend: RedisBackend, name: str, ttl: float) -> None:
+        self._backend = backend
+        self._name = name
+        self._lock: _RedisPyLock = backend.client.lock(
+            name, timeout=max(ttl, 0.001), sleep=_LOCK_POLL, thread_local=False
+        )
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock; wait up to ``timeout`` seconds (``-1``: no limit) if ``blocking``.
+
+        :raises BackendUnavailableError: if Redis cannot be reached.
+        """
+        try:
+            return bool(
+                self._lock.acquire(blocking=blocking, blocking_timeout=None if timeout < 0 else timeout)
+            )
+        except _ERRORS as exc:
+            raise self._backend._error(exc, "lock acquire", self._name) from exc
+
+    def release(self) -> None:
+        """Release the lock if this holder still owns it; otherwise do nothing."""
+        try:
+            self._lock.release()
+        except LockError:
+            pass  # not held, or expired and taken by another holder: theirs now
+        except _ERRORS as exc:
+            raise self._backend._error(exc, "lock release", self._name) from exc
+
+    def __enter__(self) -> RedisLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"RedisLock({self._name!r})"
+
+
+class RedisBackend:
+    """Stores bytes in Redis (standalone, Sentinel or Cluster) through redis-py.
+
+    Connection parameters are keyword-only and used only when ``client`` is not
+    given; :meth:`from_url` builds Sentinel and Cluster clients from their URLs.
+
+    :param host: server host name or address.
+    :param port: server port.
+    :param db: database number (standalone and Sentinel only).
+    :param username: ACL user name, if any.
+    :param password: password; never shown in reprs or messages.
+    :param unix_socket_path: connect to this Unix socket instead of ``host:port``.
+    :param ssl: use TLS (``rediss://``).
+    :param ssl_ca_certs: CA bundle to verify the server with.
+    :param ssl_certfile: client certificate, for mutual TLS.
+    :param ssl_keyfile: client key, for mutual TLS.
+    :param ssl_cert_reqs: ``"required"`` (default), ``"optional"`` or ``"none"``.
+    :param ssl_check_hostname: check the server's host name against its certificate.
+    :param socket_timeout: seconds to wait for a reply before the call fails as unavailable.
+    :param socket_connect_timeout: seconds to wait for a connection.
+    :param max_connections: upper bound on pooled connections (default: no bound).
+    :param health_check_interval: ``PING`` a connection idle longer than this many seconds
+        before reusing it; 0 turns checks off.
+    :param retries: times a call is retried, with a short jittered backoff, after a lost
+        connection (e.g. a server restart). Timeouts are not retried, so a hung server
+        costs at most ``socket_timeout``.
+    :param client_name: ``CLIENT SETNAME`` for each connection, to spot them in ``CLIENT LIST``.
+    :param max_value_size: values above this many bytes are refused with :class:`BackendError`.
+    :param flush_db_on_clear: let ``clear()`` without a prefix use ``FLUSHDB`` instead of
+        ``SCAN`` + ``UNLINK``; only safe when the database holds nothing but this cache.
+    :param scan_count: keys per ``SCAN``/``UNLINK`` batch in ``clear()``.
+    :param client: a ready ``redis.Redis`` or ``redis.cluster.RedisCluster``, or a
+        callable returning one on first use (a ``RedisCluster`` connects as it is
+        built, so a callable keeps construction from failing while the cluster is
+        down); the connection parameters above are then ignored.
+    """
+
+    #: Options accepted by :meth:`from_url`/:meth:`from_location` (and URL query strings).
+    OPTIONS: ClassVar[Mapping[str, type]] = {
+        "db": int,
+        "username": str,
+        "password": str,
+        "ssl": bool,
+        "ssl_ca_certs": str,
+        "ssl_certfile": str,
+        "ssl_keyfile": str,
+        "ssl_cert_reqs": str,
+        "ssl_check_hostname": bool,
+        "socket_timeout": float,
+        "socket_connect_timeout": float,
+        "max_connections": int,
+        "health_check_interval": float,
+        "retries": int,
+        "client_name": str,
+        "max_value_size": int,
+        "flush_db_on_clear": bool,
+        "scan_count": int,
+        "sentinel_username": str,
+        "sentinel_password": str,
+    }
+    stores_objects: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+        unix_socket_path: str | None = None,
+        ssl: bool = False,
+        ssl_ca_certs: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        ssl_cert_reqs: str = "required",
+        ssl_check_hostname: bool = True,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        socket_connect_timeout: float = DEFAULT_SOCKET_CONNECT_TIMEOUT,
+        max_connections: int | None = None,
+        health_check_interval: float = 30.0,
+        retries: int = 1,
+        client_name: str | None = None,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        flush_db_on_clear: bool = False,
+        scan_count: int = _BATCH,
+        client: redis.Redis | RedisCluster | Callable[[], redis.Redis | RedisCluster] | None = None,
+    ) -> None:
+        _check_positive("socket_timeout", socket_timeout)
+        _check_positive("socket_connect_timeout", socket_connect_timeout)
+        _check_positive("scan_count", scan_count)
+        if max_connections is not None:
+            _check_positive("max_connections", max_connections)
+        if retries < 0:
+            raise ConfigurationError(f"retries must be 0 or more, got {retries!r}.", setting="retries")
+        if health_check_interval < 0:
+            raise ConfigurationError(
+                f"health_check_interval must be 0 or more, got {health_check_interval!r}.",
+                setting="health_check_interval",
+            )
+        if not 0 < max_value_size <= _REDIS_MAX_VALUE_SIZE:
+            raise ConfigurationError(
+                f"max_value_size must be between 1 and {_REDIS_MAX_VALUE_SIZE} (Redis's limit), "
+                f"got {max_value_size!r}.",
+                setting="max_value_size",
+            )
+        if ssl_cert_reqs not in ("required", "optional", "none"):
+            raise ConfigurationError(
+                f"ssl_cert_reqs must be 'required', 'optional' or 'none', got {ssl_cert_reqs!r}.",
+                setting="ssl_cert_reqs",
+            )
+        #: Largest value accepted, in bytes.
+        self.max_value_size = max_value_size
+        #: Whether ``clear()`` without a prefix may use ``FLUSHDB``.
+        self.flush_db_on_clear = flush_db_on_clear
+        #: Keys per ``SCAN``/``UNLINK`` batch in ``clear()``.
+        self.scan_count = scan_count
+        self._guard = threading.Lock()
+        self._client: Any = None
+        self._scripts: dict[str, Script] = {}
+        self._cluster = False
+        if client is not None:
+            self._location = f"client={getattr(client, '__name__', type(client).__name__)}"
+            self._factory: Callable[[], Any] = client if callable(client) else lambda: client
+            if not callable(client):
+                self._bind(client)
+            return
+        if unix_socket_path is not None:
+            self._location = f"unix://{unix_socket_path}?db={db}"
+        else:
+            self._location = f"{'rediss' if ssl else 'redis'}://{_netloc(host, port)}/{db}"
+        kwargs = _connection_kwargs(
+            username=username,
+            password=password,
+            ssl=ssl,
+            ssl_ca_certs=ssl_ca_certs,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            ssl_cert_reqs=ssl_cert_reqs,
+            ssl_check_hostname=ssl_check_hostname,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+            health_check_interval=health_check_interval,
+            client_name=client_name,
+        )
+        # redis.Redis connects on the first command, not here.
+        redis_client = redis.Redis(
+            host=host,
+            port=port,
+            unix_socket_path=unix_socket_path,
+            db=db,
+            max_connections=max_connections,
+            retry=_retry(retries),
+            **kwargs,
+        )
+        self._factory = lambda: redis_client
+        self._bind(redis_client)
+
+    # -- construction ------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisBackend:
+        """Build the backend from a Redis URL without a query string.
+
+        Schemes: ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``
+        and ``redis+cluster://`` (see the module docstring for their forms).
+
+        :param options: typed options from :attr:`OPTIONS` (``cachekit.config`` converts
+            a URL's query string into these).
+        :raises ConfigurationError: for a malformed URL or a bad option.
+        """
+        scheme, sep, rest = url.partition("://")
+        scheme = scheme.lower()
+        if not sep or scheme not in _SCHEMES:
+            raise ConfigurationError(
+                f"Not a Redis URL: {redact_url(url)!r}; use one of "
+                + ", ".join(f"{s}://" for s in _SCHEMES)
+                + ".",
+                setting="LOCATION",
+            )
+        if "?" in rest:
+            raise ConfigurationError(
+                f"RedisBackend.from_url() takes options as keyword arguments, not in the query "
+                f"string of {redact_url(url)!r}; cachekit.from_url() accepts both.",
+                setting="LOCATION",
+            )
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown option {unknown[0]!r} for RedisBackend; known options: "
+                f"{', '.join(sorted(cls.OPTIONS))}.",
+                setting=unknown[0],
+            )
+        userinfo, at, hostpart = rest.rpartition("@")
+        if at:
+            user, _, password = userinfo.partition(":")
+            options.setdefault("username", unquote(user) or None)
+            options.setdefault("password", unquote(password) or None)
+        netloc, _, path = hostpart.partition("/")
+        if scheme == "redis+sentinel":
+            return cls._from_sentinel(url, netloc, path, options)
+        if scheme == "redis+cluster":
+            return cls._from_cluster(url, netloc, path, options)
+        for name in ("sentinel_username", "sentinel_password"):
+            if options.pop(name, None) is not None:
+                raise ConfigurationError(f"{name} applies to redis+sentinel:// URLs only.", setting=name)
+        if scheme == "unix":
+            socket_path = unquote("/" + path if path else netloc)
+            if not socket_path:
+                raise ConfigurationError(
+                    f"unix:// URL {redact_url(url)!r} has no socket path.", setting="LOCATION"
+                )
+            return cls(unix_socket_path=socket_path, **options)
+        host, port = _split_hosts(netloc or "127.0.0.1", 6379, url)[0]
+        if "," in netloc:
+            raise ConfigurationError(
+                f"Redis URL {redact_url(url)!r} names several hosts; use redis+sentinel:// "
+                "or redis+cluster:// for more than one server.",
+                setting="LOCATION",
+            )
+        if path.strip("/") and "db" not in options:
+            options["db"] = _db_number(path, url)
+        if scheme == "rediss":
+            options.setdefault("ssl", True)
+        return cls(host=host, port=port, **options)
+
+    @classmethod
+    def from_location(cls, location: str | Sequence[str] | None, **options: Any) -> RedisBackend:
+        """Build the backend from a settings ``LOCATION``.
+
+        ``LOCATION`` is a URL, ``"host:port"``, ``None`` (``redis://127.0.0.1:6379/0``),
+        or a list of ``redis+sentinel://``/``redis+cluster://`` URLs whose hosts are
+        merged. Several plain ``redis://`` URLs are refused: this backend does not
+        shard or split reads on the client.
+        """
+        if location is None:
+            return cls.from_url("redis://127.0.0.1:6379/0", **options)
+        if isinstance(location, str):
+            return cls.from_url(location if "://" in location else f"redis://{location}", **options)
+        urls = list(location)
+        if len(urls) == 1:
+            return cls.from_location(urls[0], **options)
+        schemes = {url.partition("://")[0].lower() for url in urls}
+        if not urls or len(schemes) != 1 or not schemes <= {"redis+sentinel", "redis+cluster"}:
+            raise ConfigurationError(
+                f"LOCATION for Redis must be one URL, or several redis+sentinel:// or "
+                f"redis+cluster:// URLs, got {[redact_url(u) for u in urls]!r}.",
+                setting="LOCATION",
+            )
+        scheme = schemes.pop()
+        first_rest = urls[0].partition("://")[2]
+        head, _, tail = first_rest.partition("/")
+        hosts = [head] + [url.partition("://")[2].partition("/")[0] for url in urls[1:]]
+        return cls.from_url(f"{scheme}://{','.join(hosts)}/{tail}".rstrip("/"), **options)
+
+    @classmethod
+    def _from_sentinel(cls, url: str, netloc: str, path: str, options: dict[str, Any]) -> RedisBackend:
+        service, _, db_text = path.strip("/").partition("/")
+        if not service:
+            raise ConfigurationError(
+                f"redis+sentinel:// URL {redact_url(url)!r} needs a service name: "
+                "redis+sentinel://host:26379/service_name[/db].",
+                setting="LOCATION",
+            )
+        if db_text and "db" not in options:
+            options["db"] = _db_number(db_text, url)
+        # Userinfo in the URL authenticates at the master (the data), not at the sentinels.
+        sentinel_auth = {
+            "username": options.pop("sentinel_username", None),
+            "password": options.pop("sentinel_password", None),
+        }
+        conn, backend_options = _split_backend_options(options)
+        db = conn.pop("db", 0)
+        max_connections = conn.pop("max_connections", None)
+        nodes = _split_hosts(netloc, 26379, url)
+        retries = conn.pop("retries", 1)
+        kwargs = _connection_kwargs(**conn)
+        sentinel_kwargs = {
+            "socket_timeout": kwargs["socket_timeout"],
+            "socket_connect_timeout": kwargs["socket_connect_timeout"],
+            # redis-py's own default retries ten times with backoff: seconds per call.
+            "retry": _retry(retries),
+            **{k: v for k, v in sentinel_auth.items() if v is not None},
+        }
+
+        def connect() -> redis.Redis:
+            sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call]
+            client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+                service, db=db, max_connections=max_connections, retry=_retry(retries)
+            )
+            return client
+
+        backend = cls(client=connect, **backend_options)
+        backend._location = f"redis+sentinel://{netloc}/{service}/{db}"
+        return backend
+
+    @classmethod
+    def _from_cluster(cls, url: str, netloc: str, path: str, options: dict[str, Any]) -> RedisBackend:
+        if path.strip("/") not in ("", "0") or options.get("db") not in (None, 0):
+            raise ConfigurationError(
+                f"Redis Cluster has only database 0; drop the database from {redact_url(url)!r}.",
+                setting="db",
+            )
+        options.pop("db", None)
+        conn, backend_options = _split_backend_options(options)
+        max_connections = conn.pop("max_connections", None)
+        retries = conn.pop("retries", 1)
+        kwargs = _connection_kwargs(**conn)
+        if max_connections is not None:
+            kwargs["max_connections"] = max_connections
+        nodes = [
+            ClusterNode(host, port)  # type: ignore[no-untyped-call]
+            for host, port in _split_hosts(netloc, 6379, url)
+        ]
+
+        def connect() -> RedisCluster:
+            # RedisCluster asks a node for the slot map as it is built, so this connects.
+            return RedisCluster(startup_nodes=nodes, retry=_retry(retries), **kwargs)
+
+        backend = cls(client=connect, **backend_options)
+        backend._location = f"redis+cluster://{netloc}"
+        return backend
+
+    def _bind(self, client: Any) -> None:
+        """Adopt ``client`` and register the scripts with it."""
+        self._cluster = isinstance(client, RedisCluster)
+        self._scripts = {
+            name: client.register_script(source)
+            for name, source in (
+                ("incr", _INCR),
+                ("persist", _PERSIST),
+                ("set_many_px", _SET_MANY_PX),
+                ("cas", _CAS),
+            )
+        }
+        self._client = client
+
+    def _connect(self) -> Any:
+        """Build the client on first use (Cluster clients connect as they are built)."""
+        with self._guard:
+            if self._client is None:
+                try:
+                    self._bind(self._factory())
+                except _ERRORS as exc:
+                    raise self._error(exc, "connect") from exc
+            return self._client
+
+    @property
+    def client(self) -> Any:
+        """The underlying redis-py client (``redis.Redis`` or ``RedisCluster``)."""
+        client = self._client
+        return client if client is not None else self._connect()
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({redact_url(self._location)!r})"
+
+    # -- errors --------------------------------------------------------------------
+
+    def _error(self, exc: BaseException, operation: str, key: str | None = None) -> BackendError:
+        """Translate a redis-py (or socket) error into cachekit's error tree."""
+        where = f"{operation} {key!r}" if key is not None else operation
+        if isinstance(exc, (AuthenticationError, AuthorizationError)):
+            return BackendError(
+                f"Redis at {self!r} refused the credentials during {where}: {exc}; "
+                "check username and password."
+            )
+        if isinstance(exc, _UNAVAILABLE):
+            return BackendUnavailableError(f"Redis at {self!r} is unavailable ({where}): {exc}")
+        return BackendError(f"Redis at {self!r} answered {where} with an error: {exc}")
+
+    def _check_size(self, key: str, value: bytes) -> None:
+        if len(value) > self.max_value_size:
+            raise BackendError(
+                f"Value for {key!r} is {len(value)} bytes, above max_value_size="
+                f"{self.max_value_size}; store less or raise the max_value_size option."
+            )
+
+    # -- reads ---------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        """Return the value under ``key`` (``GET``), or ``None`` on a miss."""
+        client = self._client
+        try:
+            if client is None:
+                client = self._connect()
+            value: bytes | None = client.get(key)
+        except _ERRORS as exc:
+            raise self._error(exc, "GET", key) from exc
+        return value
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """Return the found keys only: one ``MGET`` (per node in Cluster mode)."""
+        if not keys:
+            return {}
+        client = self._client
+        try:
+            if client is None:
+                client = self._connect()
+            values = client.mget_nonatomic(keys) if self._cluster else client.mget(keys)
+        except _ERRORS as exc:
+            raise self._error(exc, "MGET") from exc
+        return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+
+    def gets(self, key: str) -> tuple[bytes, Any] | None:
+        """Return ``(value, token)`` for :meth:`cas`, or ``None``; the token is the value read."""
+        value = self.get(key)
+        return None if value is None else (value, value)
+
+    # -- writes --------------------------------------------------------------------
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store ``value`` (``SET ... PX``); ``ttl`` ``None`` keeps it until deleted.
+
+        :raises BackendError: if ``value`` is larger than ``max_value_size``.
+        """
+        if len(value) > self.max_value_size:
+            self._check_size(key, value)
+        client = self._client
+        try:
+            if client is None:
+                client = self._connect()
+            if ttl is None:
+                client.set(key, value)
+            else:
+                client.set(key, value, px=_ms(ttl))
+        except _ERRORS as exc:
+            raise self._error(exc, "SET", key) from exc
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        """Store every item in one round trip: ``MSET``, or one script doing ``SET ... PX``.
+
+        In Cluster mode: one pipeline per node. Above 1000 items the work is
+        split into batches of 1000 so no single command blocks the server long.
+        """
+        if not items:
+            return
+        for key, value in items.items():
+            if len(value) > self.max_value_size:
+                self._check_size(key, value)
+        client = self._client
+        try:
+            if client is None:
+                client = self._connect()
+            if self._cluster:
+                self._cluster_set_many(client, items, ttl)
+                return
+            pairs = list(items.items())
+            for start in range(0, len(pairs), _BATCH):
+                batch = pairs[start : start + _BATCH] if len(pairs) > _BATCH else pairs
+                if ttl is None:
+                    client.mset(dict(batch))
+                else:
+                    self._scripts["set_many_px"](
+                        keys=[key for key, _ in batch], args=[_ms(ttl), *(value for _, value in batch)]
+                    )
+        except _ERRORS as exc:
+            raise self._error(exc, "set_many") from exc
+
+    def _cluster_set_many(self, client: Any, items: Mapping[str, bytes], ttl: float | None) -> None:
+        if ttl is None:
+            client.mset_nonatomic(items)
+            return
+        px = _ms(ttl)
+        pipe = client.pipeline(transaction=False)
+        for key, value in items.items():
+            pipe.set(key, value, px=px)
+        pipe.execute()
+
+    def add(self, key: str, value: bytes, ttl: float | None) -> bool:
+        """Store ``value`` only if ``key`` holds nothing (``SET NX PX``)."""
+        if len(value) > self.max_value_size:
+            self._check_size(key, value)
+        client = self._client
+        try:
+            if client is None:
+                client = self._connect()
+            added = client.set(key, value, nx=True, px=None if ttl is None else _ms(ttl))
+        except _ERRORS as exc:
+            raise self._error(exc, "SET NX", key) from exc
+        return bool(added)
+
+    def cas(self, key: str, value: bytes, token: Any, ttl: float | None) -> bool:
+        """Store ``value`` only if ``key`` still holds ``token`` (the value :meth:`gets` read).
+
+        One script run, atomic on the server; ``False`` if the key changed or vanished.
+        """
+        if len(value) > self.max_value_size:
+            self._check_size(key, value)
+        if not isinstance(token, bytes):
+            return False
+        client = self._client
+        try:
+            if client is None:
+                client = self._connect()
+            stored = self._scripts["cas"](keys=[key], args=[token, value, "" if ttl is None else _ms(ttl)])
+        except _ERRORS as exc:
+            raise self._error(exc, "cas", key) from exc
+        return bool(stored)
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key`` (``UNLINK``); return whether it was there."""
+        client = self._client
+        try:
+            if client is None:
+                client = self._connect()
+            removed = client.unlink(key)
+        except _ERRORS as exc:
+            raise self._error(exc, "UNLINK", key) from exc
+        return bool(removed)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove every key in one ``UNLINK`` (one per slot, pipelined per node, in Cluster mode)."""
+        if not keys:
+            return
+        client = self._client
+        try:
+            if client is None:
+                client = self._connect()
+            client.unlink(*keys)
+        except _ERRORS as exc:
+            raise self._error(exc, "UNLINK") from exc
+
+    def incr(self, key: str, delta: int) -> int:
+        """Add ``delta`` to the integer under ``key`` on the server (``INCRBY``), keeping its TTL.
+
+        :raises MissingKeyError: if ``key`` holds nothing.
+        :raises BackendError: if the value is not an integer or the result overflows 64 bits.
+        """
+        client = self._client
+        try:
+            if client is None:
+                client = self._connect()
+            result = self._scripts["incr"](keys=[key], args=[delta])
+        except redis.ResponseError as exc:
+            if "not an integer" in str(exc):
+                raise BackendError(f"Value under {key!r} is not an integer; incr needs one.") from exc
+            if "overflow" in str(exc):
+                raise BackendError(f"Adding {delta!r} to {key!r} would overflow 64 bits.") from exc
+            raise self._error(exc, "INCRBY", key) from exc
+        except _ERRORS as exc:
+            raise self._error(exc, "INCRBY", key) from exc
+        if result is None:
+            raise MissingKeyError(key)
+        return int(result)
+
+    def touch(self, key: str, ttl: float | None) -> bool:
+        """Give ``key`` a new ``ttl`` (``PEXPIRE``, or ``PERSIST`` for ``None``)."""
+        client = self._client
+        try:
+            if client is None:
+                client = self._connect()
+            found = self._scripts["persist"](keys=[key]) if ttl is None else client.pexpire(key, _ms(ttl))
+        except _ERRORS as exc:
+            raise self._error(exc, "touch", key) from exc
+        return bool(found)
+
+    def clear(self, prefix: str = "") -> None:
+        """Remove every key starting with ``prefix`` by ``SCAN`` + ``UNLINK`` in batches.
+
+        ``FLUSHDB`` is used only when ``prefix`` is empty and ``flush_db_on_clear``
+        is set; ``KEYS`` never is.
+        """
+        client = self._client
+        try:
+            if client is None:
+                client = self._connect()
+            if not prefix and self.flush_db_on_clear:
+                if self._cluster:
+                    client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+                else:
+                    client.flushdb()
+                return
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=_glob_escape(prefix) + "*", count=self.scan_count):
+                batch.append(key)
+                if len(batch) >= self.scan_count:
+                    client.unlink(*batch)
+                    batch = []
+            if batch:
+                client.unlink(*batch)
+        except _ERRORS as exc:
+            raise self._error(exc, "clear", prefix) from exc
+
+    def close(self) -> None:
+        """Close pooled connections; the next call opens new ones."""
+        client = self._client
+        if client is None:
+            return
+        try:
+            if self._cluster:
+                client.disconnect_connection_pools()
+            else:
+                client.connection_pool.disconnect()
+        except _ERRORS as exc:
+            raise self._error(exc, "close") from exc
+
+    def lock(self, name: str, *, ttl: float) -> RedisLock:
+        """Return a lock named ``name`` held in Redis for at most ``ttl`` seconds."""
+        try:
+            return RedisLock(self, name, ttl)
+        except _ERRORS as exc:
+            raise self._error(exc, "lock", name) from exc
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigurationError(f"{name} must be positive, got {value!r}.", setting=name)
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _db_number(text: str, url: str) -> int:
+    try:
+        return int(text.strip("/"))
+    except ValueError:
+        raise ConfigurationError(
+            f"Redis database in {redact_url(url)!r} must be a number, got {text.strip('/')!r}.",
+            setting="db",
+        ) from None
+
+
+def _retry(retries: int) -> Retry:
+    """Retry lost connections briefly; a timeout is not retried, so it costs one socket_timeout."""
+    return Retry(
+        ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries, supported_errors=(redis.ConnectionError,)
+    )
+
+
+_BACKEND_ONLY = ("max_value_size", "flush_db_on_clear", "scan_count")
+
+
+def _split_backend_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Separate connection options (for the redis-py client) from the backend's own."""
+    backend = {name: options.pop(name) for name in _BACKEND_ONLY if name in options}
+    return options, backend
+
+
+def _connection_kwargs(
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    ssl: bool = False,
+    ssl_ca_certs: str | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    ssl_cert_reqs: str = "required",
+    ssl_check_hostname: bool = True,
+    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    socket_connect_timeout: float = DEFAULT_SOCKET_CONNECT_TIMEOUT,
+    health_check_interval: float = 30.0,
+    client_name: str | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for redis-py clients and pools, TLS ones only with ``ssl``."""
+    _check_positive("socket_timeout", socket_timeout)
+    _check_positive("socket_connect_timeout", socket_connect_timeout)
+    kwargs: dict[str, Any] = {
+        "username": username,
+        "password": password,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_connect_timeout,
+        "health_check_interval": health_check_interval,
+        "client_name": client_name,
+    }
+    if ssl:
+        kwargs.update(
+            ssl=True,
+            ssl_ca_certs=ssl_ca_certs,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            ssl_cert_reqs=ssl_cert_reqs,
+            ssl_check_hostname=ssl_check_hostname,
+        )
+    return kwargs

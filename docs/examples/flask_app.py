@@ -1,0 +1,105 @@
+"""Flask with cachekit: a cached page, a session counter and notes, login and logout.
+
+Run it on local memory, or on Redis by setting CACHEKIT_URL, then open http://127.0.0.1:8000/::
+
+    python docs/examples/flask_app.py
+    CACHEKIT_URL=redis://127.0.0.1:6379/0 python docs/examples/flask_app.py
+
+Several worker processes need Redis (or memcached) so they share sessions and pages::
+
+    CACHEKIT_URL=redis://127.0.0.1:6379/0 gunicorn -w 4 --chdir docs/examples 'flask_app:create_app()'
+
+The views read the session from ``request.environ["cachekit.session"]``; the
+lines that add cachekit to the app are at the end of :func:`create_app`.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import secrets
+import time
+
+from flask import Flask
+from flask import redirect
+from flask import request
+from werkzeug.wrappers import Response
+
+import cachekit
+from middleware import CacheMiddleware
+from middleware import SessionMiddleware
+from sessions import CacheStore
+from sessions import Session
+
+
+def home_page(session: Session) -> str:
+    """The home page: this session's visit counter, its user and its notes."""
+    user = session.get("user")
+    notes = "".join(
+        f"<li class='note'>{html.escape(text)}</li>"
+        for key, text in sorted(session.items())
+        if key.startswith("note:")
+    )
+    if user:
+        account = f"<p>Logged in as <b id='user'>{html.escape(user)}</b>.</p>" + form("/logout", "Log out")
+    else:
+        account = form("/login", "Log in", "name")
+    return (
+        f"<h1>Home</h1><p>Visits in this session: <b id='visits'>{session['visits']}</b></p>{account}"
+        f"<ul>{notes}</ul>{form('/notes', 'Add note', 'text')}<p><a href='/cached'>A cached page</a></p>"
+    )
+
+
+def form(action: str, label: str, field: str = "") -> str:
+    """A POST form with one optional text field."""
+    entry = f"<input name='{field}' required> " if field else ""
+    return f"<form method='post' action='{action}'>{entry}<button>{label}</button></form>"
+
+
+def create_app(url: str | None = None) -> Flask:
+    """Build the app on the cache at ``url`` (default: ``$CACHEKIT_URL``, else local memory)."""
+    cache = cachekit.from_url(url or os.environ.get("CACHEKIT_URL") or "locmem://")
+    app = Flask(__name__)
+
+    def session() -> Session:
+        current: Session = request.environ["cachekit.session"]
+        return current
+
+    @app.get("/")
+    def index() -> str:
+        session()["visits"] = session().get("visits", 0) + 1
+        return home_page(session())
+
+    @app.post("/login")
+    def login() -> Response:
+        name = request.form.get("name", "").strip()[:40]
+        if name:
+            session().cycle_key()  # a new session id at login: a planted one becomes worthless
+            session()["user"] = name
+        return redirect("/", 303)
+
+    @app.post("/logout")
+    def logout() -> Response:
+        session().flush()  # deletes the stored session; the middleware deletes the cookie
+        return redirect("/", 303)
+
+    @app.post("/notes")
+    def add_note() -> Response:
+        # One key per note: overlapping requests that add notes all keep theirs.
+        session()[f"note:{time.time_ns()}:{secrets.token_hex(4)}"] = request.form.get("text", "")[:200]
+        return redirect("/", 303)
+
+    @app.get("/cached")
+    def cached() -> str:
+        # Sets no cookie and does not touch the session, so the page cache may keep it.
+        return f"<p id='rendered'>Rendered at {time.time():.6f} by process {os.getpid()}.</p>"
+
+    # cachekit: a session on every request, and the page cache outside it so
+    # that it sees the "Vary: Cookie" of pages that used the session.
+    app.wsgi_app = SessionMiddleware(app.wsgi_app, CacheStore(cache))  # type: ignore[method-assign]
+    app.wsgi_app = CacheMiddleware(app.wsgi_app, cache=cache, timeout=60)  # type: ignore[method-assign]
+    return app
+
+
+if __name__ == "__main__":
+    create_app().run(host="127.0.0.1", port=int(os.environ.get("PORT", "8000")))

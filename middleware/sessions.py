@@ -1,0 +1,391 @@
+"""SessionMiddleware: sessions for any WSGI app, on any cachekit cache or in a signed cookie.
+
+Wrap the app once::
+
+    app = SessionMiddleware(app, store=CacheStore(cachekit.caches["default"]))
+    app = SessionMiddleware.from_settings(app, settings)   # SESSION_* settings
+
+and read the session from ``environ["cachekit.session"]``, a
+:class:`sessions.Session`. It is loaded on first access only; a request that
+does not touch it costs no store round trip and gets no ``Set-Cookie``.
+
+When the app starts its response, the middleware
+
+* adds ``Vary: Cookie`` if the session was accessed;
+* saves the session if it changed, if the store asks (a cookie signed with an
+  old key), if the idle timeout needs new activity recorded, or on every
+  request that used it with ``save_every_request``; then sends ``Set-Cookie``
+  (``HttpOnly``, ``SameSite=Lax``, ``Path=/`` by default; ``Max-Age`` and
+  ``Expires`` unless the session ends with the browser);
+* deletes the cookie of a session that was flushed (logout) and not refilled;
+* saves nothing on a 5xx response.
+
+What it will not do:
+
+* see changes made after the app called ``start_response`` (while the body
+  streams): like Flask and Django, the session is saved before the body is sent;
+* pass through a save whose store is down: with ``CacheStore`` a cache outage
+  during load or save is answered ``503 Service Unavailable`` (with
+  ``Retry-After``) rather than silently losing the session; if the app itself
+  turns the load error into a response, that response stands;
+* send a cookie that browsers would drop: a session too large for a cookie
+  raises :class:`~sessions.exceptions.CookieTooLargeError` (a 500 from the
+  server) and the client keeps its previous cookie.
+
+A session deleted by a concurrent request (logout in another tab) is not
+brought back by a late save: the save is dropped, logged at INFO, and the
+cookie deleted. Bodies pass through byte for byte, and the app's own iterable
+is returned whenever the app started its response before returning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from typing import Any
+
+from cachekit.config import caches
+from cachekit.config import coerce_option
+from cachekit.config import read_setting
+from cachekit.exceptions import BackendUnavailableError
+from cachekit.exceptions import ConfigurationError
+from cachekit.serializers import Serializer
+from middleware._wsgi import ReplaceableBody
+from middleware._wsgi import add_vary
+from middleware._wsgi import close_iterable
+from middleware._wsgi import plain_response
+from middleware._wsgi import status_code
+from sessions.cookies import CookieFormat
+from sessions.cookies import normalize_samesite
+from sessions.cookies import read_cookie
+from sessions.exceptions import SessionConflictError
+from sessions.serializers import TaggedJSONSerializer
+from sessions.session import DEFAULT_AGE
+from sessions.session import Session
+from sessions.stores.base import Store
+from sessions.stores.cache import CacheStore
+from sessions.stores.cookie import SignedCookieStore
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo as ExcInfo
+    from _typeshed.wsgi import StartResponse
+    from _typeshed.wsgi import WSGIApplication
+    from _typeshed.wsgi import WSGIEnvironment
+
+logger = logging.getLogger(__name__)
+
+#: The environ key holding the request's :class:`~sessions.Session`.
+ENVIRON_KEY = "cachekit.session"
+_UNAVAILABLE = "503 Service Unavailable"
+_UNAVAILABLE_BODY = b"Service Unavailable: the session store is not reachable.\n"
+
+
+class _Response:
+    """One request's session bookkeeping around the app's ``start_response``."""
+
+    __slots__ = ("failed", "middleware", "session", "start_response", "started")
+
+    def __init__(
+        self, middleware: SessionMiddleware, session: Session, start_response: StartResponse
+    ) -> None:
+        self.middleware = middleware
+        self.session = session
+        self.start_response = start_response
+        self.started = False
+        self.failed = False
+
+    def __call__(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
+        self.started = True
+        if self.session.accessed:
+            headers = list(headers)
+            try:
+                self.middleware.finish(self.session, status, headers)
+            except BackendUnavailableError as exc:
+                logger.error("session store unavailable while saving: %s", exc)
+                self.failed = True
+                plain_response(self.start_response, _UNAVAILABLE, _UNAVAILABLE_BODY, [("Retry-After", "5")])
+                return _discard
+        return self.start_response(status, headers, exc_info)
+
+    def replacement(self) -> list[bytes] | None:
+        return [_UNAVAILABLE_BODY] if self.failed else None
+
+
+def _discard(data: bytes) -> None:
+    """The ``write`` callable handed to an app whose response was replaced."""
+
+
+class SessionMiddleware:
+    """Give a WSGI app a session at ``environ["cachekit.session"]``.
+
+    :param app: the WSGI app to wrap.
+    :param store: a session store; default ``CacheStore(caches["default"])``.
+    :param cookie_name: the session cookie's name.
+    :param cookie_path: its ``Path``.
+    :param cookie_domain: its ``Domain``; ``None`` for the request's host only.
+    :param cookie_secure: add ``Secure`` (send over HTTPS only).
+    :param cookie_httponly: add ``HttpOnly`` (hidden from JavaScript).
+    :param cookie_samesite: ``"Lax"``, ``"Strict"``, ``"None"`` (needs ``cookie_secure``) or ``None``.
+    :param save_every_request: save (and re-send the cookie) on every request
+        that used the session, not only when it changed.
+    :param environ_key: where the session is put in the environ.
+    :raises ConfigurationError: for an invalid cookie option, naming it.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        store: Store | None = None,
+        *,
+        cookie_name: str = "session",
+        cookie_path: str = "/",
+        cookie_domain: str | None = None,
+        cookie_secure: bool = False,
+        cookie_httponly: bool = True,
+        cookie_samesite: str | None = "Lax",
+        save_every_request: bool = False,
+        environ_key: str = ENVIRON_KEY,
+    ) -> None:
+        #: The wrapped app.
+        self.app = app
+        #: Where sessions live.
+        self.store: Store = store if store is not None else CacheStore(caches["default"])
+        try:
+            self._format = CookieFormat(
+                cookie_name,
+                path=cookie_path,
+                domain=cookie_domain,
+                secure=bool(cookie_secure),
+                httponly=bool(cookie_httponly),
+                samesite=cookie_samesite,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"{_setting_for(exc)}: {exc}", setting=_setting_for(exc)) from None
+        #: The session cookie's name.
+        self.cookie_name = cookie_name
+        #: Its ``Path``.
+        self.cookie_path = cookie_path
+        #: Its ``Domain``.
+        self.cookie_domain = cookie_domain
+        #: Whether it carries ``Secure``.
+        self.cookie_secure = bool(cookie_secure)
+        #: Whether it carries ``HttpOnly``.
+        self.cookie_httponly = bool(cookie_httponly)
+        #: Its ``SameSite`` value, or ``None``.
+        self.cookie_samesite = normalize_samesite(cookie_samesite, secure=bool(cookie_secure))
+        #: Save on every request that used the session.
+        self.save_every_request = bool(save_every_request)
+        #: The environ key holding the session.
+        self.environ_key = environ_key
+
+    # -- configuration -----------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, app: WSGIApplication, settings: Any) -> SessionMiddleware:
+        """Build the middleware from ``SESSION_*`` settings in a dict, module or object.
+
+        Settings (defaults in brackets): ``SESSION_ENGINE`` [``"cache"``;
+        ``"signed_cookies"``, or a dotted path to a store class with a
+        ``from_settings(settings)`` classmethod], ``SESSION_CACHE_ALIAS``
+        [``"default"``], ``SESSION_COOKIE_NAME`` [``"session"``],
+        ``SESSION_COOKIE_AGE`` [1209600], ``SESSION_COOKIE_DOMAIN`` [None],
+        ``SESSION_COOKIE_PATH`` [``"/"``], ``SESSION_COOKIE_SECURE`` [False],
+        ``SESSION_COOKIE_HTTPONLY`` [True], ``SESSION_COOKIE_SAMESITE``
+        [``"Lax"``], ``SESSION_SAVE_EVERY_REQUEST`` [False],
+        ``SESSION_EXPIRE_AT_BROWSER_CLOSE`` [False], ``SESSION_IDLE_TIMEOUT``
+        [None], ``SESSION_IDLE_REFRESH_INTERVAL`` [a tenth of the idle
+        timeout], ``SESSION_SERIALIZER`` [``"json"`` or a dotted path; pickle is
+        refused], ``SESSION_COOKIE_ENCRYPT`` [False; signed cookies only, needs
+        ``cryptography``], ``SECRET_KEY`` (required for signed cookies) and
+        ``SECRET_KEY_FALLBACKS`` [()].
+
+        :raises ConfigurationError: naming the first missing or invalid setting.
+        """
+        store = store_from_settings(settings)
+
+        def get(name: str, default: Any, kind: type) -> Any:
+            return coerce_option(name, read_setting(settings, name, default), kind)
+
+        return cls(
+            app,
+            store,
+            cookie_name=get("SESSION_COOKIE_NAME", "session", str),
+            cookie_path=get("SESSION_COOKIE_PATH", "/", str),
+            cookie_domain=get("SESSION_COOKIE_DOMAIN", None, str),
+            cookie_secure=get("SESSION_COOKIE_SECURE", False, bool),
+            cookie_httponly=get("SESSION_COOKIE_HTTPONLY", True, bool),
+            cookie_samesite=read_setting(settings, "SESSION_COOKIE_SAMESITE", "Lax"),
+            save_every_request=get("SESSION_SAVE_EVERY_REQUEST", False, bool),
+        )
+
+    # -- WSGI --------------------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        header = environ.get("HTTP_COOKIE")
+        cookie_value = read_cookie(header, self.cookie_name) if header else None
+        session = Session(self.store, cookie_value)
+        environ[self.environ_key] = session
+        response = _Response(self, session, start_response)
+        try:
+            app_iter = self.app(environ, response)
+        except BackendUnavailableError as exc:
+            if response.started:
+                raise
+            logger.error("session store unavailable while loading: %s", exc)
+            return plain_response(start_response, _UNAVAILABLE, _UNAVAILABLE_BODY, [("Retry-After", "5")])
+        if response.failed:
+            close_iterable(app_iter)
+            return [_UNAVAILABLE_BODY]
+        if response.started:
+            return app_iter
+        # A generator app starts its response only when iterated.
+        return ReplaceableBody(app_iter, response.replacement)
+
+    def finish(self, session: Session, status: str, headers: list[tuple[str, str]]) -> None:
+        """Add ``Vary`` and ``Set-Cookie`` to a response's headers, saving the session as needed.
+
+        :raises BackendUnavailableError: if the store is down.
+        :raises CookieTooLargeError: if a cookie store cannot hold the session.
+        """
+        add_vary(headers, "Cookie")
+        if status_code(status) >= 500:
+            return
+        if session.needs_save(save_every_request=self.save_every_request):
+            try:
+                value = session.save()
+            except SessionConflictError as exc:
+                logger.info("session not saved: %s", exc)
+                if session.cookie_value is not None:
+                    headers.append(("Set-Cookie", self._delete_cookie()))
+                return
+            headers.append(("Set-Cookie", self._cookie(session, value)))
+        elif session.flushed and session.cookie_value is not None:
+            headers.append(("Set-Cookie", self._delete_cookie()))
+
+    def _cookie(self, session: Session, value: str) -> str:
+        policy = self.store.policy
+        state = session.state
+        if policy.browser_session(state):
+            return self._format.dump(value)
+        expires = policy.expires_at(state)
+        return self._format.dump(value, expires - self.store.clock(), expires)
+
+    def _delete_cookie(self) -> str:
+        return self._format.delete()
+
+
+def _setting_for(exc: ValueError) -> str:
+    text = str(exc)
+    for word, setting in (
+        ("name", "SESSION_COOKIE_NAME"),
+        ("path", "SESSION_COOKIE_PATH"),
+        ("domain", "SESSION_COOKIE_DOMAIN"),
+    ):
+        if f"cookie {word}" in text:
+            return setting
+    return "SESSION_COOKIE_SAMESITE"
+
+
+def _import(path: str, setting: str) -> Any:
+    module_name, _, attr = path.replace(":", ".").rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigurationError(f"{setting} {path!r} cannot be imported: {exc}.", setting=setting) from None
+
+
+def _serializer_from_setting(value: Any) -> Serializer:
+    if value is None or value in ("json", "tagged_json"):
+        return TaggedJSONSerializer()
+    if isinstance(value, str) and value.rsplit(".", 1)[-1].lower().startswith("pickle"):
+        raise ConfigurationError(
+            "SESSION_SERIALIZER cannot be pickle: a session store or cookie an attacker can write to "
+            "would run code on load. Use 'json'.",
+            setting="SESSION_SERIALIZER",
+        )
+    obj = _import(value, "SESSION_SERIALIZER") if isinstance(value, str) else value
+    if isinstance(obj, type):
+        obj = obj()
+    if not (callable(getattr(obj, "dumps", None)) and callable(getattr(obj, "loads", None))):
+        raise ConfigurationError(
+            f"SESSION_SERIALIZER must be 'json' or name an object with dumps/loads, got {value!r}.",
+            setting="SESSION_SERIALIZER",
+        )
+    serializer: Serializer = obj
+    return serializer
+
+
+def _secret_keys(settings: Any) -> list[str | bytes]:
+    secret = read_setting(settings, "SECRET_KEY")
+    if not isinstance(secret, (str, bytes)) or not secret:
+        raise ConfigurationError(
+            "SECRET_KEY must be set to a long random string for SESSION_ENGINE='signed_cookies'; "
+            f"got {'nothing' if secret is None else type(secret).__name__}.",
+            setting="SECRET_KEY",
+        )
+    fallbacks = read_setting(settings, "SECRET_KEY_FALLBACKS", ())
+    if (
+        isinstance(fallbacks, (str, bytes))
+        or not isinstance(fallbacks, (list, tuple))
+        or not all(isinstance(key, (str, bytes)) and key for key in fallbacks)
+    ):
+        raise ConfigurationError(
+            "SECRET_KEY_FALLBACKS must be a list of non-empty strings.", setting="SECRET_KEY_FALLBACKS"
+        )
+    return [secret, *fallbacks]
+
+
+def store_from_settings(settings: Any) -> Store:
+    """Build the session store named by ``SESSION_ENGINE`` (see :meth:`SessionMiddleware.from_settings`).
+
+    :raises ConfigurationError: naming the first missing or invalid setting.
+    """
+
+    def get(name: str, default: Any, kind: type) -> Any:
+        return coerce_option(name, read_setting(settings, name, default), kind)
+
+    options: dict[str, Any] = {
+        "age": get("SESSION_COOKIE_AGE", DEFAULT_AGE, float),
+        "idle_timeout": get("SESSION_IDLE_TIMEOUT", None, float),
+        "refresh_interval": get("SESSION_IDLE_REFRESH_INTERVAL", None, float),
+        "expire_at_browser_close": get("SESSION_EXPIRE_AT_BROWSER_CLOSE", False, bool),
+        "serializer": _serializer_from_setting(read_setting(settings, "SESSION_SERIALIZER")),
+    }
+    engine = read_setting(settings, "SESSION_ENGINE", "cache")
+    if engine == "cache":
+        alias = get("SESSION_CACHE_ALIAS", "default", str)
+        try:
+            cache = caches[alias]
+        except KeyError as exc:
+            raise ConfigurationError(
+                f"SESSION_CACHE_ALIAS: {exc.args[0]}", setting="SESSION_CACHE_ALIAS"
+            ) from None
+        return CacheStore(cache, **options)
+    if engine in ("signed_cookies", "signed_cookie", "cookie"):
+        return SignedCookieStore(
+            _secret_keys(settings), encrypt=get("SESSION_COOKIE_ENCRYPT", False, bool), **options
+        )
+    if isinstance(engine, str) and "." in engine:
+        factory = _import(engine, "SESSION_ENGINE")
+        from_settings = getattr(factory, "from_settings", None)
+        if from_settings is None:
+            raise ConfigurationError(
+                f"SESSION_ENGINE {engine!r} must name a store class with a "
+                "from_settings(settings) classmethod.",
+                setting="SESSION_ENGINE",
+            )
+        store = from_settings(settings)
+        if not isinstance(store, Store):
+            raise ConfigurationError(
+                f"SESSION_ENGINE {engine!r} did not build a Store.", setting="SESSION_ENGINE"
+            )
+        return store
+    raise ConfigurationError(
+        f"SESSION_ENGINE must be 'cache', 'signed_cookies' or a dotted path, got {engine!r}.",
+        setting="SESSION_ENGINE",
+    )
+
+
+__all__ = ["ENVIRON_KEY", "SessionMiddleware", "store_from_settings"]

@@ -1,0 +1,308 @@
+"""A Django ``SESSION_ENGINE`` backed by any cachekit session store.
+
+In ``settings.py``::
+
+    CACHES = {"default": {"BACKEND": "cachekit.contrib.django.CacheBackend",
+                          "LOCATION": "redis://127.0.0.1:6379/0"}}
+    SESSION_ENGINE = "sessions.contrib.django"
+
+``request.session`` then behaves as Django documents (``cycle_key``, ``flush``,
+``set_expiry``, the async ``a*`` methods, :class:`SessionInterrupted` when a
+concurrent request deleted the session), while the data lives in a cachekit
+store. By default that is a :class:`~sessions.stores.cache.CacheStore` on the
+cachekit cache named by ``SESSION_CACHE_ALIAS``, which must use
+``cachekit.contrib.django.CacheBackend``; ``SESSION_COOKIE_AGE`` and
+``SESSION_EXPIRE_AT_BROWSER_CLOSE`` set its expiry policy. Any other store is
+chosen with ``CACHEKIT_SESSION_STORE``: a :class:`~sessions.stores.base.Store`,
+a callable returning one, or the dotted path of either.
+
+What it adds to Django's cache engine: **no lost updates**. A save applies only
+the keys this request changed or deleted (found by comparing with a copy taken
+at load, so values changed in place count too once ``modified`` is set) to the
+latest stored copy, so overlapping requests that change different keys both
+keep their writes. A cache outage raises
+:class:`~cachekit.exceptions.BackendUnavailableError` instead of silently
+starting an empty session (Django's cache engine swallows it).
+
+What differs: the store, not Django, picks session ids, so
+``save(must_create=True)`` stores the data under a *fresh* id rather than the
+current one (never overwriting an existing session, which is what the flag
+guards). ``clear_expired()`` does nothing: stores expire sessions themselves.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib.sessions.backends.base import CreateError
+from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.backends.base import UpdateError
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+from cachekit.cache import Cache
+from sessions.exceptions import SessionConflictError
+from sessions.exceptions import SessionCreateError
+from sessions.session import Session
+from sessions.stores.base import Store
+from sessions.stores.cache import CacheStore
+
+#: The Django setting naming a custom store.
+STORE_SETTING = "CACHEKIT_SESSION_STORE"
+#: Where Django keeps a per-session expiry in the session data.
+EXPIRY_KEY = "_session_expiry"
+
+_stores: dict[tuple[Any, ...], Store] = {}
+_stores_guard = threading.Lock()
+_MISSING = object()
+
+
+def _reset_stores(*, setting: str, **kwargs: Any) -> None:
+    if setting in (STORE_SETTING, "CACHES", "SESSION_CACHE_ALIAS") or setting.startswith("SESSION_"):
+        with _stores_guard:
+            _stores.clear()
+
+
+setting_changed.connect(_reset_stores, dispatch_uid="sessions.contrib.django")
+
+
+def _default_store() -> Store:
+    from django.core.cache import caches
+
+    from cachekit.contrib.django import CacheBackend
+
+    alias = settings.SESSION_CACHE_ALIAS
+    django_cache = caches[alias]
+    if not isinstance(django_cache, CacheBackend):
+        raise ImproperlyConfigured(
+            f"SESSION_ENGINE 'sessions.contrib.django' keeps sessions in CACHES[{alias!r}], which must use "
+            f"'cachekit.contrib.django.CacheBackend' (it uses {type(django_cache).__name__}); or set "
+            f"{STORE_SETTING} to a cachekit session store."
+        )
+    # Django's cache builds its own keys; sessions get cachekit's key function
+    # under the same prefix, and JSON, never pickle (CacheStore sees to that).
+    cache = Cache(
+        django_cache.cache.backend,
+        default_timeout=None,
+        key_prefix=django_cache.key_prefix,
+        on_error=django_cache.cache.on_error,
+        name=f"django:{alias}",
+    )
+    return CacheStore(
+        cache,
+        age=settings.SESSION_COOKIE_AGE,
+        expire_at_browser_close=settings.SESSION_EXPIRE_AT_BROWSER_CLOSE,
+    )
+
+
+def _build_store(configured: Any) -> Store:
+    if configured is None:
+        return _default_store()
+    found = import_string(configured) if isinstance(configured, str) else configured
+    if not isinstance(found, Store) and callable(found):
+        found = found()
+    if not isinstance(found, Store):
+        raise ImproperlyConfigured(
+            f"{STORE_SETTING} must be a cachekit session store, a callable returning one, or the dotted "
+            f"path of either; got {configured!r}."
+        )
+    return found
+
+
+def get_store() -> Store:
+    """Return the session store the current settings choose, built once per configuration.
+
+    :raises ImproperlyConfigured: if ``CACHEKIT_SESSION_STORE`` is not a store,
+        or (without it) ``CACHES[SESSION_CACHE_ALIAS]`` is not a cachekit cache.
+    """
+    configured = getattr(settings, STORE_SETTING, None)
+    if isinstance(configured, Store):
+        return configured
+    identity = (
+        configured if isinstance(configured, str) else id(configured),
+        settings.SESSION_CACHE_ALIAS,
+        settings.SESSION_COOKIE_AGE,
+        settings.SESSION_EXPIRE_AT_BROWSER_CLOSE,
+    )
+    store = _stores.get(identity)
+    if store is None:
+        with _stores_guard:
+            store = _stores.get(identity)
+            if store is None:
+                store = _stores[identity] = _build_store(configured)
+    return store
+
+
+def _store_expiry(value: Any) -> float | datetime.datetime | None:
+    """Translate Django's ``_session_expiry`` value into :meth:`Session.set_expiry`'s terms."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value  # 0: ends with the browser; else seconds from this save, as Django counts them
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    if isinstance(value, datetime.datetime):
+        # Django writes naive local times when USE_TZ is False.
+        return value if value.tzinfo is not None else value.astimezone()
+    return None
+
+
+class SessionStore(SessionBase):  # type: ignore[misc]
+    """Django's session API over a cachekit :class:`~sessions.stores.base.Store`.
+
+    Subclass it and override :meth:`get_store` to pick a store in code rather
+    than in settings.
+
+    :param session_key: the session cookie's value, if the client sent one.
+    """
+
+    # A property of SessionBase (validated on assignment); declared for mypy.
+    _session_key: str | None
+
+    def __init__(self, session_key: str | None = None) -> None:
+        super().__init__(session_key)
+        #: The cachekit store holding the data.
+        self.store: Store = self.get_store()
+        # The cachekit session that carries changes to the store, and a deep
+        # copy of the data as last loaded or saved: the delta is taken against it.
+        self._backing: Session | None = None
+        self._snapshot: dict[str, Any] = {}
+
+    @classmethod
+    def get_store(cls) -> Store:
+        """Return the store sessions live in; by default as :func:`get_store` finds it."""
+        return get_store()
+
+    # -- expiry: the store's policy stands in for Django's global settings ------
+
+    def get_session_cookie_age(self) -> int:
+        """Return the store's absolute session lifetime, in seconds."""
+        return int(self.store.policy.age)
+
+    def get_expire_at_browser_close(self) -> bool:
+        """Return whether the cookie ends with the browser (``set_expiry(0)`` or the store's policy)."""
+        expiry = self.get(EXPIRY_KEY)
+        if expiry is None:
+            return self.store.policy.expire_at_browser_close
+        return bool(expiry == 0)
+
+    async def aget_expire_at_browser_close(self) -> bool:
+        """Async :meth:`get_expire_at_browser_close`."""
+        expiry = await self.aget(EXPIRY_KEY)
+        if expiry is None:
+            return self.store.policy.expire_at_browser_close
+        return bool(expiry == 0)
+
+    # -- SessionBase's storage contract ------------------------------------------
+
+    def exists(self, session_key: str | None) -> bool:
+        """Return whether ``session_key`` names a live session in the store."""
+        return bool(session_key) and self.store.exists(session_key)  # type: ignore[arg-type]
+
+    def load(self) -> dict[str, Any]:
+        """Return the stored data, or an empty dict (and no session key) if there is none.
+
+        :raises BackendUnavailableError: if the store's cache is down.
+        """
+        backing = Session(self.store, self.session_key)
+        if backing.session_key is None:
+            self._session_key = None
+            self._backing = None
+            self._snapshot = {}
+            return {}
+        self._backing = backing
+        data = backing.state.data
+        self._snapshot = copy.deepcopy(data)
+        return dict(data)
+
+    def create(self) -> None:
+        """Store the current data under a new id that was never used.
+
+        :raises CreateError: if the store found no free id.
+        """
+        data = self._get_session(no_load=True)
+        backing = Session(self.store)
+        for key, value in data.items():
+            backing[key] = value
+        if EXPIRY_KEY in data:
+            backing.set_expiry(_store_expiry(data[EXPIRY_KEY]))
+        try:
+            session_key = backing.save()
+        except SessionCreateError as exc:
+            raise CreateError(str(exc)) from exc
+        self._session_key = session_key
+        self._backing = backing
+        self._snapshot = copy.deepcopy(data)
+        self.modified = True
+
+    def save(self, must_create: bool = False) -> None:
+        """Save the session: create it if new, else merge this request's changes into the stored copy.
+
+        :param must_create: store the data as a new session (under a fresh id).
+        :raises CreateError: if a new session could not be stored.
+        :raises UpdateError: if the session was deleted or expired meanwhile;
+            Django's middleware turns it into :class:`SessionInterrupted`.
+        :raises BackendUnavailableError: if the store's cache is down.
+        """
+        if self.session_key is None or must_create:
+            self.create()
+            return
+        data = self._get_session()
+        if self.session_key is None:  # loading found nothing: the session is gone
+            raise UpdateError
+        backing = self._backing
+        if backing is None or backing.session_key != self.session_key:
+            # The data was replaced without a load (clear()): learn what is stored.
+            backing = Session(self.store, self.session_key)
+            if backing.session_key is None:
+                raise UpdateError
+            self._snapshot = copy.deepcopy(backing.state.data)
+        snapshot = self._snapshot
+        for key, value in data.items():
+            if snapshot.get(key, _MISSING) != value:
+                backing[key] = value
+        for key in snapshot:
+            if key not in data and key in backing:
+                del backing[key]
+        expiry = data.get(EXPIRY_KEY)
+        # An int expiry counts from each save, as in Django; others only change when set.
+        if expiry != snapshot.get(EXPIRY_KEY) or (isinstance(expiry, (int, float)) and expiry):
+            backing.set_expiry(_store_expiry(expiry))
+        try:
+            session_key = backing.save()
+        except SessionConflictError as exc:
+            self._backing = None
+            raise UpdateError(str(exc)) from exc
+        self._session_key = session_key
+        self._backing = backing
+        self._snapshot = copy.deepcopy(data)
+
+    def delete(self, session_key: str | None = None) -> None:
+        """Delete the session ``session_key`` (default: this one) from the store."""
+        if session_key is None:
+            if self.session_key is None:
+                return
+            session_key = self.session_key
+        self.store.delete(session_key)
+        if session_key == self.session_key:
+            self._backing = None
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        """Do nothing: stores expire sessions by themselves (cache TTLs, signed timestamps)."""
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        """Do nothing, asynchronously."""
+
+
+#: ``CACHEKIT_SESSION_STORE`` may also name a factory with this signature.
+StoreFactory = Callable[[], Store]
+
+__all__ = ["EXPIRY_KEY", "STORE_SETTING", "SessionStore", "StoreFactory", "get_store"]

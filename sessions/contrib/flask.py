@@ -1,0 +1,145 @@
+"""A Flask ``SessionInterface`` over any cachekit session store.
+
+One line after creating the app::
+
+    app.session_interface = CacheKitSessionInterface(CacheStore(cachekit.from_url(url)))
+
+``flask.session`` is then a :class:`FlaskSession`: a
+:class:`sessions.Session` (lazy load, delta saves that never lose a
+concurrent write to another key, ``cycle_key()`` for login, ``flush()`` for
+logout) that is also a Flask ``SessionMixin``. The cookie follows Flask's
+``SESSION_COOKIE_*`` settings and the session Flask's rules:
+
+* it is saved when ``session.modified`` is true (set it after changing a
+  nested value in place), or on every request that used a *permanent*
+  session while ``SESSION_REFRESH_EACH_REQUEST`` is on;
+* a permanent session (``session.permanent = True``) lasts
+  ``PERMANENT_SESSION_LIFETIME`` from its last save, in the store and in the
+  cookie's ``Expires``; any other one gets a browser-session cookie, and the
+  store forgets it after its policy's ``age``;
+* a session emptied with ``clear()`` or ``flush()`` is deleted from the store
+  and its cookie removed.
+
+What it will not do: load a session the request never touched (a permanent
+session is refreshed only on requests that use it), or hide an outage: a
+cache that is down raises :class:`~cachekit.exceptions.BackendUnavailableError`
+(register an error handler answering 503 if you like). A session deleted by a
+concurrent request (logout in another tab) is not brought back by a late
+save: the save is dropped and the cookie removed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from flask.sessions import SessionInterface
+from flask.sessions import SessionMixin
+
+from sessions.exceptions import SessionConflictError
+from sessions.session import Session
+from sessions.stores.base import Store
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from flask import Request
+    from flask import Response
+
+logger = logging.getLogger(__name__)
+
+
+class FlaskSession(Session, SessionMixin):
+    """A :class:`sessions.Session` that Flask accepts as ``flask.session``."""
+
+    @property
+    def new(self) -> bool:  # type: ignore[override]
+        """True when the session is loaded and not stored yet (Flask's ``session.new``)."""
+        return self.loaded and self.session_key is None
+
+
+class CacheKitSessionInterface(SessionInterface):
+    """Keep Flask sessions in a cachekit store.
+
+    :param store: where sessions live; default a
+        :class:`~sessions.stores.cache.CacheStore` on ``cachekit.caches["default"]``,
+        built on first use.
+    """
+
+    #: The session class handed to views.
+    session_class = FlaskSession
+
+    def __init__(self, store: Store | None = None) -> None:
+        self._store = store
+
+    @property
+    def store(self) -> Store:
+        """The session store (the default one is built on first use)."""
+        if self._store is None:
+            from cachekit.config import caches
+            from sessions.stores.cache import CacheStore
+
+            self._store = CacheStore(caches["default"])
+        return self._store
+
+    def open_session(self, app: Flask, request: Request) -> FlaskSession:
+        """Return the request's session; nothing is read from the store until a view uses it."""
+        return self.session_class(self.store, request.cookies.get(self.get_cookie_name(app)) or None)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        """Save the session if Flask's rules ask for it and set or delete the cookie.
+
+        :raises BackendUnavailableError: if the store's cache is down.
+        """
+        if not isinstance(session, Session):
+            return
+        if session.accessed:
+            response.vary.add("Cookie")
+        if not session.loaded:
+            return
+        had_cookie = session.cookie_value is not None
+        if not session:
+            if session.modified or session.flushed:
+                # Emptied (clear()) or logged out (flush(), which deleted it already).
+                if session.session_key is not None:
+                    session.store.delete(session.session_key)
+                if had_cookie:
+                    self._delete_cookie(app, response)
+            return
+        if not (self.should_set_cookie(app, session) or session.needs_save()):
+            return
+        # Flask's lifetimes: a permanent session lasts PERMANENT_SESSION_LIFETIME
+        # from this save; any other ends with the browser.
+        session.set_expiry(app.permanent_session_lifetime if session.permanent else 0)
+        try:
+            value = session.save()
+        except SessionConflictError as exc:
+            logger.info("session not saved: %s", exc)
+            if had_cookie:
+                self._delete_cookie(app, response)
+            return
+        expires = None if session.get_expire_at_browser_close() else session.get_expiry_date()
+        response.set_cookie(
+            self.get_cookie_name(app),
+            value,
+            expires=expires,
+            path=self.get_cookie_path(app),
+            domain=self.get_cookie_domain(app),
+            secure=self.get_cookie_secure(app),
+            httponly=self.get_cookie_httponly(app),
+            samesite=self.get_cookie_samesite(app),
+            partitioned=self.get_cookie_partitioned(app),
+        )
+
+    def _delete_cookie(self, app: Flask, response: Response) -> None:
+        response.delete_cookie(
+            self.get_cookie_name(app),
+            path=self.get_cookie_path(app),
+            domain=self.get_cookie_domain(app),
+            secure=self.get_cookie_secure(app),
+            httponly=self.get_cookie_httponly(app),
+            samesite=self.get_cookie_samesite(app),
+            partitioned=self.get_cookie_partitioned(app),
+        )
+
+
+__all__ = ["CacheKitSessionInterface", "FlaskSession"]

@@ -1,0 +1,209 @@
+"""Reading the session cookie from a ``Cookie`` header and building ``Set-Cookie``.
+
+Modelled on :func:`werkzeug.http.dump_cookie`, with the session's needs made
+strict: a cookie value must be plain cookie-octets (RFC 6265), ``SameSite`` is
+checked, and ``SameSite=None`` demands ``Secure`` as browsers do.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+
+from sessions.exceptions import CookieTooLargeError
+from sessions.stores.cookie import MAX_COOKIE_SIZE
+
+_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_OCTETS = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
+_ATTRIBUTE = re.compile(r"[\x21-\x3a\x3c-\x7e]+")
+_SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+
+#: The ``Expires`` value that deletes a cookie.
+EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+def read_cookie(header: str, name: str) -> str | None:
+    """Return the value of cookie ``name`` in a ``Cookie`` request header, or ``None``.
+
+    A name sent twice with different values (a cookie planted for another path
+    or a parent domain, "cookie tossing") is ambiguous and yields ``None``: the
+    request then gets a new session rather than possibly the attacker's.
+    Surrounding double quotes are removed.
+    """
+    if name not in header:
+        return None
+    found: str | None = None
+    for part in header.split(";"):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() != name:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if found is not None and found != value:
+            return None
+        found = value
+    return found
+
+
+def normalize_samesite(value: str | bool | None, *, secure: bool) -> str | None:
+    """Return the ``SameSite`` attribute value (``"Lax"``, ``"Strict"``, ``"None"``) or ``None`` to omit it.
+
+    :raises ValueError: for another value, or ``"None"`` without ``secure``
+        (browsers reject such cookies).
+    """
+    if value is None or value is False:
+        return None
+    if not isinstance(value, str) or value.lower() not in _SAMESITE:
+        raise ValueError(f"SameSite must be 'Lax', 'Strict', 'None' or None, got {value!r}.")
+    samesite = _SAMESITE[value.lower()]
+    if samesite == "None" and not secure:
+        raise ValueError("SameSite='None' requires Secure=True; browsers reject the cookie otherwise.")
+    return samesite
+
+
+_last_date: tuple[int, str] = (-1, "")
+
+
+def http_date(timestamp: float) -> str:
+    """Format a Unix time as an HTTP date (``Thu, 01 Jan 1970 00:00:00 GMT``)."""
+    global _last_date
+    second = int(timestamp)
+    last = _last_date  # one tuple, read once: safe without a lock
+    if last[0] == second:
+        return last[1]
+    text = email.utils.formatdate(second, usegmt=True)
+    _last_date = (second, text)
+    return text
+
+
+class CookieFormat:
+    """``Set-Cookie`` lines for one cookie name and fixed attributes, checked once up front.
+
+    :param name: the cookie name.
+    :param path: ``Path``, or ``None`` to omit it.
+    :param domain: ``Domain``, or ``None`` for the request's host only.
+    :param secure: add ``Secure``.
+    :param httponly: add ``HttpOnly``.
+    :param samesite: ``"Lax"``, ``"Strict"``, ``"None"`` or ``None``; see :func:`normalize_samesite`.
+    :param max_size: the largest ``name=value`` allowed, in bytes.
+    :raises ValueError: for an invalid name, path, domain or ``SameSite`` value.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = True,
+        samesite: str | None = "Lax",
+        max_size: int = MAX_COOKIE_SIZE,
+    ) -> None:
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"Invalid cookie name {name!r}.")
+        for label, value in (("path", path), ("domain", domain)):
+            if value is not None and (not isinstance(value, str) or not _ATTRIBUTE.fullmatch(value)):
+                raise ValueError(f"Invalid cookie {label} {value!r}.")
+        samesite = normalize_samesite(samesite, secure=secure)
+        #: The cookie name.
+        self.name = name
+        #: The largest ``name=value`` allowed, in bytes.
+        self.max_size = max_size
+        self._head = f"; Domain={domain}" if domain else ""
+        tail = []
+        if secure:
+            tail.append("; Secure")
+        if httponly:
+            tail.append("; HttpOnly")
+        if path:
+            tail.append(f"; Path={path}")
+        if samesite:
+            tail.append(f"; SameSite={samesite}")
+        self._tail = "".join(tail)
+
+    def dump(self, value: str, max_age: float | None = None, expires: float | None = None) -> str:
+        """Return the ``Set-Cookie`` value setting the cookie to ``value``.
+
+        :param max_age: seconds the cookie lives (rounded up); ``None`` for a browser-session cookie.
+        :param expires: the Unix time it expires, for clients without ``Max-Age``.
+        :raises ValueError: for a value that is not cookie-octets.
+        :raises CookieTooLargeError: if ``name=value`` is longer than ``max_size``.
+        """
+        size = len(self.name) + 1 + len(value)
+        if size > self.max_size:
+            raise CookieTooLargeError(size, self.max_size)
+        if not _OCTETS.fullmatch(value):
+            raise ValueError("Cookie value contains characters a cookie cannot carry.")
+        line = f"{self.name}={value}{self._head}"
+        if expires is not None:
+            line += f"; Expires={http_date(expires)}"
+        if max_age is not None:
+            line += f"; Max-Age={max(0, math.ceil(max_age))}"
+        return line + self._tail
+
+    def delete(self) -> str:
+        """Return the ``Set-Cookie`` value that makes the client drop the cookie."""
+        return f"{self.name}={self._head}; Expires={EPOCH}; Max-Age=0{self._tail}"
+
+
+def dump_cookie(
+    name: str,
+    value: str,
+    *,
+    max_age: float | None = None,
+    expires: float | None = None,
+    path: str | None = "/",
+    domain: str | None = None,
+    secure: bool = False,
+    httponly: bool = True,
+    samesite: str | None = "Lax",
+    max_size: int = MAX_COOKIE_SIZE,
+) -> str:
+    """Return a ``Set-Cookie`` header value.
+
+    Attributes come in Werkzeug's order: ``Domain``, ``Expires``, ``Max-Age``,
+    ``Secure``, ``HttpOnly``, ``Path``, ``SameSite``.
+
+    :param max_age: seconds the cookie lives (rounded up); ``None`` for a browser-session cookie.
+    :param expires: the Unix time the cookie expires, for clients without ``Max-Age``.
+    :param samesite: ``"Lax"``, ``"Strict"``, ``"None"`` or ``None`` (omitted); see
+        :func:`normalize_samesite`.
+    :param max_size: the largest ``name=value`` allowed, in bytes.
+    :raises ValueError: for an invalid name, value or attribute.
+    :raises CookieTooLargeError: if ``name=value`` is longer than ``max_size``.
+    """
+    cookie = CookieFormat(
+        name, path=path, domain=domain, secure=secure, httponly=httponly, samesite=samesite, max_size=max_size
+    )
+    return cookie.dump(value, max_age, expires)
+
+
+def delete_cookie(
+    name: str,
+    *,
+    path: str | None = "/",
+    domain: str | None = None,
+    secure: bool = False,
+    httponly: bool = True,
+    samesite: str | None = "Lax",
+) -> str:
+    """Return a ``Set-Cookie`` header value that makes the client drop cookie ``name``.
+
+    ``path`` and ``domain`` must match the ones the cookie was set with.
+    """
+    cookie = CookieFormat(name, path=path, domain=domain, secure=secure, httponly=httponly, samesite=samesite)
+    return cookie.delete()
+
+
+__all__ = [
+    "EPOCH",
+    "CookieFormat",
+    "delete_cookie",
+    "dump_cookie",
+    "http_date",
+    "normalize_samesite",
+    "read_cookie",
+]

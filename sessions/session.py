@@ -1,0 +1,460 @@
+"""The session: a mapping that remembers which keys were read, changed and deleted.
+
+A :class:`Session` is built per request from the cookie the client sent and a
+store (:mod:`sessions.stores`). Nothing is read from the store until the app
+first touches the session. The store then saves only what changed: the changed
+and deleted keys are applied to the latest stored copy, so two overlapping
+requests that change different keys both keep their writes.
+
+Values must be JSON types, ``datetime``, ``date``, ``Decimal`` or ``UUID`` (see
+:mod:`sessions.serializers`). A value that cannot be stored raises
+:class:`~cachekit.exceptions.SerializationError` naming the key, at assignment
+or, for a nested value changed in place, at save.
+
+Changing a nested value in place (``session["cart"].append(item)``) is not seen;
+assign the value again or set ``session.modified = True``.
+
+Expiry, computed by an :class:`ExpiryPolicy`:
+
+* absolute lifetime: ``age`` seconds after the session was created (or its key
+  cycled at login); :meth:`Session.set_expiry` replaces it for one session;
+* idle timeout: ``idle_timeout`` seconds after the last request that used the
+  session, refreshed at most once per ``refresh_interval`` so that reads do not
+  write on every request;
+* both at once: whichever comes first;
+* browser-length: no ``Max-Age`` on the cookie (the server still forgets the
+  session after ``age``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from dataclasses import field
+from typing import TYPE_CHECKING
+from typing import Any
+
+from cachekit.exceptions import ConfigurationError
+from cachekit.exceptions import SerializationError
+
+if TYPE_CHECKING:
+    from sessions.stores.base import Store
+
+Clock = Callable[[], float]
+
+#: Two weeks, Django's ``SESSION_COOKIE_AGE``.
+DEFAULT_AGE = 14 * 24 * 3600
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+_NUMBERS = frozenset({int, float})
+_UTC = datetime.timezone.utc
+
+
+def _positive(value: Any, setting: str, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or value == math.inf:
+        raise ConfigurationError(
+            f"{setting} must be a positive number of seconds, got {value!r}.", setting=setting
+        )
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ExpiryPolicy:
+    """When sessions expire; each store holds one.
+
+    :param age: absolute lifetime in seconds (``SESSION_COOKIE_AGE``).
+    :param idle_timeout: seconds of inactivity after which the session ends
+        (``SESSION_IDLE_TIMEOUT``); ``None`` disables it.
+    :param refresh_interval: least seconds between two writes that only record
+        activity (``SESSION_IDLE_REFRESH_INTERVAL``); default a tenth of
+        ``idle_timeout``.
+    :param expire_at_browser_close: send cookies without ``Max-Age``/``Expires``
+        (``SESSION_EXPIRE_AT_BROWSER_CLOSE``).
+    :raises ConfigurationError: naming the setting that is not a positive number.
+    """
+
+    age: float = DEFAULT_AGE
+    idle_timeout: float | None = None
+    refresh_interval: float | None = None
+    expire_at_browser_close: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "age", _positive(self.age, "SESSION_COOKIE_AGE"))
+        idle = _positive(self.idle_timeout, "SESSION_IDLE_TIMEOUT", allow_none=True)
+        object.__setattr__(self, "idle_timeout", idle)
+        refresh = _positive(self.refresh_interval, "SESSION_IDLE_REFRESH_INTERVAL", allow_none=True)
+        if refresh is None and idle is not None:
+            refresh = idle / 10
+        object.__setattr__(self, "refresh_interval", refresh)
+        if not isinstance(self.expire_at_browser_close, bool):
+            raise ConfigurationError(
+                f"SESSION_EXPIRE_AT_BROWSER_CLOSE must be a bool, got {self.expire_at_browser_close!r}.",
+                setting="SESSION_EXPIRE_AT_BROWSER_CLOSE",
+            )
+
+    def expires_at(self, state: SessionState) -> float:
+        """Return the Unix time at which ``state`` expires."""
+        expiry = state.expiry
+        end = expiry if expiry else state.created + self.age
+        if self.idle_timeout is not None:
+            end = min(end, state.last_active + self.idle_timeout)
+        return end
+
+    def browser_session(self, state: SessionState) -> bool:
+        """Return whether the cookie for ``state`` should end with the browser."""
+        if state.expiry is None:
+            return self.expire_at_browser_close
+        return state.expiry == 0
+
+    def needs_refresh(self, state: SessionState, now: float) -> bool:
+        """Return whether enough time passed since the last activity to record a new one."""
+        interval = self.refresh_interval
+        return interval is not None and now - state.last_active >= interval
+
+
+@dataclass
+class SessionState:
+    """What a store keeps for one session: the data and its timestamps (Unix seconds).
+
+    ``expiry`` is what :meth:`Session.set_expiry` chose: ``None`` (the policy
+    decides), ``0`` (ends with the browser) or a Unix time.
+    """
+
+    data: dict[str, Any]
+    created: float
+    last_active: float
+    expiry: float | None = None
+    #: Not stored: the store asks for a save, e.g. to re-sign with the current key.
+    stale: bool = field(default=False, compare=False)
+    #: Not stored: private to the store that loaded the state (``CacheStore``
+    #: keeps the cache key and the compare-and-set token here).
+    token: Any = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def new(cls, now: float) -> SessionState:
+        """Return an empty state created at ``now``."""
+        return cls({}, now, now)
+
+    def to_record(self) -> dict[str, Any]:
+        """Return the mapping a store serializes."""
+        # Milliseconds are precision enough and keep cookies short.
+        record: dict[str, Any] = {
+            "d": self.data,
+            "c": round(self.created, 3),
+            "a": round(self.last_active, 3),
+        }
+        if self.expiry is not None:
+            record["x"] = round(self.expiry, 3)
+        return record
+
+    @classmethod
+    def from_record(cls, record: Any) -> SessionState:
+        """Rebuild a state from :meth:`to_record`'s mapping.
+
+        :raises ValueError: if ``record`` does not have that shape.
+        """
+        if not isinstance(record, dict):
+            raise ValueError(f"session record must be an object, got {type(record).__name__}")
+        data, created, active, expiry = record.get("d"), record.get("c"), record.get("a"), record.get("x")
+        if (
+            type(data) is not dict
+            or type(created) not in _NUMBERS
+            or type(active) not in _NUMBERS
+            or not (expiry is None or type(expiry) in _NUMBERS)
+        ):
+            raise ValueError("session record is malformed")
+        return cls(data, created, active, expiry)  # type: ignore[arg-type]  # checked above
+
+    def copy(self) -> SessionState:
+        """Return a copy whose data dict can change independently."""
+        return SessionState(dict(self.data), self.created, self.last_active, self.expiry)
+
+
+class Session(MutableMapping[str, Any]):
+    """One client's session data, loaded lazily and saved as a delta.
+
+    :param store: where the session lives.
+    :param cookie_value: what the client sent in the session cookie, if anything.
+        It is only used if the store holds a live session for it: an unknown id
+        is never adopted.
+    """
+
+    def __init__(self, store: Store, cookie_value: str | None = None) -> None:
+        #: The store this session loads from and saves to.
+        self.store = store
+        #: The cookie value the client sent, or ``None``.
+        self.cookie_value = cookie_value
+        #: True once the session was read or written in any way.
+        self.accessed = False
+        #: The keys the app read.
+        self.accessed_keys: set[str] = set()
+        self._state: SessionState | None = None
+        self._key: str | None = None
+        self._changed: set[str] = set()
+        self._deleted: set[str] = set()
+        self._modified = False
+        self._expiry_changed = False
+        self._cycle = False
+        self._flushed = False
+
+    def __repr__(self) -> str:
+        if self._state is None:
+            return f"<Session (not loaded) store={type(self.store).__name__}>"
+        # Keys only: values and the session key are secrets.
+        return f"<Session keys={sorted(self._state.data)!r} modified={self._modified}>"
+
+    # -- loading ---------------------------------------------------------------
+
+    @property
+    def state(self) -> SessionState:
+        """The loaded state (loading it on first use); for stores."""
+        state = self._state
+        if state is None:
+            state = self._load()
+        return state
+
+    def _load(self) -> SessionState:
+        state = None
+        if self.cookie_value:
+            state = self.store.load(self.cookie_value)
+        if state is None:
+            state = SessionState.new(self.store.clock())
+        else:
+            self._key = self.cookie_value
+        self._state = state
+        return state
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the store has been read for this session."""
+        return self._state is not None
+
+    @property
+    def session_key(self) -> str | None:
+        """The id of a stored session (the cookie value), or ``None`` for a new one."""
+        if self._state is None:
+            self._load()
+        return self._key
+
+    @property
+    def is_new(self) -> bool:
+        """True when the session is not stored yet."""
+        return self.session_key is None
+
+    # -- mapping ---------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        self.accessed = True
+        self.accessed_keys.add(key)
+        return self.state.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the value under ``key``, or ``default``."""
+        self.accessed = True
+        self.accessed_keys.add(key)
+        return self.state.data.get(key, default)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if type(key) is not str:
+            raise TypeError(f"Session keys must be str, got {type(key).__name__} {key!r}.")
+        if type(value) not in _ATOMS or (type(value) is float and not math.isfinite(value)):
+            self._check(key, value)
+        data = self.state.data
+        self.accessed = True
+        data[key] = value
+        self._changed.add(key)
+        self._deleted.discard(key)
+        self._modified = True
+
+    def __delitem__(self, key: str) -> None:
+        data = self.state.data
+        self.accessed = True
+        del data[key]
+        self._deleted.add(key)
+        self._changed.discard(key)
+        self._modified = True
+
+    def __iter__(self) -> Iterator[str]:
+        self.accessed = True
+        return iter(list(self.state.data))
+
+    def __len__(self) -> int:
+        self.accessed = True
+        return len(self.state.data)
+
+    def __contains__(self, key: object) -> bool:
+        self.accessed = True
+        if isinstance(key, str):
+            self.accessed_keys.add(key)
+        return key in self.state.data
+
+    def clear(self) -> None:
+        """Delete every key; the session keeps its id (see :meth:`flush` for logout)."""
+        data = self.state.data
+        self.accessed = True
+        self._deleted.update(data)
+        self._changed.clear()
+        data.clear()
+        self._modified = True
+
+    def _check(self, key: str, value: Any) -> None:
+        try:
+            self.store.serializer.dumps(value)
+        except (SerializationError, TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"Cannot store session[{key!r}] = {type(value).__name__}: {exc}", key=key
+            ) from exc
+
+    # -- change tracking (for stores and middleware) ---------------------------
+
+    @property
+    def modified(self) -> bool:
+        """Whether the session must be saved: data, expiry or key changed."""
+        return self._modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        # Marking a session modified by hand (after an in-place change of a nested
+        # value) re-saves every key this request sees.
+        if value:
+            self._changed.update(self.state.data)
+            self.accessed = True
+        self._modified = bool(value)
+
+    @property
+    def changed_keys(self) -> frozenset[str]:
+        """Keys set since the session was loaded or last saved."""
+        return frozenset(self._changed)
+
+    @property
+    def deleted_keys(self) -> frozenset[str]:
+        """Keys deleted since the session was loaded or last saved."""
+        return frozenset(self._deleted)
+
+    @property
+    def expiry_changed(self) -> bool:
+        """Whether :meth:`set_expiry` was called since the last save."""
+        return self._expiry_changed
+
+    @property
+    def cycle_pending(self) -> bool:
+        """Whether :meth:`cycle_key` asked for a new id at the next save."""
+        return self._cycle
+
+    @property
+    def flushed(self) -> bool:
+        """Whether :meth:`flush` was called during this request."""
+        return self._flushed
+
+    def saved(self, key: str, state: SessionState) -> None:
+        """Record a successful save under ``key``; called by stores."""
+        self._key = key
+        self._state = state
+        self._changed.clear()
+        self._deleted.clear()
+        self._modified = self._expiry_changed = self._cycle = False
+
+    def needs_save(self, *, save_every_request: bool = False) -> bool:
+        """Whether the middleware should save at the end of the request.
+
+        A session is saved when it changed, when its store asks (a cookie signed
+        with an old key), when the idle timeout needs fresh activity recorded, or
+        on every request that used it with ``save_every_request``. A new session
+        with no data is never stored.
+        """
+        state = self._state
+        if state is None:
+            return False
+        if self._key is None:
+            return bool(state.data) and (self._modified or save_every_request)
+        if self._modified or state.stale or save_every_request:
+            return True
+        return self.store.policy.needs_refresh(state, self.store.clock())
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def save(self) -> str:
+        """Save the session through its store and return the cookie value to send.
+
+        :raises SessionConflictError: if the session was deleted or expired meanwhile.
+        :raises CookieTooLargeError: if a cookie store cannot hold the data.
+        :raises BackendUnavailableError: if a server-side store's cache is down.
+        """
+        return self.store.save(self)
+
+    def cycle_key(self) -> None:
+        """Give the session a new id at the next save, keeping its data; the old id is deleted.
+
+        Call it on login, so an id planted before login (fixation) is worthless after.
+        """
+        self.state  # noqa: B018  (load now: the old id must be known to delete it)
+        self.accessed = True
+        if self._key is not None:
+            self._cycle = True
+            self._modified = True
+
+    def flush(self) -> None:
+        """Delete the session from the store now and start an empty one with no id: logout.
+
+        The middleware then deletes the client's cookie, unless new data is stored.
+        """
+        self.state  # noqa: B018
+        if self._key is not None:
+            self.store.delete(self._key)
+        self._state = SessionState.new(self.store.clock())
+        self._key = None
+        self._changed.clear()
+        self._deleted.clear()
+        self.accessed = True
+        self._modified = self._expiry_changed = self._cycle = False
+        self._flushed = True
+
+    def set_expiry(self, value: float | datetime.datetime | datetime.timedelta | None) -> None:
+        """Choose when this session expires, replacing the absolute lifetime.
+
+        :param value: seconds or a ``timedelta`` from now; an aware ``datetime``
+            (a naive one is taken as UTC); ``0`` to end with the browser (the
+            server still forgets it after the policy's ``age``); ``None`` to go
+            back to the policy. An idle timeout still applies in every case.
+        """
+        state = self.state
+        now = self.store.clock()
+        expiry: float | None
+        if value is None:
+            expiry = None
+        elif isinstance(value, datetime.datetime):
+            when = value if value.tzinfo is not None else value.replace(tzinfo=_UTC)
+            expiry = when.timestamp()
+        elif isinstance(value, datetime.timedelta):
+            expiry = now + value.total_seconds()
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            expiry = 0.0 if value == 0 else now + value
+        else:
+            raise TypeError(f"set_expiry() takes seconds, a datetime, a timedelta or None, got {value!r}.")
+        state.expiry = expiry
+        self.accessed = True
+        self._expiry_changed = True
+        self._modified = True
+
+    def get_expiry_age(self) -> float:
+        """Return the seconds left before the session expires (never negative)."""
+        return max(0.0, self.store.policy.expires_at(self.state) - self.store.clock())
+
+    def get_expiry_date(self) -> datetime.datetime:
+        """Return the moment the session expires, as an aware UTC datetime."""
+        return datetime.datetime.fromtimestamp(self.store.policy.expires_at(self.state), _UTC)
+
+    def get_expire_at_browser_close(self) -> bool:
+        """Return whether the session cookie ends with the browser."""
+        return self.store.policy.browser_session(self.state)
+
+
+__all__ = ["DEFAULT_AGE", "ExpiryPolicy", "Session", "SessionState"]

@@ -1,0 +1,295 @@
+"""CacheStore: sessions kept in any :class:`cachekit.Cache` (local memory, Redis, memcached).
+
+The cookie holds only a random id (256 bits from :mod:`secrets`). The cache
+key is a SHA-256 hash of that id, so whoever can list the cache's keys still
+cannot forge a cookie from them. Each session is one JSON mapping (never
+pickle, whatever the cache's own serializer; in local memory a session of
+plain values is kept as an immutable tuple, not serialized at all), stored
+with a TTL equal to the time it has left, so expired sessions vanish from
+Redis and memcached by themselves.
+
+**No lost updates.** A save applies only this request's changed and deleted
+keys to the latest stored copy, with compare-and-set (``Cache.gets``/``cas``):
+if another request saved in between, the store reloads and re-applies, up to
+``max_retries`` times with a short random back-off. Two overlapping requests
+that change different keys both persist; for the same key the later save
+wins. A session deleted meanwhile (logout in another tab) is never brought
+back: the save raises :class:`~sessions.exceptions.SessionConflictError`.
+
+**Outages are raised, not swallowed.** Whatever the cache's ``on_error``
+policy, a backend that is down while a session is loaded, created, saved or
+deleted raises :class:`~cachekit.exceptions.BackendUnavailableError`.
+Treating it as a miss would log users out (or, on delete, keep a logged-out
+session alive) without a trace; :class:`middleware.sessions.SessionMiddleware`
+answers such requests with ``503 Service Unavailable``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import secrets
+import time
+from collections.abc import Callable
+from itertools import chain
+from typing import TYPE_CHECKING
+from typing import Any
+
+from cachekit.backends.base import SupportsCas
+from cachekit.cache import Cache
+from cachekit.exceptions import BackendUnavailableError
+from cachekit.exceptions import ConfigurationError
+from cachekit.exceptions import SerializationError
+from cachekit.serializers import Serializer
+from sessions.exceptions import SessionConflictError
+from sessions.exceptions import SessionCreateError
+from sessions.session import DEFAULT_AGE
+from sessions.session import SessionState
+from sessions.stores.base import BaseStore
+
+if TYPE_CHECKING:
+    from sessions.session import Session
+
+#: What a session id looks like: ``secrets.token_urlsafe(32)``.
+_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+_CREATE_ATTEMPTS = 10
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+class _Raw:
+    """Passes the store's own serialized bytes through :class:`Cache` untouched."""
+
+    def dumps(self, value: Any) -> bytes:
+        return bytes(value)
+
+    def loads(self, data: bytes) -> Any:
+        return bytes(data)
+
+
+class CacheStore(BaseStore):
+    """Server-side sessions in a :class:`cachekit.Cache`.
+
+    :param cache: any cache whose backend supports compare-and-set
+        (``gets``/``cas``: locmem, Redis and memcached all do).
+    :param key_prefix: prepended to the hashed id in cache keys.
+    :param max_retries: compare-and-set attempts per save before giving up with
+        :class:`~sessions.exceptions.SessionConflictError`.
+    :param age: absolute lifetime in seconds (``SESSION_COOKIE_AGE``).
+    :param idle_timeout: seconds of inactivity before a session ends, or ``None``.
+    :param refresh_interval: least seconds between activity-only writes.
+    :param expire_at_browser_close: send cookies without ``Max-Age``.
+    :param serializer: defaults to tagged JSON; pickle is never used.
+    :param clock: Unix time in seconds.
+    :raises ConfigurationError: if the cache's backend has no compare-and-set.
+    """
+
+    server_side = True
+
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        key_prefix: str = "cachekit.session.",
+        max_retries: int = 50,
+        age: float = DEFAULT_AGE,
+        idle_timeout: float | None = None,
+        refresh_interval: float | None = None,
+        expire_at_browser_close: bool = False,
+        serializer: Serializer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(
+            age=age,
+            idle_timeout=idle_timeout,
+            refresh_interval=refresh_interval,
+            expire_at_browser_close=expire_at_browser_close,
+            serializer=serializer,
+            clock=clock,
+        )
+        if not isinstance(cache, Cache):
+            raise ConfigurationError(
+                f"CacheStore needs a cachekit.Cache, got {cache!r}.", setting="SESSION_CACHE_ALIAS"
+            )
+        if not isinstance(cache.backend, SupportsCas):
+            raise ConfigurationError(
+                f"CacheStore needs a backend with compare-and-set (gets/cas); {cache.backend!r} has none.",
+                setting="SESSION_CACHE_ALIAS",
+            )
+        if not isinstance(max_retries, int) or max_retries < 1:
+            raise ConfigurationError(
+                f"max_retries must be a positive int, got {max_retries!r}.", setting="max_retries"
+            )
+        #: The user's cache (its prefix, version and backend are shared).
+        self.cache = cache
+        #: Prepended to hashed ids.
+        self.key_prefix = key_prefix
+        #: Compare-and-set attempts per save.
+        self.max_retries = max_retries
+        self._objects = bool(getattr(cache.backend, "stores_objects", False))
+        # Same backend, keys and failure policy as the user's cache, but the store
+        # serializes records itself (JSON): session data must never go through
+        # pickle, whatever the cache's own serializer is.
+        self._cache = Cache(
+            cache.backend,
+            default_timeout=None,
+            key_prefix=cache.key_prefix,
+            version=cache.version,
+            key_function=cache._key_function,
+            serializer=_Raw(),
+            on_error=cache.on_error,
+            name=cache.name,
+        )
+
+    def __repr__(self) -> str:
+        return f"CacheStore({self.cache!r})"
+
+    def store_key(self, session_key: str) -> str:
+        """Return the cache key for a session id: a hash, so the id never appears in the cache."""
+        return self.key_prefix + hashlib.sha256(session_key.encode()).hexdigest()
+
+    # -- reading ---------------------------------------------------------------
+
+    def _encode(self, state: SessionState) -> Any:
+        data = state.data
+        if self._objects and _PLAIN.issuperset(map(type, data.values())):
+            # In-process store: a flat tuple of immutable values is stored as it
+            # is, with no serialization at all (and so no pickle either).
+            return (state.created, state.last_active, state.expiry, *chain.from_iterable(data.items()))
+        return self._dump(state)
+
+    def _decode(self, stored: Any) -> SessionState:
+        if type(stored) is tuple:
+            created, active, expiry = stored[:3]
+            return SessionState(dict(zip(stored[3::2], stored[4::2], strict=True)), created, active, expiry)
+        return SessionState.from_record(self.serializer.loads(stored))
+
+    def _fetch(self, key: str) -> tuple[SessionState, Any] | None:
+        found = self._cache.gets(key)
+        if found is None:
+            return None
+        stored, token = found
+        try:
+            state = self._decode(stored)
+        except (SerializationError, ValueError, TypeError):
+            return None
+        state.token = (key, token)
+        return state, token
+
+    def load(self, cookie_value: str) -> SessionState | None:
+        """Return the live session for ``cookie_value``, or ``None``.
+
+        :raises BackendUnavailableError: if the cache is down.
+        """
+        if not _ID.fullmatch(cookie_value):
+            return None
+        found = self._fetch(self.store_key(cookie_value))
+        if found is None or not self._live(found[0]):
+            return None
+        return found[0]
+
+    # -- writing ---------------------------------------------------------------
+
+    def _ttl(self, state: SessionState) -> float:
+        return self.policy.expires_at(state) - self.clock()
+
+    def create(self, state: SessionState) -> str:
+        """Store ``state`` under a fresh random id with ``add``, never overwriting a session.
+
+        :raises SessionCreateError: if no id could be stored after several attempts.
+        :raises BackendUnavailableError: if the cache is down.
+        """
+        ttl = self._ttl(state)
+        if ttl <= 0:
+            raise SessionCreateError("The session would be expired already; check set_expiry().")
+        record = self._encode(state)
+        for _ in range(_CREATE_ATTEMPTS):
+            session_key = secrets.token_urlsafe(32)
+            key = self.store_key(session_key)
+            if self._cache.add(key, record, ttl):
+                return session_key
+            # add() is False on a collision, but also when the cache's failure
+            # policy swallowed an outage: gets() raises in that case.
+            self._cache.gets(key)
+        raise SessionCreateError(f"No new session id could be stored after {_CREATE_ATTEMPTS} attempts.")
+
+    def save(self, session: Session) -> str:
+        """Apply the session's changes to the latest stored copy; return the session id.
+
+        A new session is created, and one whose key was cycled is copied to a new
+        id first. Otherwise the changed and deleted keys (and a new expiry, if one
+        was set) are merged into the stored copy with compare-and-set.
+
+        :raises SessionConflictError: if the session was deleted or expired
+            meanwhile, or every compare-and-set attempt lost.
+        :raises BackendUnavailableError: if the cache is down.
+        """
+        session_key = session.session_key
+        if session_key is None or session.cycle_pending:
+            return self.cycle(session)
+        state = session.state
+        if state.token is not None:
+            # Nobody else saved since our load (the compare-and-set checks it): the
+            # local state already is the stored copy plus our changes.
+            key, token = state.token
+            current = SessionState(state.data, state.created, self.clock(), state.expiry)
+            ttl = self._ttl(current)
+            if ttl > 0 and self._cache.cas(key, self._encode(current), token, ttl):
+                session.saved(session_key, current)
+                return session_key
+            state.token = None
+        else:
+            key = self.store_key(session_key)
+        changed = {name: state.data[name] for name in session.changed_keys}
+        deleted = session.deleted_keys
+        for attempt in range(self.max_retries):
+            found = self._fetch(key)
+            if found is None:
+                raise SessionConflictError("The session was deleted or expired before it could be saved.")
+            current, token = found
+            current.data.update(changed)
+            for name in deleted:
+                current.data.pop(name, None)
+            if session.expiry_changed:
+                current.expiry = state.expiry
+            current.last_active = self.clock()
+            ttl = self._ttl(current)
+            if ttl <= 0:
+                self._cache.delete(key)
+                raise SessionConflictError("The session expired before it could be saved.")
+            if self._cache.cas(key, self._encode(current), token, ttl):
+                session.saved(session_key, current)
+                return session_key
+            # Lost the race to another writer: back off a little, at random, and merge again.
+            time.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+        raise SessionConflictError(
+            f"The session could not be saved: {self.max_retries} compare-and-set attempts lost to "
+            "concurrent writers."
+        )
+
+    def cycle(self, session: Session) -> str:
+        """Store the session's data under a new id, then delete the old id; return the new id."""
+        old_key = session.session_key
+        state = self._next_state(session, fresh=True)
+        new_key = self.create(state)
+        if old_key is not None:
+            self.delete(old_key)
+        session.saved(new_key, state)
+        return new_key
+
+    def delete(self, cookie_value: str) -> None:
+        """Delete the session; it is gone for every later load and save.
+
+        :raises BackendUnavailableError: if the cache is down (the session may still exist).
+        """
+        if not _ID.fullmatch(cookie_value):
+            return
+        key = self.store_key(cookie_value)
+        if self._cache.delete(key):
+            return
+        # Not there, or an outage the cache's policy swallowed: gets() raises for the latter.
+        if self._cache.gets(key) is not None and not self._cache.delete(key):
+            raise BackendUnavailableError("The session could not be deleted; the cache refused.")
+
+
+__all__ = ["CacheStore"]

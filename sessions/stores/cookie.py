@@ -1,0 +1,250 @@
+"""SignedCookieStore: the whole session in a signed (optionally encrypted) cookie.
+
+The data is tagged JSON (:mod:`sessions.serializers`), zlib-compressed when
+that makes it shorter, and signed with :mod:`itsdangerous` (HMAC-SHA1 over a
+key derived from the secret key and the salt, as Django and Flask do). With
+``encrypt=True`` it is encrypted and authenticated with Fernet from the
+``cryptography`` package instead (install the ``crypto`` extra), so the client
+cannot read it either; encrypted payloads are not compressed, because
+compressing secrets next to data an attacker chooses leaks them through the
+length (CRIME).
+
+Secret keys rotate: the first key signs, every key verifies. A cookie that
+only an older key verifies is loaded and re-signed with the current key in the
+same response.
+
+What cookie sessions cannot do, by design:
+
+* **no merge of concurrent changes**: each response carries the whole session,
+  so of two overlapping requests the later ``Set-Cookie`` wins and the other's
+  changes are lost;
+* **no revocation**: :meth:`~sessions.session.Session.flush` deletes the
+  browser's cookie, but a copy taken earlier stays valid until it expires.
+  Keep ``SESSION_COOKIE_AGE`` short, or use ``CacheStore``;
+* **about 4 KB**: a session whose cookie would exceed ``max_size`` bytes raises
+  :class:`~sessions.exceptions.CookieTooLargeError` at save, and the client
+  keeps its previous cookie.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
+
+from itsdangerous import BadData
+from itsdangerous import URLSafeSerializer
+
+from cachekit.exceptions import ConfigurationError
+from cachekit.exceptions import SerializationError
+from cachekit.serializers import Serializer
+from sessions.exceptions import CookieTooLargeError
+from sessions.session import DEFAULT_AGE
+from sessions.session import SessionState
+from sessions.stores.base import BaseStore
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+
+    from sessions.session import Session
+
+#: The largest cookie browsers keep, as Werkzeug and Django count it.
+MAX_COOKIE_SIZE = 4093
+
+
+class _TextSerializer:
+    """Adapts a bytes serializer to the ``str`` interface itsdangerous expects."""
+
+    def __init__(self, serializer: Serializer) -> None:
+        self.serializer = serializer
+
+    def dumps(self, value: Any) -> str:
+        return self.serializer.dumps(value).decode()
+
+    def loads(self, data: str | bytes) -> Any:
+        return self.serializer.loads(data if isinstance(data, bytes) else data.encode())
+
+
+def _secret_list(secret_keys: str | bytes | Sequence[str | bytes]) -> list[bytes]:
+    if isinstance(secret_keys, (str, bytes)):
+        keys: list[Any] = [secret_keys]
+    elif isinstance(secret_keys, (list, tuple)):
+        keys = list(secret_keys)
+    else:
+        keys = []
+    if not keys or any(not isinstance(key, (str, bytes)) or not key for key in keys):
+        raise ConfigurationError(
+            "SECRET_KEY must be set to a long, random, non-empty string for signed cookie sessions "
+            "(SECRET_KEY_FALLBACKS, if given, must be a list of such strings).",
+            setting="SECRET_KEY",
+        )
+    return [key.encode() if isinstance(key, str) else key for key in keys]
+
+
+def _fernet(secret: bytes, salt: bytes) -> Fernet:
+    from cryptography.fernet import Fernet
+
+    key = hmac.new(secret, b"cachekit.fernet:" + salt, hashlib.sha256).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+class SignedCookieStore(BaseStore):
+    """Client-side sessions: the data travels in a signed cookie.
+
+    :param secret_keys: the current key, or a list whose first key signs and
+        every key verifies (``[SECRET_KEY, *SECRET_KEY_FALLBACKS]``).
+    :param salt: separates these signatures from others made with the same key.
+    :param encrypt: encrypt with Fernet (needs ``cryptography``) instead of only signing.
+    :param max_size: the largest cookie value produced, in bytes.
+    :param age: absolute lifetime in seconds (``SESSION_COOKIE_AGE``), checked
+        on load against the signed creation time.
+    :param idle_timeout: seconds of inactivity before a session ends, or ``None``.
+    :param refresh_interval: least seconds between activity-only re-signs.
+    :param expire_at_browser_close: send cookies without ``Max-Age``.
+    :param serializer: defaults to tagged JSON.
+    :param clock: Unix time in seconds.
+    :raises ConfigurationError: for a missing or empty secret key, or
+        ``encrypt=True`` without ``cryptography``.
+    """
+
+    server_side = False
+
+    def __init__(
+        self,
+        secret_keys: str | bytes | Sequence[str | bytes],
+        *,
+        salt: str = "cachekit.session",
+        encrypt: bool = False,
+        max_size: int = MAX_COOKIE_SIZE,
+        age: float = DEFAULT_AGE,
+        idle_timeout: float | None = None,
+        refresh_interval: float | None = None,
+        expire_at_browser_close: bool = False,
+        serializer: Serializer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(
+            age=age,
+            idle_timeout=idle_timeout,
+            refresh_interval=refresh_interval,
+            expire_at_browser_close=expire_at_browser_close,
+            serializer=serializer,
+            clock=clock,
+        )
+        keys = _secret_list(secret_keys)
+        if not isinstance(max_size, int) or max_size < 64:
+            raise ConfigurationError(f"max_size must be an int >= 64, got {max_size!r}.", setting="max_size")
+        #: Whether payloads are encrypted as well as authenticated.
+        self.encrypt = bool(encrypt)
+        #: The largest cookie value produced, in bytes.
+        self.max_size = max_size
+        #: The salt mixed into every derived key.
+        self.salt = salt
+        text = _TextSerializer(self.serializer)
+        self._fernets: list[Fernet] = []
+        self._signers: list[URLSafeSerializer] = []
+        if self.encrypt:
+            try:
+                self._fernets = [_fernet(key, salt.encode()) for key in keys]
+            except ImportError:
+                raise ConfigurationError(
+                    "Encrypted cookie sessions need the 'cryptography' package: "
+                    "pip install 'cachekit-suite[crypto]'.",
+                    setting="encrypt",
+                ) from None
+        else:
+            # One serializer per key (rather than itsdangerous's key list) tells
+            # us which key verified, so fallback-signed cookies can be re-signed.
+            self._signers = [URLSafeSerializer(key, salt=salt, serializer=text) for key in keys]
+
+    def __repr__(self) -> str:
+        keys = len(self._fernets or self._signers)
+        return f"SignedCookieStore(keys={keys}, encrypt={self.encrypt})"  # never the keys themselves
+
+    # -- encoding --------------------------------------------------------------
+
+    def _encode(self, state: SessionState) -> str:
+        if self._fernets:
+            return self._fernets[0].encrypt(self._dump(state)).decode("ascii")
+        try:
+            return str(self._signers[0].dumps(state.to_record()))
+        except SerializationError as exc:
+            raise self._unstorable(state, exc) from exc
+
+    def _decode(self, value: str) -> tuple[Any, bool]:
+        """Return ``(record, verified_by_current_key)``; raise ``ValueError`` if no key verifies."""
+        if self._fernets:
+            from cryptography.fernet import InvalidToken
+
+            token = value.encode("ascii")
+            for index, fernet in enumerate(self._fernets):
+                try:
+                    plain = fernet.decrypt(token)
+                except InvalidToken:
+                    continue
+                return self.serializer.loads(plain), index == 0
+            raise ValueError("no key decrypts the cookie")
+        for index, signer in enumerate(self._signers):
+            try:
+                return signer.loads(value), index == 0
+            except BadData:
+                continue
+        raise ValueError("no key verifies the cookie")
+
+    # -- Store -----------------------------------------------------------------
+
+    def load(self, cookie_value: str) -> SessionState | None:
+        """Return the session in ``cookie_value`` if a key verifies it and it has not expired."""
+        # Oversized values are rejected before any crypto work; neither we nor a
+        # browser would have produced them.
+        if len(cookie_value) > self.max_size or not cookie_value.isascii():
+            return None
+        try:
+            record, current = self._decode(cookie_value)
+            state = SessionState.from_record(record)
+        except (ValueError, SerializationError, UnicodeError, TypeError):
+            return None
+        if not self._live(state):
+            return None
+        state.stale = not current
+        return state
+
+    def create(self, state: SessionState) -> str:
+        """Return a cookie value holding ``state``.
+
+        :raises CookieTooLargeError: if it would exceed ``max_size`` bytes.
+        """
+        value = self._encode(state)
+        if len(value) > self.max_size:
+            raise CookieTooLargeError(len(value), self.max_size)
+        return value
+
+    def save(self, session: Session) -> str:
+        """Return a cookie value holding the whole session, signed with the current key.
+
+        :raises CookieTooLargeError: if it would exceed ``max_size`` bytes; the
+            session keeps its previous cookie value.
+        """
+        fresh = session.session_key is None or session.cycle_pending
+        state = self._next_state(session, fresh=fresh)
+        value = self.create(state)
+        session.saved(value, state)
+        return value
+
+    def cycle(self, session: Session) -> str:
+        """Return a newly signed cookie value with the same data and a new creation time."""
+        state = self._next_state(session, fresh=True)
+        value = self.create(state)
+        session.saved(value, state)
+        return value
+
+    def delete(self, cookie_value: str) -> None:
+        """Do nothing: a cookie cannot be revoked from the server (see the module docstring)."""
+
+
+__all__ = ["MAX_COOKIE_SIZE", "SignedCookieStore"]

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import pytest
+
+from sessions.stores.base import BaseStore
+from sessions.stores.cache import CacheStore
+from tests.sessions.helpers import SERVER_STORES
+from tests.sessions.helpers import STORES
+from tests.sessions.helpers import WallClock
+from tests.sessions.helpers import build_store
+
+
+@pytest.fixture
+def wall_clock() -> WallClock:
+    return WallClock()
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, wall_clock: WallClock) -> BaseStore:
+    """Every session store in turn; servers start only for the parameters that need one."""
+    return build_store(request.param, request, wall_clock)
+
+
+@pytest.fixture(params=SERVER_STORES)
+def server_store(request: pytest.FixtureRequest, wall_clock: WallClock) -> CacheStore:
+    """Every server-side store in turn."""
+    store = build_store(request.param, request, wall_clock)
+    assert isinstance(store, CacheStore)
+    return store
