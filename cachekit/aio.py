@@ -766,4 +766,22 @@ def memoize(
     return decorator
 
 
-__all__ = ["AsyncCache", "AsyncMemoized", "memoize"]
+def from_url(url: str, *, name: str = "", **options: Any) -> AsyncCache:
+    """Build an :class:`AsyncCache` from a URL, exactly as :func:`cachekit.from_url` builds a Cache.
+
+    ``locmem://``, ``redis://`` (and ``rediss://``, ``unix://``,
+    ``redis+sentinel://``, ``redis+cluster://``) and ``memcached://`` take the
+    same options as their sync backends.
+
+    :raises ConfigurationError: for a malformed URL, an unknown scheme or option.
+    """
+    from cachekit.backends.aio_base import load_async_backend
+    from cachekit.config import cache_from_url
+
+    cache: AsyncCache = cache_from_url(
+        url, name=name, options=options, load=load_async_backend, cache_class=AsyncCache
+    )
+    return cache
+
+
+__all__ = ["AsyncCache", "AsyncMemoized", "from_url", "memoize"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
@@ -107,7 +108,9 @@ def _split_options(
     return cache_kwargs, backend_kwargs
 
 
-def _build_cache(backend: Any, cache_kwargs: dict[str, Any], name: str) -> Cache:
+def _build_cache(
+    backend: Any, cache_kwargs: dict[str, Any], name: str, cache_class: type[Any] = Cache
+) -> Any:
     serializer_name = cache_kwargs.pop("serializer", None) or "pickle"
     threshold = cache_kwargs.pop("compress_threshold", None)
     if serializer_name == "pickle":
@@ -120,7 +123,7 @@ def _build_cache(backend: Any, cache_kwargs: dict[str, Any], name: str) -> Cache
         )
     if "timeout" in cache_kwargs:
         cache_kwargs["default_timeout"] = cache_kwargs.pop("timeout")
-    return Cache(backend, serializer=serializer, name=name, **cache_kwargs)
+    return cache_class(backend, serializer=serializer, name=name, **cache_kwargs)
 
 
 def from_url(url: str, *, name: str = "", **options: Any) -> Cache:
@@ -133,6 +136,22 @@ def from_url(url: str, *, name: str = "", **options: Any) -> Cache:
 
     :raises ConfigurationError: for a malformed URL, an unknown scheme or option,
         or a value of the wrong type.
+    """
+    cache: Cache = cache_from_url(url, name=name, options=options, load=load_backend, cache_class=Cache)
+    return cache
+
+
+def cache_from_url(
+    url: str,
+    *,
+    name: str,
+    options: dict[str, Any],
+    load: Callable[[str], type[Any]],
+    cache_class: type[Any],
+) -> Any:
+    """Parse ``url`` and build ``cache_class`` over the backend ``load(scheme)`` returns.
+
+    The one URL parser behind :func:`from_url` and :func:`cachekit.aio.from_url`.
     """
     if not isinstance(url, str):
         raise ConfigurationError(f"Cache URL must be a str, got {url!r}.", setting="url")
@@ -152,14 +171,14 @@ def from_url(url: str, *, name: str = "", **options: Any) -> Cache:
         if key in from_query:
             raise ConfigurationError(f"Option {key!r} is given twice in the cache URL.", setting=key)
         from_query[key] = value
-    backend_cls = load_backend(parts.scheme)
+    backend_cls = load(parts.scheme)
     cache_kwargs, backend_kwargs = _split_options(from_query, backend_cls, from_text=True)
     typed_cache, typed_backend = _split_options(options, backend_cls, from_text=False)
     cache_kwargs.update(typed_cache)
     backend_kwargs.update(typed_backend)
     bare_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", parts.fragment))
     backend = backend_cls.from_url(bare_url, **backend_kwargs)
-    return _build_cache(backend, cache_kwargs, name)
+    return _build_cache(backend, cache_kwargs, name, cache_class)
 
 
 def _redact(url: str) -> str:

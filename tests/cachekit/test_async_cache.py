@@ -381,3 +381,24 @@ def test_redis_url_forms_and_redacted_repr() -> None:
 def test_backends_implement_the_async_protocol() -> None:
     assert isinstance(AsyncLocMemBackend("p"), AsyncBackend)
     assert isinstance(AsyncRedisBackend.from_url("redis://127.0.0.1:1/0"), AsyncBackend)
+
+
+def test_async_from_url_shares_option_rules() -> None:
+    import asyncio
+
+    from cachekit import ConfigurationError
+    from cachekit.aio import AsyncCache
+    from cachekit.aio import from_url as async_from_url
+
+    cache = async_from_url("locmem://async-url?timeout=30&key_prefix=a&max_entries=10")
+    assert isinstance(cache, AsyncCache)
+    assert (cache.default_timeout, cache.key_prefix) == (30, "a")
+
+    async def scenario() -> object:
+        await cache.set("k", {"v": 1})
+        return await cache.get("k")
+
+    assert asyncio.run(scenario()) == {"v": 1}
+    with pytest.raises(ConfigurationError) as info:
+        async_from_url("locmem://?max_entires=3")
+    assert info.value.setting == "max_entires"
