@@ -82,8 +82,15 @@ class CacheKitSessionInterface(SessionInterface):
         return self._store
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession:
-        """Return the request's session; nothing is read from the store until a view uses it."""
-        return self.session_class(self.store, request.cookies.get(self.get_cookie_name(app)) or None)
+        """Return the request's session; nothing is read from the store until a view uses it.
+
+        A cookie name sent twice with different values (one planted for a
+        parent domain or another path) is ambiguous: the request gets a new
+        session rather than possibly the planted one.
+        """
+        values = set(request.cookies.getlist(self.get_cookie_name(app)))
+        value = values.pop() if len(values) == 1 else None
+        return self.session_class(self.store, value or None)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         """Save the session if Flask's rules ask for it and set or delete the cookie.

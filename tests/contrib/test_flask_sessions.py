@@ -148,6 +148,16 @@ def test_untouched_session_costs_nothing(app: flask.Flask) -> None:
     assert "Vary" not in response.headers
 
 
+def test_a_tossed_second_cookie_is_not_trusted(server_store: Store) -> None:
+    app = make_app(server_store)
+    header = session_cookie(app.test_client().get("/set?user=ada"))
+    assert header is not None
+    with app.test_request_context(headers={"Cookie": f"session={cookie_value(header)}; session=planted"}):
+        assert app.session_interface.open_session(app, flask.request).cookie_value is None
+    with app.test_request_context(headers={"Cookie": f"session={cookie_value(header)}"}):
+        assert app.session_interface.open_session(app, flask.request).cookie_value == cookie_value(header)
+
+
 def test_new_session_is_new(app: flask.Flask) -> None:
     assert app.test_client().get("/show").json == {"data": {}, "new": True}
 
