@@ -7,14 +7,25 @@ import random
 import zlib
 
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from cachekit.exceptions import ConfigurationError
 from sessions.exceptions import CookieTooLargeError
+from sessions.serializers import TaggedJSONSerializer
 from sessions.session import Session
 from sessions.stores.cookie import SignedCookieStore
+from tests.conftest import IN_CI
 from tests.sessions.helpers import WallClock
 
-pytest.importorskip("cryptography")  # the 'crypto' extra; .ci/run installs it
+
+def require_cryptography() -> None:
+    """Skip locally, fail in CI, when the 'crypto' extra is not installed."""
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        if IN_CI:
+            pytest.fail("cryptography is not installed; .ci/run installs the 'crypto' extra")
+        pytest.skip("cryptography is not installed (the 'crypto' extra)")
 
 
 def saved(store: SignedCookieStore, **data: object) -> str:
@@ -25,6 +36,8 @@ def saved(store: SignedCookieStore, **data: object) -> str:
 
 @pytest.fixture(params=[False, True], ids=["signed", "encrypted"])
 def encrypt(request: pytest.FixtureRequest) -> bool:
+    if request.param:
+        require_cryptography()
     return bool(request.param)
 
 
@@ -55,6 +68,7 @@ def test_wrong_key_and_wrong_salt_load_nothing(encrypt: bool) -> None:
 
 
 def test_signed_and_encrypted_cookies_do_not_mix() -> None:
+    require_cryptography()
     signed = saved(SignedCookieStore("key"), a=1)
     encrypted = saved(SignedCookieStore("key", encrypt=True), a=1)
     assert SignedCookieStore("key", encrypt=True).load(signed) is None
@@ -62,6 +76,7 @@ def test_signed_and_encrypted_cookies_do_not_mix() -> None:
 
 
 def test_encrypted_payload_is_unreadable() -> None:
+    require_cryptography()
     value = saved(SignedCookieStore("key", encrypt=True), secret_note="attack at dawn")
     assert "attack" not in value
     padded = value + "=" * (-len(value) % 4)
@@ -130,3 +145,33 @@ def test_tampered_cookies_load_nothing(encrypt: bool, tamper: object) -> None:
     tampered = tamper(value)
     assert tampered != value
     assert store.load(tampered) is None
+
+
+class _Text:
+    """itsdangerous's serializer interface over the session serializer."""
+
+    def dumps(self, value: object) -> str:
+        return TaggedJSONSerializer().dumps(value).decode()
+
+    def loads(self, data: str | bytes) -> object:
+        return TaggedJSONSerializer().loads(data if isinstance(data, bytes) else data.encode())
+
+
+@pytest.mark.parametrize("size", [10, 2000], ids=["small", "compressed"])
+def test_wire_format_is_itsdangerous_url_safe_serializer(size: int) -> None:
+    reference = URLSafeSerializer("key", salt="cachekit.session", serializer=_Text())
+    store = SignedCookieStore("key")
+    value = saved(store, text="x" * size)
+    record = reference.loads(value)
+    assert record["d"] == {"text": "x" * size}
+    made = reference.dumps({"d": {"from": "itsdangerous"}, "c": store.clock(), "a": store.clock()})
+    state = store.load(made)
+    assert state is not None
+    assert state.data == {"from": "itsdangerous"}
+
+
+def test_decompression_bomb_is_refused() -> None:
+    reference = URLSafeSerializer("key", salt="cachekit.session", serializer=_Text())
+    bomb = reference.dumps({"d": {"x": "a" * 200_000}, "c": 0, "a": 0})
+    assert len(bomb) < 4093
+    assert SignedCookieStore("key").load(bomb) is None
