@@ -181,6 +181,8 @@ class _CacheCore(Generic[_B]):
         #: Wall clock for stale windows, XFetch and page ages (``time.time`` by default).
         self.clock = clock
         self.serializer: Serializer = serializer or PickleSerializer()
+        #: The custom key function, or ``None`` for :func:`default_key_function`.
+        self.key_function = key_function
         self._key_function = key_function
         self._key_head = f"{key_prefix}:{version}:"
         self._objects = bool(getattr(backend, "stores_objects", False))
@@ -195,6 +197,31 @@ class _CacheCore(Generic[_B]):
         return f"{type(self).__name__}({label}{self.backend!r}, key_prefix={self.key_prefix!r})"
 
     # -- keys, timeouts, values ---------------------------------------------
+
+    def replace(self, **changes: Any) -> Any:
+        """Return a new cache on the same backend with some settings changed.
+
+        Takes the constructor's keyword arguments (``serializer=``,
+        ``key_prefix=``, ``default_timeout=`` ...); the rest are copied. Counters
+        start at zero in the new cache.
+        """
+        settings: dict[str, Any] = {
+            "default_timeout": self.default_timeout,
+            "key_prefix": self.key_prefix,
+            "version": self.version,
+            "key_function": self.key_function,
+            "serializer": self.serializer,
+            "on_error": self.on_error,
+            "lock_timeout": self.lock_timeout,
+            "lock_ttl": self.lock_ttl,
+            "name": self.name,
+            "clock": self.clock,
+        }
+        unknown = set(changes) - set(settings)
+        if unknown:
+            raise TypeError(f"replace() got unknown settings: {', '.join(sorted(unknown))}.")
+        settings.update(changes)
+        return type(self)(self.backend, **settings)
 
     def make_key(self, key: str, version: int | None = None) -> str:
         """Return the key stored in the backend for ``key``.

@@ -243,19 +243,7 @@ def from_settings(config: Mapping[str, Any], *, name: str = "") -> Cache:
             backend = backend_cls.from_location(location, **backend_kwargs)
         cache = _build_cache(backend, cache_kwargs, name)
     if key_function is not None:
-        fresh = Cache(
-            cache.backend,
-            default_timeout=cache.default_timeout,
-            key_prefix=cache.key_prefix,
-            version=cache.version,
-            key_function=key_function,
-            serializer=cache.serializer,
-            on_error=cache.on_error,
-            lock_timeout=cache.lock_timeout,
-            lock_ttl=cache.lock_ttl,
-            name=name,
-        )
-        cache = fresh
+        cache = cache.replace(key_function=key_function)
     return cache
 
 

@@ -75,9 +75,10 @@ def _redirect(start_response: StartResponse, location: str) -> list[bytes]:
 class DemoApp:
     """The demo's WSGI app; wrap it in :class:`SessionMiddleware` (see :func:`build_app`)."""
 
-    def __init__(self, page_cache: Cache, session_cache: Cache) -> None:
+    def __init__(self, page_cache: Cache, store: CacheStore) -> None:
         self.page_cache = page_cache
-        self.session_cache = session_cache
+        self.store = store
+        self.session_cache = store.records
         self.cached_page = cache_page(CACHED_FOR, cache=page_cache)(self._render_cached)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -208,8 +209,9 @@ def build_app(url: str | None = None) -> WSGIApplication:
     url = url or os.environ.get(ENV_VAR) or DEFAULT_URL
     page_cache = from_url(url, key_prefix="demo-pages", name="pages")
     session_cache = from_url(url, key_prefix="demo-sessions", name="sessions", timeout=None)
-    app = DemoApp(page_cache, session_cache)
-    wrapped = SessionMiddleware(app, CacheStore(session_cache))
+    store = CacheStore(session_cache)
+    app = DemoApp(page_cache, store)
+    wrapped = SessionMiddleware(app, store)
     wrapped.demo = app  # type: ignore[attr-defined]
     return wrapped
 

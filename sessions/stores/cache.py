@@ -130,16 +130,10 @@ class CacheStore(BaseStore):
         # Same backend, keys and failure policy as the user's cache, but the store
         # serializes records itself (JSON): session data must never go through
         # pickle, whatever the cache's own serializer is.
-        self._cache = Cache(
-            cache.backend,
-            default_timeout=None,
-            key_prefix=cache.key_prefix,
-            version=cache.version,
-            key_function=cache._key_function,
-            serializer=_Raw(),
-            on_error=cache.on_error,
-            name=cache.name,
-        )
+        #: The cache the session records go through: the user's cache with
+        #: the store's own (JSON) serialization; its ``stats()`` count sessions.
+        self.records: Cache = cache.replace(default_timeout=None, serializer=_Raw())
+        self._cache = self.records
 
     def __repr__(self) -> str:
         return f"CacheStore({self.cache!r})"

@@ -320,3 +320,14 @@ def test_backend_level_types_accept_sequences() -> None:
     items: Mapping[str, bytes] = {"a": b"1"}
     backend.set_many(items, None)
     assert backend.get_many(keys) == {"a": b"1"}
+
+
+def test_replace_shares_backend_and_changes_settings() -> None:
+    original = Cache(LocMemBackend("replace"), key_prefix="p", version=2, name="orig")
+    json_view = original.replace(serializer=JSONSerializer(), name="json")
+    assert json_view.backend is original.backend
+    assert (json_view.key_prefix, json_view.version, json_view.name) == ("p", 2, "json")
+    original.set("k", {"a": 1})
+    assert json_view.get("k") == {"a": 1}
+    with pytest.raises(TypeError, match="colour"):
+        original.replace(colour="blue")
