@@ -92,7 +92,8 @@ def _is_immutable(value: Any) -> bool:
     if kind in _ATOMS:
         return True
     if kind is tuple or kind is frozenset:
-        return all(_is_immutable(v) for v in value)
+        # A flat tuple is the common case: one C-level check, no recursion.
+        return _ATOMS.issuperset(map(type, value)) or all(_is_immutable(v) for v in value)
     return False
 
 

@@ -601,3 +601,19 @@ def test_bad_settings_fail_at_startup_naming_the_setting(settings: dict[str, Any
     with pytest.raises(ConfigurationError, match=setting) as info:
         SessionMiddleware.from_settings(counter_app, settings)
     assert info.value.setting == setting
+
+
+def test_session_changing_pages_are_never_served_from_a_page_cache(store: BaseStore) -> None:
+    """Every save re-sends Set-Cookie, which keeps the response out of shared caches.
+
+    Skipping an unchanged cookie looks like a saving, but then a page cache
+    outside the session layer stores the per-cookie response and replays it:
+    the counter would freeze.
+    """
+    from middleware.cache import CacheMiddleware
+
+    pages = cachekit.from_url("locmem://session-vs-page-cache")
+    client = Client(CacheMiddleware(SessionMiddleware(counter_app, store), cache=pages, timeout=60))
+    bodies = [client.get("/incr")[2] for _ in range(4)]
+    assert bodies == [repr([("n", i)]).encode() for i in range(1, 5)]
+    assert pages.stats()["hits"] == 0
