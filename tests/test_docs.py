@@ -74,3 +74,28 @@ def test_docs_build_strictly(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "index.html").exists()
+
+
+def test_every_option_is_documented() -> None:
+    """The configuration pages name every option the code accepts."""
+    from cachekit.backends.locmem import LocMemBackend
+    from cachekit.backends.memcached import MemcachedBackend
+    from cachekit.backends.redis import RedisBackend
+    from cachekit.config import _CACHE_OPTIONS
+
+    text = (ROOT / "docs" / "configuration.md").read_text() + (ROOT / "docs" / "backends.md").read_text()
+    options = [*_CACHE_OPTIONS, *LocMemBackend.OPTIONS, *RedisBackend.OPTIONS, *MemcachedBackend.OPTIONS]
+    missing = [name for name in options if f"`{name}`" not in text]
+    assert missing == []
+
+
+def test_every_session_setting_is_documented() -> None:
+    import inspect
+
+    from middleware import sessions
+
+    source = inspect.getsource(sessions)
+    settings = set(re.findall(r'"(SESSION_[A-Z_]+|SECRET_KEY(?:_FALLBACKS)?)"', source))
+    text = (ROOT / "docs" / "sessions.md").read_text()
+    assert settings
+    assert sorted(name for name in settings if f"`{name}`" not in text) == []
