@@ -194,6 +194,9 @@ class Connections:
     def raw_command(self, command: str | bytes, end_tokens: str | bytes = b"\r\n") -> Any:
         return self._run("raw_command", command, end_tokens)
 
+    def stats(self, *args: str) -> Any:
+        return self._run("stats", *args)
+
     def close(self) -> None:
         """Close the idle connections; borrowed ones are closed or kept when given back."""
         while self._idle:

@@ -817,6 +817,21 @@ class MemcachedBackend:
         """Close every connection; the next call reconnects."""
         self._client.close()
 
+    def server_stats(self) -> dict[str, Any]:
+        """Return memcached's own ``stats`` for each server, keyed by address.
+
+        :raises BackendUnavailableError: if a server cannot be reached.
+        """
+        nodes = [self._single] if self._hash is None else list(self._hash.clients.values())
+        report: dict[str, Any] = {}
+        for node in nodes:
+            raw = self._call(node, "stats")
+            report[server_name(node.server)] = {
+                (k.decode() if isinstance(k, bytes) else str(k)): (v.decode() if isinstance(v, bytes) else v)
+                for k, v in raw.items()
+            }
+        return report
+
     def lock(self, name: str, *, ttl: float) -> MemcachedLock:
         """Return a lock named ``name`` shared by every user of these servers."""
         return MemcachedLock(self, name, ttl)
