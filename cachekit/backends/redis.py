@@ -458,7 +458,8 @@ class RedisBackend:
         scheme = schemes.pop()
         first_rest = urls[0].partition("://")[2]
         head, _, tail = first_rest.partition("/")
-        hosts = [head] + [url.partition("://")[2].partition("/")[0] for url in urls[1:]]
+        # Credentials come from the first URL; the others contribute hosts only.
+        hosts = [head] + [url.partition("://")[2].partition("/")[0].rpartition("@")[2] for url in urls[1:]]
         return cls.from_url(f"{scheme}://{','.join(hosts)}/{tail}".rstrip("/"), **options)
 
     @classmethod
@@ -627,10 +628,11 @@ class RedisBackend:
         try:
             if client is None:
                 client = self._connect()
+            # execute_command skips the option checks of redis-py's set(), which has a dozen.
             if ttl is None:
-                client.set(key, value)
+                client.execute_command("SET", key, value)
             else:
-                client.set(key, value, px=_ms(ttl))
+                client.execute_command("SET", key, value, "PX", _ms(ttl))
         except _ERRORS as exc:
             raise self._error(exc, "SET", key) from exc
 
@@ -652,17 +654,20 @@ class RedisBackend:
             if self._cluster:
                 self._cluster_set_many(client, items, ttl)
                 return
+            if len(items) <= _BATCH:
+                self._set_batch(client, items, ttl)
+                return
             pairs = list(items.items())
             for start in range(0, len(pairs), _BATCH):
-                batch = pairs[start : start + _BATCH] if len(pairs) > _BATCH else pairs
-                if ttl is None:
-                    client.mset(dict(batch))
-                else:
-                    self._scripts["set_many_px"](
-                        keys=[key for key, _ in batch], args=[_ms(ttl), *(value for _, value in batch)]
-                    )
+                self._set_batch(client, dict(pairs[start : start + _BATCH]), ttl)
         except _ERRORS as exc:
             raise self._error(exc, "set_many") from exc
+
+    def _set_batch(self, client: Any, items: Mapping[str, bytes], ttl: float | None) -> None:
+        if ttl is None:
+            client.mset(items)
+        else:
+            self._scripts["set_many_px"](keys=list(items), args=[_ms(ttl), *items.values()])
 
     def _cluster_set_many(self, client: Any, items: Mapping[str, bytes], ttl: float | None) -> None:
         if ttl is None:
@@ -682,7 +687,10 @@ class RedisBackend:
         try:
             if client is None:
                 client = self._connect()
-            added = client.set(key, value, nx=True, px=None if ttl is None else _ms(ttl))
+            if ttl is None:
+                added = client.execute_command("SET", key, value, "NX")
+            else:
+                added = client.execute_command("SET", key, value, "PX", _ms(ttl), "NX")
         except _ERRORS as exc:
             raise self._error(exc, "SET NX", key) from exc
         return bool(added)
@@ -801,6 +809,17 @@ class RedisBackend:
                 client.connection_pool.disconnect()
         except _ERRORS as exc:
             raise self._error(exc, "close") from exc
+
+    def server_stats(self) -> dict[str, Any]:
+        """Return Redis's own ``INFO`` (per node for a Cluster), for ``cachekit stats``.
+
+        :raises BackendUnavailableError: if the server cannot be reached.
+        """
+        try:
+            info: dict[str, Any] = self.client.info()
+        except _ERRORS as exc:
+            raise self._error(exc, "INFO") from exc
+        return info
 
     def lock(self, name: str, *, ttl: float) -> RedisLock:
         """Return a lock named ``name`` held in Redis for at most ``ttl`` seconds."""
