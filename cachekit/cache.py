@@ -229,6 +229,8 @@ class _CacheCore(Generic[_B]):
 
         :raises TypeError: if ``key`` is not a ``str``.
         """
+        if version is None and type(key) is str and self._key_function is None:
+            return self._key_head + key  # the common case, first
         if not isinstance(key, str):
             raise TypeError(f"Cache keys must be str, got {type(key).__name__} {key!r}.")
         if self._key_function is not None:
@@ -241,6 +243,13 @@ class _CacheCore(Generic[_B]):
         """Normalize a user timeout; ``0.0`` means "do not store"."""
         if timeout is DEFAULT_TIMEOUT:
             return self.default_timeout
+        kind = type(timeout)
+        if kind is int or kind is float:  # not bool: type() is exact
+            if timeout > 0:  # type: ignore[operator]
+                return timeout  # type: ignore[return-value]
+            if timeout <= 0:  # type: ignore[operator]
+                return 0.0
+            # NaN is neither: _seconds below rejects it.
         seconds = _seconds(timeout, "timeout")
         if seconds is not None and seconds <= 0:
             return 0.0

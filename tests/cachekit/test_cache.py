@@ -331,3 +331,9 @@ def test_replace_shares_backend_and_changes_settings() -> None:
     assert json_view.get("k") == {"a": 1}
     with pytest.raises(TypeError, match="colour"):
         original.replace(colour="blue")
+
+
+def test_nan_timeout_is_rejected() -> None:
+    cache = Cache(LocMemBackend("nan"))
+    with pytest.raises(ConfigurationError, match="nan"):
+        cache.set("k", 1, timeout=float("nan"))
