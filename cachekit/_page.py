@@ -8,10 +8,12 @@ it like any value.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from typing import Any
 
 from cachekit.http import Storability
+from cachekit.http import delta_seconds
 from cachekit.http import header
 from cachekit.http import is_not_modified
 from cachekit.http import not_modified_headers
@@ -71,15 +73,24 @@ def make_page(
     )
 
 
-def usable_page(cache: Cache, stored: Any, *, has_auth: bool) -> Page | None:
-    """Return ``stored`` if it is a page this request may get (any freshness), else ``None``."""
+def page_for(stored: Any, *, has_auth: bool) -> Page | None:
+    """Return ``stored`` if it is a page a request (with ``Authorization`` or not) may get, else ``None``.
+
+    The tags are not checked here: that needs the cache (:func:`usable_page`).
+    """
     if type(stored) is not tuple or not stored or stored[0] != MARK:
         return None
     if has_auth and not stored[AUTH_OK]:
         return None
-    if stored[TAGS] and not generations_valid(cache, stored[TAGS]):
-        return None  # invalidated by tag: not even a stale copy may be served
     return stored
+
+
+def usable_page(cache: Cache, stored: Any, *, has_auth: bool) -> Page | None:
+    """Return ``stored`` if it is a page this request may get (any freshness), else ``None``."""
+    page = page_for(stored, has_auth=has_auth)
+    if page is not None and page[TAGS] and not generations_valid(cache, page[TAGS]):
+        return None  # invalidated by tag: not even a stale copy may be served
+    return page
 
 
 def is_fresh(page: Page, now: float) -> bool:
@@ -88,20 +99,50 @@ def is_fresh(page: Page, now: float) -> bool:
     return fresh_until is None or now < fresh_until
 
 
-def serve_page(
-    page: Page, environ: WSGIEnvironment, start_response: StartResponse, now: float, method: str
-) -> Iterable[bytes]:
-    """Answer a request from ``page``: with ``Age``, a ``304`` when a condition matches, no body for HEAD."""
+def servable(page: Page, now: float, directives: Mapping[str, str | None]) -> bool:
+    """Whether ``page`` may answer a request now: fresh, and no older than the request's ``max-age``."""
+    fresh_until = page[FRESH_UNTIL]
+    if fresh_until is not None and now >= fresh_until:
+        return False
+    max_age = delta_seconds(directives, "max-age") if directives else None
+    return max_age is None or now - page[STORED_AT] <= max_age
+
+
+def in_revalidate_window(page: Page | None, now: float) -> bool:
+    """Whether a stale ``page`` may still be served while one request regenerates it."""
+    return page is not None and now < (page[STALE_UNTIL] or 0.0)
+
+
+def error_fallback(page: Page | None, now: float) -> Page | None:
+    """Return ``page`` if it may stand in for an error (stale-if-error) now, else ``None``."""
+    return page if page is not None and now < (page[ERROR_UNTIL] or 0.0) else None
+
+
+def page_response(
+    page: Page, now: float, method: str, if_none_match: str | None, if_modified_since: str | None
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Return the ``(status line, headers, body)`` answering a request from ``page``.
+
+    With ``Age``; a ``304`` when a condition matches; no body for ``HEAD``.
+    """
     headers = list(page[HEADERS])
     headers.append(("Age", str(max(int(now - page[STORED_AT]), 0))))
     status: str = page[STATUS]
-    if status[:3] == "200":
-        if_none_match = environ.get("HTTP_IF_NONE_MATCH")
-        if_modified_since = environ.get("HTTP_IF_MODIFIED_SINCE")
-        if (if_none_match is not None or if_modified_since is not None) and is_not_modified(
-            method, if_none_match, if_modified_since, page[ETAG], page[LAST_MODIFIED]
-        ):
-            start_response("304 Not Modified", not_modified_headers(headers))
-            return []
+    if (
+        status[:3] == "200"
+        and (if_none_match is not None or if_modified_since is not None)
+        and is_not_modified(method, if_none_match, if_modified_since, page[ETAG], page[LAST_MODIFIED])
+    ):
+        return "304 Not Modified", not_modified_headers(headers), b""
+    return status, headers, b"" if method == "HEAD" else page[BODY]
+
+
+def serve_page(
+    page: Page, environ: WSGIEnvironment, start_response: StartResponse, now: float, method: str
+) -> Iterable[bytes]:
+    """Answer a WSGI request from ``page`` (see :func:`page_response`)."""
+    status, headers, body = page_response(
+        page, now, method, environ.get("HTTP_IF_NONE_MATCH"), environ.get("HTTP_IF_MODIFIED_SINCE")
+    )
     start_response(status, headers)
-    return [] if method == "HEAD" else [page[BODY]]
+    return [body] if body or (method != "HEAD" and status[:3] != "304") else []

@@ -30,7 +30,9 @@ Write = Callable[[bytes], object]
 
 
 def _canonical_host(scheme: str, host: str) -> str:
-    host = host.lower()
+    # Percent-encode all but host characters: a Host header holding "/", "?" or "#" must not
+    # be read as part of the path or query ("Host: site/admin" + "/x" is not site/admin/x).
+    host = quote(host.lower(), safe=":[]!$&'()*+,;=", encoding="latin-1", errors="replace")
     name, sep, port = host.rpartition(":")
     if sep and "]" not in port and port == _DEFAULT_PORTS.get(scheme):
         return name

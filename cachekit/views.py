@@ -48,12 +48,12 @@ from typing import TypeAlias
 from typing import TypeVar
 from typing import cast
 
-from cachekit._page import ERROR_UNTIL
-from cachekit._page import FRESH_UNTIL
-from cachekit._page import STALE_UNTIL
-from cachekit._page import STORED_AT
 from cachekit._page import Page
+from cachekit._page import error_fallback
+from cachekit._page import in_revalidate_window
+from cachekit._page import is_fresh
 from cachekit._page import make_page
+from cachekit._page import servable
 from cachekit._page import serve_page
 from cachekit._page import usable_page
 from cachekit._wsgi import Capture
@@ -70,7 +70,6 @@ from cachekit.cache import Timeout
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.http import CACHEABLE_STATUSES
 from cachekit.http import Storability
-from cachekit.http import delta_seconds
 from cachekit.http import header
 from cachekit.http import make_etag
 from cachekit.http import parse_cache_control
@@ -240,11 +239,15 @@ class PageCache:
         return _digest(self.key_prefix, url)
 
     def _page_key(self, url_hash: str, learned: tuple[Any, ...], environ: WSGIEnvironment) -> str:
-        names, nonce = learned
+        names = learned[0]
         keys = self._environ_keys.get(names)
         if keys is None:
             keys = self._environ_keys[names] = tuple(environ_key(name) for name in names)
-        values = tuple([environ.get(key, "") for key in keys])
+        return self._variant_key(url_hash, learned, tuple([environ.get(key, "") for key in keys]))
+
+    def _variant_key(self, url_hash: str, learned: tuple[Any, ...], values: tuple[str, ...]) -> str:
+        """The page key of one variant: URL, learned ``Vary`` names and nonce, the request's values."""
+        names, nonce = learned
         memo_key = (url_hash, learned, values)
         page_key = self._page_keys.get(memo_key)
         if page_key is None:
@@ -285,18 +288,13 @@ class PageCache:
             page_key = self._page_key(url_hash, learned, environ)
             if not revalidate:
                 entry = self._lookup(cache, page_key, has_auth)
-        if entry is not None:
-            fresh_until = entry[FRESH_UNTIL]
-            max_age = delta_seconds(directives, "max-age") if directives else None
-            if (fresh_until is None or now < fresh_until) and (
-                max_age is None or now - entry[STORED_AT] <= max_age
-            ):
-                return serve_page(entry, environ, start_response, now, method)
+        if entry is not None and servable(entry, now, directives):
+            return serve_page(entry, environ, start_response, now, method)
         if method == "HEAD":
             return app(environ, start_response)  # a HEAD response has no body to store
         lock_name = _LOCK_NAME + (page_key or url_hash)
-        fallback = entry if entry is not None and now < (entry[ERROR_UNTIL] or 0.0) else None
-        if entry is not None and now < (entry[STALE_UNTIL] or 0.0):
+        fallback = error_fallback(entry, now)
+        if entry is not None and in_revalidate_window(entry, now):
             # Stale but within stale-while-revalidate: never wait; one request refreshes.
             lock = self._new_lock(cache, lock_name)
             if lock is None or not self._acquire(cache, lock, blocking=False):
@@ -305,7 +303,7 @@ class PageCache:
                 app, environ, start_response, cache, url_hash, now, lifetime, directives, lock, fallback
             )
         lock = None
-        if self.lock and not revalidate and not has_auth and not cache.has_key(_NOLOCK_KEY + url_hash):
+        if self._may_lock(revalidate, has_auth) and not cache.has_key(_NOLOCK_KEY + url_hash):
             lock = self._new_lock(cache, lock_name)
             if lock is not None and not self._acquire(cache, lock, blocking=True):
                 lock = None  # the computing request is slow or gone: compute too
@@ -314,12 +312,20 @@ class PageCache:
                 learned = cache.get(_HEADERS_KEY + url_hash)
                 if type(learned) is tuple:
                     found = self._lookup(cache, self._page_key(url_hash, learned, environ), has_auth)
-                    if found is not None and (found[FRESH_UNTIL] is None or now < found[FRESH_UNTIL]):
+                    if found is not None and is_fresh(found, now):
                         self._release(cache, lock)
                         return serve_page(found, environ, start_response, cache.clock(), method)
         return self._fetch(
             app, environ, start_response, cache, url_hash, now, lifetime, directives, lock, fallback
         )
+
+    def _may_lock(self, revalidate: bool, has_auth: bool) -> bool:
+        """Whether a missing page is computed under the stampede lock.
+
+        Not when the client asked to revalidate (it must not get another's copy)
+        nor with ``Authorization`` (the response is unlikely to be shared).
+        """
+        return self.lock and not revalidate and not has_auth
 
     def _lookup(self, cache: Cache, page_key: str, has_auth: bool) -> Page | None:
         return usable_page(cache, cache.get(page_key), has_auth=has_auth)
@@ -380,7 +386,15 @@ class PageCache:
         capture = Capture(start_response, forward=fallback is None)
 
         def on_start(status: str, headers: list[tuple[str, str]]) -> None:
-            verdict = self._verdict(status, headers, now, lifetime, environ, directives, capture)
+            verdict = self._verdict(
+                status_code(status),
+                headers,
+                now,
+                lifetime,
+                bool(environ.get("HTTP_AUTHORIZATION")),
+                directives,
+                failed=capture.exc_info is not None,
+            )
             verdicts.append(verdict)
             if not verdict.storable:
                 if held[0] is not None:
@@ -457,25 +471,27 @@ class PageCache:
 
     def _verdict(
         self,
-        status: str,
+        status: int,
         headers: list[tuple[str, str]],
         now: float,
         lifetime: float | None,
-        environ: WSGIEnvironment,
+        has_auth: bool,
         directives: Mapping[str, str | None],
-        capture: Capture,
+        *,
+        failed: bool,
     ) -> Storability:
-        if capture.exc_info is not None:
+        """Whether the response with ``status`` and ``headers`` may be stored, and for how long."""
+        if failed:
             return Storability(None, "the app reported an error")
         length = header(headers, "content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_size:
             return Storability(None, "body larger than max_body_size")
         return storability(
-            status_code(status),
+            status,
             headers,
             default_timeout=lifetime,
             now=now,
-            has_authorization=bool(environ.get("HTTP_AUTHORIZATION")),
+            has_authorization=has_auth,
             request_no_store="no-store" in directives,
             statuses=self.statuses,
             stale_while_revalidate=self.stale_while_revalidate,
@@ -494,10 +510,40 @@ class PageCache:
         verdict: Storability,
         generations: Generations,
     ) -> None:
+        headers_key = _HEADERS_KEY + url_hash
+        entries = self._entries(
+            url_hash,
+            lambda names: self._page_key(url_hash, names, environ),
+            status,
+            headers,
+            body,
+            now,
+            verdict,
+            generations,
+            cache.get(headers_key),
+        )
+        for key, value, keep in entries:
+            cache.set(key, value, keep)
+
+    def _entries(
+        self,
+        url_hash: str,
+        variant_key: Callable[[tuple[Any, ...]], str],
+        status: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        now: float,
+        verdict: Storability,
+        generations: Generations,
+        existing: Any,
+    ) -> list[tuple[str, Any, float | None]]:
+        """The ``(key, value, timeout)`` writes that store a response: the learned ``Vary``, then the page.
+
+        :param variant_key: the page key of this request for a learned ``(names, nonce)``.
+        :param existing: what the URL's headers key holds now (its nonce is kept).
+        """
         stored_headers = strip_hop_by_hop(headers)
         names = tuple(dict.fromkeys((*self.vary_on, *vary_headers(stored_headers))))
-        headers_key = _HEADERS_KEY + url_hash
-        existing = cache.get(headers_key)
         nonce = existing[1] if type(existing) is tuple else secrets.token_hex(8)
         learned = (names, nonce)
         lifetime = verdict.lifetime
@@ -509,8 +555,7 @@ class PageCache:
         page = make_page(
             status, stored_headers, body, now=now, verdict=verdict, etag=etag, generations=generations
         )
-        cache.set(headers_key, learned, keep)
-        cache.set(self._page_key(url_hash, learned, environ), page, keep)
+        return [(_HEADERS_KEY + url_hash, learned, keep), (variant_key(learned), page, keep)]
 
 
 def cache_page(

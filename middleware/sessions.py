@@ -52,14 +52,14 @@ from cachekit.config import read_setting
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
 from cachekit.serializers import Serializer
+from middleware._session_rules import UNAVAILABLE_BODY
+from middleware._session_rules import UNAVAILABLE_HEADERS
+from middleware._session_rules import SessionCookie
+from middleware._session_rules import cookie_options
 from middleware._wsgi import ReplaceableBody
 from middleware._wsgi import add_vary
 from middleware._wsgi import close_iterable
-from middleware._wsgi import plain_response
 from middleware._wsgi import status_code
-from sessions.cookies import CookieFormat
-from sessions.cookies import normalize_samesite
-from sessions.cookies import read_cookie
 from sessions.exceptions import SessionConflictError
 from sessions.serializers import TaggedJSONSerializer
 from sessions.session import DEFAULT_AGE
@@ -79,7 +79,6 @@ logger = logging.getLogger(__name__)
 #: The environ key holding the request's :class:`~sessions.Session`.
 ENVIRON_KEY = "cachekit.session"
 _UNAVAILABLE = "503 Service Unavailable"
-_UNAVAILABLE_BODY = b"Service Unavailable: the session store is not reachable.\n"
 
 
 class _Response:
@@ -105,12 +104,12 @@ class _Response:
             except BackendUnavailableError as exc:
                 logger.error("session store unavailable while saving: %s", exc)
                 self.failed = True
-                plain_response(self.start_response, _UNAVAILABLE, _UNAVAILABLE_BODY, [("Retry-After", "5")])
+                _unavailable(self.start_response)
                 return _discard
         return self.start_response(status, headers, exc_info)
 
     def replacement(self) -> list[bytes] | None:
-        return [_UNAVAILABLE_BODY] if self.failed else None
+        return [UNAVAILABLE_BODY] if self.failed else None
 
 
 def _discard(data: bytes) -> None:
@@ -152,17 +151,16 @@ class SessionMiddleware:
         self.app = app
         #: Where sessions live.
         self.store: Store = store if store is not None else CacheStore(caches["default"])
-        try:
-            self._format = CookieFormat(
-                cookie_name,
-                path=cookie_path,
-                domain=cookie_domain,
-                secure=bool(cookie_secure),
-                httponly=bool(cookie_httponly),
-                samesite=cookie_samesite,
-            )
-        except ValueError as exc:
-            raise ConfigurationError(f"{_setting_for(exc)}: {exc}", setting=_setting_for(exc)) from None
+        #: The cookie options and the rules shared with the ASGI middleware.
+        self.cookie = SessionCookie(
+            cookie_name=cookie_name,
+            cookie_path=cookie_path,
+            cookie_domain=cookie_domain,
+            cookie_secure=cookie_secure,
+            cookie_httponly=cookie_httponly,
+            cookie_samesite=cookie_samesite,
+            save_every_request=save_every_request,
+        )
         #: The session cookie's name.
         self.cookie_name = cookie_name
         #: Its ``Path``.
@@ -170,13 +168,13 @@ class SessionMiddleware:
         #: Its ``Domain``.
         self.cookie_domain = cookie_domain
         #: Whether it carries ``Secure``.
-        self.cookie_secure = bool(cookie_secure)
+        self.cookie_secure = self.cookie.cookie_secure
         #: Whether it carries ``HttpOnly``.
-        self.cookie_httponly = bool(cookie_httponly)
+        self.cookie_httponly = self.cookie.cookie_httponly
         #: Its ``SameSite`` value, or ``None``.
-        self.cookie_samesite = normalize_samesite(cookie_samesite, secure=bool(cookie_secure))
+        self.cookie_samesite = self.cookie.cookie_samesite
         #: Save on every request that used the session.
-        self.save_every_request = bool(save_every_request)
+        self.save_every_request = self.cookie.save_every_request
         #: The environ key holding the session.
         self.environ_key = environ_key
 
@@ -203,29 +201,12 @@ class SessionMiddleware:
 
         :raises ConfigurationError: naming the first missing or invalid setting.
         """
-        store = store_from_settings(settings)
-
-        def get(name: str, default: Any, kind: type) -> Any:
-            return coerce_option(name, read_setting(settings, name, default), kind)
-
-        return cls(
-            app,
-            store,
-            cookie_name=get("SESSION_COOKIE_NAME", "session", str),
-            cookie_path=get("SESSION_COOKIE_PATH", "/", str),
-            cookie_domain=get("SESSION_COOKIE_DOMAIN", None, str),
-            cookie_secure=get("SESSION_COOKIE_SECURE", False, bool),
-            cookie_httponly=get("SESSION_COOKIE_HTTPONLY", True, bool),
-            cookie_samesite=read_setting(settings, "SESSION_COOKIE_SAMESITE", "Lax"),
-            save_every_request=get("SESSION_SAVE_EVERY_REQUEST", False, bool),
-        )
+        return cls(app, store_from_settings(settings), **cookie_options(settings))
 
     # -- WSGI --------------------------------------------------------------------
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        header = environ.get("HTTP_COOKIE")
-        cookie_value = read_cookie(header, self.cookie_name) if header else None
-        session = Session(self.store, cookie_value)
+        session = Session(self.store, self.cookie.value_from(environ.get("HTTP_COOKIE")))
         environ[self.environ_key] = session
         response = _Response(self, session, start_response)
         try:
@@ -234,10 +215,10 @@ class SessionMiddleware:
             if response.started:
                 raise
             logger.error("session store unavailable while loading: %s", exc)
-            return plain_response(start_response, _UNAVAILABLE, _UNAVAILABLE_BODY, [("Retry-After", "5")])
+            return _unavailable(start_response)
         if response.failed:
             close_iterable(app_iter)
-            return [_UNAVAILABLE_BODY]
+            return [UNAVAILABLE_BODY]
         if response.started:
             return app_iter
         # A generator app starts its response only when iterated.
@@ -250,42 +231,23 @@ class SessionMiddleware:
         :raises CookieTooLargeError: if a cookie store cannot hold the session.
         """
         add_vary(headers, "Cookie")
-        if status_code(status) >= 500:
-            return
-        if session.needs_save(save_every_request=self.save_every_request):
+        code = status_code(status)
+        cookie = self.cookie
+        if cookie.should_save(session, code):
+            set_cookie: str | None
             try:
-                value = session.save()
+                set_cookie = cookie.saved(session, session.save())
             except SessionConflictError as exc:
-                logger.info("session not saved: %s", exc)
-                if session.cookie_value is not None:
-                    headers.append(("Set-Cookie", self._delete_cookie()))
-                return
-            headers.append(("Set-Cookie", self._cookie(session, value)))
-        elif session.flushed and session.cookie_value is not None:
-            headers.append(("Set-Cookie", self._delete_cookie()))
-
-    def _cookie(self, session: Session, value: str) -> str:
-        policy = self.store.policy
-        state = session.state
-        if policy.browser_session(state):
-            return self._format.dump(value)
-        expires = policy.expires_at(state)
-        return self._format.dump(value, expires - self.store.clock(), expires)
-
-    def _delete_cookie(self) -> str:
-        return self._format.delete()
+                set_cookie = cookie.conflict(session, exc)
+        else:
+            set_cookie = cookie.unsaved(session, code)
+        if set_cookie is not None:
+            headers.append(("Set-Cookie", set_cookie))
 
 
-def _setting_for(exc: ValueError) -> str:
-    text = str(exc)
-    for word, setting in (
-        ("name", "SESSION_COOKIE_NAME"),
-        ("path", "SESSION_COOKIE_PATH"),
-        ("domain", "SESSION_COOKIE_DOMAIN"),
-    ):
-        if f"cookie {word}" in text:
-            return setting
-    return "SESSION_COOKIE_SAMESITE"
+def _unavailable(start_response: StartResponse) -> list[bytes]:
+    start_response(_UNAVAILABLE, list(UNAVAILABLE_HEADERS))
+    return [UNAVAILABLE_BODY]
 
 
 def _import(path: str, setting: str) -> Any:

@@ -162,3 +162,63 @@ class SyncCache:
 
     def __repr__(self) -> str:
         return f"SyncCache({self.async_cache!r})"
+
+
+class SyncStore:
+    """The sync session :class:`~sessions.stores.base.Store` protocol over an async store.
+
+    The store conformance suite builds ``Session(store, value)`` and calls
+    ``session.save()``; with this bridge each load, save, cycle and delete is one
+    awaited call of :class:`~sessions.stores.aio_cache.AsyncCacheStore`.
+    ``cache`` is the async cache behind a :class:`SyncCache` whose ``backend`` is
+    bridged too, for the tests that look at stored keys.
+    """
+
+    server_side: ClassVar[bool] = True
+
+    def __init__(self, store: Any, loop: LoopThread) -> None:
+        #: The async store under test.
+        self.async_store = store
+        self._loop = loop
+        self.cache = SyncCache(store.cache, loop)
+        self.cache.backend = SyncBackend(store.cache.backend, loop)
+
+    def __repr__(self) -> str:
+        return f"SyncStore({self.async_store!r})"
+
+    @property
+    def policy(self) -> Any:
+        return self.async_store.policy
+
+    @policy.setter
+    def policy(self, value: Any) -> None:
+        self.async_store.policy = value
+
+    @property
+    def clock(self) -> Any:
+        return self.async_store.clock
+
+    @property
+    def serializer(self) -> Any:
+        return self.async_store.serializer
+
+    def store_key(self, session_key: str) -> str:
+        return str(self.async_store.store_key(session_key))
+
+    def load(self, cookie_value: str) -> Any:
+        return self._loop.run(self.async_store.load(cookie_value))
+
+    def create(self, state: Any) -> str:
+        return self._loop.run(self.async_store.create(state))  # type: ignore[no-any-return]
+
+    def save(self, session: Any) -> str:
+        return self._loop.run(self.async_store.save(session))  # type: ignore[no-any-return]
+
+    def cycle(self, session: Any) -> str:
+        return self._loop.run(self.async_store.cycle(session))  # type: ignore[no-any-return]
+
+    def delete(self, cookie_value: str) -> None:
+        self._loop.run(self.async_store.delete(cookie_value))
+
+    def exists(self, cookie_value: str) -> bool:
+        return self._loop.run(self.async_store.exists(cookie_value))  # type: ignore[no-any-return]

@@ -18,6 +18,7 @@ from pymemcache.client.base import Client
 from pymemcache.client.hash import HashClient
 from pymemcache.exceptions import MemcacheError
 from pymemcache.exceptions import MemcacheUnexpectedCloseError
+from pymemcache.exceptions import MemcacheUnknownError
 
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
@@ -252,7 +253,9 @@ class PoolClient(HashClient):  # type: ignore[misc]
 
 
 def _unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, (OSError, MemcacheUnexpectedCloseError)):
+    # A reply the client cannot parse means the stream is out of step (a broken connection,
+    # or not memcached at all): the connection is closed, and only a retry can succeed.
+    if isinstance(exc, (OSError, MemcacheUnexpectedCloseError, MemcacheUnknownError)):
         return True
     # HashClient's "All servers seem to be down" is a bare MemcacheError.
     return type(exc) is MemcacheError

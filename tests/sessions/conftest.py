@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from sessions.stores.base import BaseStore
@@ -27,3 +30,15 @@ def server_store(request: pytest.FixtureRequest, wall_clock: WallClock) -> Cache
     store = build_store(request.param, request, wall_clock)
     assert isinstance(store, CacheStore)
     return store
+
+
+@pytest.fixture(params=SERVER_STORES)
+def make_server_store(request: pytest.FixtureRequest) -> Callable[..., CacheStore]:
+    """Build a server-side store with the given options, on the real clock; each kind in turn."""
+
+    def make(**options: Any) -> CacheStore:
+        store = build_store(request.param, request, **options)
+        assert isinstance(store, CacheStore)
+        return store
+
+    return make

@@ -11,6 +11,7 @@ import decimal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -20,9 +21,7 @@ from sessions.session import Session
 from sessions.stores.base import BaseStore
 from sessions.stores.base import Store
 from sessions.stores.cache import CacheStore
-from tests.sessions.helpers import SERVER_STORES
 from tests.sessions.helpers import WallClock
-from tests.sessions.helpers import build_store
 
 
 def saved(store: BaseStore, **data: object) -> str:
@@ -315,11 +314,9 @@ def test_threads_incrementing_own_keys_lose_nothing(server_store: CacheStore) ->
     assert load(server_store, value) == {"start": True, **{f"k{i}": 20 for i in range(8)}}
 
 
-@pytest.mark.parametrize("kind", SERVER_STORES)
-def test_server_ttl_matches_expiry(kind: str, request: pytest.FixtureRequest) -> None:
+def test_server_ttl_matches_expiry(make_server_store: Callable[..., CacheStore]) -> None:
     # Real time here: the server itself must forget the session. memcached counts whole seconds.
-    store = build_store(kind, request, age=1)
-    assert isinstance(store, CacheStore)
+    store = make_server_store(age=1)
     value = saved(store, a=1)
     key = store.cache.make_key(store.store_key(value))
     assert store.cache.backend.get(key) is not None

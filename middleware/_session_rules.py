@@ -1,0 +1,170 @@
+"""The session middleware's rules, with no I/O: shared by the WSGI and ASGI middleware.
+
+Which cookie to read, when a session is saved, which ``Set-Cookie`` a response
+gets (a new value, a deletion, nothing), the ``503`` answer to a store outage,
+and the ``SESSION_*`` settings. :class:`~middleware.sessions.SessionMiddleware`
+and :class:`~middleware.asgi_sessions.AsgiSessionMiddleware` call these around
+their own plumbing (``start_response`` or ``send``) and their own store calls
+(blocking or awaited).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cachekit.config import coerce_option
+from cachekit.config import read_setting
+from cachekit.exceptions import ConfigurationError
+from sessions.cookies import CookieFormat
+from sessions.cookies import normalize_samesite
+from sessions.cookies import read_cookie
+from sessions.exceptions import SessionConflictError
+from sessions.session import Session
+
+logger = logging.getLogger("middleware.sessions")
+
+#: The answer to a request whose session store is down.
+UNAVAILABLE_STATUS = 503
+UNAVAILABLE_BODY = b"Service Unavailable: the session store is not reachable.\n"
+UNAVAILABLE_HEADERS = (
+    ("Content-Type", "text/plain; charset=utf-8"),
+    ("Content-Length", str(len(UNAVAILABLE_BODY))),
+    ("Retry-After", "5"),
+)
+
+
+class SessionCookie:
+    """The session cookie's options and the rules that decide each response's ``Set-Cookie``.
+
+    :param cookie_name: the session cookie's name.
+    :param cookie_path: its ``Path``.
+    :param cookie_domain: its ``Domain``; ``None`` for the request's host only.
+    :param cookie_secure: add ``Secure``.
+    :param cookie_httponly: add ``HttpOnly``.
+    :param cookie_samesite: ``"Lax"``, ``"Strict"``, ``"None"`` (needs ``cookie_secure``) or ``None``.
+    :param save_every_request: save on every request that used the session.
+    :raises ConfigurationError: for an invalid cookie option, naming it.
+    """
+
+    __slots__ = (
+        "_format",
+        "cookie_domain",
+        "cookie_httponly",
+        "cookie_name",
+        "cookie_path",
+        "cookie_samesite",
+        "cookie_secure",
+        "save_every_request",
+    )
+
+    def __init__(
+        self,
+        *,
+        cookie_name: str = "session",
+        cookie_path: str = "/",
+        cookie_domain: str | None = None,
+        cookie_secure: bool = False,
+        cookie_httponly: bool = True,
+        cookie_samesite: str | None = "Lax",
+        save_every_request: bool = False,
+    ) -> None:
+        try:
+            self._format = CookieFormat(
+                cookie_name,
+                path=cookie_path,
+                domain=cookie_domain,
+                secure=bool(cookie_secure),
+                httponly=bool(cookie_httponly),
+                samesite=cookie_samesite,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"{_setting_for(exc)}: {exc}", setting=_setting_for(exc)) from None
+        self.cookie_name = cookie_name
+        self.cookie_path = cookie_path
+        self.cookie_domain = cookie_domain
+        self.cookie_secure = bool(cookie_secure)
+        self.cookie_httponly = bool(cookie_httponly)
+        self.cookie_samesite = normalize_samesite(cookie_samesite, secure=bool(cookie_secure))
+        self.save_every_request = bool(save_every_request)
+
+    def value_from(self, cookie_header: str | None) -> str | None:
+        """Return the session cookie's value from a request's ``Cookie`` header, if any."""
+        return read_cookie(cookie_header, self.cookie_name) if cookie_header else None
+
+    def should_save(self, session: Session, status: int) -> bool:
+        """Whether the session is to be saved before a response with ``status`` starts.
+
+        Never on a 5xx; otherwise when it changed, when its store asks, when the
+        idle timeout needs new activity recorded, or with ``save_every_request``.
+        """
+        return status < 500 and session.needs_save(save_every_request=self.save_every_request)
+
+    def saved(self, session: Session, value: str) -> str:
+        """Return the ``Set-Cookie`` value for a session just saved as ``value``.
+
+        :raises CookieTooLargeError: if the value is too long for a cookie.
+        """
+        store = session.store
+        policy = store.policy
+        state = session.state
+        if policy.browser_session(state):
+            return self._format.dump(value)
+        expires = policy.expires_at(state)
+        return self._format.dump(value, expires - store.clock(), expires)
+
+    def unsaved(self, session: Session, status: int) -> str | None:
+        """Return the ``Set-Cookie`` for a session not saved: a deletion after logout, or ``None``."""
+        if status < 500 and session.flushed and session.cookie_value is not None:
+            return self._format.delete()
+        return None
+
+    def conflict(self, session: Session, exc: SessionConflictError) -> str | None:
+        """Log a save dropped because the session was deleted meanwhile; return a deleting ``Set-Cookie``."""
+        logger.info("session not saved: %s", exc)
+        return self._format.delete() if session.cookie_value is not None else None
+
+    def delete(self) -> str:
+        """Return the ``Set-Cookie`` value that makes the client drop the session cookie."""
+        return self._format.delete()
+
+
+def _setting_for(exc: ValueError) -> str:
+    text = str(exc)
+    for word, setting in (
+        ("name", "SESSION_COOKIE_NAME"),
+        ("path", "SESSION_COOKIE_PATH"),
+        ("domain", "SESSION_COOKIE_DOMAIN"),
+    ):
+        if f"cookie {word}" in text:
+            return setting
+    return "SESSION_COOKIE_SAMESITE"
+
+
+def cookie_options(settings: Any) -> dict[str, Any]:
+    """Return :class:`SessionCookie`'s keyword arguments from ``SESSION_*`` settings.
+
+    :raises ConfigurationError: naming the first invalid setting.
+    """
+
+    def get(name: str, default: Any, kind: type) -> Any:
+        return coerce_option(name, read_setting(settings, name, default), kind)
+
+    return {
+        "cookie_name": get("SESSION_COOKIE_NAME", "session", str),
+        "cookie_path": get("SESSION_COOKIE_PATH", "/", str),
+        "cookie_domain": get("SESSION_COOKIE_DOMAIN", None, str),
+        "cookie_secure": get("SESSION_COOKIE_SECURE", False, bool),
+        "cookie_httponly": get("SESSION_COOKIE_HTTPONLY", True, bool),
+        "cookie_samesite": read_setting(settings, "SESSION_COOKIE_SAMESITE", "Lax"),
+        "save_every_request": get("SESSION_SAVE_EVERY_REQUEST", False, bool),
+    }
+
+
+__all__ = [
+    "UNAVAILABLE_BODY",
+    "UNAVAILABLE_HEADERS",
+    "UNAVAILABLE_STATUS",
+    "SessionCookie",
+    "cookie_options",
+]

@@ -1,0 +1,201 @@
+"""AsgiSessionMiddleware: sessions for any ASGI app (Starlette, FastAPI, Django ASGI, Quart, bare).
+
+Wrap the app once::
+
+    store = AsyncCacheStore(cachekit.aio.from_url("redis://127.0.0.1:6379/0"))
+    app = AsgiSessionMiddleware(app, store)
+
+and read the session from ``scope["session"]``, a :class:`sessions.Session`:
+Starlette's and FastAPI's ``request.session`` is that object. The rules are
+those of the WSGI :class:`~middleware.sessions.SessionMiddleware` (shared
+through :mod:`middleware._session_rules`): ``Vary: Cookie`` when the session
+was read, a save only when needed (never on a 5xx), ``Set-Cookie`` with the
+same attributes, the cookie deleted after a logout, ``503`` with
+``Retry-After`` when the store is down, a save dropped (and the cookie deleted)
+when the session was deleted concurrently.
+
+Stores: an async store (:class:`~sessions.stores.aio_cache.AsyncCacheStore`
+on an :class:`~cachekit.aio.AsyncCache`) is awaited and never blocks the event
+loop; a sync store is called directly, which suits ``SignedCookieStore`` (CPU
+work only) but would block the loop on a network cache: use the async store
+there.
+
+What it will not do:
+
+* load lazily from an async store: a request that carries a session cookie has
+  its session loaded (one awaited ``gets``) before the app runs, used or not;
+  ``flush()`` deletes the stored session when the response starts;
+* see changes made after the response started (while the body streams): the
+  session is saved before ``http.response.start`` is passed on, as in WSGI;
+* touch ``lifespan`` or ``websocket`` scopes: they pass through untouched, with
+  no session. Response bodies pass through as they are sent, chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cachekit._asgi import ASGIApp
+from cachekit._asgi import Message
+from cachekit._asgi import Receive
+from cachekit._asgi import Scope
+from cachekit._asgi import Send
+from cachekit._asgi import send_plain
+from cachekit.exceptions import BackendUnavailableError
+from middleware._session_rules import UNAVAILABLE_BODY
+from middleware._session_rules import UNAVAILABLE_HEADERS
+from middleware._session_rules import UNAVAILABLE_STATUS
+from middleware._session_rules import SessionCookie
+from middleware._wsgi import add_vary
+from sessions.aio import AsyncStore
+from sessions.aio import apply_deletes
+from sessions.aio import is_async_store
+from sessions.aio import open_session
+from sessions.aio import save_session
+from sessions.exceptions import SessionConflictError
+from sessions.session import Session
+from sessions.stores.base import Store
+
+logger = logging.getLogger("middleware.sessions")
+
+#: The scope key holding the request's :class:`~sessions.Session` (Starlette's ``request.session``).
+SCOPE_KEY = "session"
+
+
+class AsgiSessionMiddleware:
+    """Give an ASGI app a session at ``scope["session"]``; see the module docstring.
+
+    :param app: the ASGI app to wrap.
+    :param store: an async store (``AsyncCacheStore``) or a sync one (``SignedCookieStore``).
+    :param cookie_name: the session cookie's name.
+    :param cookie_path: its ``Path``.
+    :param cookie_domain: its ``Domain``; ``None`` for the request's host only.
+    :param cookie_secure: add ``Secure`` (send over HTTPS only).
+    :param cookie_httponly: add ``HttpOnly`` (hidden from JavaScript).
+    :param cookie_samesite: ``"Lax"``, ``"Strict"``, ``"None"`` (needs ``cookie_secure``) or ``None``.
+    :param save_every_request: save (and re-send the cookie) on every request
+        that used the session, not only when it changed.
+    :param scope_key: where the session is put in the scope.
+    :raises ConfigurationError: for an invalid cookie option, naming it.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        store: AsyncStore | Store,
+        *,
+        cookie_name: str = "session",
+        cookie_path: str = "/",
+        cookie_domain: str | None = None,
+        cookie_secure: bool = False,
+        cookie_httponly: bool = True,
+        cookie_samesite: str | None = "Lax",
+        save_every_request: bool = False,
+        scope_key: str = SCOPE_KEY,
+    ) -> None:
+        #: The wrapped app.
+        self.app = app
+        #: Where sessions live.
+        self.store = store
+        #: The cookie options and the rules shared with the WSGI middleware.
+        self.cookie = SessionCookie(
+            cookie_name=cookie_name,
+            cookie_path=cookie_path,
+            cookie_domain=cookie_domain,
+            cookie_secure=cookie_secure,
+            cookie_httponly=cookie_httponly,
+            cookie_samesite=cookie_samesite,
+            save_every_request=save_every_request,
+        )
+        #: The scope key holding the session.
+        self.scope_key = scope_key
+        self._async = is_async_store(store)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cookie_value = self.cookie.value_from(_cookie_header(scope))
+        if self._async:
+            try:
+                session = await open_session(self.store, cookie_value)
+            except BackendUnavailableError as exc:
+                logger.error("session store unavailable while loading: %s", exc)
+                await _unavailable(send)
+                return
+        else:
+            session = Session(self.store, cookie_value)  # type: ignore[arg-type]  # a sync Store
+        scope[self.scope_key] = session
+        started = failed = False
+
+        async def send_with_session(message: Message) -> None:
+            nonlocal started, failed
+            if failed:
+                return  # the app's response was replaced by a 503
+            if message["type"] == "http.response.start":
+                started = True
+                if session.accessed:
+                    try:
+                        message = await self._finish(session, message)
+                    except BackendUnavailableError as exc:
+                        logger.error("session store unavailable while saving: %s", exc)
+                        failed = True
+                        await _unavailable(send)
+                        return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_session)
+        except BackendUnavailableError as exc:
+            if started:
+                raise
+            logger.error("session store unavailable while loading: %s", exc)
+            await _unavailable(send)
+
+    async def _finish(self, session: Session, message: Message) -> Message:
+        """Return the start message with ``Vary`` and ``Set-Cookie`` added, saving the session as needed."""
+        status: int = message["status"]
+        cookie = self.cookie
+        if self._async:
+            await apply_deletes(session)
+        if cookie.should_save(session, status):
+            set_cookie: str | None
+            try:
+                value = await save_session(session) if self._async else session.save()
+                set_cookie = cookie.saved(session, value)
+            except SessionConflictError as exc:
+                set_cookie = cookie.conflict(session, exc)
+        else:
+            set_cookie = cookie.unsaved(session, status)
+        headers = list(message.get("headers", ()))
+        _add_vary_cookie(headers)
+        if set_cookie is not None:
+            headers.append((b"set-cookie", set_cookie.encode("latin-1")))
+        return {**message, "headers": headers}
+
+
+def _cookie_header(scope: Scope) -> str | None:
+    """The request's ``Cookie`` header; several (HTTP/2 sends one per cookie) joined with ``"; "``."""
+    found: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            text = value.decode("latin-1")
+            found = text if found is None else f"{found}; {text}"
+    return found
+
+
+def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
+    for index, (name, value) in enumerate(headers):
+        if name.lower() == b"vary":
+            merged = [("Vary", value.decode("latin-1"))]
+            add_vary(merged, "Cookie")
+            headers[index] = (name, merged[0][1].encode("latin-1"))
+            return
+    headers.append((b"vary", b"Cookie"))
+
+
+async def _unavailable(send: Send) -> None:
+    await send_plain(send, UNAVAILABLE_STATUS, UNAVAILABLE_BODY, UNAVAILABLE_HEADERS)
+
+
+__all__ = ["SCOPE_KEY", "AsgiSessionMiddleware"]

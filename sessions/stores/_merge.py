@@ -1,0 +1,144 @@
+"""The rules of server-side session records, shared by the sync and async cache stores.
+
+Pure functions with no I/O: how a session id looks and is hashed into a cache
+key, how a :class:`~sessions.session.SessionState` is encoded for a backend and
+decoded again, and how a save's delta (changed and deleted keys, a new expiry)
+is merged into the latest stored copy before the compare-and-set.
+:class:`~sessions.stores.aio_cache.AsyncCacheStore` calls them around awaited
+``gets``/``cas``; the sync :class:`~sessions.stores.cache.CacheStore` follows
+the same rules around blocking ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import secrets
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from itertools import chain
+from typing import TYPE_CHECKING
+from typing import Any
+
+from cachekit.exceptions import SerializationError
+from cachekit.serializers import Serializer
+from sessions.session import SessionState
+
+if TYPE_CHECKING:
+    from sessions.session import Session
+
+#: What a session id looks like: ``secrets.token_urlsafe(32)``.
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+#: Fresh ids tried by ``create`` before it gives up.
+CREATE_ATTEMPTS = 10
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+class RawSerializer:
+    """Passes a store's own serialized bytes through a cache untouched."""
+
+    def dumps(self, value: Any) -> bytes:
+        """Return ``value`` as bytes, unchanged."""
+        return bytes(value)
+
+    def loads(self, data: bytes) -> Any:
+        """Return ``data`` as bytes, unchanged."""
+        return bytes(data)
+
+
+def is_session_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a session id (anything else is never looked up)."""
+    return SESSION_ID.fullmatch(value) is not None
+
+
+def new_session_id() -> str:
+    """Return a fresh random session id: 256 bits from :mod:`secrets`."""
+    return secrets.token_urlsafe(32)
+
+
+def hashed_key(key_prefix: str, session_key: str) -> str:
+    """Return the cache key of a session id: a hash, so the id never appears in the cache."""
+    return key_prefix + hashlib.sha256(session_key.encode()).hexdigest()
+
+
+def encode_state(state: SessionState, *, objects: bool, dump: Callable[[SessionState], bytes]) -> Any:
+    """Return what the backend stores for ``state``.
+
+    :param objects: the backend keeps Python objects (local memory): a session of
+        plain values is stored as a flat tuple of immutable values, with no
+        serialization at all (and so no pickle either).
+    :param dump: serializes ``state`` otherwise (JSON, never pickle).
+    """
+    data = state.data
+    if objects and _PLAIN.issuperset(map(type, data.values())):
+        return (state.created, state.last_active, state.expiry, *chain.from_iterable(data.items()))
+    return dump(state)
+
+
+def decode_state(stored: Any, serializer: Serializer) -> SessionState | None:
+    """Return the state :func:`encode_state` stored, or ``None`` if ``stored`` is not one."""
+    try:
+        if type(stored) is tuple:
+            created, active, expiry = stored[:3]
+            data = dict(zip(stored[3::2], stored[4::2], strict=True))
+            return SessionState(data, created, active, expiry)
+        return SessionState.from_record(serializer.loads(stored))
+    except (SerializationError, ValueError, TypeError):
+        return None
+
+
+def unchanged_since_load(state: SessionState, now: float) -> SessionState:
+    """The state to compare-and-set when nobody saved since the load: ours, with activity at ``now``."""
+    return SessionState(state.data, state.created, now, state.expiry)
+
+
+def session_delta(session: Session) -> tuple[dict[str, Any], frozenset[str]]:
+    """Return ``(changed, deleted)``: the keys this request set, with values, and those it deleted."""
+    data = session.state.data
+    return {name: data[name] for name in session.changed_keys}, session.deleted_keys
+
+
+def merge_delta(
+    current: SessionState,
+    changed: Mapping[str, Any],
+    deleted: Iterable[str],
+    *,
+    expiry_changed: bool,
+    expiry: float | None,
+    now: float,
+) -> SessionState:
+    """Apply a save's delta to ``current`` (the latest stored copy) in place and return it.
+
+    Keys set elsewhere since our load survive; ours win for the keys we set; a
+    new expiry replaces the stored one only if this request chose it.
+    """
+    current.data.update(changed)
+    for name in deleted:
+        current.data.pop(name, None)
+    if expiry_changed:
+        current.expiry = expiry
+    current.last_active = now
+    return current
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds to back off after losing compare-and-set attempt ``attempt`` (0-based): random, capped."""
+    return random.uniform(0, min(0.05, 0.0005 * 2**attempt))
+
+
+__all__ = [
+    "CREATE_ATTEMPTS",
+    "SESSION_ID",
+    "RawSerializer",
+    "decode_state",
+    "encode_state",
+    "hashed_key",
+    "is_session_id",
+    "merge_delta",
+    "new_session_id",
+    "retry_delay",
+    "session_delta",
+    "unchanged_since_load",
+]

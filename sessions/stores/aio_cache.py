@@ -1,0 +1,264 @@
+"""AsyncCacheStore: server-side sessions in an :class:`cachekit.aio.AsyncCache`, for async apps.
+
+The async twin of :class:`~sessions.stores.cache.CacheStore`, with the same
+records, keys and rules (:mod:`sessions.stores._merge`): a sync and an async
+store on one cache and key prefix share their sessions. Every method that
+talks to the cache is a coroutine; nothing blocks the event loop.
+
+**No lost updates**, as in ``CacheStore``: a save applies only the request's
+changed and deleted keys to the latest stored copy with compare-and-set
+(``AsyncCache.gets``/``cas``), retrying with a short random back-off (an
+``asyncio.sleep``) when another request saved in between. A session deleted
+meanwhile is never brought back:
+:class:`~sessions.exceptions.SessionConflictError`.
+
+**Outages are raised**, whatever the cache's ``on_error`` policy:
+:class:`~cachekit.exceptions.BackendUnavailableError`, which
+:class:`middleware.AsgiSessionMiddleware` answers with ``503``.
+
+A :class:`~sessions.session.Session` loads lazily and synchronously, which an
+async store cannot serve: use :func:`sessions.aio.open_session` (the ASGI
+middleware does), which awaits the load before the app runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from typing import Any
+
+from cachekit.aio import AsyncCache
+from cachekit.backends.aio_base import AsyncSupportsCas
+from cachekit.exceptions import BackendUnavailableError
+from cachekit.exceptions import ConfigurationError
+from cachekit.serializers import Serializer
+from sessions.exceptions import SessionConflictError
+from sessions.exceptions import SessionCreateError
+from sessions.session import DEFAULT_AGE
+from sessions.session import SessionState
+from sessions.stores._merge import CREATE_ATTEMPTS
+from sessions.stores._merge import RawSerializer
+from sessions.stores._merge import decode_state
+from sessions.stores._merge import encode_state
+from sessions.stores._merge import hashed_key
+from sessions.stores._merge import is_session_id
+from sessions.stores._merge import merge_delta
+from sessions.stores._merge import new_session_id
+from sessions.stores._merge import retry_delay
+from sessions.stores._merge import session_delta
+from sessions.stores._merge import unchanged_since_load
+from sessions.stores.base import BaseStore
+
+if TYPE_CHECKING:
+    from sessions.session import Session
+
+
+class AsyncCacheStore(BaseStore):
+    """Server-side sessions in an :class:`~cachekit.aio.AsyncCache`; coroutine methods.
+
+    :param cache: an async cache whose backend supports compare-and-set
+        (locmem, Redis and memcached all do).
+    :param key_prefix: prepended to the hashed id in cache keys.
+    :param max_retries: compare-and-set attempts per save before giving up with
+        :class:`~sessions.exceptions.SessionConflictError`.
+    :param age: absolute lifetime in seconds (``SESSION_COOKIE_AGE``).
+    :param idle_timeout: seconds of inactivity before a session ends, or ``None``.
+    :param refresh_interval: least seconds between activity-only writes.
+    :param expire_at_browser_close: send cookies without ``Max-Age``.
+    :param serializer: defaults to tagged JSON; pickle is never used.
+    :param clock: Unix time in seconds.
+    :raises ConfigurationError: if ``cache`` is not an ``AsyncCache`` with compare-and-set.
+    """
+
+    server_side = True
+
+    def __init__(
+        self,
+        cache: AsyncCache,
+        *,
+        key_prefix: str = "cachekit.session.",
+        max_retries: int = 50,
+        age: float = DEFAULT_AGE,
+        idle_timeout: float | None = None,
+        refresh_interval: float | None = None,
+        expire_at_browser_close: bool = False,
+        serializer: Serializer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(
+            age=age,
+            idle_timeout=idle_timeout,
+            refresh_interval=refresh_interval,
+            expire_at_browser_close=expire_at_browser_close,
+            serializer=serializer,
+            clock=clock,
+        )
+        if not isinstance(cache, AsyncCache):
+            raise ConfigurationError(
+                f"AsyncCacheStore needs a cachekit.aio.AsyncCache, got {cache!r}; "
+                "for a sync cachekit.Cache use CacheStore.",
+                setting="SESSION_CACHE_ALIAS",
+            )
+        if not isinstance(cache.backend, AsyncSupportsCas):
+            raise ConfigurationError(
+                f"AsyncCacheStore needs a backend with compare-and-set (gets/cas); "
+                f"{cache.backend!r} has none.",
+                setting="SESSION_CACHE_ALIAS",
+            )
+        if not isinstance(max_retries, int) or max_retries < 1:
+            raise ConfigurationError(
+                f"max_retries must be a positive int, got {max_retries!r}.", setting="max_retries"
+            )
+        #: The user's cache (its prefix, version and backend are shared).
+        self.cache = cache
+        #: Prepended to hashed ids.
+        self.key_prefix = key_prefix
+        #: Compare-and-set attempts per save.
+        self.max_retries = max_retries
+        self._objects = bool(getattr(cache.backend, "stores_objects", False))
+        #: The cache the session records go through: the user's cache with the
+        #: store's own (JSON) serialization; its ``stats()`` count sessions.
+        self.records: AsyncCache = cache.replace(default_timeout=None, serializer=RawSerializer())
+
+    def __repr__(self) -> str:
+        return f"AsyncCacheStore({self.cache!r})"
+
+    def store_key(self, session_key: str) -> str:
+        """Return the cache key for a session id: a hash, so the id never appears in the cache."""
+        return hashed_key(self.key_prefix, session_key)
+
+    def _encode(self, state: SessionState) -> Any:
+        return encode_state(state, objects=self._objects, dump=self._dump)
+
+    def _ttl(self, state: SessionState) -> float:
+        return self.policy.expires_at(state) - self.clock()
+
+    # -- reading ---------------------------------------------------------------
+
+    async def _fetch(self, key: str) -> tuple[SessionState, Any] | None:
+        found = await self.records.gets(key)
+        if found is None:
+            return None
+        stored, token = found
+        state = decode_state(stored, self.serializer)
+        if state is None:
+            return None
+        state.token = (key, token)
+        return state, token
+
+    async def load(self, cookie_value: str) -> SessionState | None:
+        """Return the live session for ``cookie_value``, or ``None``.
+
+        :raises BackendUnavailableError: if the cache is down.
+        """
+        if not is_session_id(cookie_value):
+            return None
+        found = await self._fetch(self.store_key(cookie_value))
+        if found is None or not self._live(found[0]):
+            return None
+        return found[0]
+
+    async def exists(self, cookie_value: str) -> bool:  # type: ignore[override]
+        """Return whether ``cookie_value`` names a live session."""
+        return await self.load(cookie_value) is not None
+
+    # -- writing ---------------------------------------------------------------
+
+    async def create(self, state: SessionState) -> str:
+        """Store ``state`` under a fresh random id with ``add``, never overwriting a session.
+
+        :raises SessionCreateError: if no id could be stored after several attempts.
+        :raises BackendUnavailableError: if the cache is down.
+        """
+        ttl = self._ttl(state)
+        if ttl <= 0:
+            raise SessionCreateError("The session would be expired already; check set_expiry().")
+        record = self._encode(state)
+        for _ in range(CREATE_ATTEMPTS):
+            session_key = new_session_id()
+            key = self.store_key(session_key)
+            if await self.records.add(key, record, ttl):
+                return session_key
+            # add() is False on a collision, but also when the cache's failure
+            # policy swallowed an outage: gets() raises in that case.
+            await self.records.gets(key)
+        raise SessionCreateError(f"No new session id could be stored after {CREATE_ATTEMPTS} attempts.")
+
+    async def save(self, session: Session) -> str:
+        """Apply the session's changes to the latest stored copy; return the session id.
+
+        Same rules as :meth:`sessions.stores.cache.CacheStore.save`.
+
+        :raises SessionConflictError: if the session was deleted or expired
+            meanwhile, or every compare-and-set attempt lost.
+        :raises BackendUnavailableError: if the cache is down.
+        """
+        session_key = session.session_key
+        if session_key is None or session.cycle_pending:
+            return await self.cycle(session)
+        state = session.state
+        if state.token is not None:
+            key, token = state.token
+            current = unchanged_since_load(state, self.clock())
+            ttl = self._ttl(current)
+            if ttl > 0 and await self.records.cas(key, self._encode(current), token, ttl):
+                session.saved(session_key, current)
+                return session_key
+            state.token = None
+        else:
+            key = self.store_key(session_key)
+        changed, deleted = session_delta(session)
+        for attempt in range(self.max_retries):
+            found = await self._fetch(key)
+            if found is None:
+                raise SessionConflictError("The session was deleted or expired before it could be saved.")
+            current, token = found
+            merge_delta(
+                current,
+                changed,
+                deleted,
+                expiry_changed=session.expiry_changed,
+                expiry=state.expiry,
+                now=self.clock(),
+            )
+            ttl = self._ttl(current)
+            if ttl <= 0:
+                await self.records.delete(key)
+                raise SessionConflictError("The session expired before it could be saved.")
+            if await self.records.cas(key, self._encode(current), token, ttl):
+                session.saved(session_key, current)
+                return session_key
+            await asyncio.sleep(retry_delay(attempt))
+        raise SessionConflictError(
+            f"The session could not be saved: {self.max_retries} compare-and-set attempts lost to "
+            "concurrent writers."
+        )
+
+    async def cycle(self, session: Session) -> str:
+        """Store the session's data under a new id, then delete the old id; return the new id."""
+        old_key = session.session_key
+        state = self._next_state(session, fresh=True)
+        new_key = await self.create(state)
+        if old_key is not None:
+            await self.delete(old_key)
+        session.saved(new_key, state)
+        return new_key
+
+    async def delete(self, cookie_value: str) -> None:
+        """Delete the session; it is gone for every later load and save.
+
+        :raises BackendUnavailableError: if the cache is down (the session may still exist).
+        """
+        if not is_session_id(cookie_value):
+            return
+        key = self.store_key(cookie_value)
+        if await self.records.delete(key):
+            return
+        # Not there, or an outage the cache's policy swallowed: gets() raises for the latter.
+        if await self.records.gets(key) is not None and not await self.records.delete(key):
+            raise BackendUnavailableError("The session could not be deleted; the cache refused.")
+
+
+__all__ = ["AsyncCacheStore"]
