@@ -8,7 +8,6 @@ errors into cachekit's.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -208,9 +207,12 @@ class Connections:
             client.close()
 
     def __del__(self) -> None:
-        # A backend dropped without close() must not leave its sockets to the garbage collector.
-        with contextlib.suppress(Exception):
+        # A backend dropped without close() must not leave its sockets to the garbage
+        # collector. No module globals here: at interpreter exit they may be None.
+        try:
             self.close()
+        except Exception:
+            pass
 
     def __repr__(self) -> str:
         return f"<memcached connections to {server_name(self.server)}>"

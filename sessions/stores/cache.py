@@ -26,13 +26,8 @@ answers such requests with ``503 Service Unavailable``.
 
 from __future__ import annotations
 
-import hashlib
-import random
-import re
-import secrets
 import time
 from collections.abc import Callable
-from itertools import chain
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -40,32 +35,26 @@ from cachekit.backends.base import SupportsCas
 from cachekit.cache import Cache
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
-from cachekit.exceptions import SerializationError
 from cachekit.serializers import Serializer
 from sessions.exceptions import SessionConflictError
 from sessions.exceptions import SessionCreateError
 from sessions.session import DEFAULT_AGE
 from sessions.session import SessionState
+from sessions.stores._merge import CREATE_ATTEMPTS
+from sessions.stores._merge import RawSerializer
+from sessions.stores._merge import decode_state
+from sessions.stores._merge import encode_state
+from sessions.stores._merge import hashed_key
+from sessions.stores._merge import is_session_id
+from sessions.stores._merge import merge_delta
+from sessions.stores._merge import new_session_id
+from sessions.stores._merge import retry_delay
+from sessions.stores._merge import session_delta
+from sessions.stores._merge import unchanged_since_load
 from sessions.stores.base import BaseStore
 
 if TYPE_CHECKING:
     from sessions.session import Session
-
-#: What a session id looks like: ``secrets.token_urlsafe(32)``.
-_ID = re.compile(r"[A-Za-z0-9_-]{43}")
-_CREATE_ATTEMPTS = 10
-_PLAIN = frozenset({str, int, float, bool, type(None)})
-
-
-class _Raw:
-    """Passes the store's own serialized bytes through :class:`Cache` untouched."""
-
-    def dumps(self, value: Any) -> bytes:
-        return bytes(value)
-
-    def loads(self, data: bytes) -> Any:
-        return bytes(data)
-
 
 class CacheStore(BaseStore):
     """Server-side sessions in a :class:`cachekit.Cache`.
@@ -132,7 +121,7 @@ class CacheStore(BaseStore):
         # pickle, whatever the cache's own serializer is.
         #: The cache the session records go through: the user's cache with
         #: the store's own (JSON) serialization; its ``stats()`` count sessions.
-        self.records: Cache = cache.replace(default_timeout=None, serializer=_Raw())
+        self.records: Cache = cache.replace(default_timeout=None, serializer=RawSerializer())
         self._cache = self.records
 
     def __repr__(self) -> str:
@@ -140,32 +129,20 @@ class CacheStore(BaseStore):
 
     def store_key(self, session_key: str) -> str:
         """Return the cache key for a session id: a hash, so the id never appears in the cache."""
-        return self.key_prefix + hashlib.sha256(session_key.encode()).hexdigest()
+        return hashed_key(self.key_prefix, session_key)
 
     # -- reading ---------------------------------------------------------------
 
     def _encode(self, state: SessionState) -> Any:
-        data = state.data
-        if self._objects and _PLAIN.issuperset(map(type, data.values())):
-            # In-process store: a flat tuple of immutable values is stored as it
-            # is, with no serialization at all (and so no pickle either).
-            return (state.created, state.last_active, state.expiry, *chain.from_iterable(data.items()))
-        return self._dump(state)
-
-    def _decode(self, stored: Any) -> SessionState:
-        if type(stored) is tuple:
-            created, active, expiry = stored[:3]
-            return SessionState(dict(zip(stored[3::2], stored[4::2], strict=True)), created, active, expiry)
-        return SessionState.from_record(self.serializer.loads(stored))
+        return encode_state(state, objects=self._objects, dump=self._dump)
 
     def _fetch(self, key: str) -> tuple[SessionState, Any] | None:
         found = self._cache.gets(key)
         if found is None:
             return None
         stored, token = found
-        try:
-            state = self._decode(stored)
-        except (SerializationError, ValueError, TypeError):
+        state = decode_state(stored, self.serializer)
+        if state is None:
             return None
         state.token = (key, token)
         return state, token
@@ -175,7 +152,7 @@ class CacheStore(BaseStore):
 
         :raises BackendUnavailableError: if the cache is down.
         """
-        if not _ID.fullmatch(cookie_value):
+        if not is_session_id(cookie_value):
             return None
         found = self._fetch(self.store_key(cookie_value))
         if found is None or not self._live(found[0]):
@@ -197,15 +174,15 @@ class CacheStore(BaseStore):
         if ttl <= 0:
             raise SessionCreateError("The session would be expired already; check set_expiry().")
         record = self._encode(state)
-        for _ in range(_CREATE_ATTEMPTS):
-            session_key = secrets.token_urlsafe(32)
+        for _ in range(CREATE_ATTEMPTS):
+            session_key = new_session_id()
             key = self.store_key(session_key)
             if self._cache.add(key, record, ttl):
                 return session_key
             # add() is False on a collision, but also when the cache's failure
             # policy swallowed an outage: gets() raises in that case.
             self._cache.gets(key)
-        raise SessionCreateError(f"No new session id could be stored after {_CREATE_ATTEMPTS} attempts.")
+        raise SessionCreateError(f"No new session id could be stored after {CREATE_ATTEMPTS} attempts.")
 
     def save(self, session: Session) -> str:
         """Apply the session's changes to the latest stored copy; return the session id.
@@ -226,7 +203,7 @@ class CacheStore(BaseStore):
             # Nobody else saved since our load (the compare-and-set checks it): the
             # local state already is the stored copy plus our changes.
             key, token = state.token
-            current = SessionState(state.data, state.created, self.clock(), state.expiry)
+            current = unchanged_since_load(state, self.clock())
             ttl = self._ttl(current)
             if ttl > 0 and self._cache.cas(key, self._encode(current), token, ttl):
                 session.saved(session_key, current)
@@ -234,19 +211,20 @@ class CacheStore(BaseStore):
             state.token = None
         else:
             key = self.store_key(session_key)
-        changed = {name: state.data[name] for name in session.changed_keys}
-        deleted = session.deleted_keys
+        changed, deleted = session_delta(session)
         for attempt in range(self.max_retries):
             found = self._fetch(key)
             if found is None:
                 raise SessionConflictError("The session was deleted or expired before it could be saved.")
-            current, token = found
-            current.data.update(changed)
-            for name in deleted:
-                current.data.pop(name, None)
-            if session.expiry_changed:
-                current.expiry = state.expiry
-            current.last_active = self.clock()
+            current = merge_delta(
+                found[0],
+                changed,
+                deleted,
+                expiry_changed=session.expiry_changed,
+                expiry=state.expiry,
+                now=self.clock(),
+            )
+            token = found[1]
             ttl = self._ttl(current)
             if ttl <= 0:
                 self._cache.delete(key)
@@ -255,7 +233,7 @@ class CacheStore(BaseStore):
                 session.saved(session_key, current)
                 return session_key
             # Lost the race to another writer: back off a little, at random, and merge again.
-            time.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+            time.sleep(retry_delay(attempt))
         raise SessionConflictError(
             f"The session could not be saved: {self.max_retries} compare-and-set attempts lost to "
             "concurrent writers."
@@ -276,7 +254,7 @@ class CacheStore(BaseStore):
 
         :raises BackendUnavailableError: if the cache is down (the session may still exist).
         """
-        if not _ID.fullmatch(cookie_value):
+        if not is_session_id(cookie_value):
             return
         key = self.store_key(cookie_value)
         if self._cache.delete(key):

@@ -285,7 +285,7 @@ def test_late_save_does_not_resurrect_a_deleted_session(server_store: CacheStore
 def test_create_never_overwrites(server_store: CacheStore, monkeypatch: pytest.MonkeyPatch) -> None:
     value = saved(server_store, owner="first")
     ids = iter([value, "B" * 43])
-    monkeypatch.setattr("sessions.stores.cache.secrets.token_urlsafe", lambda _n: next(ids))
+    monkeypatch.setattr("sessions.stores._merge.secrets.token_urlsafe", lambda _n: next(ids))
     second = saved(server_store, owner="second")
     assert second == "B" * 43
     assert load(server_store, value) == {"owner": "first"}
