@@ -209,7 +209,7 @@ class Connections:
     def __del__(self) -> None:
         # A backend dropped without close() must not leave its sockets to the garbage
         # collector. No module globals here: at interpreter exit they may be None.
-        try:
+        try:  # noqa: SIM105 - contextlib may already be None at interpreter exit
             self.close()
         except Exception:
             pass
