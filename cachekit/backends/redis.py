@@ -42,7 +42,9 @@ from redis.cluster import RedisCluster
 from redis.exceptions import AuthenticationError
 from redis.exceptions import AuthorizationError
 from redis.exceptions import ClusterDownError
+from redis.exceptions import InvalidResponse
 from redis.exceptions import LockError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import RedisClusterException
 from redis.exceptions import RedisError
@@ -79,6 +81,11 @@ _UNAVAILABLE = (
     ClusterDownError,
     TryAgainError,
     ReadOnlyError,
+    # A full server (maxmemory with noeviction) cannot take writes right now, and a
+    # reply that breaks the protocol leaves the connection out of step: both are
+    # outages to the failure policy, so reads and other writes carry on.
+    OutOfMemoryError,
+    InvalidResponse,
     redis.ConnectionError,
     redis.TimeoutError,
     RedisClusterException,
@@ -171,7 +178,7 @@ class RedisLock:
         self._backend = backend
         self._name = name
         self._lock: _RedisPyLock = backend.client.lock(
-            name, timeout=max(ttl, 0.001), sleep=_LOCK_POLL, thread_local=False
+            _wire(name), timeout=max(ttl, 0.001), sleep=_LOCK_POLL, thread_local=False
         )
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
@@ -592,7 +599,7 @@ class RedisBackend:
         try:
             if client is None:
                 client = self._connect()
-            value: bytes | None = client.get(key)
+            value: bytes | None = client.get(_wire(key))
         except _ERRORS as exc:
             raise self._error(exc, "GET", key) from exc
         return value
@@ -605,7 +612,8 @@ class RedisBackend:
         try:
             if client is None:
                 client = self._connect()
-            values = client.mget_nonatomic(keys) if self._cluster else client.mget(keys)
+            wire = _wire_all(keys)
+            values = client.mget_nonatomic(wire) if self._cluster else client.mget(wire)
         except _ERRORS as exc:
             raise self._error(exc, "MGET") from exc
         return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
@@ -630,9 +638,9 @@ class RedisBackend:
                 client = self._connect()
             # execute_command skips the option checks of redis-py's set(), which has a dozen.
             if ttl is None:
-                client.execute_command("SET", key, value)
+                client.execute_command("SET", _wire(key), value)
             else:
-                client.execute_command("SET", key, value, "PX", _ms(ttl))
+                client.execute_command("SET", _wire(key), value, "PX", _ms(ttl))
         except _ERRORS as exc:
             raise self._error(exc, "SET", key) from exc
 
@@ -665,18 +673,18 @@ class RedisBackend:
 
     def _set_batch(self, client: Any, items: Mapping[str, bytes], ttl: float | None) -> None:
         if ttl is None:
-            client.mset(items)
+            client.mset({_wire(key): value for key, value in items.items()})
         else:
-            self._scripts["set_many_px"](keys=list(items), args=[_ms(ttl), *items.values()])
+            self._scripts["set_many_px"](keys=_wire_all(list(items)), args=[_ms(ttl), *items.values()])
 
     def _cluster_set_many(self, client: Any, items: Mapping[str, bytes], ttl: float | None) -> None:
         if ttl is None:
-            client.mset_nonatomic(items)
+            client.mset_nonatomic({_wire(key): value for key, value in items.items()})
             return
         px = _ms(ttl)
         pipe = client.pipeline(transaction=False)
         for key, value in items.items():
-            pipe.set(key, value, px=px)
+            pipe.set(_wire(key), value, px=px)
         pipe.execute()
 
     def add(self, key: str, value: bytes, ttl: float | None) -> bool:
@@ -688,9 +696,9 @@ class RedisBackend:
             if client is None:
                 client = self._connect()
             if ttl is None:
-                added = client.execute_command("SET", key, value, "NX")
+                added = client.execute_command("SET", _wire(key), value, "NX")
             else:
-                added = client.execute_command("SET", key, value, "PX", _ms(ttl), "NX")
+                added = client.execute_command("SET", _wire(key), value, "PX", _ms(ttl), "NX")
         except _ERRORS as exc:
             raise self._error(exc, "SET NX", key) from exc
         return bool(added)
@@ -708,7 +716,9 @@ class RedisBackend:
         try:
             if client is None:
                 client = self._connect()
-            stored = self._scripts["cas"](keys=[key], args=[token, value, "" if ttl is None else _ms(ttl)])
+            stored = self._scripts["cas"](
+                keys=[_wire(key)], args=[token, value, "" if ttl is None else _ms(ttl)]
+            )
         except _ERRORS as exc:
             raise self._error(exc, "cas", key) from exc
         return bool(stored)
@@ -719,7 +729,7 @@ class RedisBackend:
         try:
             if client is None:
                 client = self._connect()
-            removed = client.unlink(key)
+            removed = client.unlink(_wire(key))
         except _ERRORS as exc:
             raise self._error(exc, "UNLINK", key) from exc
         return bool(removed)
@@ -732,7 +742,7 @@ class RedisBackend:
         try:
             if client is None:
                 client = self._connect()
-            client.unlink(*keys)
+            client.unlink(*_wire_all(keys))
         except _ERRORS as exc:
             raise self._error(exc, "UNLINK") from exc
 
@@ -746,7 +756,7 @@ class RedisBackend:
         try:
             if client is None:
                 client = self._connect()
-            result = self._scripts["incr"](keys=[key], args=[delta])
+            result = self._scripts["incr"](keys=[_wire(key)], args=[delta])
         except redis.ResponseError as exc:
             if "not an integer" in str(exc):
                 raise BackendError(f"Value under {key!r} is not an integer; incr needs one.") from exc
@@ -765,7 +775,11 @@ class RedisBackend:
         try:
             if client is None:
                 client = self._connect()
-            found = self._scripts["persist"](keys=[key]) if ttl is None else client.pexpire(key, _ms(ttl))
+            found = (
+                self._scripts["persist"](keys=[_wire(key)])
+                if ttl is None
+                else client.pexpire(_wire(key), _ms(ttl))
+            )
         except _ERRORS as exc:
             raise self._error(exc, "touch", key) from exc
         return bool(found)
@@ -864,6 +878,19 @@ def _split_backend_options(options: dict[str, Any]) -> tuple[dict[str, Any], dic
     return options, backend
 
 
+def _wire(key: str) -> str | bytes:
+    """The key as sent: itself when ASCII, else UTF-8 with surrogates kept.
+
+    hiredis encodes ``str`` arguments as strict UTF-8, so a key holding a lone
+    surrogate would raise; encoding it here keeps every ``str`` a storable key.
+    """
+    return key if key.isascii() else key.encode("utf-8", "surrogatepass")
+
+
+def _wire_all(keys: Sequence[str]) -> list[str | bytes]:
+    return [key if key.isascii() else key.encode("utf-8", "surrogatepass") for key in keys]
+
+
 def _connection_kwargs(
     *,
     username: str | None = None,
@@ -889,6 +916,9 @@ def _connection_kwargs(
         "socket_connect_timeout": socket_connect_timeout,
         "health_check_interval": health_check_interval,
         "client_name": client_name,
+        # Keys are any Python str, lone surrogates included; strict UTF-8 would
+        # make such a key raise UnicodeEncodeError instead of being stored.
+        "encoding_errors": "surrogatepass",
     }
     if ssl:
         kwargs.update(

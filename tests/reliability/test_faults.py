@@ -116,17 +116,7 @@ def _broken_reply_cases() -> Iterator[Any]:
     for name, reply in REDIS_REPLIES.items():
         for reset in (False, True):
             yield pytest.param("redis", reply, reset, id=f"redis-{name}-{'reset' if reset else 'close'}")
-    yield pytest.param(
-        "redis",
-        b"HELLO\r\n",
-        False,
-        id="redis-garbage-close",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="redis.py classifies redis.InvalidResponse (a broken stream) as BackendError, "
-            "so Cache lets it escape instead of serving a miss; reported to the lead",
-        ),
-    )
+    yield pytest.param("redis", b"HELLO\r\n", False, id="redis-garbage-close")
     for name, reply in MEMCACHED_REPLIES.items():
         for reset in (False, True):
             yield pytest.param(
@@ -235,14 +225,6 @@ def test_full_redis_still_answers_reads(full_redis: servers.ServerProcess) -> No
     client.close()
 
 
-_FULL_REDIS_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="redis.py classifies Redis's OOM error reply (redis.exceptions.OutOfMemoryError) as "
-    "BackendError, not BackendUnavailableError, so Cache raises it; reported to the lead",
-)
-
-
-@_FULL_REDIS_BUG
 def test_full_redis_write_fails_cleanly(full_redis: servers.ServerProcess) -> None:
     cache = redis_cache(full_redis.port)
     cache.set("new", b"x" * 10_000)  # a no-op, not an exception
@@ -250,7 +232,6 @@ def test_full_redis_write_fails_cleanly(full_redis: servers.ServerProcess) -> No
     assert cache.stats()["errors"] == 1
 
 
-@_FULL_REDIS_BUG
 def test_full_redis_session_write_is_503_and_pages_render(
     full_redis: servers.ServerProcess, make_app: Callable[..., Any]
 ) -> None:
