@@ -129,6 +129,30 @@ class SessionCookie:
         return self._format.delete()
 
 
+_CACHE_DECISIONS = ("public", "private", "no-store", "no-cache")
+
+
+def private_cache_control(session: Session, value: str | None) -> str | None:
+    """Return the ``Cache-Control`` a response that used ``session`` should carry, or ``None``.
+
+    A response that read a stored session shows one user's data: no shared
+    cache may keep it, even keyed per cookie (a cookie stolen later, or kept
+    after logout, would replay the page). So ``private`` is added unless the
+    app already decided (``public``, ``private``, ``no-store`` or ``no-cache``);
+    ``public`` is how an app opts a per-user page into shared caching on purpose.
+    Anonymous visitors, whose session was empty, keep their shared pages.
+    ``None`` means leave the header as it is.
+    """
+    if not session.loaded or session.is_new:
+        return None
+    if value is None or not value.strip():
+        return "private"
+    directives = {part.split("=", 1)[0].strip().lower() for part in value.split(",")}
+    if directives.intersection(_CACHE_DECISIONS):
+        return None
+    return f"{value}, private"
+
+
 def _setting_for(exc: ValueError) -> str:
     text = str(exc)
     for word, setting in (

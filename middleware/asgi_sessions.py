@@ -34,6 +34,7 @@ What it will not do:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from cachekit._asgi import ASGIApp
 from cachekit._asgi import Message
@@ -46,6 +47,7 @@ from middleware._session_rules import UNAVAILABLE_BODY
 from middleware._session_rules import UNAVAILABLE_HEADERS
 from middleware._session_rules import UNAVAILABLE_STATUS
 from middleware._session_rules import SessionCookie
+from middleware._session_rules import private_cache_control
 from middleware._wsgi import add_vary
 from sessions.aio import AsyncStore
 from sessions.aio import apply_deletes
@@ -155,6 +157,7 @@ class AsgiSessionMiddleware:
     async def _finish(self, session: Session, message: Message) -> Message:
         """Return the start message with ``Vary`` and ``Set-Cookie`` added, saving the session as needed."""
         status: int = message["status"]
+        private = _private_header(session, message.get("headers", ()))
         cookie = self.cookie
         if self._async:
             await apply_deletes(session)
@@ -169,6 +172,9 @@ class AsgiSessionMiddleware:
             set_cookie = cookie.unsaved(session, status)
         headers = list(message.get("headers", ()))
         _add_vary_cookie(headers)
+        if private is not None:
+            headers = [(name, value) for name, value in headers if name.lower() != b"cache-control"]
+            headers.append((b"cache-control", private.encode("latin-1")))
         if set_cookie is not None:
             headers.append((b"set-cookie", set_cookie.encode("latin-1")))
         return {**message, "headers": headers}
@@ -182,6 +188,12 @@ def _cookie_header(scope: Scope) -> str | None:
             text = value.decode("latin-1")
             found = text if found is None else f"{found}; {text}"
     return found
+
+
+def _private_header(session: Session, headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The ``Cache-Control`` to set (judged before the save), or ``None`` to keep the app's."""
+    values = [value.decode("latin-1") for name, value in headers if name.lower() == b"cache-control"]
+    return private_cache_control(session, ", ".join(values) if values else None)
 
 
 def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:

@@ -56,6 +56,7 @@ from middleware._session_rules import UNAVAILABLE_BODY
 from middleware._session_rules import UNAVAILABLE_HEADERS
 from middleware._session_rules import SessionCookie
 from middleware._session_rules import cookie_options
+from middleware._session_rules import private_cache_control
 from middleware._wsgi import ReplaceableBody
 from middleware._wsgi import add_vary
 from middleware._wsgi import close_iterable
@@ -231,6 +232,7 @@ class SessionMiddleware:
         :raises CookieTooLargeError: if a cookie store cannot hold the session.
         """
         add_vary(headers, "Cookie")
+        _mark_private(session, headers)
         code = status_code(status)
         cookie = self.cookie
         if cookie.should_save(session, code):
@@ -243,6 +245,18 @@ class SessionMiddleware:
             set_cookie = cookie.unsaved(session, code)
         if set_cookie is not None:
             headers.append(("Set-Cookie", set_cookie))
+
+
+def _mark_private(session: Session, headers: list[tuple[str, str]]) -> None:
+    for index, (name, value) in enumerate(headers):
+        if name.lower() == "cache-control":
+            changed = private_cache_control(session, value)
+            if changed is not None:
+                headers[index] = (name, changed)
+            return
+    changed = private_cache_control(session, None)
+    if changed is not None:
+        headers.append(("Cache-Control", changed))
 
 
 def _unavailable(start_response: StartResponse) -> list[bytes]:

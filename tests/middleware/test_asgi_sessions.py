@@ -382,3 +382,16 @@ def test_starlette_request_session_is_the_session() -> None:
             assert [(await client.get("/")).text for _ in range(3)] == ["1", "2", "3"]
 
     asyncio.run(main())
+
+
+def test_stored_session_pages_are_private(make_store: StoreFactory) -> None:
+    async def scenario(app: Any) -> None:
+        client = AsgiClient(app)
+        first = await client.get("/incr")  # creates the session
+        assert first.header_values("set-cookie")
+        read = await client.get("/")  # reads the stored session
+        assert read.header_values("cache-control") == ["private"]
+        anonymous = await AsgiClient(app).get("/")
+        assert anonymous.header_values("cache-control") == []
+
+    run(make_store, scenario)

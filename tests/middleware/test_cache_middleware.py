@@ -43,9 +43,12 @@ class Site:
             session["user"] = environ["QUERY_STRING"].partition("=")[2]
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"logged in"]
-        if path == "/me":
+        if path in ("/me", "/me-public"):
             user = environ["cachekit.session"].get("user", "anonymous")
-            start_response("200 OK", [("Content-Type", "text/plain")])
+            headers = [("Content-Type", "text/plain")]
+            if path == "/me-public":  # the app opts this per-user page into shared caching
+                headers.append(("Cache-Control", "public"))
+            start_response("200 OK", headers)
             return [f"hello {user}".encode()]
         if environ["REQUEST_METHOD"] == "POST":
             start_response("201 Created", [])
@@ -72,22 +75,39 @@ def test_post_passes_through(cache: Cache) -> None:
     assert site.calls == ["/", "/"]
 
 
-def test_logged_in_users_never_see_each_others_page(cache: Cache) -> None:
+def test_logged_in_pages_are_never_stored(cache: Cache) -> None:
+    """A page that read a stored session is private: rendered for each request, never replayed."""
     site = Site()
     store = CacheStore(Cache(LocMemBackend(f"sessions-{id(cache)}")))
     app = CacheMiddleware(SessionMiddleware(site, store), cache=cache, timeout=60)
     alice, bob, anonymous = Client(app), Client(app), Client(app)
     alice.get("/login?user=alice")
     bob.get("/login?user=bob")
-    assert alice.cookies
-    assert bob.cookies
-    assert alice.cookies != bob.cookies
     for _ in range(3):
         assert alice.get("/me")[2] == b"hello alice"
-        assert bob.get("/me")[2] == b"hello bob"
+        status, headers, body = bob.get("/me")
+        assert body == b"hello bob"
+        assert header_values(headers, "Cache-Control") == ["private"]
         assert anonymous.get("/me")[2] == b"hello anonymous"
+    # Alice's and Bob's pages were rendered every time; the anonymous page once.
+    assert site.calls.count("/me") == 3 + 3 + 1
+
+
+def test_logged_in_users_never_see_each_others_public_page(cache: Cache) -> None:
+    """A per-user page the app marks public is kept per cookie, and variants never cross."""
+    site = Site()
+    store = CacheStore(Cache(LocMemBackend(f"sessions-public-{id(cache)}")))
+    app = CacheMiddleware(SessionMiddleware(site, store), cache=cache, timeout=60)
+    alice, bob, anonymous = Client(app), Client(app), Client(app)
+    alice.get("/login?user=alice")
+    bob.get("/login?user=bob")
+    assert alice.cookies != bob.cookies
+    for _ in range(3):
+        assert alice.get("/me-public")[2] == b"hello alice"
+        assert bob.get("/me-public")[2] == b"hello bob"
+        assert anonymous.get("/me-public")[2] == b"hello anonymous"
     # Each user's page was rendered once and then served from their own variant.
-    assert site.calls.count("/me") == 3
+    assert site.calls.count("/me-public") == 3
 
 
 def test_session_cookie_response_is_not_replayed(cache: Cache) -> None:

@@ -617,3 +617,42 @@ def test_session_changing_pages_are_never_served_from_a_page_cache(store: BaseSt
     bodies = [client.get("/incr")[2] for _ in range(4)]
     assert bodies == [repr([("n", i)]).encode() for i in range(1, 5)]
     assert pages.stats()["hits"] == 0
+
+
+@pytest.mark.parametrize(
+    ("app_header", "expected"),
+    [
+        pytest.param(None, ["private"], id="none-added"),
+        pytest.param("max-age=60", ["max-age=60, private"], id="merged"),
+        pytest.param("public, max-age=60", ["public, max-age=60"], id="public-opt-in"),
+        pytest.param("no-store", ["no-store"], id="no-store-kept"),
+        pytest.param("private, max-age=5", ["private, max-age=5"], id="private-kept"),
+    ],
+)
+def test_stored_session_pages_are_private(app_header: str | None, expected: list[str]) -> None:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        session: Session = environ["cachekit.session"]
+        session.setdefault("user", "ada")
+        headers = [("Content-Type", "text/plain")]
+        if app_header is not None:
+            headers.append(("Cache-Control", app_header))
+        start_response("200 OK", headers)
+        return [b"page"]
+
+    client = Client(SessionMiddleware(app, CacheStore(cachekit.from_url("locmem://private-rule"))))
+    _, first, _ = client.get("/")  # creates the session: Set-Cookie keeps it out of caches
+    assert header_values(first, "Set-Cookie")
+    _, headers, _ = client.get("/")  # reads the stored session
+    assert header_values(headers, "Cache-Control") == expected
+
+
+def test_anonymous_session_pages_stay_shareable() -> None:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        environ["cachekit.session"].get("user")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello anonymous"]
+
+    client = Client(SessionMiddleware(app, CacheStore(cachekit.from_url("locmem://anon-rule"))))
+    _, headers, _ = client.get("/")
+    assert header_values(headers, "Cache-Control") == []
+    assert header_values(headers, "Vary") == ["Cookie"]
