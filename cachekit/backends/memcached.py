@@ -271,7 +271,7 @@ class MemcachedBackend:
         threads share the backend, be built with ``default_noreply=False``,
         and a ``HashClient`` with ``ignore_exc=False``.
     :param connect_timeout: seconds to wait for a connection.
-    :param timeout: seconds to wait for a reply.
+    :param socket_timeout: seconds to wait for a reply.
     :param max_item_size: the servers' item size limit in bytes (memcached ``-I``).
     :param retry_attempts: failed attempts before a pool node leaves the ring.
     :param retry_timeout: seconds between attempts on a failing pool node.
@@ -286,7 +286,7 @@ class MemcachedBackend:
 
     OPTIONS: ClassVar[Mapping[str, type]] = {
         "connect_timeout": float,
-        "timeout": float,
+        "socket_timeout": float,
         "max_item_size": int,
         "retry_attempts": int,
         "retry_timeout": float,
@@ -304,7 +304,7 @@ class MemcachedBackend:
         servers: Sequence[Server | str] | None = None,
         client: Any = None,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
-        timeout: float | None = DEFAULT_TIMEOUT,
+        socket_timeout: float | None = DEFAULT_TIMEOUT,
         max_item_size: int = DEFAULT_MAX_ITEM_SIZE,
         retry_attempts: int = 2,
         retry_timeout: float = 1.0,
@@ -314,7 +314,7 @@ class MemcachedBackend:
         flush_on_clear: bool = False,
         generation_ttl: float = 1.0,
     ) -> None:
-        for name, value in (("connect_timeout", connect_timeout), ("timeout", timeout)):
+        for name, value in (("connect_timeout", connect_timeout), ("socket_timeout", socket_timeout)):
             if value is not None and value <= 0:
                 raise ConfigurationError(f"{name} must be positive or None, got {value!r}.", setting=name)
         if max_item_size < 1024:
@@ -345,7 +345,7 @@ class MemcachedBackend:
             self.servers = [parse_server(s) if isinstance(s, str) else s for s in specs]
             common: dict[str, Any] = {
                 "connect_timeout": connect_timeout,
-                "timeout": timeout,
+                "timeout": socket_timeout,
                 "no_delay": no_delay,
                 "default_noreply": False,
             }

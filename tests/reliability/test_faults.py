@@ -18,7 +18,6 @@ import pytest
 
 import cachekit
 from cachekit import Cache
-from cachekit.backends.memcached import MemcachedBackend
 from cachekit.backends.redis import RedisBackend
 from cachekit.views import _HEADERS_KEY
 from tests import servers
@@ -50,12 +49,10 @@ def redis_cache(port: int, **options: Any) -> Cache:
 
 
 def memcached_cache(port: int, **options: Any) -> Cache:
-    # The memcached socket timeout is the backend's ``timeout`` option: in a URL,
-    # ``timeout`` means the cache's default TIMEOUT, so the backend is built directly.
-    backend = MemcachedBackend(
-        servers=[f"127.0.0.1:{port}"], timeout=SOCKET_TIMEOUT, connect_timeout=CONNECT_TIMEOUT
+    return cachekit.from_url(
+        f"memcached://127.0.0.1:{port}?socket_timeout={SOCKET_TIMEOUT}&connect_timeout={CONNECT_TIMEOUT}",
+        **options,
     )
-    return Cache(backend, **options)
 
 
 CACHES = {"redis": redis_cache, "memcached": memcached_cache}

@@ -156,7 +156,7 @@ def test_unknown_option_is_configuration_error() -> None:
 @pytest.mark.parametrize(
     ("option", "value"),
     [
-        pytest.param("timeout", 0, id="zero-timeout"),
+        pytest.param("socket_timeout", 0, id="zero-socket-timeout"),
         pytest.param("connect_timeout", -1.0, id="negative-connect-timeout"),
         pytest.param("max_item_size", 10, id="tiny-item-size"),
         pytest.param("retry_attempts", -1, id="negative-retries"),
@@ -172,13 +172,15 @@ def test_bad_option_values(option: str, value: Any) -> None:
 
 def test_url_options_reach_the_client(memcached_server: servers.ServerProcess) -> None:
     cache = cachekit.from_url(
-        f"memcached://{memcached_server.address}?connect_timeout=0.2&timeout=0.5&max_item_size=2097152"
+        f"memcached://{memcached_server.address}?connect_timeout=0.2&socket_timeout=0.7"
+        "&max_item_size=2097152&timeout=60"
     )
+    assert cache.default_timeout == 60  # the cache's own TIMEOUT, not the socket's
     backend = cache.backend
     assert isinstance(backend, MemcachedBackend)
     assert backend.max_item_size == 2 * MIB
     assert backend._single._options["connect_timeout"] == 0.2
-    assert backend._single._options["timeout"] == 0.5
+    assert backend._single._options["timeout"] == 0.7
     cache.set("k", "v")
     assert cache.get("k") == "v"
 
@@ -640,7 +642,7 @@ def test_consistent_hashing_moves_only_the_lost_nodes_keys(
 
 def pool_cache(pool: list[servers.ServerProcess], **options: Any) -> Cache:
     url = "memcached://" + ",".join(s.address for s in pool)
-    backend = MemcachedBackend.from_url(url, connect_timeout=0.2, timeout=0.5, **options)
+    backend = MemcachedBackend.from_url(url, connect_timeout=0.2, socket_timeout=0.5, **options)
     return Cache(backend, key_prefix="fault", default_timeout=None)
 
 
