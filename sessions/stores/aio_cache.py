@@ -120,7 +120,9 @@ class AsyncCacheStore(BaseStore):
         self._objects = bool(getattr(cache.backend, "stores_objects", False))
         #: The cache the session records go through: the user's cache with the
         #: store's own (JSON) serialization; its ``stats()`` count sessions.
-        self.records: AsyncCache = cache.replace(default_timeout=None, serializer=RawSerializer(), on_error="raise")
+        self.records: AsyncCache = cache.replace(
+            default_timeout=None, serializer=RawSerializer(), on_error="raise"
+        )
 
     def __repr__(self) -> str:
         return f"AsyncCacheStore({self.cache!r})"

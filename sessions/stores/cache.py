@@ -56,6 +56,7 @@ from sessions.stores.base import BaseStore
 if TYPE_CHECKING:
     from sessions.session import Session
 
+
 class CacheStore(BaseStore):
     """Server-side sessions in a :class:`cachekit.Cache`.
 
@@ -121,7 +122,9 @@ class CacheStore(BaseStore):
         # pickle, whatever the cache's own serializer is.
         #: The cache the session records go through: the user's cache with
         #: the store's own (JSON) serialization; its ``stats()`` count sessions.
-        self.records: Cache = cache.replace(default_timeout=None, serializer=RawSerializer(), on_error="raise")
+        self.records: Cache = cache.replace(
+            default_timeout=None, serializer=RawSerializer(), on_error="raise"
+        )
         self._cache = self.records
 
     def __repr__(self) -> str:
