@@ -109,3 +109,10 @@ def test_help_on_every_subcommand() -> None:
         )
         assert result.returncode == 0, command
         assert "usage: cachekit" in result.stdout
+
+
+def test_bench_writes_a_png_chart(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    chart = tmp_path / "bench.png"
+    assert main(["bench", "--backends", "locmem", "--operations", "100", "--png", str(chart)]) == 0
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
