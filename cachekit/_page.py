@@ -1,12 +1,14 @@
 """A stored page: its layout, how it is built from a response, and how it is served.
 
-Private to :mod:`cachekit.views`. A page is a flat tuple of immutable values,
-so the local-memory backend keeps it without pickling; other backends pickle
-it like any value.
+Private to :mod:`cachekit.views` and :mod:`cachekit.aio_views`. A page is a
+flat tuple of immutable values, so the local-memory backend keeps it without
+pickling; other backends pickle it like any value.
 """
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -16,9 +18,12 @@ from cachekit.http import Storability
 from cachekit.http import delta_seconds
 from cachekit.http import header
 from cachekit.http import is_not_modified
+from cachekit.http import make_etag
 from cachekit.http import not_modified_headers
 from cachekit.http import parse_http_date
 from cachekit.http import patch_served_headers
+from cachekit.http import strip_hop_by_hop
+from cachekit.http import vary_headers
 from cachekit.tags import Generations
 from cachekit.tags import generations_valid
 
@@ -71,6 +76,44 @@ def make_page(
         verdict.shareable_with_auth,
         generations,
     )
+
+
+def page_writes(
+    headers_key: str,
+    variant_key: Callable[[tuple[Any, ...]], str],
+    status: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    *,
+    now: float,
+    verdict: Storability,
+    generations: Generations,
+    existing: Any,
+    vary_on: Iterable[str],
+    etag: bool,
+) -> list[tuple[str, Any, float | None]]:
+    """The ``(key, value, timeout)`` writes that store a response: the learned ``Vary``, then the page.
+
+    :param headers_key: the key of the URL's learned ``Vary`` names.
+    :param variant_key: the page key of this request for a learned ``(names, nonce)``.
+    :param existing: what ``headers_key`` holds now (its nonce is kept).
+    :param vary_on: header names the page always varies on, lowercased.
+    :param etag: whether to add an ``ETag`` to a ``200`` response that has none.
+    """
+    stored_headers = strip_hop_by_hop(headers)
+    names = tuple(dict.fromkeys((*vary_on, *vary_headers(stored_headers))))
+    nonce = existing[1] if type(existing) is tuple else secrets.token_hex(8)
+    learned = (names, nonce)
+    lifetime = verdict.lifetime
+    stale = max(verdict.stale_while_revalidate, verdict.stale_if_error)
+    keep = None if lifetime is None else lifetime + stale
+    page_etag = header(stored_headers, "etag")
+    if page_etag is None and etag and status[:3] == "200":
+        page_etag = make_etag(body)
+    page = make_page(
+        status, stored_headers, body, now=now, verdict=verdict, etag=page_etag, generations=generations
+    )
+    return [(headers_key, learned, keep), (variant_key(learned), page, keep)]
 
 
 def page_for(stored: Any, *, has_auth: bool) -> Page | None:

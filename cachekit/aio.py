@@ -40,11 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import inspect
 import logging
 import secrets
-import time
 from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Coroutine
@@ -52,10 +49,13 @@ from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from typing import Any
-from typing import Generic
-from typing import ParamSpec
 from typing import TypeVar
 
+from cachekit.aio_memoize import AsyncMemoized
+from cachekit.aio_memoize import memoize
+from cachekit.aio_stampede import _call
+from cachekit.aio_stampede import _EntryFlow
+from cachekit.aio_stampede import _EntryOptions
 from cachekit.backends.aio_base import AsyncBackend
 from cachekit.cache import _MISSING
 from cachekit.cache import DEFAULT_TIMEOUT
@@ -67,9 +67,8 @@ from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import LockTimeoutError
 from cachekit.exceptions import MissingKeyError
 from cachekit.exceptions import SerializationError
-from cachekit.stampede import CacheEntry
-from cachekit.tags import TAG_KEY_PREFIX
 from cachekit.tags import Generations
+from cachekit.tags import _tag_key
 
 if TYPE_CHECKING:
     from cachekit.backends.aio_base import AsyncLock
@@ -77,19 +76,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-P = ParamSpec("P")
-R = TypeVar("R")
 
 # What a follower of an in-process computation gets when the leader failed.
 _FAILED: Any = object()
-
-
-async def _call(compute: Callable[[], Awaitable[T] | T]) -> T:
-    """Call ``compute``; await its result when it is awaitable (``async def``, a coroutine...)."""
-    result = compute()
-    if inspect.isawaitable(result):
-        return await result
-    return result
 
 
 class AsyncCache(_CacheCore[AsyncBackend]):
@@ -535,235 +524,6 @@ class AsyncCache(_CacheCore[AsyncBackend]):
         keys = [_tag_key(tag) for tag, _ in generations]
         found = await self.get_many(keys)
         return all(found.get(key) == gen for key, (_, gen) in zip(keys, generations, strict=True))
-
-
-def _tag_key(tag: str) -> str:
-    if not isinstance(tag, str) or not tag:
-        raise TypeError(f"Cache tags must be non-empty str, got {tag!r}.")
-    return TAG_KEY_PREFIX + tag
-
-
-class _EntryOptions:
-    __slots__ = ("beta", "stale_if_error", "stale_while_revalidate", "tags", "ttl")
-
-    def __init__(self, ttl: float | None, swr: float, sie: float, beta: float, tags: tuple[str, ...]) -> None:
-        self.ttl = ttl
-        self.stale_while_revalidate = swr
-        self.stale_if_error = sie
-        self.beta = beta
-        self.tags = tags
-
-
-class _EntryFlow(Generic[T]):
-    """:func:`cachekit.stampede.get_or_set_entry`, awaited: the same states, see that module."""
-
-    def __init__(
-        self,
-        cache: AsyncCache,
-        key: str,
-        compute: Callable[[], Awaitable[T] | T],
-        version: int | None,
-        options: _EntryOptions,
-    ) -> None:
-        self.cache = cache
-        self.key = key
-        self.compute = compute
-        self.version = version
-        self.options = options
-
-    async def _valid_entry(self, stored: Any) -> CacheEntry | None:
-        if isinstance(stored, CacheEntry) and await self.cache._generations_valid(stored.tags):
-            return stored
-        return None  # invalidated content is never served, not even as stale
-
-    async def run(self) -> T:
-        cache, options = self.cache, self.options
-        entry = await self._valid_entry(await cache.get(self.key, _MISSING, self.version))
-        now = cache.clock()
-        if entry is not None:
-            if entry.is_fresh(now) and not entry.refresh_early(now, options.beta):
-                return entry.value  # type: ignore[no-any-return]
-            revalidating = entry.is_fresh(now) or (
-                entry.fresh_until is not None and now < entry.fresh_until + options.stale_while_revalidate
-            )
-            if revalidating:
-                # A stale value is at hand: never wait. Whoever gets the lock refreshes.
-                lock = await cache._lock(self.key, self.version)
-                if lock is None or not await cache._acquire(lock, blocking=False):
-                    return entry.value  # type: ignore[no-any-return]
-                try:
-                    return await self._compute_and_store(entry)
-                finally:
-                    await cache._release(lock)
-        return await cache._single_flight(self.key, self.version, lambda: self._locked(entry))
-
-    async def _locked(self, fallback: CacheEntry | None) -> T:
-        cache = self.cache
-        lock = await cache._lock(self.key, self.version)
-        acquired = None if lock is None else await cache._acquire(lock, blocking=True)
-        if lock is None or not acquired:
-            if acquired is False:
-                cache._lock_waits += 1  # the holder is slow or gone: compute rather than fail
-            return await self._compute_and_store(fallback)
-        try:
-            stored = await cache.get(self.key, _MISSING, self.version)
-            fresh = isinstance(stored, CacheEntry) and stored.is_fresh(cache.clock())
-            if fresh and await cache._generations_valid(stored.tags):
-                cache._lock_waits += 1
-                return stored.value  # type: ignore[no-any-return]
-            return await self._compute_and_store(fallback)
-        finally:
-            await cache._release(lock)
-
-    async def _compute_and_store(self, fallback: CacheEntry | None) -> T:
-        cache, options = self.cache, self.options
-        generations = await cache._current_generations(options.tags)
-        started = cache.clock()
-        began = time.perf_counter()
-        try:
-            value = await _call(self.compute)
-        except Exception:
-            if (
-                fallback is not None
-                and fallback.fresh_until is not None
-                and cache.clock() < fallback.fresh_until + options.stale_if_error
-            ):
-                logger.exception(
-                    "cache %s: recomputing %r failed; serving the stale value", cache.name or "-", self.key
-                )
-                return fallback.value  # type: ignore[no-any-return]
-            raise
-        delta = time.perf_counter() - began
-        ttl = options.ttl
-        entry = CacheEntry(value, None if ttl is None else started + ttl, delta, generations)
-        stale_window = max(options.stale_while_revalidate, options.stale_if_error)
-        await cache.set(self.key, entry, None if ttl is None else ttl + stale_window, self.version)
-        return value
-
-
-# -- @memoize for async def ----------------------------------------------------------
-
-
-class AsyncMemoized(Generic[P, R]):
-    """A memoized ``async def`` function: await it as the original; see :func:`memoize`."""
-
-    def __init__(
-        self,
-        func: Callable[P, Awaitable[R]],
-        *,
-        timeout: Timeout,
-        cache: AsyncCache,
-        key: Callable[..., str] | None,
-        tags: Iterable[str],
-        stale_while_revalidate: float,
-        stale_if_error: float,
-        beta: float,
-    ) -> None:
-        from cachekit.memoize import Memoized
-
-        functools.update_wrapper(self, func)
-        #: The original function, uncached.
-        self.uncached = func
-        #: The cache results are stored in.
-        self.cache = cache
-        self._timeout = timeout
-        # The sync decorator builds the keys, so sync and async memoization agree on them.
-        self._keys: Memoized[P, Awaitable[R]] = Memoized(
-            func,
-            timeout=timeout,
-            cache=None,
-            key=key,
-            tags=tags,
-            stale_while_revalidate=stale_while_revalidate,
-            stale_if_error=stale_if_error,
-            beta=beta,
-        )
-        self._options = {
-            "stale_while_revalidate": stale_while_revalidate,
-            "stale_if_error": stale_if_error,
-            "beta": beta,
-            "tags": tuple(tags),
-        }
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        bound = functools.partial(self, instance)
-        bound.invalidate = functools.partial(self.invalidate, instance)  # type: ignore[attr-defined]
-        bound.uncached = functools.partial(self.uncached, instance)  # type: ignore[attr-defined]
-        return bound
-
-    def make_key(self, *args: Any, **kwargs: Any) -> str:
-        """Return the cache key a call with these arguments uses (as the sync ``@memoize``)."""
-        return self._keys.make_key(*args, **kwargs)
-
-    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        key = self.make_key(*args, **kwargs)
-        return await self.cache.get_or_set(
-            key,
-            lambda: self.uncached(*args, **kwargs),
-            self._timeout,
-            **self._options,  # type: ignore[arg-type]
-        )
-
-    async def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Forget the result cached for these arguments; return whether one was stored."""
-        return await self.cache.delete(self.make_key(*args, **kwargs))
-
-
-def memoize(
-    timeout: Timeout = DEFAULT_TIMEOUT,
-    *,
-    cache: AsyncCache,
-    key: Callable[..., str] | None = None,
-    tags: Iterable[str] = (),
-    stale_while_revalidate: float = 0,
-    stale_if_error: float = 0,
-    beta: float = 0,
-) -> Callable[[Callable[P, Awaitable[R]]], AsyncMemoized[P, R]]:
-    """Cache an ``async def`` function's results by its arguments, one computation per key.
-
-    ::
-
-        @memoize(30, cache=cache)
-        async def price(product_id: int) -> Decimal: ...
-
-        await price(7)             # computed once, then served from the cache
-        await price.invalidate(7)  # forget one result
-
-    Keys are those of the sync :func:`cachekit.memoize.memoize` for the same
-    function and arguments. Concurrent calls with the same arguments share one
-    computation (see :meth:`AsyncCache.get_or_set`).
-
-    :param cache: the :class:`AsyncCache` to store results in (there is no async
-        ``caches`` registry: async clients belong to one event loop).
-    :param timeout: seconds to keep a result; ``None`` for ever.
-    :param key: ``f(*args, **kwargs) -> str`` replacing the argument-based key.
-    :param tags: names for :meth:`AsyncCache.invalidate_tags`.
-    :param stale_while_revalidate: see :mod:`cachekit.stampede`.
-    :param stale_if_error: see :mod:`cachekit.stampede`.
-    :param beta: XFetch early-refresh factor (``1.0`` recommended, ``0`` off).
-    :raises TypeError: if the decorated function is not ``async def``.
-    """
-
-    def decorator(func: Callable[P, Awaitable[R]]) -> AsyncMemoized[P, R]:
-        if not inspect.iscoroutinefunction(func):
-            raise TypeError(
-                f"cachekit.aio.memoize decorates async def functions; "
-                f"use cachekit.memoize.memoize for {func!r}."
-            )
-        return AsyncMemoized(
-            func,
-            timeout=timeout,
-            cache=cache,
-            key=key,
-            tags=tags,
-            stale_while_revalidate=stale_while_revalidate,
-            stale_if_error=stale_if_error,
-            beta=beta,
-        )
-
-    return decorator
 
 
 def from_url(url: str, *, name: str = "", **options: Any) -> AsyncCache:

@@ -44,6 +44,7 @@ from cachekit._page import in_revalidate_window
 from cachekit._page import is_fresh
 from cachekit._page import page_for
 from cachekit._page import page_response
+from cachekit._page import page_writes
 from cachekit._page import servable
 from cachekit._wsgi import canonical_url
 from cachekit.aio import AsyncCache
@@ -288,16 +289,18 @@ class AsyncPageCache:
         assert recording.status is not None
         assert recording.verdict is not None
         headers_key = _HEADERS_KEY + url_hash
-        entries = rules._entries(
-            url_hash,
+        entries = page_writes(
+            headers_key,
             lambda learned: self._page_key(url_hash, learned, request.headers),
             _status_line(recording.status),
             recording.headers,
             body,
-            request.now,
-            recording.verdict,
-            recording.generations,
-            await cache.get(headers_key),
+            now=request.now,
+            verdict=recording.verdict,
+            generations=recording.generations,
+            existing=await cache.get(headers_key),
+            vary_on=rules.vary_on,
+            etag=rules.etag,
         )
         for key, value, keep in entries:
             await cache.set(key, value, keep)

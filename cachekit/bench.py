@@ -45,7 +45,9 @@ class Row:
 class Progress:
     """A one-line text progress bar on a terminal stream (silent when not a terminal)."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr, width: int = 30) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
+        # sys.stderr is looked up now, not at import: it may have been replaced since.
+        stream = sys.stderr if stream is None else stream
         self.total, self.done, self.stream, self.width = total, 0, stream, width
         self.enabled = stream.isatty()
 

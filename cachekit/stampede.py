@@ -82,9 +82,12 @@ class CacheEntry:
         return now - self.delta * beta * math.log(1.0 - rand()) >= self.fresh_until
 
 
-def _store(
-    cache: Cache,
-    key: str,
+def _stale_within(entry: CacheEntry, now: float, window: float) -> bool:
+    """Whether ``entry`` went stale less than ``window`` seconds before ``now``."""
+    return entry.fresh_until is not None and now < entry.fresh_until + window
+
+
+def _envelope(
     value: Any,
     *,
     ttl: float | None,
@@ -92,11 +95,10 @@ def _store(
     started: float,
     delta: float,
     generations: Generations,
-    version: int | None,
-) -> None:
-    fresh_until = None if ttl is None else started + ttl
-    entry = CacheEntry(value, fresh_until, delta, generations)
-    cache.set(key, entry, None if ttl is None else ttl + stale_window, version)
+) -> tuple[CacheEntry, float | None]:
+    """The entry to store for ``value`` computed at ``started``, and the backend timeout to keep it."""
+    entry = CacheEntry(value, None if ttl is None else started + ttl, delta, generations)
+    return entry, None if ttl is None else ttl + stale_window
 
 
 def _release(cache: Cache, lock: Lock) -> None:
@@ -131,33 +133,10 @@ def get_or_set_entry(
     if entry is not None and not generations_valid(cache, entry.tags):
         entry = None  # invalidated content is never served, not even as stale
     now = clock()
-    if entry is not None:
-        if entry.is_fresh(now) and not entry.refresh_early(now, beta):
-            return entry.value  # type: ignore[no-any-return]
-        revalidating = entry.is_fresh(now) or (
-            entry.fresh_until is not None and now < entry.fresh_until + stale_while_revalidate
-        )
-        if revalidating:
-            # A stale value is at hand: never wait. Whoever gets the lock refreshes.
-            lock = _lock(cache, key, version)
-            if lock is None or not _try(cache, lock, blocking=False):
-                return entry.value  # type: ignore[no-any-return]
-            try:
-                return _compute_and_store(
-                    cache,
-                    key,
-                    compute,
-                    ttl,
-                    version,
-                    tag_names,
-                    stale_while_revalidate,
-                    stale_if_error,
-                    fallback=entry,
-                )
-            finally:
-                _release(cache, lock)
-    lock = _lock(cache, key, version)
-    if lock is None:
+    if entry is not None and entry.is_fresh(now) and not entry.refresh_early(now, beta):
+        return entry.value  # type: ignore[no-any-return]
+
+    def recompute() -> T:
         return _compute_and_store(
             cache,
             key,
@@ -169,20 +148,23 @@ def get_or_set_entry(
             stale_if_error,
             fallback=entry,
         )
+
+    if entry is not None and (entry.is_fresh(now) or _stale_within(entry, now, stale_while_revalidate)):
+        # A stale value is at hand: never wait. Whoever gets the lock refreshes.
+        lock = _lock(cache, key, version)
+        if lock is None or not _try(cache, lock, blocking=False):
+            return entry.value  # type: ignore[no-any-return]
+        try:
+            return recompute()
+        finally:
+            _release(cache, lock)
+    lock = _lock(cache, key, version)
+    if lock is None:
+        return recompute()
     if not _try(cache, lock, blocking=True):
         # The holder is slow or gone: compute rather than fail, keeping the stale fallback.
         cache._lock_waits += 1
-        return _compute_and_store(
-            cache,
-            key,
-            compute,
-            ttl,
-            version,
-            tag_names,
-            stale_while_revalidate,
-            stale_if_error,
-            fallback=entry,
-        )
+        return recompute()
     try:
         stored = cache.get(key, _MISSING, version)
         if (
@@ -192,17 +174,7 @@ def get_or_set_entry(
         ):
             cache._lock_waits += 1
             return stored.value  # type: ignore[no-any-return]
-        return _compute_and_store(
-            cache,
-            key,
-            compute,
-            ttl,
-            version,
-            tag_names,
-            stale_while_revalidate,
-            stale_if_error,
-            fallback=entry,
-        )
+        return recompute()
     finally:
         _release(cache, lock)
 
@@ -241,28 +213,22 @@ def _compute_and_store(
     try:
         value = compute()
     except Exception:
-        if (
-            fallback is not None
-            and fallback.fresh_until is not None
-            and cache.clock() < fallback.fresh_until + stale_if_error
-        ):
+        if fallback is not None and _stale_within(fallback, cache.clock(), stale_if_error):
             logger.exception(
                 "cache %s: recomputing %r failed; serving the stale value", cache.name or "-", key
             )
             return fallback.value  # type: ignore[no-any-return]
         raise
     delta = time.perf_counter() - began
-    _store(
-        cache,
-        key,
+    entry, timeout = _envelope(
         value,
         ttl=ttl,
         stale_window=max(stale_while_revalidate, stale_if_error),
         started=started,
         delta=delta,
         generations=generations,
-        version=version,
     )
+    cache.set(key, entry, timeout, version)
     return value
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import secrets
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -52,7 +51,7 @@ from cachekit._page import Page
 from cachekit._page import error_fallback
 from cachekit._page import in_revalidate_window
 from cachekit._page import is_fresh
-from cachekit._page import make_page
+from cachekit._page import page_writes
 from cachekit._page import servable
 from cachekit._page import serve_page
 from cachekit._page import usable_page
@@ -71,11 +70,8 @@ from cachekit.exceptions import BackendUnavailableError
 from cachekit.http import CACHEABLE_STATUSES
 from cachekit.http import Storability
 from cachekit.http import header
-from cachekit.http import make_etag
 from cachekit.http import parse_cache_control
 from cachekit.http import storability
-from cachekit.http import strip_hop_by_hop
-from cachekit.http import vary_headers
 from cachekit.memoize import memoize
 from cachekit.tags import Generations
 from cachekit.tags import current_generations
@@ -511,51 +507,21 @@ class PageCache:
         generations: Generations,
     ) -> None:
         headers_key = _HEADERS_KEY + url_hash
-        entries = self._entries(
-            url_hash,
+        entries = page_writes(
+            headers_key,
             lambda names: self._page_key(url_hash, names, environ),
             status,
             headers,
             body,
-            now,
-            verdict,
-            generations,
-            cache.get(headers_key),
+            now=now,
+            verdict=verdict,
+            generations=generations,
+            existing=cache.get(headers_key),
+            vary_on=self.vary_on,
+            etag=self.etag,
         )
         for key, value, keep in entries:
             cache.set(key, value, keep)
-
-    def _entries(
-        self,
-        url_hash: str,
-        variant_key: Callable[[tuple[Any, ...]], str],
-        status: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        now: float,
-        verdict: Storability,
-        generations: Generations,
-        existing: Any,
-    ) -> list[tuple[str, Any, float | None]]:
-        """The ``(key, value, timeout)`` writes that store a response: the learned ``Vary``, then the page.
-
-        :param variant_key: the page key of this request for a learned ``(names, nonce)``.
-        :param existing: what the URL's headers key holds now (its nonce is kept).
-        """
-        stored_headers = strip_hop_by_hop(headers)
-        names = tuple(dict.fromkeys((*self.vary_on, *vary_headers(stored_headers))))
-        nonce = existing[1] if type(existing) is tuple else secrets.token_hex(8)
-        learned = (names, nonce)
-        lifetime = verdict.lifetime
-        stale = max(verdict.stale_while_revalidate, verdict.stale_if_error)
-        keep = None if lifetime is None else lifetime + stale
-        etag = header(stored_headers, "etag")
-        if etag is None and self.etag and status[:3] == "200":
-            etag = make_etag(body)
-        page = make_page(
-            status, stored_headers, body, now=now, verdict=verdict, etag=etag, generations=generations
-        )
-        return [(_HEADERS_KEY + url_hash, learned, keep), (variant_key(learned), page, keep)]
 
 
 def cache_page(

@@ -88,7 +88,7 @@ class _FailedServers(dict[Any, dict[str, Any]]):
 
 
 class _CheckedKeysClient(Client):  # type: ignore[misc]
-    """A pymemcache ``Client`` that trusts its keys: :func:`_safe` has already checked them.
+    """A pymemcache ``Client`` that trusts its keys: ``_memcached_keys.safe_key`` has already checked them.
 
     pymemcache checks every key again (encode, split on whitespace, look for
     NUL), which costs more per key of a ``get_many`` than building the key did.

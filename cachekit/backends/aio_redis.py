@@ -1,12 +1,12 @@
 """The async Redis backend: one Redis, Sentinel-managed Redis or Redis Cluster, on ``redis.asyncio``.
 
 It takes the same URLs and options as :class:`~cachekit.backends.redis.RedisBackend`
-and shares its rules rather than copying them: the URL is parsed by
-``RedisBackend.from_url`` itself (see :class:`_Parsed`), connection options are
-checked by ``RedisBackend``'s constructor and turned into client arguments by the
-same helper, and the Lua scripts, batch sizes, lock polling and the error
-classification (:data:`~cachekit.backends.redis._UNAVAILABLE`) are imported from
-it. Each call is one awaited round trip, as in the sync backend.
+and shares its rules rather than copying them: URLs and connection options are
+parsed and checked by :mod:`cachekit.backends._redis_urls` into the same
+parameter objects the sync backend builds its clients from, and the Lua scripts,
+batch sizes, lock polling and the error classification
+(:data:`~cachekit.backends.redis._UNAVAILABLE`) are imported from the sync
+backend. Each call is one awaited round trip, as in the sync backend.
 
 A ``redis.asyncio`` connection belongs to the event loop that opened it. Build
 the backend (or the :class:`~cachekit.aio.AsyncCache` holding it) once per
@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import ClassVar
@@ -34,6 +35,15 @@ from redis.exceptions import AuthorizationError
 from redis.exceptions import LockError
 from redis.exceptions import ResponseError
 
+from cachekit.backends._redis_urls import DEFAULT_MAX_VALUE_SIZE
+from cachekit.backends._redis_urls import ClusterURL
+from cachekit.backends._redis_urls import DirectURL
+from cachekit.backends._redis_urls import ParsedURL
+from cachekit.backends._redis_urls import SentinelURL
+from cachekit.backends._redis_urls import Standalone
+from cachekit.backends._redis_urls import parse_location
+from cachekit.backends._redis_urls import parse_url
+from cachekit.backends._redis_urls import redact_url
 from cachekit.backends.redis import _BATCH
 from cachekit.backends.redis import _CAS
 from cachekit.backends.redis import _ERRORS
@@ -42,16 +52,9 @@ from cachekit.backends.redis import _LOCK_POLL
 from cachekit.backends.redis import _PERSIST
 from cachekit.backends.redis import _SET_MANY_PX
 from cachekit.backends.redis import _UNAVAILABLE
-from cachekit.backends.redis import DEFAULT_MAX_VALUE_SIZE
 from cachekit.backends.redis import RedisBackend
-from cachekit.backends.redis import _connection_kwargs
-from cachekit.backends.redis import _db_number
 from cachekit.backends.redis import _glob_escape
 from cachekit.backends.redis import _ms
-from cachekit.backends.redis import _netloc
-from cachekit.backends.redis import _split_backend_options
-from cachekit.backends.redis import _split_hosts
-from cachekit.backends.redis import redact_url
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
@@ -71,36 +74,6 @@ def _retry(retries: int) -> Retry:
         retries,
         supported_errors=(aioredis.ConnectionError,),
     )
-
-
-class _Parsed(RedisBackend):
-    """``RedisBackend.from_url``/``from_location`` run for their parsing only.
-
-    ``from_url`` ends by calling ``cls(host=..., ...)`` or ``cls._from_sentinel``/
-    ``cls._from_cluster``; this subclass records those calls instead of building
-    sync clients, so every URL form, option check and error message is the sync
-    backend's own.
-    """
-
-    kind: str
-    kwargs: dict[str, Any]
-    parts: tuple[str, str, str, dict[str, Any]]
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.kind = "direct"
-        self.kwargs = kwargs
-
-    @classmethod
-    def _from_sentinel(cls, url: str, netloc: str, path: str, options: dict[str, Any]) -> _Parsed:
-        parsed = cls.__new__(cls)
-        parsed.kind, parsed.parts = "sentinel", (url, netloc, path, options)
-        return parsed
-
-    @classmethod
-    def _from_cluster(cls, url: str, netloc: str, path: str, options: dict[str, Any]) -> _Parsed:
-        parsed = cls.__new__(cls)
-        parsed.kind, parsed.parts = "cluster", (url, netloc, path, options)
-        return parsed
 
 
 class AsyncRedisLock:
@@ -157,7 +130,7 @@ class AsyncRedisBackend:
         :class:`~cachekit.backends.redis.RedisBackend` (``host``, ``port``, ``db``,
         ``username``, ``password``, ``unix_socket_path``, ``ssl*``, ``socket_timeout``,
         ``socket_connect_timeout``, ``max_connections``, ``health_check_interval``,
-        ``retries``, ``client_name``), checked by it and with the same defaults.
+        ``retries``, ``client_name``), with the same checks and defaults.
     :param max_value_size: values above this many bytes are refused with :class:`BackendError`.
     :param flush_db_on_clear: let ``clear()`` without a prefix use ``FLUSHDB``.
     :param scan_count: keys per ``SCAN``/``UNLINK`` batch in ``clear()``.
@@ -183,13 +156,8 @@ class AsyncRedisBackend:
                 f"(got {sorted(connection)!r}).",
                 setting=sorted(connection)[0],
             )
-        # The sync constructor checks every option (and builds a client it never connects).
-        RedisBackend(
-            max_value_size=max_value_size,
-            flush_db_on_clear=flush_db_on_clear,
-            scan_count=scan_count,
-            **connection,
-        )
+        server = Standalone(**connection)
+        server.check(max_value_size=max_value_size, scan_count=scan_count)
         #: Largest value accepted, in bytes.
         self.max_value_size = max_value_size
         #: Whether ``clear()`` without a prefix may use ``FLUSHDB``.
@@ -205,26 +173,8 @@ class AsyncRedisBackend:
             if not callable(client):
                 self._bind(client)
             return
-        host = connection.pop("host", "127.0.0.1")
-        port = connection.pop("port", 6379)
-        db = connection.pop("db", 0)
-        unix_socket_path = connection.pop("unix_socket_path", None)
-        max_connections = connection.pop("max_connections", None)
-        retries = connection.pop("retries", 1)
-        if unix_socket_path is not None:
-            self._location = f"unix://{unix_socket_path}?db={db}"
-        else:
-            ssl = connection.get("ssl", False)
-            self._location = f"{'rediss' if ssl else 'redis'}://{_netloc(host, port)}/{db}"
-        redis_client = aioredis.Redis(
-            host=host,
-            port=port,
-            unix_socket_path=unix_socket_path,
-            db=db,
-            max_connections=max_connections,
-            retry=_retry(retries),
-            **_connection_kwargs(**connection),
-        )
+        self._location = server.location
+        redis_client = aioredis.Redis(retry=_retry(server.retries), **server.client_kwargs())
         self._factory = lambda: redis_client
         self._bind(redis_client)
 
@@ -237,83 +187,24 @@ class AsyncRedisBackend:
 
         :raises ConfigurationError: for a malformed URL or a bad option.
         """
-        return cls._build(_Parsed.from_url(url, **options))
+        return cls._build(parse_url(url, options))
 
     @classmethod
     def from_location(cls, location: str | Sequence[str] | None, **options: Any) -> AsyncRedisBackend:
         """Build the backend from a settings ``LOCATION``, as the sync backend does."""
-        return cls._build(_Parsed.from_location(location, **options))
+        return cls._build(parse_location(location, options))
 
     @classmethod
-    def _build(cls, parsed: RedisBackend) -> AsyncRedisBackend:
-        assert isinstance(parsed, _Parsed), "RedisBackend.from_url no longer builds through cls"
-        if parsed.kind == "direct":
+    def _build(cls, parsed: ParsedURL) -> AsyncRedisBackend:
+        if isinstance(parsed, DirectURL):
             return cls(**parsed.kwargs)
-        url, netloc, path, options = parsed.parts
-        if parsed.kind == "sentinel":
-            return cls._from_sentinel(url, netloc, path, options)
-        return cls._from_cluster(url, netloc, path, options)
-
-    @classmethod
-    def _from_sentinel(cls, url: str, netloc: str, path: str, options: dict[str, Any]) -> AsyncRedisBackend:
-        service, _, db_text = path.strip("/").partition("/")
-        if not service:
-            raise ConfigurationError(
-                f"redis+sentinel:// URL {redact_url(url)!r} needs a service name: "
-                "redis+sentinel://host:26379/service_name[/db].",
-                setting="LOCATION",
-            )
-        if db_text and "db" not in options:
-            options["db"] = _db_number(db_text, url)
-        sentinel_auth = {
-            "username": options.pop("sentinel_username", None),
-            "password": options.pop("sentinel_password", None),
-        }
-        conn, backend_options = _split_backend_options(options)
-        db = conn.pop("db", 0)
-        max_connections = conn.pop("max_connections", None)
-        retries = conn.pop("retries", 1)
-        nodes = _split_hosts(netloc, 26379, url)
-        kwargs = _connection_kwargs(**conn)
-        sentinel_kwargs = {
-            "socket_timeout": kwargs["socket_timeout"],
-            "socket_connect_timeout": kwargs["socket_connect_timeout"],
-            **{k: v for k, v in sentinel_auth.items() if v is not None},
-        }
-
-        def connect() -> aioredis.Redis:
-            sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call]
-            client: aioredis.Redis = sentinel.master_for(
-                service, db=db, max_connections=max_connections, retry=_retry(retries)
-            )
-            return client
-
-        backend = cls(client=connect, **backend_options)
-        backend._location = f"redis+sentinel://{netloc}/{service}/{db}"
-        return backend
-
-    @classmethod
-    def _from_cluster(cls, url: str, netloc: str, path: str, options: dict[str, Any]) -> AsyncRedisBackend:
-        if path.strip("/") not in ("", "0") or options.get("db") not in (None, 0):
-            raise ConfigurationError(
-                f"Redis Cluster has only database 0; drop the database from {redact_url(url)!r}.",
-                setting="db",
-            )
-        options.pop("db", None)
-        conn, backend_options = _split_backend_options(options)
-        max_connections = conn.pop("max_connections", None)
-        retries = conn.pop("retries", 1)
-        kwargs = _connection_kwargs(**conn)
-        if max_connections is not None:
-            kwargs["max_connections"] = max_connections
-        nodes = [ClusterNode(host, port) for host, port in _split_hosts(netloc, 6379, url)]
-
-        def connect() -> RedisCluster:
-            # Unlike the sync client, redis.asyncio's cluster reads the slot map on first use.
-            return RedisCluster(startup_nodes=nodes, retry=_retry(retries), **kwargs)
-
-        backend = cls(client=connect, **backend_options)
-        backend._location = f"redis+cluster://{netloc}"
+        connect: Callable[[], AsyncClient]
+        if isinstance(parsed, SentinelURL):
+            connect = partial(_sentinel_master, parsed)
+        else:
+            connect = partial(_cluster_client, parsed)
+        backend = cls(client=connect, **parsed.backend_options)
+        backend._location = parsed.location
         return backend
 
     def _bind(self, client: Any) -> None:
@@ -563,3 +454,17 @@ class AsyncRedisBackend:
             return AsyncRedisLock(self, self._client or self._connect(), name, ttl)
         except _ERRORS as exc:
             raise self._error(exc, "lock", name) from exc
+
+
+def _sentinel_master(parsed: SentinelURL) -> aioredis.Redis:
+    sentinel = Sentinel(parsed.nodes, sentinel_kwargs=parsed.sentinel_kwargs(), **parsed.connection)  # type: ignore[no-untyped-call]
+    client: aioredis.Redis = sentinel.master_for(
+        parsed.service, db=parsed.db, max_connections=parsed.max_connections, retry=_retry(parsed.retries)
+    )
+    return client
+
+
+def _cluster_client(parsed: ClusterURL) -> RedisCluster:
+    # Unlike the sync client, redis.asyncio's cluster reads the slot map on first use.
+    nodes = [ClusterNode(host, port) for host, port in parsed.nodes]
+    return RedisCluster(startup_nodes=nodes, retry=_retry(parsed.retries), **parsed.connection)

@@ -75,7 +75,6 @@ a failed write.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -93,6 +92,15 @@ from urllib.parse import urlsplit
 from pymemcache.client.hash import HashClient
 from pymemcache.exceptions import MemcacheServerError
 
+from cachekit.backends._memcached_keys import MAX_KEY
+from cachekit.backends._memcached_keys import SCOPE_SEARCH
+from cachekit.backends._memcached_keys import Generations
+from cachekit.backends._memcached_keys import digest
+from cachekit.backends._memcached_keys import generation_key
+from cachekit.backends._memcached_keys import lock_tail
+from cachekit.backends._memcached_keys import new_token
+from cachekit.backends._memcached_keys import safe_key
+from cachekit.backends._memcached_keys import scope_of
 from cachekit.backends._memcached_pool import Connections
 from cachekit.backends._memcached_pool import PoolClient
 from cachekit.backends._memcached_pool import Server
@@ -115,19 +123,10 @@ DEFAULT_TIMEOUT = 0.5
 #: Seconds to wait for a TCP connection.
 DEFAULT_CONNECT_TIMEOUT = 0.25
 
-_MAX_KEY = 250
 # memcached's per-item header, CAS and CRLF, plus a margin: counted against max_item_size.
 _ITEM_OVERHEAD = 80
 # TTLs above this many seconds must be sent as absolute Unix times.
 _RELATIVE_LIMIT = 30 * 24 * 3600
-# A scope is looked for only in a key's first characters, so a long key without ':' is cheap.
-_SCOPE_SEARCH = 100
-_TOKEN_BYTES = 6  # 8 URL-safe characters
-_TOKEN = re.compile(rb"[A-Za-z0-9_-]{8}")
-# Internal keys contain '.', which no generation token does, so they never meet a data key.
-_GEN_KEY = "cachekit.gen"
-# Lock keys live in the generation namespace as "<head>~L<sha256>": no data key takes that form.
-_LOCK_MARK = "~L"
 _LOCK_POLL_MIN = 0.002
 _LOCK_POLL_MAX = 0.05
 _WARN_EVERY = 10.0
@@ -138,29 +137,6 @@ class _Down:
 
 
 _DOWN = _Down()
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _safe(head: str, key: str) -> str:
-    """Return ``head + key`` if memcached can hold it, else ``head + "~" + sha256(key)``."""
-    full = head + key
-    legal = len(full) <= _MAX_KEY and full.isascii() and full.isprintable() and " " not in full
-    if legal and key[:1] != "~":
-        return full
-    return f"{head}~{_digest(key)}"
-
-
-def _scope(key: str) -> str:
-    """The part of ``key`` whose generation it carries: up to its first ``:``, or ``""``."""
-    end = key.find(":", 0, _SCOPE_SEARCH)
-    return key[: end + 1] if end >= 0 else ""
-
-
-def _generation_key(scope: str) -> str:
-    return _safe(_GEN_KEY + ":", scope) if scope else _GEN_KEY
 
 
 def expire_time(ttl: float | None, now: Callable[[], float] = time.time) -> int:
@@ -370,11 +346,10 @@ class MemcachedBackend:
         self._client = client
         self._hash: Any = client if isinstance(client, HashClient) else None
         self._single: Any = None if self._hash is not None else client
-        # server -> scope -> (key head, trusted until); plain dicts: a race only costs a re-read.
-        self._generations: dict[Any, dict[str, tuple[str, float]]] = {}
+        self._generations = Generations()
         self._single_heads: dict[str, tuple[str, float]] = {}
         if self._single is not None:
-            self._generations[self._single.server] = self._single_heads
+            self._single_heads = self._generations.heads(self._single.server)
         self._last_partial_warning = float("-inf")
         _live_backends.add(self)
 
@@ -470,37 +445,11 @@ class MemcachedBackend:
 
     def _head(self, node: Any, scope: str) -> str:
         """The generation prefix for keys of ``scope`` on ``node``."""
-        heads = self._generations.get(node.server)
-        if heads is None:
-            heads = self._generations.setdefault(node.server, {})
-        cached = heads.get(scope)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
-        keys = [_GEN_KEY, _generation_key(scope)] if scope else [_GEN_KEY]
-        found = self._call(node, "get_many", keys)
-        tokens: list[bytes] = []
-        for key in keys:
-            token = found.get(key)
-            if token is None:
-                fresh = secrets.token_urlsafe(_TOKEN_BYTES).encode()
-                token = fresh if self._call(node, "add", key, fresh, 0) else self._call(node, "get", key)
-                if token is None:
-                    raise BackendUnavailableError(
-                        f"memcached {server_name(node.server)} dropped generation key {key!r} at once."
-                    )
-            if not _TOKEN.fullmatch(token):
-                raise BackendError(
-                    f"Generation key {key!r} on memcached {server_name(node.server)} holds "
-                    f"{token[:20]!r}, not a token; delete it to start a new generation."
-                )
-            tokens.append(token)
-        head = b"".join(tokens).decode("ascii") + ":"
-        heads[scope] = (head, time.monotonic() + self.generation_ttl)
-        return head
+        return self._generations.head(self._call, node, scope, self.generation_ttl)
 
     def _single_key(self, key: str) -> str:
         """The stored form of ``key`` on the one server (:meth:`_locate` with calls inlined)."""
-        end = key.find(":", 0, _SCOPE_SEARCH)
+        end = key.find(":", 0, SCOPE_SEARCH)
         scope = key[: end + 1] if end >= 0 else ""
         cached = self._single_heads.get(scope)
         head = (
@@ -508,57 +457,57 @@ class MemcachedBackend:
         )
         full = head + key
         if (
-            len(full) <= _MAX_KEY
+            len(full) <= MAX_KEY
             and full.isascii()
             and full.isprintable()
             and " " not in full
             and key[:1] != "~"
         ):
             return full
-        return f"{head}~{_digest(key)}"
+        return f"{head}~{digest(key)}"
 
     def _locate(self, key: str) -> tuple[Any, str]:
         """Return the node holding ``key`` and the key as stored there."""
         if self._hash is None:
             return self._single, self._single_key(key)
-        node = self._node(_safe("", key))
-        return node, _safe(self._head(node, _scope(key)), key)
+        node = self._node(safe_key("", key))
+        return node, safe_key(self._head(node, scope_of(key)), key)
 
     def _locate_lock(self, name: str) -> tuple[Any, str]:
         """Return the node holding lock ``name`` and its stored key."""
-        tail = _LOCK_MARK + _digest(name)
+        tail = lock_tail(name)
         node = self._single if self._hash is None else self._node(tail)
-        return node, self._head(node, _scope(name)) + tail
+        return node, self._head(node, scope_of(name)) + tail
 
     def _group(self, keys: Sequence[str]) -> tuple[dict[Any, dict[str, str]], list[BackendError]]:
         """Map each node to ``{stored key: key}``; nodes whose generation cannot be read are left out."""
         single = self._single
         if single is not None:
-            # One node: _scope, _head and _safe inlined, heads looked up once per scope.
+            # One node: scope_of, _head and safe_key inlined, heads looked up once per scope.
             heads: dict[str, str] = {}
             stored_keys: dict[str, str] = {}
             for key in keys:
-                end = key.find(":", 0, _SCOPE_SEARCH)
+                end = key.find(":", 0, SCOPE_SEARCH)
                 scope = key[: end + 1] if end >= 0 else ""
                 head = heads.get(scope)
                 if head is None:
                     head = heads[scope] = self._head(single, scope)
                 full = head + key
-                legal = len(full) <= _MAX_KEY and full.isascii() and full.isprintable() and " " not in full
+                legal = len(full) <= MAX_KEY and full.isascii() and full.isprintable() and " " not in full
                 if legal and key[:1] != "~":
                     stored_keys[full] = key
                 else:
-                    stored_keys[f"{head}~{_digest(key)}"] = key
+                    stored_keys[f"{head}~{digest(key)}"] = key
             return {single: stored_keys}, []
         batches: dict[Any, dict[str, str]] = {}
         errors: list[BackendError] = []
         failed: set[Any] = set()
         for key in keys:
-            node = self._node(_safe("", key))
+            node = self._node(safe_key("", key))
             if node.server in failed:
                 continue
             try:
-                stored = _safe(self._head(node, _scope(key)), key)
+                stored = safe_key(self._head(node, scope_of(key)), key)
             except BackendUnavailableError as exc:
                 failed.add(node.server)
                 errors.append(exc)
@@ -794,22 +743,17 @@ class MemcachedBackend:
             others have moved on).
         """
         nodes = list(self._hash.clients.values()) if self._hash is not None else [self._single]
-        scope = _scope(prefix) if prefix else ""
+        scope = scope_of(prefix) if prefix else ""
         errors: list[BackendError] = []
         for node in nodes:
             try:
                 if self.flush_on_clear and not prefix:
                     self._call(node, "flush_all", 0, False)
                 else:
-                    fresh = secrets.token_urlsafe(_TOKEN_BYTES).encode()
-                    self._call(node, "set", _generation_key(scope), fresh, 0)
+                    self._call(node, "set", generation_key(scope), new_token(), 0)
             except BackendError as exc:
                 errors.append(exc)
-        for heads in self._generations.values():
-            if scope:
-                heads.pop(scope, None)
-            else:
-                heads.clear()
+        self._generations.forget(scope)
         if errors:
             raise errors[0]
 

@@ -29,11 +29,10 @@ import threading
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import ClassVar
-from urllib.parse import unquote
-from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -52,23 +51,26 @@ from redis.exceptions import TryAgainError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from cachekit.backends._redis_urls import DEFAULT_MAX_VALUE_SIZE as DEFAULT_MAX_VALUE_SIZE
+from cachekit.backends._redis_urls import DEFAULT_SOCKET_CONNECT_TIMEOUT as DEFAULT_SOCKET_CONNECT_TIMEOUT
+from cachekit.backends._redis_urls import DEFAULT_SOCKET_TIMEOUT as DEFAULT_SOCKET_TIMEOUT
+from cachekit.backends._redis_urls import OPTIONS as URL_OPTIONS
+from cachekit.backends._redis_urls import ClusterURL
+from cachekit.backends._redis_urls import DirectURL
+from cachekit.backends._redis_urls import ParsedURL
+from cachekit.backends._redis_urls import SentinelURL
+from cachekit.backends._redis_urls import Standalone
+from cachekit.backends._redis_urls import parse_location
+from cachekit.backends._redis_urls import parse_url
+from cachekit.backends._redis_urls import redact_url as redact_url
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
-from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import MissingKeyError
 
 if TYPE_CHECKING:
     from redis.commands.core import Script
     from redis.lock import Lock as _RedisPyLock
 
-#: Values above this many bytes are refused unless ``max_value_size`` says otherwise.
-DEFAULT_MAX_VALUE_SIZE = 64 * 1024 * 1024
-# Redis refuses strings above 512 MB ("proto-max-bulk-len").
-_REDIS_MAX_VALUE_SIZE = 512 * 1024 * 1024
-#: Seconds to wait for a reply; a cache must not hang a request for long.
-DEFAULT_SOCKET_TIMEOUT = 0.5
-#: Seconds to wait for a TCP connection.
-DEFAULT_SOCKET_CONNECT_TIMEOUT = 0.25
 # Keys per command in set_many/clear batches: bounds the time one command blocks the server.
 _BATCH = 1000
 # How often a blocked lock.acquire() asks again.
@@ -117,8 +119,6 @@ else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 return 1
 """
 
-_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
-
 
 def _ms(ttl: float) -> int:
     """Seconds to whole milliseconds, at least 1 (``PX 0`` is an error)."""
@@ -130,38 +130,6 @@ def _glob_escape(text: str) -> str:
     for char in "\\*?[]":
         text = text.replace(char, "\\" + char)
     return text
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***``, for reprs and messages."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    userinfo, at, hosts = rest.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = userinfo.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{hosts}"
-
-
-def _split_hosts(netloc: str, default_port: int, url: str) -> list[tuple[str, int]]:
-    """Parse ``host1:port1,host2:port2`` (IPv6 in brackets) into ``(host, port)`` pairs."""
-    nodes: list[tuple[str, int]] = []
-    for part in netloc.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        parsed = urlsplit(f"//{part}")
-        try:
-            port = parsed.port or default_port
-        except ValueError:
-            raise ConfigurationError(
-                f"Bad port in Redis URL {redact_url(url)!r}: {part!r}.", setting="LOCATION"
-            ) from None
-        nodes.append((parsed.hostname or "127.0.0.1", port))
-    if not nodes:
-        raise ConfigurationError(f"Redis URL {redact_url(url)!r} names no host.", setting="LOCATION")
-    return nodes
 
 
 class RedisLock:
@@ -251,28 +219,7 @@ class RedisBackend:
     """
 
     #: Options accepted by :meth:`from_url`/:meth:`from_location` (and URL query strings).
-    OPTIONS: ClassVar[Mapping[str, type]] = {
-        "db": int,
-        "username": str,
-        "password": str,
-        "ssl": bool,
-        "ssl_ca_certs": str,
-        "ssl_certfile": str,
-        "ssl_keyfile": str,
-        "ssl_cert_reqs": str,
-        "ssl_check_hostname": bool,
-        "socket_timeout": float,
-        "socket_connect_timeout": float,
-        "max_connections": int,
-        "health_check_interval": float,
-        "retries": int,
-        "client_name": str,
-        "max_value_size": int,
-        "flush_db_on_clear": bool,
-        "scan_count": int,
-        "sentinel_username": str,
-        "sentinel_password": str,
-    }
+    OPTIONS: ClassVar[Mapping[str, type]] = URL_OPTIONS
     stores_objects: ClassVar[bool] = False
 
     def __init__(
@@ -301,29 +248,27 @@ class RedisBackend:
         scan_count: int = _BATCH,
         client: redis.Redis | RedisCluster | Callable[[], redis.Redis | RedisCluster] | None = None,
     ) -> None:
-        _check_positive("socket_timeout", socket_timeout)
-        _check_positive("socket_connect_timeout", socket_connect_timeout)
-        _check_positive("scan_count", scan_count)
-        if max_connections is not None:
-            _check_positive("max_connections", max_connections)
-        if retries < 0:
-            raise ConfigurationError(f"retries must be 0 or more, got {retries!r}.", setting="retries")
-        if health_check_interval < 0:
-            raise ConfigurationError(
-                f"health_check_interval must be 0 or more, got {health_check_interval!r}.",
-                setting="health_check_interval",
-            )
-        if not 0 < max_value_size <= _REDIS_MAX_VALUE_SIZE:
-            raise ConfigurationError(
-                f"max_value_size must be between 1 and {_REDIS_MAX_VALUE_SIZE} (Redis's limit), "
-                f"got {max_value_size!r}.",
-                setting="max_value_size",
-            )
-        if ssl_cert_reqs not in ("required", "optional", "none"):
-            raise ConfigurationError(
-                f"ssl_cert_reqs must be 'required', 'optional' or 'none', got {ssl_cert_reqs!r}.",
-                setting="ssl_cert_reqs",
-            )
+        server = Standalone(
+            host=host,
+            port=port,
+            db=db,
+            username=username,
+            password=password,
+            unix_socket_path=unix_socket_path,
+            ssl=ssl,
+            ssl_ca_certs=ssl_ca_certs,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            ssl_cert_reqs=ssl_cert_reqs,
+            ssl_check_hostname=ssl_check_hostname,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+            max_connections=max_connections,
+            health_check_interval=health_check_interval,
+            retries=retries,
+            client_name=client_name,
+        )
+        server.check(max_value_size=max_value_size, scan_count=scan_count)
         #: Largest value accepted, in bytes.
         self.max_value_size = max_value_size
         #: Whether ``clear()`` without a prefix may use ``FLUSHDB``.
@@ -340,34 +285,9 @@ class RedisBackend:
             if not callable(client):
                 self._bind(client)
             return
-        if unix_socket_path is not None:
-            self._location = f"unix://{unix_socket_path}?db={db}"
-        else:
-            self._location = f"{'rediss' if ssl else 'redis'}://{_netloc(host, port)}/{db}"
-        kwargs = _connection_kwargs(
-            username=username,
-            password=password,
-            ssl=ssl,
-            ssl_ca_certs=ssl_ca_certs,
-            ssl_certfile=ssl_certfile,
-            ssl_keyfile=ssl_keyfile,
-            ssl_cert_reqs=ssl_cert_reqs,
-            ssl_check_hostname=ssl_check_hostname,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_connect_timeout,
-            health_check_interval=health_check_interval,
-            client_name=client_name,
-        )
+        self._location = server.location
         # redis.Redis connects on the first command, not here.
-        redis_client = redis.Redis(
-            host=host,
-            port=port,
-            unix_socket_path=unix_socket_path,
-            db=db,
-            max_connections=max_connections,
-            retry=_retry(retries),
-            **kwargs,
-        )
+        redis_client = redis.Redis(retry=_retry(server.retries), **server.client_kwargs())
         self._factory = lambda: redis_client
         self._bind(redis_client)
 
@@ -384,60 +304,7 @@ class RedisBackend:
             a URL's query string into these).
         :raises ConfigurationError: for a malformed URL or a bad option.
         """
-        scheme, sep, rest = url.partition("://")
-        scheme = scheme.lower()
-        if not sep or scheme not in _SCHEMES:
-            raise ConfigurationError(
-                f"Not a Redis URL: {redact_url(url)!r}; use one of "
-                + ", ".join(f"{s}://" for s in _SCHEMES)
-                + ".",
-                setting="LOCATION",
-            )
-        if "?" in rest:
-            raise ConfigurationError(
-                f"RedisBackend.from_url() takes options as keyword arguments, not in the query "
-                f"string of {redact_url(url)!r}; cachekit.from_url() accepts both.",
-                setting="LOCATION",
-            )
-        unknown = sorted(set(options) - set(cls.OPTIONS))
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown option {unknown[0]!r} for RedisBackend; known options: "
-                f"{', '.join(sorted(cls.OPTIONS))}.",
-                setting=unknown[0],
-            )
-        userinfo, at, hostpart = rest.rpartition("@")
-        if at:
-            user, _, password = userinfo.partition(":")
-            options.setdefault("username", unquote(user) or None)
-            options.setdefault("password", unquote(password) or None)
-        netloc, _, path = hostpart.partition("/")
-        if scheme == "redis+sentinel":
-            return cls._from_sentinel(url, netloc, path, options)
-        if scheme == "redis+cluster":
-            return cls._from_cluster(url, netloc, path, options)
-        for name in ("sentinel_username", "sentinel_password"):
-            if options.pop(name, None) is not None:
-                raise ConfigurationError(f"{name} applies to redis+sentinel:// URLs only.", setting=name)
-        if scheme == "unix":
-            socket_path = unquote("/" + path if path else netloc)
-            if not socket_path:
-                raise ConfigurationError(
-                    f"unix:// URL {redact_url(url)!r} has no socket path.", setting="LOCATION"
-                )
-            return cls(unix_socket_path=socket_path, **options)
-        host, port = _split_hosts(netloc or "127.0.0.1", 6379, url)[0]
-        if "," in netloc:
-            raise ConfigurationError(
-                f"Redis URL {redact_url(url)!r} names several hosts; use redis+sentinel:// "
-                "or redis+cluster:// for more than one server.",
-                setting="LOCATION",
-            )
-        if path.strip("/") and "db" not in options:
-            options["db"] = _db_number(path, url)
-        if scheme == "rediss":
-            options.setdefault("ssl", True)
-        return cls(host=host, port=port, **options)
+        return cls._build(parse_url(url, options))
 
     @classmethod
     def from_location(cls, location: str | Sequence[str] | None, **options: Any) -> RedisBackend:
@@ -448,93 +315,19 @@ class RedisBackend:
         merged. Several plain ``redis://`` URLs are refused: this backend does not
         shard or split reads on the client.
         """
-        if location is None:
-            return cls.from_url("redis://127.0.0.1:6379/0", **options)
-        if isinstance(location, str):
-            return cls.from_url(location if "://" in location else f"redis://{location}", **options)
-        urls = list(location)
-        if len(urls) == 1:
-            return cls.from_location(urls[0], **options)
-        schemes = {url.partition("://")[0].lower() for url in urls}
-        if not urls or len(schemes) != 1 or not schemes <= {"redis+sentinel", "redis+cluster"}:
-            raise ConfigurationError(
-                f"LOCATION for Redis must be one URL, or several redis+sentinel:// or "
-                f"redis+cluster:// URLs, got {[redact_url(u) for u in urls]!r}.",
-                setting="LOCATION",
-            )
-        scheme = schemes.pop()
-        first_rest = urls[0].partition("://")[2]
-        head, _, tail = first_rest.partition("/")
-        # Credentials come from the first URL; the others contribute hosts only.
-        hosts = [head] + [url.partition("://")[2].partition("/")[0].rpartition("@")[2] for url in urls[1:]]
-        return cls.from_url(f"{scheme}://{','.join(hosts)}/{tail}".rstrip("/"), **options)
+        return cls._build(parse_location(location, options))
 
     @classmethod
-    def _from_sentinel(cls, url: str, netloc: str, path: str, options: dict[str, Any]) -> RedisBackend:
-        service, _, db_text = path.strip("/").partition("/")
-        if not service:
-            raise ConfigurationError(
-                f"redis+sentinel:// URL {redact_url(url)!r} needs a service name: "
-                "redis+sentinel://host:26379/service_name[/db].",
-                setting="LOCATION",
-            )
-        if db_text and "db" not in options:
-            options["db"] = _db_number(db_text, url)
-        # Userinfo in the URL authenticates at the master (the data), not at the sentinels.
-        sentinel_auth = {
-            "username": options.pop("sentinel_username", None),
-            "password": options.pop("sentinel_password", None),
-        }
-        conn, backend_options = _split_backend_options(options)
-        db = conn.pop("db", 0)
-        max_connections = conn.pop("max_connections", None)
-        nodes = _split_hosts(netloc, 26379, url)
-        retries = conn.pop("retries", 1)
-        kwargs = _connection_kwargs(**conn)
-        sentinel_kwargs = {
-            "socket_timeout": kwargs["socket_timeout"],
-            "socket_connect_timeout": kwargs["socket_connect_timeout"],
-            # redis-py's own default retries ten times with backoff: seconds per call.
-            "retry": _retry(retries),
-            **{k: v for k, v in sentinel_auth.items() if v is not None},
-        }
-
-        def connect() -> redis.Redis:
-            sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call]
-            client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-                service, db=db, max_connections=max_connections, retry=_retry(retries)
-            )
-            return client
-
-        backend = cls(client=connect, **backend_options)
-        backend._location = f"redis+sentinel://{netloc}/{service}/{db}"
-        return backend
-
-    @classmethod
-    def _from_cluster(cls, url: str, netloc: str, path: str, options: dict[str, Any]) -> RedisBackend:
-        if path.strip("/") not in ("", "0") or options.get("db") not in (None, 0):
-            raise ConfigurationError(
-                f"Redis Cluster has only database 0; drop the database from {redact_url(url)!r}.",
-                setting="db",
-            )
-        options.pop("db", None)
-        conn, backend_options = _split_backend_options(options)
-        max_connections = conn.pop("max_connections", None)
-        retries = conn.pop("retries", 1)
-        kwargs = _connection_kwargs(**conn)
-        if max_connections is not None:
-            kwargs["max_connections"] = max_connections
-        nodes = [
-            ClusterNode(host, port)  # type: ignore[no-untyped-call]
-            for host, port in _split_hosts(netloc, 6379, url)
-        ]
-
-        def connect() -> RedisCluster:
-            # RedisCluster asks a node for the slot map as it is built, so this connects.
-            return RedisCluster(startup_nodes=nodes, retry=_retry(retries), **kwargs)
-
-        backend = cls(client=connect, **backend_options)
-        backend._location = f"redis+cluster://{netloc}"
+    def _build(cls, parsed: ParsedURL) -> RedisBackend:
+        if isinstance(parsed, DirectURL):
+            return cls(**parsed.kwargs)
+        connect: Callable[[], redis.Redis | RedisCluster]
+        if isinstance(parsed, SentinelURL):
+            connect = partial(_sentinel_master, parsed)
+        else:
+            connect = partial(_cluster_client, parsed)
+        backend = cls(client=connect, **parsed.backend_options)
+        backend._location = parsed.location
         return backend
 
     def _bind(self, client: Any) -> None:
@@ -843,39 +636,11 @@ class RedisBackend:
             raise self._error(exc, "lock", name) from exc
 
 
-def _check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigurationError(f"{name} must be positive, got {value!r}.", setting=name)
-
-
-def _netloc(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _db_number(text: str, url: str) -> int:
-    try:
-        return int(text.strip("/"))
-    except ValueError:
-        raise ConfigurationError(
-            f"Redis database in {redact_url(url)!r} must be a number, got {text.strip('/')!r}.",
-            setting="db",
-        ) from None
-
-
 def _retry(retries: int) -> Retry:
     """Retry lost connections briefly; a timeout is not retried, so it costs one socket_timeout."""
     return Retry(
         ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries, supported_errors=(redis.ConnectionError,)
     )
-
-
-_BACKEND_ONLY = ("max_value_size", "flush_db_on_clear", "scan_count")
-
-
-def _split_backend_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Separate connection options (for the redis-py client) from the backend's own."""
-    backend = {name: options.pop(name) for name in _BACKEND_ONLY if name in options}
-    return options, backend
 
 
 def _wire(key: str) -> str | bytes:
@@ -891,42 +656,20 @@ def _wire_all(keys: Sequence[str]) -> list[str | bytes]:
     return [key if key.isascii() else key.encode("utf-8", "surrogatepass") for key in keys]
 
 
-def _connection_kwargs(
-    *,
-    username: str | None = None,
-    password: str | None = None,
-    ssl: bool = False,
-    ssl_ca_certs: str | None = None,
-    ssl_certfile: str | None = None,
-    ssl_keyfile: str | None = None,
-    ssl_cert_reqs: str = "required",
-    ssl_check_hostname: bool = True,
-    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
-    socket_connect_timeout: float = DEFAULT_SOCKET_CONNECT_TIMEOUT,
-    health_check_interval: float = 30.0,
-    client_name: str | None = None,
-) -> dict[str, Any]:
-    """Keyword arguments for redis-py clients and pools, TLS ones only with ``ssl``."""
-    _check_positive("socket_timeout", socket_timeout)
-    _check_positive("socket_connect_timeout", socket_connect_timeout)
-    kwargs: dict[str, Any] = {
-        "username": username,
-        "password": password,
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": socket_connect_timeout,
-        "health_check_interval": health_check_interval,
-        "client_name": client_name,
-        # Keys are any Python str, lone surrogates included; strict UTF-8 would
-        # make such a key raise UnicodeEncodeError instead of being stored.
-        "encoding_errors": "surrogatepass",
+def _sentinel_master(parsed: SentinelURL) -> redis.Redis:
+    sentinel_kwargs = {
+        **parsed.sentinel_kwargs(),
+        # redis-py's own default retries ten times with backoff: seconds per call.
+        "retry": _retry(parsed.retries),
     }
-    if ssl:
-        kwargs.update(
-            ssl=True,
-            ssl_ca_certs=ssl_ca_certs,
-            ssl_certfile=ssl_certfile,
-            ssl_keyfile=ssl_keyfile,
-            ssl_cert_reqs=ssl_cert_reqs,
-            ssl_check_hostname=ssl_check_hostname,
-        )
-    return kwargs
+    sentinel = Sentinel(parsed.nodes, sentinel_kwargs=sentinel_kwargs, **parsed.connection)  # type: ignore[no-untyped-call]
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        parsed.service, db=parsed.db, max_connections=parsed.max_connections, retry=_retry(parsed.retries)
+    )
+    return client
+
+
+def _cluster_client(parsed: ClusterURL) -> RedisCluster:
+    # RedisCluster asks a node for the slot map as it is built, so this connects.
+    nodes = [ClusterNode(host, port) for host, port in parsed.nodes]  # type: ignore[no-untyped-call]
+    return RedisCluster(startup_nodes=nodes, retry=_retry(parsed.retries), **parsed.connection)

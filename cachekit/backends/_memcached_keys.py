@@ -1,0 +1,131 @@
+"""memcached key names: legal keys, scopes, lock keys and the namespace generations.
+
+Private to :mod:`cachekit.backends.memcached`, whose docstring explains the
+scheme: a stored key is ``<generation head><key>``, or ``<head>~<sha256>`` when
+the key does not fit memcached's rules; the head is the global generation token
+plus the token of the key's scope, both kept in memcached on each node.
+:class:`Generations` reads and caches those heads; the I/O goes through the
+backend's ``call(node, operation, *args)`` so that pool failures are counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cachekit.backends._memcached_pool import server_name
+from cachekit.exceptions import BackendError
+from cachekit.exceptions import BackendUnavailableError
+
+#: memcached's key length limit, in bytes.
+MAX_KEY = 250
+#: A scope is looked for only in a key's first characters, so a long key without ':' is cheap.
+SCOPE_SEARCH = 100
+_TOKEN_BYTES = 6  # 8 URL-safe characters
+_TOKEN = re.compile(rb"[A-Za-z0-9_-]{8}")
+#: Internal keys contain '.', which no generation token does, so they never meet a data key.
+GEN_KEY = "cachekit.gen"
+# Lock keys live in the generation namespace as "<head>~L<sha256>": no data key takes that form.
+_LOCK_MARK = "~L"
+
+#: ``call(node, operation, *args)``: run one pymemcache call on ``node``.
+Call = Callable[..., Any]
+
+
+def digest(text: str) -> str:
+    """SHA-256 of ``text`` in hex; lone surrogates are kept, not refused."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def safe_key(head: str, key: str) -> str:
+    """Return ``head + key`` if memcached can hold it, else ``head + "~" + sha256(key)``."""
+    full = head + key
+    legal = len(full) <= MAX_KEY and full.isascii() and full.isprintable() and " " not in full
+    if legal and key[:1] != "~":
+        return full
+    return f"{head}~{digest(key)}"
+
+
+def scope_of(key: str) -> str:
+    """The part of ``key`` whose generation it carries: up to its first ``:``, or ``""``."""
+    end = key.find(":", 0, SCOPE_SEARCH)
+    return key[: end + 1] if end >= 0 else ""
+
+
+def generation_key(scope: str) -> str:
+    """The memcached key holding the generation token of ``scope`` (``""``: the global one)."""
+    return safe_key(GEN_KEY + ":", scope) if scope else GEN_KEY
+
+
+def lock_tail(name: str) -> str:
+    """The stored key of lock ``name``, without its generation head."""
+    return _LOCK_MARK + digest(name)
+
+
+def new_token() -> bytes:
+    """A fresh random generation token."""
+    return secrets.token_urlsafe(_TOKEN_BYTES).encode()
+
+
+class Generations:
+    """The generation heads read from memcached, per server and scope, each trusted for a while.
+
+    Plain dicts without a lock: two threads racing for one head only cost a re-read.
+    """
+
+    def __init__(self) -> None:
+        #: server -> scope -> (key head, trusted until).
+        self.by_server: dict[Any, dict[str, tuple[str, float]]] = {}
+
+    def heads(self, server: Any) -> dict[str, tuple[str, float]]:
+        """The cached heads of ``server``: the dict itself, for callers that inline the lookup."""
+        heads = self.by_server.get(server)
+        if heads is None:
+            heads = self.by_server.setdefault(server, {})
+        return heads
+
+    def head(self, call: Call, node: Any, scope: str, ttl: float) -> str:
+        """The generation prefix for keys of ``scope`` on ``node``, read again after ``ttl`` seconds.
+
+        A missing token is created with ``add`` (whoever adds first wins).
+
+        :raises BackendUnavailableError: if the node cannot be reached.
+        :raises BackendError: if a generation key holds something else than a token.
+        """
+        heads = self.heads(node.server)
+        cached = heads.get(scope)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        keys = [GEN_KEY, generation_key(scope)] if scope else [GEN_KEY]
+        found = call(node, "get_many", keys)
+        tokens: list[bytes] = []
+        for key in keys:
+            token = found.get(key)
+            if token is None:
+                fresh = new_token()
+                token = fresh if call(node, "add", key, fresh, 0) else call(node, "get", key)
+                if token is None:
+                    raise BackendUnavailableError(
+                        f"memcached {server_name(node.server)} dropped generation key {key!r} at once."
+                    )
+            if not _TOKEN.fullmatch(token):
+                raise BackendError(
+                    f"Generation key {key!r} on memcached {server_name(node.server)} holds "
+                    f"{token[:20]!r}, not a token; delete it to start a new generation."
+                )
+            tokens.append(token)
+        head = b"".join(tokens).decode("ascii") + ":"
+        heads[scope] = (head, time.monotonic() + ttl)
+        return head
+
+    def forget(self, scope: str) -> None:
+        """Drop the cached heads of ``scope`` on every server (``""``: every head)."""
+        for heads in self.by_server.values():
+            if scope:
+                heads.pop(scope, None)
+            else:
+                heads.clear()
