@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Coroutine
@@ -105,7 +106,12 @@ class AsyncCache(_CacheCore[AsyncBackend]):
         else:
             stored_key = self.make_key(key, version)
         try:
-            stored: Any = await self.backend.get(stored_key)
+            if self._due():
+                started = time.perf_counter()
+                stored: Any = await self.backend.get(stored_key)
+                self._record("get", started)
+            else:
+                stored = await self.backend.get(stored_key)
         except BackendUnavailableError as exc:
             self._failed("get", exc)
             self._misses += 1
@@ -131,7 +137,12 @@ class AsyncCache(_CacheCore[AsyncBackend]):
         """Return a dict of the keys that were found, with their values."""
         by_stored = {self.make_key(key, version): key for key in keys}
         try:
-            found = await self.backend.get_many(list(by_stored))
+            if self._due():
+                started = time.perf_counter()
+                found = await self.backend.get_many(list(by_stored))
+                self._record("get_many", started)
+            else:
+                found = await self.backend.get_many(list(by_stored))
         except BackendUnavailableError as exc:
             self._failed("get_many", exc)
             self._misses += len(by_stored)
@@ -175,7 +186,12 @@ class AsyncCache(_CacheCore[AsyncBackend]):
             return
         data = self._dumps(key, value)
         try:
-            await self.backend.set(stored_key, data, ttl)
+            if self._due():
+                started = time.perf_counter()
+                await self.backend.set(stored_key, data, ttl)
+                self._record("set", started)
+            else:
+                await self.backend.set(stored_key, data, ttl)
         except BackendUnavailableError as exc:
             self._failed("set", exc)
             return
@@ -191,7 +207,12 @@ class AsyncCache(_CacheCore[AsyncBackend]):
             return False
         data = self._dumps(key, value)
         try:
-            added = await self.backend.add(stored_key, data, ttl)
+            if self._due():
+                started = time.perf_counter()
+                added = await self.backend.add(stored_key, data, ttl)
+                self._record("add", started)
+            else:
+                added = await self.backend.add(stored_key, data, ttl)
         except BackendUnavailableError as exc:
             self._failed("add", exc)
             return False
@@ -211,7 +232,12 @@ class AsyncCache(_CacheCore[AsyncBackend]):
         if not items:
             return []
         try:
-            await self.backend.set_many(items, ttl)
+            if self._due():
+                started = time.perf_counter()
+                await self.backend.set_many(items, ttl)
+                self._record("set_many", started)
+            else:
+                await self.backend.set_many(items, ttl)
         except BackendUnavailableError as exc:
             self._failed("set_many", exc)
             return list(mapping)
@@ -220,7 +246,12 @@ class AsyncCache(_CacheCore[AsyncBackend]):
 
     async def _delete_stored(self, stored_key: str) -> bool:
         try:
-            deleted = await self.backend.delete(stored_key)
+            if self._due():
+                started = time.perf_counter()
+                deleted = await self.backend.delete(stored_key)
+                self._record("delete", started)
+            else:
+                deleted = await self.backend.delete(stored_key)
         except BackendUnavailableError as exc:
             self._failed("delete", exc)
             return False

@@ -86,6 +86,8 @@ class _EntryFlow(Generic[T]):
                 # A stale value is at hand: never wait. Whoever gets the lock refreshes.
                 lock = await cache._lock(self.key, self.version)
                 if lock is None or not await cache._acquire(lock, blocking=False):
+                    if not entry.is_fresh(now):
+                        cache._stale_serves += 1
                     return entry.value  # type: ignore[no-any-return]
                 try:
                     return await self._compute_and_store(entry)
@@ -123,6 +125,7 @@ class _EntryFlow(Generic[T]):
                 logger.exception(
                     "cache %s: recomputing %r failed; serving the stale value", cache.name or "-", self.key
                 )
+                cache._stale_serves += 1
                 return fallback.value  # type: ignore[no-any-return]
             raise
         delta = time.perf_counter() - began

@@ -203,6 +203,7 @@ class AsyncPageCache:
             # Stale but within stale-while-revalidate: never wait; one request refreshes.
             lock = self._new_lock(lock_name)
             if lock is None or not await self._acquire(lock, blocking=False):
+                self.cache._stale_serves += 1
                 await _serve(entry, headers, send, now, method)
                 return
             await self._fetch(app, request, lock, fallback)
@@ -271,9 +272,11 @@ class AsyncPageCache:
                 if fallback is None or recording.forwarded:
                     raise
                 logger.exception("page %s failed; serving the stale copy", scope_url(request.scope))
+                self.cache._stale_serves += 1
                 await _serve(fallback, request.headers, request.send, self.cache.clock(), "GET")
                 return
             if recording.replaced:
+                self.cache._stale_serves += 1
                 await _serve(fallback, request.headers, request.send, self.cache.clock(), "GET")  # type: ignore[arg-type]
                 return
             if recording.complete and recording.chunks is not None and recording.verdict is not None:

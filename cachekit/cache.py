@@ -29,6 +29,7 @@ from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import LockTimeoutError
 from cachekit.exceptions import MissingKeyError
 from cachekit.exceptions import SerializationError
+from cachekit.latency import LatencyHistogram
 from cachekit.serializers import PickleSerializer
 from cachekit.serializers import Serializer
 
@@ -140,6 +141,7 @@ class _CacheCore(Generic[_B]):
         lock_ttl: float = 30.0,
         name: str = "",
         clock: Callable[[], float] = time.time,
+        latency_sample_every: int = 16,
     ) -> None:
         seconds = _seconds(default_timeout, "TIMEOUT")
         if seconds is not None and seconds <= 0:
@@ -188,8 +190,19 @@ class _CacheCore(Generic[_B]):
         self._key_head = f"{key_prefix}:{version}:"
         self._objects = bool(getattr(backend, "stores_objects", False))
         self._raise = on_error == "raise"
+        if not isinstance(latency_sample_every, int) or latency_sample_every < 0:
+            raise ConfigurationError(
+                "latency_sample_every must be an int >= 0 (0 turns sampling off), "
+                f"got {latency_sample_every!r}.",
+                setting="latency_sample_every",
+            )
+        #: Time one backend call in this many (per cache); 0: never.
+        self.latency_sample_every = latency_sample_every
+        # Counts down to the next sampled call; -1 never reaches 0, so sampling is off.
+        self._countdown = latency_sample_every or -1
+        self._latency: dict[str, LatencyHistogram] = {}
         self._hits = self._misses = self._sets = self._deletes = self._errors = 0
-        self._lock_waits = 0
+        self._lock_waits = self._stale_serves = 0
         self._last_error_at = float("-inf")
         self._last_warning_at = float("-inf")
 
@@ -217,6 +230,7 @@ class _CacheCore(Generic[_B]):
             "lock_ttl": self.lock_ttl,
             "name": self.name,
             "clock": self.clock,
+            "latency_sample_every": self.latency_sample_every,
         }
         unknown = set(changes) - set(settings)
         if unknown:
@@ -324,13 +338,34 @@ class _CacheCore(Generic[_B]):
             "deletes": self._deletes,
             "errors": self._errors,
             "lock_waits": self._lock_waits,
+            "stale_serves": self._stale_serves,
             "hit_ratio": self._hits / lookups if lookups else 0.0,
         }
 
+    def latency(self) -> dict[str, LatencyHistogram]:
+        """Return the sampled backend-call latency histogram of each operation (``"get"``, ``"set"``...)."""
+        return dict(self._latency)
+
     def reset_stats(self) -> None:
-        """Set every counter back to zero."""
+        """Set every counter back to zero and forget the latency samples."""
         self._hits = self._misses = self._sets = self._deletes = self._errors = 0
-        self._lock_waits = 0
+        self._lock_waits = self._stale_serves = 0
+        self._latency = {}
+
+    def _due(self) -> bool:
+        """Whether this call is the one in ``latency_sample_every`` to time."""
+        countdown = self._countdown - 1
+        if countdown:
+            self._countdown = countdown
+            return False
+        self._countdown = self.latency_sample_every
+        return True
+
+    def _record(self, operation: str, started: float) -> None:
+        histogram = self._latency.get(operation)
+        if histogram is None:
+            histogram = self._latency[operation] = LatencyHistogram()
+        histogram.record(time.perf_counter() - started)
 
 
 class Cache(_CacheCore[Backend]):
@@ -364,7 +399,15 @@ class Cache(_CacheCore[Backend]):
         else:
             stored_key = self.make_key(key, version)
         try:
-            stored: Any = self.backend.get(stored_key)
+            countdown = self._countdown - 1
+            if countdown:  # the common case: not the call to time
+                self._countdown = countdown
+                stored: Any = self.backend.get(stored_key)
+            else:
+                self._countdown = self.latency_sample_every
+                started = time.perf_counter()
+                stored = self.backend.get(stored_key)
+                self._record("get", started)
         except BackendUnavailableError as exc:
             self._failed("get", exc)
             self._misses += 1
@@ -390,7 +433,12 @@ class Cache(_CacheCore[Backend]):
         """Return a dict of the keys that were found, with their values."""
         by_stored = {self.make_key(key, version): key for key in keys}
         try:
-            found = self.backend.get_many(list(by_stored))
+            if self._due():
+                started = time.perf_counter()
+                found = self.backend.get_many(list(by_stored))
+                self._record("get_many", started)
+            else:
+                found = self.backend.get_many(list(by_stored))
         except BackendUnavailableError as exc:
             self._failed("get_many", exc)
             self._misses += len(by_stored)
@@ -434,7 +482,12 @@ class Cache(_CacheCore[Backend]):
             return
         data = self._dumps(key, value)
         try:
-            self.backend.set(stored_key, data, ttl)
+            if self._due():
+                started = time.perf_counter()
+                self.backend.set(stored_key, data, ttl)
+                self._record("set", started)
+            else:
+                self.backend.set(stored_key, data, ttl)
         except BackendUnavailableError as exc:
             self._failed("set", exc)
             return
@@ -453,7 +506,12 @@ class Cache(_CacheCore[Backend]):
             return False
         data = self._dumps(key, value)
         try:
-            added = self.backend.add(stored_key, data, ttl)
+            if self._due():
+                started = time.perf_counter()
+                added = self.backend.add(stored_key, data, ttl)
+                self._record("add", started)
+            else:
+                added = self.backend.add(stored_key, data, ttl)
         except BackendUnavailableError as exc:
             self._failed("add", exc)
             return False
@@ -473,7 +531,12 @@ class Cache(_CacheCore[Backend]):
         if not items:
             return []
         try:
-            self.backend.set_many(items, ttl)
+            if self._due():
+                started = time.perf_counter()
+                self.backend.set_many(items, ttl)
+                self._record("set_many", started)
+            else:
+                self.backend.set_many(items, ttl)
         except BackendUnavailableError as exc:
             self._failed("set_many", exc)
             return list(mapping)
@@ -482,7 +545,12 @@ class Cache(_CacheCore[Backend]):
 
     def _delete_stored(self, stored_key: str) -> bool:
         try:
-            deleted = self.backend.delete(stored_key)
+            if self._due():
+                started = time.perf_counter()
+                deleted = self.backend.delete(stored_key)
+                self._record("delete", started)
+            else:
+                deleted = self.backend.delete(stored_key)
         except BackendUnavailableError as exc:
             self._failed("delete", exc)
             return False

@@ -46,6 +46,7 @@ _CACHE_OPTIONS: dict[str, type] = {
     "compress_threshold": int,
     "lock_timeout": float,
     "lock_ttl": float,
+    "latency_sample_every": int,
 }
 _SETTINGS_KEYS = ("BACKEND", "LOCATION", "TIMEOUT", "KEY_PREFIX", "VERSION", "KEY_FUNCTION", "OPTIONS")
 _TRUE = {"1", "true", "yes", "on"}

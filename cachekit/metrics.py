@@ -23,6 +23,7 @@ from typing import Any
 
 from cachekit.cache import Cache
 from cachekit.config import caches as registry
+from cachekit.latency import BOUNDS_US
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
@@ -37,6 +38,10 @@ COUNTERS = {
     "deletes": ("deletes", "Delete operations."),
     "errors": ("errors", "Backend failures turned into misses or no-ops, or raised."),
     "lock_waits": ("lock_waits", "get_or_set calls that waited for another caller's computation."),
+    "stale_serves": (
+        "stale_serves",
+        "Stale values or pages served while one caller refreshed, or after an error.",
+    ),
 }
 
 CacheSource = Callable[[], Iterable[Cache]]
@@ -73,11 +78,27 @@ class CacheCollector:
             key: CounterMetricFamily(f"cachekit_{suffix}", help_text, labels=["cache"])
             for key, (suffix, help_text) in COUNTERS.items()
         }
+        from prometheus_client.core import HistogramMetricFamily
+
+        latency = HistogramMetricFamily(
+            "cachekit_backend_latency_seconds",
+            "Sampled duration of backend calls (one in latency_sample_every).",
+            labels=["cache", "operation"],
+        )
         for cache in self.source():
             stats = cache.stats()
+            label = cache.name or "unnamed"
             for key, family in families.items():
-                family.add_metric([cache.name or "unnamed"], float(stats.get(key, 0)))
+                family.add_metric([label], float(stats.get(key, 0)))
+            for operation, histogram in sorted(cache.latency().items()):
+                cumulative, buckets = 0, []
+                for bound, count in zip(BOUNDS_US, histogram.counts, strict=False):
+                    cumulative += count
+                    buckets.append((repr(bound / 1e6), float(cumulative)))
+                buckets.append(("+Inf", float(histogram.samples)))
+                latency.add_metric([label, operation], buckets, histogram.total_us / 1e6)
         yield from families.values()
+        yield latency
 
 
 def render_text(source: CacheSource = _built_caches) -> str:

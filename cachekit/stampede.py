@@ -153,6 +153,8 @@ def get_or_set_entry(
         # A stale value is at hand: never wait. Whoever gets the lock refreshes.
         lock = _lock(cache, key, version)
         if lock is None or not _try(cache, lock, blocking=False):
+            if not entry.is_fresh(now):
+                cache._stale_serves += 1
             return entry.value  # type: ignore[no-any-return]
         try:
             return recompute()
@@ -217,6 +219,7 @@ def _compute_and_store(
             logger.exception(
                 "cache %s: recomputing %r failed; serving the stale value", cache.name or "-", key
             )
+            cache._stale_serves += 1
             return fallback.value  # type: ignore[no-any-return]
         raise
     delta = time.perf_counter() - began

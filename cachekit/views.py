@@ -294,6 +294,7 @@ class PageCache:
             # Stale but within stale-while-revalidate: never wait; one request refreshes.
             lock = self._new_lock(cache, lock_name)
             if lock is None or not self._acquire(cache, lock, blocking=False):
+                cache._stale_serves += 1
                 return serve_page(entry, environ, start_response, now, method)
             return self._fetch(
                 app, environ, start_response, cache, url_hash, now, lifetime, directives, lock, fallback
@@ -404,6 +405,7 @@ class PageCache:
             release()
             if fallback is not None:
                 logger.exception("page %s failed; serving the stale copy", request_url(environ))
+                cache._stale_serves += 1
                 return serve_page(fallback, environ, start_response, cache.clock(), "GET")
             raise
         body: Iterable[bytes] = result
@@ -421,6 +423,7 @@ class PageCache:
                 close_iterable(result)
                 release()
                 logger.exception("page %s failed; serving the stale copy", request_url(environ))
+                cache._stale_serves += 1
                 return serve_page(fallback, environ, start_response, cache.clock(), "GET")
             if capture.status is None or status_code(capture.status) >= 500:
                 close_iterable(result)
@@ -428,6 +431,7 @@ class PageCache:
                 logger.error(
                     "page %s answered %s; serving the stale copy", request_url(environ), capture.status
                 )
+                cache._stale_serves += 1
                 return serve_page(fallback, environ, start_response, cache.clock(), "GET")
             capture.send()
             body = prepend(held_back, iterator, result)

@@ -55,3 +55,36 @@ def test_prometheus_collector() -> None:
     assert registry.get_sample_value("cachekit_errors_total", {"cache": "pages"}) == 0
     output = prometheus_client.generate_latest(registry).decode()
     assert 'cachekit_misses_total{cache="pages"} 1.0' in output
+
+
+def test_latency_is_sampled_one_call_in_n() -> None:
+    cache = Cache(LocMemBackend("latency"), name="lat", latency_sample_every=4)
+    cache.set("k", 1)
+    for _ in range(40):
+        cache.get("k")
+    histogram = cache.latency()["get"]
+    assert histogram.samples == 10
+    assert sum(histogram.counts) == 10
+    assert histogram.percentile(0.5) is not None
+    summary = histogram.summary()
+    assert summary["samples"] == 10
+    assert summary["p99_us"] is not None
+
+
+def test_latency_sampling_can_be_off() -> None:
+    cache = Cache(LocMemBackend("latency-off"), latency_sample_every=0)
+    for _ in range(100):
+        cache.get("k")
+    assert cache.latency() == {}
+
+
+def test_prometheus_exports_latency_and_stale_serves() -> None:
+    prometheus_client = pytest.importorskip("prometheus_client")
+    cache = Cache(LocMemBackend("latency-prom"), name="prom", latency_sample_every=1)
+    cache.set("k", 1)
+    cache.get("k")
+    registry = prometheus_client.CollectorRegistry()
+    registry.register(CacheCollector(lambda: [cache]))
+    labels = {"cache": "prom", "operation": "get"}
+    assert registry.get_sample_value("cachekit_backend_latency_seconds_count", labels) == 1
+    assert registry.get_sample_value("cachekit_stale_serves_total", {"cache": "prom"}) == 0

@@ -198,3 +198,19 @@ def test_4_processes_on_redis_stale_key_get_the_stale_value_at_once(
     assert len(stale) == PROCESSES - 1
     assert max(stale) < NO_WAIT
     assert cache.get_or_set("hot", lambda: "again", 60, stale_while_revalidate=60) == "fresh"
+
+
+def test_stale_serves_are_counted() -> None:
+    from cachekit.backends.locmem import LocMemBackend
+
+    now = [1000.0]
+    cache = Cache(LocMemBackend("stale-count"), clock=lambda: now[0])
+    assert cache.get_or_set("k", lambda: "v1", timeout=10, stale_while_revalidate=60) == "v1"
+    now[0] += 20  # stale, within the window
+    lock = cache.backend.lock("cachekit.lock:" + cache.make_key("k"), ttl=30)
+    assert lock.acquire(blocking=False)  # someone else is refreshing
+    try:
+        assert cache.get_or_set("k", lambda: "v2", timeout=10, stale_while_revalidate=60) == "v1"
+    finally:
+        lock.release()
+    assert cache.stats()["stale_serves"] == 1

@@ -290,6 +290,7 @@ def test_stale_while_revalidate_serves_stale_while_one_request_refreshes(
     status, headers, body = call_app(wrapped, make_environ())  # while the refresh is running
     assert (status, body) == ("200 OK", b"v1")
     assert header_values(headers, "Age") == ["70"]
+    assert cache.stats()["stale_serves"] == 1
     release.set()
     refresher.join(5)
     assert refreshed == [b"v2"]
@@ -333,6 +334,7 @@ def test_stale_if_error_serves_the_stale_page(
     assert (status, body) == ("200 OK", b"good")
     assert header_values(headers, "Age") == ["120"]
     assert "serving the stale copy" in caplog.text
+    assert cache.stats()["stale_serves"] == 1
 
 
 def test_stale_if_error_does_not_hide_errors_without_a_stale_copy(cache: Cache) -> None:

@@ -236,6 +236,7 @@ def test_stale_if_error_serves_the_stale_page() -> None:
         assert page.calls == 2
         assert response.status == 200
         assert response.body == b"hello"
+        assert cache.stats()["stale_serves"] == 1
 
     run(test, clock=clock)
 
