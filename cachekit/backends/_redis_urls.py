@@ -296,11 +296,11 @@ def parse_url(url: str, options: Mapping[str, Any]) -> ParsedURL:
     host_list, _, path = hostpart.partition("/")
     if scheme == "redis+sentinel":
         return _sentinel(url, host_list, path, options)
-    if scheme == "redis+cluster":
-        return _cluster(url, host_list, path, options)
     for name in ("sentinel_username", "sentinel_password"):
         if options.pop(name, None) is not None:
             raise ConfigurationError(f"{name} applies to redis+sentinel:// URLs only.", setting=name)
+    if scheme == "redis+cluster":
+        return _cluster(url, host_list, path, options)
     if scheme == "unix":
         socket_path = unquote("/" + path if path else host_list)
         if not socket_path:

@@ -141,6 +141,9 @@ def test_unknown_keyword_option_is_a_configuration_error() -> None:
         pytest.param("redis://h", {"max_value_size": 2**30}, "max_value_size", id="value-size"),
         pytest.param("redis://h", {"ssl_cert_reqs": "maybe"}, "ssl_cert_reqs", id="cert-reqs"),
         pytest.param("redis://h", {"sentinel_password": "x"}, "sentinel", id="sentinel-option"),
+        pytest.param(
+            "redis+cluster://h:7000", {"sentinel_password": "x"}, "sentinel", id="sentinel-option-cluster"
+        ),
     ],
 )
 def test_bad_configuration_is_refused(url: str, options: dict[str, Any], message: str) -> None:
