@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import enum
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -80,6 +81,7 @@ class _Copied:
         return sys.getsizeof(self.data) + 64 * len(self.data)
 
 
+_INFINITY = float("inf")
 _ATOMS = frozenset({str, bytes, int, float, bool, complex, type(None)})
 _FLAT_CONTAINERS = frozenset({dict, list, set})
 
@@ -110,8 +112,11 @@ def _seconds(timeout: Any, setting: str) -> float | None:
     if isinstance(timeout, datetime.timedelta):
         return timeout.total_seconds()
     if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-        if timeout != timeout:  # NaN
-            raise ConfigurationError(f"{setting} must be a number, got {timeout!r}.", setting=setting)
+        if not math.isfinite(timeout):  # NaN or infinity: use None for "never expires"
+            raise ConfigurationError(
+                f"{setting} must be a finite number of seconds (None never expires), got {timeout!r}.",
+                setting=setting,
+            )
         return timeout
     raise TypeError(
         f"{setting} must be seconds (int or float), a datetime.timedelta or None, got {timeout!r}."
@@ -259,11 +264,11 @@ class _CacheCore(Generic[_B]):
             return self.default_timeout
         kind = type(timeout)
         if kind is int or kind is float:  # not bool: type() is exact
-            if timeout > 0:  # type: ignore[operator]
+            if 0 < timeout < _INFINITY:  # type: ignore[operator]
                 return timeout  # type: ignore[return-value]
             if timeout <= 0:  # type: ignore[operator]
                 return 0.0
-            # NaN is neither: _seconds below rejects it.
+            # NaN and infinity: _seconds below rejects them.
         seconds = _seconds(timeout, "timeout")
         if seconds is not None and seconds <= 0:
             return 0.0

@@ -61,6 +61,17 @@ def header(headers: Headers, name: str) -> str | None:
     return None
 
 
+def joined(headers: Headers, name: str) -> str | None:
+    """Return every line of header ``name`` as one comma-joined value, or ``None``.
+
+    Several field lines of one name are one list (RFC 9110 section 5.3): a
+    ``private`` on the second ``Cache-Control`` line counts as much as on the first.
+    """
+    name = name.lower()
+    values = [value for key, value in headers if key.lower() == name]
+    return ", ".join(values) if values else None
+
+
 def header_values(headers: Headers, name: str) -> list[str]:
     """Return every value of header ``name``, comma lists split and stripped."""
     name = name.lower()
@@ -131,11 +142,12 @@ def parse_http_date(value: str | None) -> float | None:
         return None
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if parsed.tzinfo is None:  # RFC 850 and asctime dates are GMT by definition
+            parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+        return parsed.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        # A client controls If-Modified-Since: an absurd year is "no date", not a 500.
         return None
-    if parsed.tzinfo is None:  # RFC 850 and asctime dates are GMT by definition
-        return parsed.replace(tzinfo=datetime.timezone.utc).timestamp()
-    return parsed.timestamp()
 
 
 def vary_headers(headers: Headers) -> list[str]:
@@ -256,7 +268,7 @@ def storability(
         return Storability(None, "response sets a cookie")
     if "*" in vary_headers(headers):
         return Storability(None, "Vary: *")
-    cc = parse_cache_control(header(headers, "cache-control"))
+    cc = parse_cache_control(joined(headers, "cache-control"))
     for directive in _NO_STORE_DIRECTIVES:
         if directive in cc:
             return Storability(None, f"Cache-Control: {directive}")
@@ -306,7 +318,7 @@ def patch_served_headers(
             served.append(("Cache-Control", f"max-age={int(lifetime)}"))
         else:
             name, value = served[position]
-            cc = parse_cache_control(value)
+            cc = parse_cache_control(joined(served, "cache-control"))
             if "max-age" not in cc and "s-maxage" not in cc:
                 served[position] = (name, f"{value}, max-age={int(lifetime)}")
         if header(served, "expires") is None:

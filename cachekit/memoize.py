@@ -17,6 +17,7 @@ import enum
 import functools
 import hashlib
 import inspect
+import re
 from collections.abc import Callable
 from collections.abc import Iterable
 from typing import Any
@@ -32,6 +33,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _SIMPLE = (type(None), bool, int, float, str, bytes)
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 #: Prefix of memoized keys: ``cachekit.memo.<module>.<qualname>:<digest>``.
 KEY_PREFIX = "cachekit.memo."
@@ -57,7 +60,11 @@ def _canonical(value: Any) -> str:
     if cache_key is not None:
         return f"{kind.__module__}.{kind.__qualname__}:{cache_key()}"
     if kind.__repr__ is not object.__repr__:  # type: ignore[comparison-overlap]
-        return f"{kind.__module__}.{kind.__qualname__}:{value!r}"
+        text = repr(value)
+        # Functions, lambdas, partials and bound methods have a repr of their own,
+        # but it holds a memory address: another object may reuse it later.
+        if not _ADDRESS.search(text):
+            return f"{kind.__module__}.{kind.__qualname__}:{text}"
     raise TypeError(
         f"Cannot build a stable cache key from {kind.__qualname__!r} objects: their repr holds an "
         f"address that differs between processes. Give {kind.__qualname__} a __cache_key__() method "

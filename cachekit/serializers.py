@@ -71,9 +71,9 @@ class _CompressingSerializer:
 
     def dumps(self, value: Any) -> bytes:
         """Serialize ``value``; integers become ASCII digits."""
-        if type(value) is int:
-            return str(value).encode()
         try:
+            if type(value) is int:
+                return str(value).encode()  # may hit Python's int-to-str digit limit
             data = self._encode(value)
         except SerializationError:
             raise

@@ -50,8 +50,9 @@ class CookieTooLargeError(SessionError, ValueError):
 
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(
-            f"The session cookie would be {size} bytes, over the {limit}-byte limit browsers "
-            "honour; store less in the session or use a server-side store (SESSION_ENGINE='cache')."
+            f"The session cookie would be {size} bytes, over its {limit}-byte limit (browsers "
+            "drop cookies over about 4 KiB); store less in the session or use a server-side store "
+            "(SESSION_ENGINE='cache')."
         )
         #: The size in bytes the cookie would have had.
         self.size = size

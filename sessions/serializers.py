@@ -151,7 +151,7 @@ class TaggedJSONSerializer:
         """
         try:
             return _DECODER.decode(data.decode() if isinstance(data, bytes) else data)
-        except (TypeError, ValueError, RecursionError, UnicodeDecodeError) as exc:
+        except Exception as exc:  # a malformed tag can fail in any of its decoders
             raise SerializationError(f"Cannot deserialize session data: {exc}.") from exc
 
 

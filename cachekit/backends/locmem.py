@@ -56,8 +56,11 @@ def _shared_store(location: str) -> _Store:
 
 
 def _sizeof(value: Any) -> int:
-    if isinstance(value, bytes):
+    """Approximate bytes held by a value; tuples (pages, sessions) count their contents."""
+    if isinstance(value, (bytes, str)):
         return len(value)
+    if type(value) is tuple:
+        return sys.getsizeof(value) + sum(_sizeof(item) for item in value)
     return sys.getsizeof(value)
 
 
@@ -210,6 +213,11 @@ class LocMemBackend:
     def _put(self, key: str, value: Any, expires: float | None) -> None:
         """Store an entry and evict as needed. Hold the mutex."""
         size = _sizeof(value) if self.max_bytes is not None else 0
+        if self.max_bytes is not None and size > self.max_bytes:
+            # Larger than the whole store: keeping it would evict everything else.
+            # Drop any old value too, so no reader sees it after a failed write.
+            self._drop(key)
+            return
         old = self._data.get(key)
         if old is not None:
             self._store.size -= old[2]

@@ -208,6 +208,10 @@ class SignedCookieStore(BaseStore):
 
     def _encode(self, state: SessionState) -> str:
         data = self._dump(state)
+        if len(data) > _MAX_INFLATED:
+            # Reading refuses to inflate more than this (zip bombs), so writing must
+            # refuse it too: a cookie that compresses small would log the user out.
+            raise CookieTooLargeError(len(data), _MAX_INFLATED)
         if self._fernets:
             return self._fernets[0].encrypt(data).decode("ascii")
         return self._signers[0].sign(_pack(data))

@@ -337,3 +337,40 @@ def test_nan_timeout_is_rejected() -> None:
     cache = Cache(LocMemBackend("nan"))
     with pytest.raises(ConfigurationError, match="nan"):
         cache.set("k", 1, timeout=float("nan"))
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")], ids=["inf", "-inf"])
+def test_infinite_default_timeouts_are_rejected(value: float) -> None:
+    with pytest.raises(ConfigurationError, match="finite"):
+        Cache(LocMemBackend("inf"), default_timeout=value)
+
+
+def test_infinite_timeout_is_rejected_not_stored_for_ever() -> None:
+    cache = Cache(LocMemBackend("inf"))
+    with pytest.raises(ConfigurationError, match="None never expires"):
+        cache.set("k", 1, timeout=float("inf"))
+    cache.set("k", 1)
+    cache.set("k", 2, timeout=float("-inf"))  # negative: not stored, old value deleted
+    assert cache.get("k") is None
+
+
+def test_huge_int_is_a_serialization_error() -> None:
+    with pytest.raises(SerializationError):
+        PickleSerializer().dumps(10**5000)
+
+
+def test_locmem_max_bytes_counts_tuple_contents(fake_clock: FakeClock) -> None:
+    backend = LocMemBackend("bytes-tuples", max_entries=1000, max_bytes=100_000, clock=fake_clock)
+    for i in range(50):
+        backend.set(f"page{i}", (200, "x" * 10_000), None)
+    held = sum(len(backend.get(f"page{i}")[1]) for i in range(50) if backend.get(f"page{i}") is not None)
+    assert held <= 100_000
+
+
+def test_locmem_value_larger_than_max_bytes_is_not_kept(fake_clock: FakeClock) -> None:
+    backend = LocMemBackend("bytes-huge", max_entries=10, max_bytes=1000, clock=fake_clock)
+    backend.set("small", b"s", None)
+    backend.set("big", b"old", None)
+    backend.set("big", b"x" * 5000, None)
+    assert backend.get("big") is None  # refused, and the old value is gone too
+    assert backend.get("small") == b"s"

@@ -416,3 +416,21 @@ def test_storability_reads_rfc5861_extensions() -> None:
 def test_strip_hop_by_hop_honours_connection() -> None:
     headers = [("Connection", "close, X-A"), ("X-A", "1"), ("TE", "trailers"), ("X-B", "2")]
     assert http.strip_hop_by_hop(headers) == [("X-B", "2")]
+
+
+def test_cache_control_on_several_lines_is_one_list() -> None:
+    from cachekit.http import storability
+
+    headers = [("Cache-Control", "max-age=60"), ("Cache-Control", "private")]
+    verdict = storability(200, headers, default_timeout=60, now=0.0)
+    assert not verdict.storable
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1 Jan 10000000000 00:00 GMT", "Sat, 01 Jun 99999 00:00:00 GMT", "garbage", ""],
+)
+def test_absurd_http_dates_are_no_date(value: str) -> None:
+    from cachekit.http import parse_http_date
+
+    assert parse_http_date(value) is None

@@ -216,3 +216,24 @@ def test_a_single_str_as_tags_is_refused(cache: Cache) -> None:
         memoize(60, cache=cache, tags="prices")(lambda: 1)
     with pytest.raises(TypeError, match="list of names"):
         cache.get_or_set("k", lambda: 1, 60, tags="prices")
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [
+        pytest.param(lambda v: v + 1, id="lambda"),
+        pytest.param(object().__str__, id="bound-method"),
+    ],
+)
+def test_arguments_whose_repr_holds_an_address_are_refused(argument: object) -> None:
+    from cachekit import Cache
+    from cachekit import memoize
+    from cachekit.backends.locmem import LocMemBackend
+
+    @memoize(60, cache=Cache(LocMemBackend("memo-address")))
+    def apply(function: object, value: int) -> object:
+        return value
+
+    assert "0x" in repr(argument)
+    with pytest.raises(TypeError, match="__cache_key__"):
+        apply(argument, 1)

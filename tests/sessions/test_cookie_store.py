@@ -175,3 +175,15 @@ def test_decompression_bomb_is_refused() -> None:
     bomb = reference.dumps({"d": {"x": "a" * 200_000}, "c": 0, "a": 0})
     assert len(bomb) < 4093
     assert SignedCookieStore("key").load(bomb) is None
+
+
+def test_session_that_would_inflate_past_the_read_limit_is_refused() -> None:
+    from sessions.exceptions import CookieTooLargeError
+    from sessions.session import Session
+    from sessions.stores.cookie import SignedCookieStore
+
+    store = SignedCookieStore(["k" * 32])
+    session = Session(store)
+    session["notes"] = "same text " * 8000  # about 80 KB, compresses to a few hundred bytes
+    with pytest.raises(CookieTooLargeError):
+        store.save(session)

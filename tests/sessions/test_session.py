@@ -203,3 +203,12 @@ def test_tagged_json_round_trip(value: object) -> None:
 def test_tagged_json_rejects_garbage(data: bytes) -> None:
     with pytest.raises(SerializationError):
         TaggedJSONSerializer().loads(data)
+
+
+@pytest.mark.parametrize("record", [b'{" u": 1}', b'{" dt": 5}', b'{" dec": []}', b'{" d": "not a date"}'])
+def test_malformed_tags_are_serialization_errors(record: bytes) -> None:
+    from cachekit.exceptions import SerializationError
+    from sessions.serializers import TaggedJSONSerializer
+
+    with pytest.raises(SerializationError):
+        TaggedJSONSerializer().loads(record)
