@@ -7,16 +7,20 @@ pickling; other backends pickle it like any value.
 
 from __future__ import annotations
 
+import enum
 import secrets
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import NamedTuple
 
 from cachekit.http import Storability
 from cachekit.http import delta_seconds
 from cachekit.http import header
+from cachekit.http import header_values
 from cachekit.http import is_not_modified
 from cachekit.http import make_etag
 from cachekit.http import not_modified_headers
@@ -78,8 +82,20 @@ def make_page(
     )
 
 
-def page_writes(
-    headers_key: str,
+class PageWrite(NamedTuple):
+    """What storing one response writes: the URL's learned ``Vary`` and the page under its variant key."""
+
+    #: ``(names, nonce)`` for the URL's headers key.
+    learned: tuple[tuple[str, ...], str]
+    #: The variant key the page goes under.
+    page_key: str
+    #: The page itself.
+    page: Page
+    #: The timeout of both entries.
+    keep: float | None
+
+
+def page_write(
     variant_key: Callable[[tuple[Any, ...]], str],
     status: str,
     headers: list[tuple[str, str]],
@@ -88,21 +104,29 @@ def page_writes(
     now: float,
     verdict: Storability,
     generations: Generations,
-    existing: Any,
+    previous: Any,
     vary_on: Iterable[str],
     etag: bool,
-) -> list[tuple[str, Any, float | None]]:
-    """The ``(key, value, timeout)`` writes that store a response: the learned ``Vary``, then the page.
+    per_cookie: bool = False,
+) -> PageWrite:
+    """Build the writes that store a response whose hop-by-hop headers are not yet stripped.
 
-    :param headers_key: the key of the URL's learned ``Vary`` names.
+    The engines write the page only while the URL's headers key still holds the
+    nonce it was looked up with (a purge meanwhile wins); see ``PageCache._store``.
+
     :param variant_key: the page key of this request for a learned ``(names, nonce)``.
-    :param existing: what ``headers_key`` holds now (its nonce is kept).
+    :param previous: what the URL's headers key held when the request looked it
+        up; its nonce is kept, else a new one is drawn.
     :param vary_on: header names the page always varies on, lowercased.
     :param etag: whether to add an ``ETag`` to a ``200`` response that has none.
+    :param per_cookie: key the page on the ``Cookie`` header and serve it with
+        ``Vary: Cookie`` (the response used an anonymous session).
     """
     stored_headers = strip_hop_by_hop(headers)
+    if per_cookie:
+        stored_headers = _vary_on_cookie(stored_headers)
     names = tuple(dict.fromkeys((*vary_on, *vary_headers(stored_headers))))
-    nonce = existing[1] if type(existing) is tuple else secrets.token_hex(8)
+    nonce = previous[1] if type(previous) is tuple else secrets.token_hex(8)
     learned = (names, nonce)
     lifetime = verdict.lifetime
     stale = max(verdict.stale_while_revalidate, verdict.stale_if_error)
@@ -113,7 +137,60 @@ def page_writes(
     page = make_page(
         status, stored_headers, body, now=now, verdict=verdict, etag=page_etag, generations=generations
     )
-    return [(headers_key, learned, keep), (variant_key(learned), page, keep)]
+    return PageWrite(learned, variant_key(learned), page, keep)
+
+
+def _vary_on_cookie(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    if "cookie" in vary_headers(headers):
+        return headers
+    headers = list(headers)
+    for index, (name, value) in enumerate(headers):
+        if name.lower() == "vary":
+            headers[index] = (name, f"{value}, Cookie" if value.strip() else "Cookie")
+            return headers
+    headers.append(("Vary", "Cookie"))
+    return headers
+
+
+class SessionUse(enum.Enum):
+    """How the session a response used bears on storing it (see :func:`session_use`)."""
+
+    #: No session, or the response did not touch it: stored as usual.
+    UNUSED = "unused"
+    #: An anonymous session was read: the page is kept per ``Cookie`` header.
+    PER_COOKIE = "per-cookie"
+    #: A stored session was read, or the session will be saved: never stored.
+    PRIVATE = "private"
+
+
+def session_use(session: Any, headers: Sequence[tuple[str, str]]) -> SessionUse:
+    """Tell how a response with ``headers`` that ran with ``session`` may be stored.
+
+    The session middleware wraps the page cache when ``@cache_page`` decorates a
+    view inside it, so the engine sees the response before the middleware adds
+    ``Vary: Cookie``, ``Cache-Control: private`` and ``Set-Cookie``; this
+    applies the same rules first. The session is duck-typed (``accessed``,
+    ``loaded``, ``is_new``, ``modified``, ``flushed``) because ``cachekit``
+    does not import ``sessions``.
+
+    A stored session that was read makes the page one user's: not stored,
+    unless the app said ``public`` (then it is kept per cookie, as any shared
+    cache downstream would keep it). A session about to be saved or deleted
+    gets a ``Set-Cookie``, and responses that set cookies are never stored.
+    An anonymous session that was only read keys the page on ``Cookie``.
+    """
+    if session is None or not getattr(session, "accessed", False):
+        return SessionUse.UNUSED
+    if getattr(session, "modified", False) or getattr(session, "flushed", False):
+        return SessionUse.PRIVATE
+    if getattr(session, "loaded", False) and not getattr(session, "is_new", True):
+        public = any(
+            value.partition("=")[0].strip().lower() == "public"
+            for value in header_values(headers, "cache-control")
+        )
+        if not public:
+            return SessionUse.PRIVATE
+    return SessionUse.PER_COOKIE
 
 
 def page_for(stored: Any, *, has_auth: bool) -> Page | None:

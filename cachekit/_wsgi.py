@@ -28,6 +28,11 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 Write = Callable[[bytes], object]
 
+#: Where a session middleware puts the request's session; ``middleware.sessions``
+#: uses this same key (its ``ENVIRON_KEY``). The page cache reads it to learn
+#: whether a response used the session (see ``cachekit._page.session_use``).
+SESSION_ENVIRON_KEY = "cachekit.session"
+
 
 def _canonical_host(scheme: str, host: str) -> str:
     # Percent-encode all but host characters: a Host header holding "/", "?" or "#" must not

@@ -5,8 +5,9 @@ inside (:attr:`AsyncPageCache.rules`) and in :mod:`cachekit._page`: which
 requests and responses are cacheable (RFC 9111 for a shared cache), how pages
 are keyed (the learned ``Vary`` and per-URL nonce; the same keys as the WSGI
 engine, so WSGI and ASGI apps on one cache share pages), freshness, ``304``
-answers, ``Age``, stale-while-revalidate, stale-if-error, tags and the
-stampede lock. Only the I/O differs: the cache is an
+answers, ``Age``, stale-while-revalidate, stale-if-error, tags, the
+stampede lock, purges racing a render and the session rules (the session is
+read at ``scope["session"]``). Only the I/O differs: the cache is an
 :class:`~cachekit.aio.AsyncCache`, locks are awaited, and the response is an
 ASGI message stream.
 
@@ -39,13 +40,16 @@ from cachekit._asgi import to_raw_headers
 from cachekit._asgi import to_str_headers
 from cachekit._page import TAGS
 from cachekit._page import Page
+from cachekit._page import PageWrite
+from cachekit._page import SessionUse
 from cachekit._page import error_fallback
 from cachekit._page import in_revalidate_window
 from cachekit._page import is_fresh
 from cachekit._page import page_for
 from cachekit._page import page_response
-from cachekit._page import page_writes
+from cachekit._page import page_write
 from cachekit._page import servable
+from cachekit._page import session_use
 from cachekit._wsgi import canonical_url
 from cachekit.aio import AsyncCache
 from cachekit.cache import DEFAULT_TIMEOUT
@@ -61,6 +65,7 @@ from cachekit.views import _LOCK_NAME
 from cachekit.views import _MEMO_SIZE
 from cachekit.views import _NOLOCK_KEY
 from cachekit.views import _NOLOCK_SECONDS
+from cachekit.views import _SESSION_PRIVATE
 from cachekit.views import MAX_BODY_SIZE
 from cachekit.views import PageCache
 
@@ -71,6 +76,10 @@ logger = logging.getLogger("cachekit.views")
 
 #: Tags for a page: names, or a function of the request's ASGI scope returning names.
 AsgiPageTags: TypeAlias = "Iterable[str] | Callable[[Scope], Iterable[str]]"
+
+#: Where a session middleware puts the request's session; ``middleware.asgi_sessions``
+#: uses this same key by default (its ``SCOPE_KEY``), as Starlette does.
+SESSION_SCOPE_KEY = "session"
 
 
 def _status_line(status: int) -> str:
@@ -198,7 +207,9 @@ class AsyncPageCache:
             return
         lock_name = _LOCK_NAME + (page_key or url_hash)
         fallback = error_fallback(entry, now)
-        request = _Request(scope, receive, send, url_hash, now, lifetime, directives, has_auth, headers)
+        request = _Request(
+            scope, receive, send, url_hash, learned, now, lifetime, directives, has_auth, headers
+        )
         if entry is not None and in_revalidate_window(entry, now):
             # Stale but within stale-while-revalidate: never wait; one request refreshes.
             lock = self._new_lock(lock_name)
@@ -215,7 +226,7 @@ class AsyncPageCache:
                 lock = None  # the computing request is slow or gone: compute too
             elif lock is not None:
                 # Whoever held the lock may have stored the page meanwhile.
-                learned = await cache.get(_HEADERS_KEY + url_hash)
+                learned = request.learned = await cache.get(_HEADERS_KEY + url_hash)
                 if type(learned) is tuple:
                     found = await self._lookup(self._page_key(url_hash, learned, headers), has_auth)
                     if found is not None and is_fresh(found, now):
@@ -280,6 +291,9 @@ class AsyncPageCache:
                 await _serve(fallback, request.headers, request.send, self.cache.clock(), "GET")  # type: ignore[arg-type]
                 return
             if recording.complete and recording.chunks is not None and recording.verdict is not None:
+                session = request.scope.get(SESSION_SCOPE_KEY)
+                if session is not None and session_use(session, recording.headers) is not recording.use:
+                    return  # the body used the session after the response started
                 try:
                     await self._store(request, recording, b"".join(recording.chunks))
                 except Exception:
@@ -288,12 +302,11 @@ class AsyncPageCache:
             await recording.release()
 
     async def _store(self, request: _Request, recording: _Recording, body: bytes) -> None:
-        cache, rules, url_hash = self.cache, self.rules, request.url_hash
+        """Store a response, unless the page was purged since the request looked it up."""
+        rules, url_hash = self.rules, request.url_hash
         assert recording.status is not None
         assert recording.verdict is not None
-        headers_key = _HEADERS_KEY + url_hash
-        entries = page_writes(
-            headers_key,
+        write = page_write(
             lambda learned: self._page_key(url_hash, learned, request.headers),
             _status_line(recording.status),
             recording.headers,
@@ -301,12 +314,39 @@ class AsyncPageCache:
             now=request.now,
             verdict=recording.verdict,
             generations=recording.generations,
-            existing=await cache.get(headers_key),
+            previous=request.learned,
             vary_on=rules.vary_on,
             etag=rules.etag,
+            per_cookie=recording.use is SessionUse.PER_COOKIE,
         )
-        for key, value, keep in entries:
-            await cache.set(key, value, keep)
+        if await self._claim(_HEADERS_KEY + url_hash, request.learned, write):
+            await self.cache.set(write.page_key, write.page, write.keep)
+
+    async def _claim(self, headers_key: str, previous: Any, write: PageWrite) -> bool:
+        """Point the URL's headers key at ``write.learned``; ``False`` if a purge got there first.
+
+        See :func:`cachekit.views._claim`, which this awaits.
+        """
+        cache = self.cache
+        if type(previous) is not tuple:
+            return await cache.add(headers_key, write.learned, write.keep)
+        if write.learned == previous:
+            return await cache.touch(headers_key, write.keep)
+        nonce = previous[1]
+        try:
+            found = await cache.gets(headers_key)
+            if found is None or type(found[0]) is not tuple or found[0][1] != nonce:
+                return False
+            return await cache.cas(headers_key, write.learned, found[1], write.keep)
+        except NotImplementedError:
+            # No compare-and-set in this backend: a purge between these two calls is lost.
+            current = await cache.get(headers_key)
+            if type(current) is not tuple or current[1] != nonce:
+                return False
+            await cache.set(headers_key, write.learned, write.keep)
+            return True
+        except BackendUnavailableError:
+            return False  # counted by the cache; the page is simply not stored
 
 
 class _Request:
@@ -316,6 +356,7 @@ class _Request:
         "directives",
         "has_auth",
         "headers",
+        "learned",
         "lifetime",
         "now",
         "receive",
@@ -330,6 +371,7 @@ class _Request:
         receive: Receive,
         send: Send,
         url_hash: str,
+        learned: Any,
         now: float,
         lifetime: float | None,
         directives: Mapping[str, str | None],
@@ -340,6 +382,8 @@ class _Request:
         self.receive = receive
         self.send = send
         self.url_hash = url_hash
+        #: What the URL's headers key held at lookup (a page is stored only if no purge came since).
+        self.learned = learned
         self.now = now
         self.lifetime = lifetime
         self.directives = directives
@@ -364,6 +408,8 @@ class _Recording:
         self.headers: list[tuple[str, str]] = []
         #: The storability verdict; ``None`` until started or when not storable.
         self.verdict: Storability | None = None
+        #: How the response used the request's session, once started.
+        self.use = SessionUse.UNUSED
         #: The body so far, or ``None`` once it cannot be stored.
         self.chunks: list[bytes] | None = []
         self.size = 0
@@ -417,6 +463,11 @@ class _Recording:
             request.directives,
             failed=False,
         )
+        session = request.scope.get(SESSION_SCOPE_KEY)
+        if verdict.storable and session is not None:
+            self.use = session_use(session, self.headers)
+            if self.use is SessionUse.PRIVATE:
+                verdict = _SESSION_PRIVATE
         if verdict.storable:
             self.verdict = verdict
         else:

@@ -12,11 +12,21 @@ neither set a cookie, nor say ``private``, ``no-store``, ``no-cache`` or
 The response's ``s-maxage``/``max-age``/``Expires`` set its lifetime, else the
 ``timeout``.
 
+Sessions: when the engine runs inside a session middleware (``@cache_page``
+on a view of an app wrapped in ``SessionMiddleware``), it sees the response
+before the middleware adds ``Vary: Cookie``, ``Cache-Control: private`` and
+``Set-Cookie``, so it applies the same rules itself from the session at
+``environ["cachekit.session"]``: a page that read a stored session is not
+stored (unless it says ``public``: then it is kept per ``Cookie``), nor one
+whose session will be saved; a page that read an anonymous session is kept
+per ``Cookie`` and served with ``Vary: Cookie``.
+
 How entries are keyed: by scheme, host, path and query string, plus the values
 of the request headers the response varies on. The ``Vary`` list is learned
 per URL (as Django's ``learn_cache_key`` does) and stored with a per-URL
 nonce that is part of every variant's key, so :func:`purge` drops every
-variant of a URL by deleting one key.
+variant of a URL by deleting one key. A render already running when the purge
+happens does not store its page: it may hold data from before the purge.
 
 What is not changed: a response that is not served from cache passes through
 byte for byte, with its headers untouched, even when it is stored; served
@@ -48,13 +58,17 @@ from typing import TypeVar
 from typing import cast
 
 from cachekit._page import Page
+from cachekit._page import PageWrite
+from cachekit._page import SessionUse
 from cachekit._page import error_fallback
 from cachekit._page import in_revalidate_window
 from cachekit._page import is_fresh
-from cachekit._page import page_writes
+from cachekit._page import page_write
 from cachekit._page import servable
 from cachekit._page import serve_page
+from cachekit._page import session_use
 from cachekit._page import usable_page
+from cachekit._wsgi import SESSION_ENVIRON_KEY
 from cachekit._wsgi import Capture
 from cachekit._wsgi import Recorder
 from cachekit._wsgi import canonical_url
@@ -297,7 +311,17 @@ class PageCache:
                 cache._stale_serves += 1
                 return serve_page(entry, environ, start_response, now, method)
             return self._fetch(
-                app, environ, start_response, cache, url_hash, now, lifetime, directives, lock, fallback
+                app,
+                environ,
+                start_response,
+                cache,
+                url_hash,
+                learned,
+                now,
+                lifetime,
+                directives,
+                lock,
+                fallback,
             )
         lock = None
         if self._may_lock(revalidate, has_auth) and not cache.has_key(_NOLOCK_KEY + url_hash):
@@ -313,7 +337,7 @@ class PageCache:
                         self._release(cache, lock)
                         return serve_page(found, environ, start_response, cache.clock(), method)
         return self._fetch(
-            app, environ, start_response, cache, url_hash, now, lifetime, directives, lock, fallback
+            app, environ, start_response, cache, url_hash, learned, now, lifetime, directives, lock, fallback
         )
 
     def _may_lock(self, revalidate: bool, has_auth: bool) -> bool:
@@ -359,13 +383,18 @@ class PageCache:
         start_response: StartResponse,
         cache: Cache,
         url_hash: str,
+        learned: Any,
         now: float,
         lifetime: float | None,
         directives: Mapping[str, str | None],
         lock: Lock | None,
         fallback: Page | None,
     ) -> Iterable[bytes]:
-        """Run ``app``, passing its response through, and store it if it may be stored."""
+        """Run ``app``, passing its response through, and store it if it may be stored.
+
+        ``learned`` is what the URL's headers key held at lookup: the page is
+        stored only if a purge did not remove it meanwhile.
+        """
         held = [lock]
 
         def release() -> None:
@@ -380,6 +409,7 @@ class PageCache:
             release()
             raise
         verdicts: list[Storability] = []
+        uses: list[SessionUse] = []
         capture = Capture(start_response, forward=fallback is None)
 
         def on_start(status: str, headers: list[tuple[str, str]]) -> None:
@@ -392,7 +422,14 @@ class PageCache:
                 directives,
                 failed=capture.exc_info is not None,
             )
+            use = SessionUse.UNUSED
+            session = environ.get(SESSION_ENVIRON_KEY)
+            if verdict.storable and session is not None:
+                use = session_use(session, headers)
+                if use is SessionUse.PRIVATE:
+                    verdict = _SESSION_PRIVATE
             verdicts.append(verdict)
+            uses.append(use)
             if not verdict.storable:
                 if held[0] is not None:
                     cache.set(_NOLOCK_KEY + url_hash, True, _NOLOCK_SECONDS)
@@ -445,17 +482,22 @@ class PageCache:
                     return
                 if len(capture.written) != len(written):
                     return  # the app mixed write() into iteration: do not guess the order
+                session = environ.get(SESSION_ENVIRON_KEY)
+                if session is not None and session_use(session, capture.headers) is not uses[0]:
+                    return  # the body used the session after the response started
                 assert capture.status is not None
                 self._store(
                     cache,
                     url_hash,
                     environ,
+                    learned,
                     capture.status,
                     capture.headers,
                     data,
                     now,
                     verdicts[0],
                     generations,
+                    per_cookie=uses[0] is SessionUse.PER_COOKIE,
                 )
             except Exception:
                 logger.exception("page %s could not be stored", request_url(environ))
@@ -503,29 +545,69 @@ class PageCache:
         cache: Cache,
         url_hash: str,
         environ: WSGIEnvironment,
+        previous: Any,
         status: str,
         headers: list[tuple[str, str]],
         body: bytes,
         now: float,
         verdict: Storability,
         generations: Generations,
+        *,
+        per_cookie: bool,
     ) -> None:
+        """Store a response, unless the page was purged since ``previous`` was looked up."""
         headers_key = _HEADERS_KEY + url_hash
-        entries = page_writes(
-            headers_key,
-            lambda names: self._page_key(url_hash, names, environ),
+        write = page_write(
+            lambda learned: self._page_key(url_hash, learned, environ),
             status,
             headers,
             body,
             now=now,
             verdict=verdict,
             generations=generations,
-            existing=cache.get(headers_key),
+            previous=previous,
             vary_on=self.vary_on,
             etag=self.etag,
+            per_cookie=per_cookie,
         )
-        for key, value, keep in entries:
-            cache.set(key, value, keep)
+        if _claim(cache, headers_key, previous, write):
+            cache.set(write.page_key, write.page, write.keep)
+
+
+#: The verdict on a response that read one user's stored session or will set the session cookie.
+_SESSION_PRIVATE = Storability(None, "the response used a stored session or changes the session")
+
+
+def _claim(cache: Cache, headers_key: str, previous: Any, write: PageWrite) -> bool:
+    """Point the URL's headers key at ``write.learned``; ``False`` if a purge got there first.
+
+    ``previous`` is what the key held at lookup, before the render read its
+    data. A purge since then deleted the key, and this page, which may hold
+    data from before the purge, must not bring it back. So: ``add`` when there
+    was none (a purge and a newer render in between keep theirs), ``touch``
+    (which cannot re-create a key) when the learned ``Vary`` is unchanged, and
+    compare-and-set on the nonce when it changed. If the key holds another
+    nonce by then, the page goes under the purged one, which no lookup reaches.
+    """
+    if type(previous) is not tuple:
+        return cache.add(headers_key, write.learned, write.keep)
+    if write.learned == previous:
+        return cache.touch(headers_key, write.keep)
+    nonce = previous[1]
+    try:
+        found = cache.gets(headers_key)
+        if found is None or type(found[0]) is not tuple or found[0][1] != nonce:
+            return False
+        return cache.cas(headers_key, write.learned, found[1], write.keep)
+    except NotImplementedError:
+        # No compare-and-set in this backend: a purge between these two calls is lost.
+        current = cache.get(headers_key)
+        if type(current) is not tuple or current[1] != nonce:
+            return False
+        cache.set(headers_key, write.learned, write.keep)
+        return True
+    except BackendUnavailableError:
+        return False  # counted by the cache; the page is simply not stored
 
 
 def cache_page(

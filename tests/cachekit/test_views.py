@@ -447,3 +447,262 @@ def test_caller_that_never_closes_still_stores_and_releases_the_lock() -> None:
     lock = cache.backend.lock("probe", ttl=1)
     assert lock.acquire(blocking=False)
     lock.release()
+
+
+# -- a session in the environ (SessionMiddleware outside @cache_page) ------------------
+
+
+class FakeSession:
+    """Duck-types ``sessions.Session`` as the engine reads it (cachekit may not import sessions)."""
+
+    def __init__(self, *, stored: bool, user: str = "anonymous") -> None:
+        self.user = user
+        self.accessed = False
+        self.loaded = False
+        self.is_new = not stored
+        self.modified = False
+        self.flushed = False
+
+    def read(self) -> str:
+        self.accessed = self.loaded = True
+        return self.user
+
+
+def session_page(
+    cache: Cache, calls: list[str], *, headers: Iterable[tuple[str, str]] = (), write: bool = False
+) -> Callable[..., list[bytes]]:
+    @cache_page(60, cache=cache)
+    def view(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        session: FakeSession = environ["cachekit.session"]
+        user = session.read()
+        session.modified = write
+        calls.append(user)
+        start_response("200 OK", [("Content-Type", "text/plain"), *headers])
+        return [f"hello {user}".encode()]
+
+    return view
+
+
+def session_environ(session: FakeSession, cookie: str | None = None) -> dict[str, Any]:
+    environ = make_environ("/me", headers={"Cookie": cookie} if cookie else None)
+    environ["cachekit.session"] = session
+    return environ
+
+
+def test_a_page_that_read_a_stored_session_is_never_stored(cache: Cache) -> None:
+    calls: list[str] = []
+    view = session_page(cache, calls)
+    alice = call_app(view, session_environ(FakeSession(stored=True, user="alice"), "sid=a"))
+    bob = call_app(view, session_environ(FakeSession(stored=True, user="bob"), "sid=b"))
+    anonymous = call_app(view, session_environ(FakeSession(stored=False)))
+    assert [alice[2], bob[2], anonymous[2]] == [b"hello alice", b"hello bob", b"hello anonymous"]
+    # Passed through untouched: the session middleware adds its own Vary and private.
+    assert alice[1] == [("Content-Type", "text/plain")]
+    assert (
+        call_app(view, session_environ(FakeSession(stored=True, user="alice"), "sid=a"))[2] == b"hello alice"
+    )
+    assert calls == ["alice", "bob", "anonymous", "alice"]
+
+
+def test_an_anonymous_session_page_is_kept_per_cookie(cache: Cache) -> None:
+    calls: list[str] = []
+    view = session_page(cache, calls)
+    first = call_app(view, session_environ(FakeSession(stored=False)))
+    assert header_values(first[1], "Vary") == []  # the live response is the app's own
+    served = call_app(view, session_environ(FakeSession(stored=False)))
+    assert served[2] == b"hello anonymous"
+    assert header_values(served[1], "Vary") == ["Cookie"]
+    other = call_app(view, session_environ(FakeSession(stored=False, user="guest"), "theme=dark"))
+    assert other[2] == b"hello guest"
+    assert (
+        call_app(view, session_environ(FakeSession(stored=False, user="x"), "theme=dark"))[2]
+        == b"hello guest"
+    )
+    assert calls == ["anonymous", "guest"]
+
+
+def test_a_public_page_that_read_a_stored_session_is_kept_per_cookie(cache: Cache) -> None:
+    """``public`` is the app opting a per-user page into shared caching: keyed on the cookie."""
+    calls: list[str] = []
+    view = session_page(cache, calls, headers=[("Cache-Control", "public, max-age=60"), ("Vary", "Accept")])
+    for _ in range(2):
+        assert (
+            call_app(view, session_environ(FakeSession(stored=True, user="alice"), "sid=a"))[2]
+            == b"hello alice"
+        )
+        served = call_app(view, session_environ(FakeSession(stored=True, user="bob"), "sid=b"))
+        assert served[2] == b"hello bob"
+    assert header_values(served[1], "Vary") == ["Accept, Cookie"]
+    assert calls == ["alice", "bob"]
+
+
+def test_a_page_whose_session_is_saved_is_never_stored(cache: Cache) -> None:
+    """The session middleware will add ``Set-Cookie``: such a response is never replayed."""
+    calls: list[str] = []
+    view = session_page(cache, calls, write=True)
+    for _ in range(2):
+        call_app(view, session_environ(FakeSession(stored=False)))
+    assert calls == ["anonymous", "anonymous"]
+
+
+def test_a_page_that_did_not_touch_the_session_is_shared(cache: Cache) -> None:
+    calls: list[str] = []
+
+    @cache_page(60, cache=cache)
+    def view(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        calls.append("render")
+        start_response("200 OK", [])
+        return [b"same for all"]
+
+    call_app(view, session_environ(FakeSession(stored=True), "sid=a"))
+    served = call_app(view, session_environ(FakeSession(stored=True), "sid=b"))
+    assert served[2] == b"same for all"
+    assert header_values(served[1], "Vary") == []
+    assert calls == ["render"]
+
+
+def test_a_session_read_while_the_body_streams_is_not_stored(cache: Cache) -> None:
+    """A generator body may read the session after the response started: not stored then."""
+    calls: list[str] = []
+
+    @cache_page(60, cache=cache)
+    def view(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"hello "
+        user = environ["cachekit.session"].read()
+        calls.append(user)
+        yield user.encode()
+
+    assert (
+        call_app(view, session_environ(FakeSession(stored=True, user="alice"), "sid=a"))[2] == b"hello alice"
+    )
+    assert call_app(view, session_environ(FakeSession(stored=True, user="bob"), "sid=b"))[2] == b"hello bob"
+    assert calls == ["alice", "bob"]
+
+
+# -- purge during a render --------------------------------------------------------------
+
+
+class Article:
+    """The data a page shows, and an editor that changes it and purges while a render is in flight."""
+
+    def __init__(self) -> None:
+        self.text = "v1"
+        self.during_render: Callable[[], None] | None = None
+        self.renders = 0
+
+    def view(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        self.renders += 1
+        text = self.text  # the render reads the data first...
+        edit, self.during_render = self.during_render, None
+        if edit is not None:
+            edit()  # ...meanwhile the data changes and the page is purged
+        start_response("200 OK", [("Content-Type", "text/plain"), *self.vary])
+        return [text.encode()]
+
+    vary: tuple[tuple[str, str], ...] = ()
+
+
+@pytest.mark.parametrize("refresh", ["stale-while-revalidate", "client-no-cache"])
+def test_purge_during_a_render_wins(cache: Cache, clock: FakeClock, refresh: str) -> None:
+    """The URL's learned Vary is there when the render starts; a purge removes it before the store."""
+    article = Article()
+    view = cache_page(60, cache=cache, stale_while_revalidate=30)(article.view)
+
+    def edit() -> None:
+        article.text = "v2"
+        assert view.purge(URL) is True  # type: ignore[attr-defined]
+
+    assert call_app(view, make_environ("/page"))[2] == b"v1"
+    if refresh == "stale-while-revalidate":
+        clock.advance(61)
+        request = make_environ("/page")
+    else:
+        request = make_environ("/page", headers={"Cache-Control": "no-cache"})
+    article.during_render = edit
+    assert call_app(view, request)[2] == b"v1"  # in flight: rendered before the edit
+    assert call_app(view, make_environ("/page"))[2] == b"v2"
+    assert call_app(view, make_environ("/page"))[2] == b"v2"
+    assert article.renders == 3
+
+
+def test_a_stale_render_never_replaces_one_stored_after_a_purge(cache: Cache) -> None:
+    """Cold start: another request stores v1, the editor purges, a third stores v2; ours is stale."""
+    article = Article()
+    view = cache_page(60, cache=cache)(article.view)
+    page_cache: PageCache = view.page_cache  # type: ignore[attr-defined]
+    page_cache.lock = False  # the other requests run while ours is in flight
+
+    def others() -> None:
+        assert call_app(view, make_environ("/page"))[2] == b"v1"
+        article.text = "v2"
+        assert view.purge(URL) is True  # type: ignore[attr-defined]
+        assert call_app(view, make_environ("/page"))[2] == b"v2"
+
+    article.during_render = others
+    assert call_app(view, make_environ("/page"))[2] == b"v1"
+    assert call_app(view, make_environ("/page"))[2] == b"v2"
+    assert article.renders == 3
+
+
+def test_purge_wins_when_the_render_changes_the_learned_vary(cache: Cache, clock: FakeClock) -> None:
+    article = Article()
+    view = cache_page(60, cache=cache, stale_while_revalidate=30)(article.view)
+
+    def edit() -> None:
+        article.text = "v2"
+        article.vary = (("Vary", "Accept-Language"),)
+        assert view.purge(URL) is True  # type: ignore[attr-defined]
+
+    call_app(view, make_environ("/page"))
+    clock.advance(61)
+    article.during_render = edit
+    assert call_app(view, make_environ("/page"))[2] == b"v1"
+    assert call_app(view, make_environ("/page"))[2] == b"v2"
+    assert article.renders == 3
+
+
+def test_a_changed_vary_is_learned_when_no_purge_came(cache: Cache, clock: FakeClock) -> None:
+    article = Article()
+    view = cache_page(60, cache=cache, stale_while_revalidate=30)(article.view)
+    call_app(view, make_environ("/page"))
+    clock.advance(61)
+    article.vary = (("Vary", "Accept-Language"),)
+    for language in ("en", "en", "fr", "fr"):
+        call_app(view, make_environ("/page", headers={"Accept-Language": language}))
+    assert article.renders == 3
+
+
+class NoCasBackend:
+    """A backend without the optional compare-and-set (``gets``/``cas``), as third-party ones may be."""
+
+    def __init__(self, inner: LocMemBackend) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("gets", "cas"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize("purged", [True, False], ids=["purged", "not-purged"])
+def test_a_changed_vary_without_compare_and_set(clock: FakeClock, purged: bool) -> None:
+    cache = Cache(NoCasBackend(LocMemBackend("no-cas", clock=clock)), clock=clock)  # type: ignore[arg-type]
+    try:
+        article = Article()
+        view = cache_page(60, cache=cache, stale_while_revalidate=30)(article.view)
+
+        def edit() -> None:
+            article.vary = (("Vary", "Accept-Language"),)
+            if purged:
+                article.text = "v2"
+                view.purge(URL)  # type: ignore[attr-defined]
+
+        call_app(view, make_environ("/page"))
+        clock.advance(61)
+        article.during_render = edit
+        call_app(view, make_environ("/page"))
+        assert call_app(view, make_environ("/page"))[2] == (b"v2" if purged else b"v1")
+        assert article.renders == (3 if purged else 2)
+    finally:
+        cache.clear()

@@ -20,7 +20,10 @@ from cachekit.aio import AsyncCache
 from middleware import AsgiCacheMiddleware
 from middleware import AsgiSessionMiddleware
 from middleware import CacheMiddleware
+from sessions.stores.aio_cache import AsyncCacheStore
+from sessions.stores.cache import CacheStore
 from sessions.stores.cookie import SignedCookieStore
+from tests.asgi import AsgiClient
 from tests.asgi import Message
 from tests.asgi import call_asgi
 from tests.asgi import make_scope
@@ -352,3 +355,138 @@ def test_client_gone_mid_body_stores_nothing() -> None:
         assert page.calls == 2
 
     run(test)
+
+
+def profile_site(cache: AsyncCache, renders: list[str]) -> Any:
+    """``/login?name`` logs in; ``/profile`` is cached by AsgiCacheMiddleware inside the sessions."""
+
+    async def login(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        session = scope["session"]
+        session["user"] = scope["query_string"].decode()
+        session.cycle_key()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def profile(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        user = scope["session"].get("user", "anonymous")
+        renders.append(user)
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
+        await send({"type": "http.response.body", "body": f"Hello {user}".encode()})
+
+    cached_profile = AsgiCacheMiddleware(profile, cache=cache, timeout=60)
+
+    async def router(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await (login if scope["path"] == "/login" else cached_profile)(scope, receive, send)
+
+    return router
+
+
+@pytest.mark.parametrize("store_kind", ["async", "sync"])
+def test_cache_inside_session_middleware_never_serves_one_users_page_to_another(store_kind: str) -> None:
+    renders: list[str] = []
+
+    async def test(cache: AsyncCache) -> None:
+        location = f"locmem://s{uuid.uuid4().hex[:10]}"
+        store: Any = (
+            AsyncCacheStore(aio.from_url(location))
+            if store_kind == "async"
+            else CacheStore(cachekit.from_url(location))
+        )
+        app = AsgiSessionMiddleware(profile_site(cache, renders), store)
+        alice, bob, anonymous = AsgiClient(app), AsgiClient(app), AsgiClient(app)
+        await alice.get("/login?alice")
+        await bob.get("/login?bob")
+        for _ in range(3):
+            for client, user in ((alice, "alice"), (bob, "bob"), (anonymous, "anonymous")):
+                response = await client.get("/profile")
+                assert response.body == f"Hello {user}".encode()
+                assert response.header_values("vary") == ["Cookie"]
+                if user != "anonymous":
+                    assert response.header_values("cache-control") == ["private"]
+
+    run(test)
+    assert renders == ["alice", "bob", "anonymous", "alice", "bob", "alice", "bob"]
+
+
+def test_anonymous_session_pages_are_cached_per_cookie() -> None:
+    renders: list[str] = []
+
+    async def test(cache: AsyncCache) -> None:
+        app = AsgiSessionMiddleware(profile_site(cache, renders), SignedCookieStore([SECRET]))
+        first = await call_asgi(app, make_scope("/profile"))
+        served = await call_asgi(app, make_scope("/profile"))
+        assert served.body == first.body == b"Hello anonymous"
+        assert served.header_values("vary") == ["Cookie"]
+        assert served.header("age") == "0"
+        for cookie in ("session=forged", "theme=dark", "theme=dark"):
+            assert (
+                await call_asgi(app, make_scope("/profile", headers={"Cookie": cookie}))
+            ).body == first.body
+
+    run(test)
+    assert renders == ["anonymous", "anonymous", "anonymous"]
+
+
+class Article:
+    """An ASGI page over data that an editor changes, purging the page, while a render is in flight."""
+
+    def __init__(self) -> None:
+        self.text = "v1"
+        self.renders = 0
+        self.during_render: Callable[[], Awaitable[None]] | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.renders += 1
+        text = self.text
+        edit, self.during_render = self.during_render, None
+        if edit is not None:
+            await edit()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
+        await send({"type": "http.response.body", "body": text.encode()})
+
+
+def test_purge_during_a_render_wins() -> None:
+    article = Article()
+
+    async def test(cache: AsyncCache) -> None:
+        app = AsgiCacheMiddleware(article, cache=cache, timeout=60)
+
+        async def edit() -> None:
+            article.text = "v2"
+            assert await app.purge("http://testserver/a") is True
+
+        assert (await call_asgi(app, make_scope("/a"))).body == b"v1"
+        article.during_render = edit
+        refresh = make_scope("/a", headers={"Cache-Control": "no-cache"})
+        assert (await call_asgi(app, refresh)).body == b"v1"  # in flight: rendered before the edit
+        assert (await call_asgi(app, make_scope("/a"))).body == b"v2"
+        assert (await call_asgi(app, make_scope("/a"))).body == b"v2"
+
+    run(test)
+    assert article.renders == 3
+
+
+def test_a_stale_render_never_replaces_one_stored_after_a_purge() -> None:
+    article = Article()
+
+    async def test(cache: AsyncCache) -> None:
+        app = AsgiCacheMiddleware(article, cache=cache, timeout=60, lock=False)
+
+        async def others() -> None:
+            assert (await call_asgi(app, make_scope("/a"))).body == b"v1"
+            article.text = "v2"
+            assert await app.purge("http://testserver/a") is True
+            assert (await call_asgi(app, make_scope("/a"))).body == b"v2"
+
+        article.during_render = others
+        assert (await call_asgi(app, make_scope("/a"))).body == b"v1"
+        assert (await call_asgi(app, make_scope("/a"))).body == b"v2"
+
+    run(test)
+    assert article.renders == 3

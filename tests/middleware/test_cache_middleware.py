@@ -9,10 +9,16 @@ from typing import Any
 import pytest
 
 from cachekit import Cache
+from cachekit import cache_page
+from cachekit._wsgi import SESSION_ENVIRON_KEY
+from cachekit.aio_views import SESSION_SCOPE_KEY
 from cachekit.backends.locmem import LocMemBackend
 from middleware import CacheMiddleware
 from middleware import SessionMiddleware
+from middleware.asgi_sessions import SCOPE_KEY
+from middleware.sessions import ENVIRON_KEY
 from sessions import CacheStore
+from sessions.session import Session
 from tests.conftest import BackendHarness
 from tests.wsgi import Client
 from tests.wsgi import call_app
@@ -75,11 +81,22 @@ def test_post_passes_through(cache: Cache) -> None:
     assert site.calls == ["/", "/"]
 
 
-def test_logged_in_pages_are_never_stored(cache: Cache) -> None:
+def nest(site: Site, store: CacheStore, cache: Cache, order: str) -> Callable[..., Any]:
+    """Both middleware around ``site``, the page cache outside the sessions or inside them."""
+    if order == "cache-outside":
+        return CacheMiddleware(SessionMiddleware(site, store), cache=cache, timeout=60)
+    return SessionMiddleware(CacheMiddleware(site, cache=cache, timeout=60), store)
+
+
+ORDERS = ["cache-outside", "cache-inside"]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_logged_in_pages_are_never_stored(cache: Cache, order: str) -> None:
     """A page that read a stored session is private: rendered for each request, never replayed."""
     site = Site()
     store = CacheStore(Cache(LocMemBackend(f"sessions-{id(cache)}")))
-    app = CacheMiddleware(SessionMiddleware(site, store), cache=cache, timeout=60)
+    app = nest(site, store, cache, order)
     alice, bob, anonymous = Client(app), Client(app), Client(app)
     alice.get("/login?user=alice")
     bob.get("/login?user=bob")
@@ -93,11 +110,12 @@ def test_logged_in_pages_are_never_stored(cache: Cache) -> None:
     assert site.calls.count("/me") == 3 + 3 + 1
 
 
-def test_logged_in_users_never_see_each_others_public_page(cache: Cache) -> None:
+@pytest.mark.parametrize("order", ORDERS)
+def test_logged_in_users_never_see_each_others_public_page(cache: Cache, order: str) -> None:
     """A per-user page the app marks public is kept per cookie, and variants never cross."""
     site = Site()
     store = CacheStore(Cache(LocMemBackend(f"sessions-public-{id(cache)}")))
-    app = CacheMiddleware(SessionMiddleware(site, store), cache=cache, timeout=60)
+    app = nest(site, store, cache, order)
     alice, bob, anonymous = Client(app), Client(app), Client(app)
     alice.get("/login?user=alice")
     bob.get("/login?user=bob")
@@ -110,16 +128,86 @@ def test_logged_in_users_never_see_each_others_public_page(cache: Cache) -> None
     assert site.calls.count("/me-public") == 3
 
 
-def test_session_cookie_response_is_not_replayed(cache: Cache) -> None:
+@pytest.mark.parametrize("order", ORDERS)
+def test_session_cookie_response_is_not_replayed(cache: Cache, order: str) -> None:
     site = Site()
     store = CacheStore(Cache(LocMemBackend(f"sessions2-{id(cache)}")))
-    app = CacheMiddleware(SessionMiddleware(site, store), cache=cache, timeout=60)
+    app = nest(site, store, cache, order)
     first, second = Client(app), Client(app)
     first.get("/login?user=alice")
     status, headers, body = second.get("/login?user=mallory")
     assert header_values(headers, "Set-Cookie")
     assert second.cookies != first.cookies
     assert site.calls == ["/login", "/login"]
+
+
+def profile_app(page_cache: Cache, renders: list[str]) -> Callable[..., Any]:
+    """``/login?name`` logs in; ``/profile`` is a ``@cache_page`` view reading the session."""
+
+    def login(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        session = environ["cachekit.session"]
+        session["user"] = environ["QUERY_STRING"]
+        session.cycle_key()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    @cache_page(60, cache=page_cache)
+    def profile(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        user = environ["cachekit.session"].get("user", "anonymous")
+        renders.append(user)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"Hello {user}, your balance is ...".encode()]
+
+    def router(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        return (login if environ["PATH_INFO"] == "/login" else profile)(environ, start_response)
+
+    return router
+
+
+def test_cache_page_inside_session_middleware_never_serves_one_users_page_to_another(
+    backend_harness: BackendHarness,
+) -> None:
+    """``@cache_page`` sees the response before SessionMiddleware adds ``Vary``/``private``."""
+    page_cache = Cache(backend_harness.backend, key_prefix="profile")
+    store = CacheStore(Cache(LocMemBackend(f"profile-sessions-{backend_harness.name}")))
+    renders: list[str] = []
+    app = SessionMiddleware(profile_app(page_cache, renders), store)
+    alice, bob, anonymous = Client(app), Client(app), Client(app)
+    alice.get("/login?alice")
+    bob.get("/login?bob")
+    for _ in range(3):
+        for client, user in ((alice, "alice"), (bob, "bob"), (anonymous, "anonymous")):
+            status, headers, body = client.get("/profile")
+            assert body == f"Hello {user}, your balance is ...".encode()
+            assert header_values(headers, "Vary") == ["Cookie"]
+            if user != "anonymous":
+                assert header_values(headers, "Cache-Control") == ["private"]
+    # The logged-in pages were rendered each time; the anonymous one once, then served per cookie.
+    assert renders == ["alice", "bob", "anonymous", "alice", "bob", "alice", "bob"]
+
+
+def test_anonymous_session_pages_are_cached_per_cookie(cache: Cache) -> None:
+    store = CacheStore(Cache(LocMemBackend(f"anonymous-sessions-{id(cache)}")))
+    renders: list[str] = []
+    app = SessionMiddleware(profile_app(cache, renders), store)
+    first = call_app(app, make_environ("/profile"))
+    served = call_app(app, make_environ("/profile"))
+    assert served[2] == first[2] == b"Hello anonymous, your balance is ..."
+    assert header_values(served[1], "Vary") == ["Cookie"]
+    assert header_values(served[1], "Age") == ["0"]
+    assert header_values(served[1], "Set-Cookie") == []
+    # Another Cookie header (an unknown session id, another site cookie) is another variant.
+    for cookie in ("session=forged", "theme=dark", "theme=dark"):
+        assert call_app(app, make_environ("/profile", headers={"Cookie": cookie}))[2] == first[2]
+    assert renders == ["anonymous", "anonymous", "anonymous"]
+
+
+def test_the_page_cache_reads_sessions_where_and_as_the_middleware_keeps_them() -> None:
+    """cachekit may not import sessions: it names the keys and duck-types the session itself."""
+    assert ENVIRON_KEY == SESSION_ENVIRON_KEY
+    assert SCOPE_KEY == SESSION_SCOPE_KEY
+    for name in ("accessed", "loaded", "is_new", "modified", "flushed"):
+        assert hasattr(Session, name), name
 
 
 def test_purge_through_the_middleware(backend_harness: BackendHarness) -> None:
