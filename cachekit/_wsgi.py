@@ -11,10 +11,8 @@ from collections.abc import Iterable
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from typing import Any
-from urllib.parse import parse_qsl
 from urllib.parse import quote
 from urllib.parse import unquote_to_bytes
-from urllib.parse import urlencode
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -46,7 +44,9 @@ def _canonical_host(scheme: str, host: str) -> str:
 
 def _canonical_query(query: str, normalize: bool) -> str:
     if normalize and query:
-        return urlencode(sorted(parse_qsl(query, keep_blank_values=True)))
+        # Sort the raw pieces, decoding nothing: decoding and re-encoding would make
+        # "a=%FE" and "a=%FF", or "x=1%3By%3D2" and "x=1;y=2", share one cache entry.
+        return "&".join(sorted(query.split("&")))
     return query
 
 

@@ -706,3 +706,38 @@ def test_a_changed_vary_without_compare_and_set(clock: FakeClock, purged: bool) 
         assert article.renders == (3 if purged else 2)
     finally:
         cache.clear()
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("a=%FE", "a=%FF"), ("flag=", "flag"), ("x=a%20b", "x=a+b"), ("x=1%3By%3D2", "x=1;y=2")],
+)
+def test_normalized_queries_that_differ_raw_never_share_a_page(first: str, second: str) -> None:
+    cache = Cache(LocMemBackend(f"normalize-{first}"))
+
+    @cache_page(60, cache=cache, normalize_query=True)
+    def echo(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["QUERY_STRING"].encode()]
+
+    for query in (first, second):
+        environ = make_environ("/q")
+        environ["QUERY_STRING"] = query
+        assert call_app(echo, environ)[2] == query.encode()
+
+
+def test_normalized_query_order_shares_a_page() -> None:
+    cache = Cache(LocMemBackend("normalize-order"))
+    calls: list[str] = []
+
+    @cache_page(60, cache=cache, normalize_query=True)
+    def echo(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        calls.append(environ["QUERY_STRING"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"page"]
+
+    for query in ("a=1&b=2", "b=2&a=1"):
+        environ = make_environ("/q")
+        environ["QUERY_STRING"] = query
+        call_app(echo, environ)
+    assert calls == ["a=1&b=2"]
