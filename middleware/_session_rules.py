@@ -106,11 +106,9 @@ class SessionCookie:
         :raises CookieTooLargeError: if the value is too long for a cookie.
         """
         store = session.store
-        policy = store.policy
-        state = session.state
-        if policy.browser_session(state):
+        expires = store.policy.cookie_expires(session.state)
+        if expires is None:
             return self._format.dump(value)
-        expires = policy.expires_at(state)
         return self._format.dump(value, expires - store.clock(), expires)
 
     def unsaved(self, session: Session, status: int) -> str | None:
@@ -143,7 +141,7 @@ def private_cache_control(session: Session, value: str | None) -> str | None:
     Anonymous visitors, whose session was empty, keep their shared pages.
     ``None`` means leave the header as it is.
     """
-    if not session.loaded or session.is_new:
+    if not session.stored:
         return None
     if value is None or not value.strip():
         return "private"

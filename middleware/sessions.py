@@ -61,6 +61,7 @@ from middleware._wsgi import ReplaceableBody
 from middleware._wsgi import add_vary
 from middleware._wsgi import close_iterable
 from middleware._wsgi import status_code
+from sessions.cookies import read_cookie
 from sessions.exceptions import SessionConflictError
 from sessions.serializers import TaggedJSONSerializer
 from sessions.session import DEFAULT_AGE
@@ -80,6 +81,7 @@ logger = logging.getLogger(__name__)
 #: The environ key holding the request's :class:`~sessions.Session`.
 ENVIRON_KEY = "cachekit.session"
 _UNAVAILABLE = "503 Service Unavailable"
+_MERGED = frozenset({"vary", "cache-control"})
 
 
 class _Response:
@@ -207,7 +209,8 @@ class SessionMiddleware:
     # -- WSGI --------------------------------------------------------------------
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        session = Session(self.store, self.cookie.value_from(environ.get("HTTP_COOKIE")))
+        header = environ.get("HTTP_COOKIE")
+        session = Session(self.store, read_cookie(header, self.cookie.cookie_name) if header else None)
         environ[self.environ_key] = session
         response = _Response(self, session, start_response)
         try:
@@ -231,14 +234,13 @@ class SessionMiddleware:
         :raises BackendUnavailableError: if the store is down.
         :raises CookieTooLargeError: if a cookie store cannot hold the session.
         """
-        add_vary(headers, "Cookie")
-        _mark_private(session, headers)
+        _vary_and_private(session, headers)
         code = status_code(status)
         cookie = self.cookie
         if cookie.should_save(session, code):
             set_cookie: str | None
             try:
-                set_cookie = cookie.saved(session, session.save())
+                set_cookie = cookie.saved(session, session.store.save(session))
             except SessionConflictError as exc:
                 set_cookie = cookie.conflict(session, exc)
         else:
@@ -247,16 +249,38 @@ class SessionMiddleware:
             headers.append(("Set-Cookie", set_cookie))
 
 
-def _mark_private(session: Session, headers: list[tuple[str, str]]) -> None:
-    for index, (name, value) in enumerate(headers):
-        if name.lower() == "cache-control":
-            changed = private_cache_control(session, value)
-            if changed is not None:
-                headers[index] = (name, changed)
-            return
-    changed = private_cache_control(session, None)
+def _vary_and_private(session: Session, headers: list[tuple[str, str]]) -> None:
+    """Add ``Vary: Cookie``, and ``Cache-Control: private`` for a stored session, in one pass."""
+    for name, _value in headers:
+        if name.lower() in _MERGED:
+            break
+    else:
+        # The usual response, with neither header yet: private_cache_control(session, None).
+        headers.append(("Vary", "Cookie"))
+        if session.stored:
+            headers.append(("Cache-Control", "private"))
+        return
+    vary = control = -1
+    for index, (name, _value) in enumerate(headers):
+        lowered = name.lower()
+        if lowered == "vary":
+            if vary < 0:
+                vary = index
+        elif lowered == "cache-control" and control < 0:
+            control = index
+    if vary < 0:
+        headers.append(("Vary", "Cookie"))
+    else:
+        add_vary(headers, "Cookie")
+    if control < 0:
+        changed = private_cache_control(session, None)
+        if changed is not None:
+            headers.append(("Cache-Control", changed))
+        return
+    name, value = headers[control]
+    changed = private_cache_control(session, value)
     if changed is not None:
-        headers.append(("Cache-Control", changed))
+        headers[control] = (name, changed)
 
 
 def _unavailable(start_response: StartResponse) -> list[bytes]:

@@ -33,6 +33,15 @@ def read_cookie(header: str, name: str) -> str | None:
     """
     if name not in header:
         return None
+    if ";" not in header:
+        # One cookie: no duplicate is possible.
+        key, sep, value = header.partition("=")
+        if not sep or key.strip() != name:
+            return None
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        return value
     found: str | None = None
     for part in header.split(";"):
         key, sep, value = part.partition("=")
@@ -112,6 +121,9 @@ class CookieFormat:
         self.name = name
         #: The largest ``name=value`` allowed, in bytes.
         self.max_size = max_size
+        self._start = f"{name}="
+        self._overhead = len(name) + 1
+        self._last: tuple[str | None, int, int, int, str] = (None, 0, 0, 0, "")
         self._head = f"; Domain={domain}" if domain else ""
         tail = []
         if secure:
@@ -132,17 +144,38 @@ class CookieFormat:
         :raises ValueError: for a value that is not cookie-octets.
         :raises CookieTooLargeError: if ``name=value`` is longer than ``max_size``.
         """
-        size = len(self.name) + 1 + len(value)
-        if size > self.max_size:
-            raise CookieTooLargeError(size, self.max_size)
-        if not _OCTETS.fullmatch(value):
-            raise ValueError("Cookie value contains characters a cookie cannot carry.")
-        line = f"{self.name}={value}{self._head}"
+        if max_age is not None and expires is not None:
+            # The usual cookie. The line depends only on the value, the second of
+            # ``expires`` and the rounded ``max_age``: a client sending requests
+            # in quick succession gets the line built for its previous one.
+            age = math.ceil(max_age)
+            second = int(expires)
+            last = self._last
+            if last[0] == value and last[1] == second and last[2] == age and last[3] == self.max_size:
+                return last[4]
+            if len(value) + self._overhead > self.max_size or _OCTETS.fullmatch(value) is None:
+                self._refuse(value)
+            line = (
+                f"{self._start}{value}{self._head}; Expires={http_date(second)}"
+                f"; Max-Age={age if age > 0 else 0}{self._tail}"
+            )
+            # One tuple, replaced whole: safe to share between threads without a lock.
+            self._last = (value, second, age, self.max_size, line)
+            return line
+        if len(value) + self._overhead > self.max_size or _OCTETS.fullmatch(value) is None:
+            self._refuse(value)
+        line = f"{self._start}{value}{self._head}"
         if expires is not None:
             line += f"; Expires={http_date(expires)}"
         if max_age is not None:
             line += f"; Max-Age={max(0, math.ceil(max_age))}"
         return line + self._tail
+
+    def _refuse(self, value: str) -> None:
+        size = len(self.name) + 1 + len(value)
+        if size > self.max_size:
+            raise CookieTooLargeError(size, self.max_size)
+        raise ValueError("Cookie value contains characters a cookie cannot carry.")
 
     def delete(self) -> str:
         """Return the ``Set-Cookie`` value that makes the client drop the cookie."""

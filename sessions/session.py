@@ -108,6 +108,21 @@ class ExpiryPolicy:
             end = min(end, state.last_active + self.idle_timeout)
         return end
 
+    def cookie_expires(self, state: SessionState) -> float | None:
+        """Return the Unix time the cookie for ``state`` expires, or ``None`` if it ends with the browser."""
+        expiry = state.expiry
+        if expiry is None:
+            if self.expire_at_browser_close:
+                return None
+            end = state.created + self.age
+        elif expiry == 0:
+            return None
+        else:
+            end = expiry
+        if self.idle_timeout is not None:
+            end = min(end, state.last_active + self.idle_timeout)
+        return end
+
     def browser_session(self, state: SessionState) -> bool:
         """Return whether the cookie for ``state`` should end with the browser."""
         if state.expiry is None:
@@ -132,11 +147,13 @@ class SessionState:
     created: float
     last_active: float
     expiry: float | None = None
+    # The two below are not constructor arguments: their defaults stay class
+    # attributes until a store sets them, so building a state costs less.
     #: Not stored: the store asks for a save, e.g. to re-sign with the current key.
-    stale: bool = field(default=False, compare=False)
+    stale: bool = field(default=False, init=False, compare=False)
     #: Not stored: private to the store that loaded the state (``CacheStore``
     #: keeps the cache key and the compare-and-set token here).
-    token: Any = field(default=None, compare=False, repr=False)
+    token: Any = field(default=None, init=False, compare=False, repr=False)
 
     @classmethod
     def new(cls, now: float) -> SessionState:
@@ -187,23 +204,26 @@ class Session(MutableMapping[str, Any]):
         is never adopted.
     """
 
+    # Flags start as class attributes: one session is built per request, and
+    # most of them never change these.
+    #: True once the session was read or written in any way.
+    accessed: bool = False
+    _state: SessionState | None = None
+    _key: str | None = None
+    _modified: bool = False
+    _expiry_changed: bool = False
+    _cycle: bool = False
+    _flushed: bool = False
+
     def __init__(self, store: Store, cookie_value: str | None = None) -> None:
         #: The store this session loads from and saves to.
         self.store = store
         #: The cookie value the client sent, or ``None``.
         self.cookie_value = cookie_value
-        #: True once the session was read or written in any way.
-        self.accessed = False
         #: The keys the app read.
         self.accessed_keys: set[str] = set()
-        self._state: SessionState | None = None
-        self._key: str | None = None
         self._changed: set[str] = set()
         self._deleted: set[str] = set()
-        self._modified = False
-        self._expiry_changed = False
-        self._cycle = False
-        self._flushed = False
 
     def __repr__(self) -> str:
         if self._state is None:
@@ -245,29 +265,39 @@ class Session(MutableMapping[str, Any]):
         return self._key
 
     @property
+    def stored(self) -> bool:
+        """Whether the session was loaded and is a stored one (not new); never loads it."""
+        return self._key is not None and self._state is not None
+
+    @property
     def is_new(self) -> bool:
         """True when the session is not stored yet."""
-        return self.session_key is None
+        if self._state is None:
+            self._load()
+        return self._key is None
 
     # -- mapping ---------------------------------------------------------------
+
+    # The state is read as ``(self._state or self._load())`` below, not through the
+    # ``state`` property: this is every request's path, and a state is always truthy.
 
     def __getitem__(self, key: str) -> Any:
         self.accessed = True
         self.accessed_keys.add(key)
-        return self.state.data[key]
+        return (self._state or self._load()).data[key]
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return the value under ``key``, or ``default``."""
         self.accessed = True
         self.accessed_keys.add(key)
-        return self.state.data.get(key, default)
+        return (self._state or self._load()).data.get(key, default)
 
     def __setitem__(self, key: str, value: Any) -> None:
         if type(key) is not str:
             raise TypeError(f"Session keys must be str, got {type(key).__name__} {key!r}.")
         if type(value) not in _ATOMS or (type(value) is float and not math.isfinite(value)):
             self._check(key, value)
-        data = self.state.data
+        data = (self._state or self._load()).data
         self.accessed = True
         data[key] = value
         self._changed.add(key)

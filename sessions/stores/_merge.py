@@ -18,7 +18,6 @@ import secrets
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
-from itertools import chain
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -67,13 +66,14 @@ def encode_state(state: SessionState, *, objects: bool, dump: Callable[[SessionS
     """Return what the backend stores for ``state``.
 
     :param objects: the backend keeps Python objects (local memory): a session of
-        plain values is stored as a flat tuple of immutable values, with no
-        serialization at all (and so no pickle either).
+        plain values is stored as a flat tuple of immutable values,
+        ``(created, active, expiry, key1, ..., keyN, value1, ..., valueN)``, with
+        no serialization at all (and so no pickle either).
     :param dump: serializes ``state`` otherwise (JSON, never pickle).
     """
     data = state.data
     if objects and _PLAIN.issuperset(map(type, data.values())):
-        return (state.created, state.last_active, state.expiry, *chain.from_iterable(data.items()))
+        return (state.created, state.last_active, state.expiry, *data, *data.values())
     return dump(state)
 
 
@@ -81,9 +81,15 @@ def decode_state(stored: Any, serializer: Serializer) -> SessionState | None:
     """Return the state :func:`encode_state` stored, or ``None`` if ``stored`` is not one."""
     try:
         if type(stored) is tuple:
-            created, active, expiry = stored[:3]
-            data = dict(zip(stored[3::2], stored[4::2], strict=True))
-            return SessionState(data, created, active, expiry)
+            # (created, active, expiry, keys..., values...): an odd length, so
+            # both halves below are as long. (zip's strict= keyword alone costs
+            # more than the rest of this line.)
+            size = len(stored)
+            if not size & 1:
+                return None
+            values = (size + 3) >> 1
+            data = dict(zip(stored[3:values], stored[values:]))  # noqa: B905
+            return SessionState(data, stored[0], stored[1], stored[2])
         return SessionState.from_record(serializer.loads(stored))
     except (SerializationError, ValueError, TypeError):
         return None

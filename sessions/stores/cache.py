@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from hashlib import sha256
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -41,6 +42,7 @@ from sessions.exceptions import SessionCreateError
 from sessions.session import DEFAULT_AGE
 from sessions.session import SessionState
 from sessions.stores._merge import CREATE_ATTEMPTS
+from sessions.stores._merge import SESSION_ID
 from sessions.stores._merge import RawSerializer
 from sessions.stores._merge import decode_state
 from sessions.stores._merge import encode_state
@@ -50,7 +52,6 @@ from sessions.stores._merge import merge_delta
 from sessions.stores._merge import new_session_id
 from sessions.stores._merge import retry_delay
 from sessions.stores._merge import session_delta
-from sessions.stores._merge import unchanged_since_load
 from sessions.stores.base import BaseStore
 
 if TYPE_CHECKING:
@@ -155,12 +156,18 @@ class CacheStore(BaseStore):
 
         :raises BackendUnavailableError: if the cache is down.
         """
-        if not is_session_id(cookie_value):
+        if SESSION_ID.fullmatch(cookie_value) is None:
             return None
-        found = self._fetch(self.store_key(cookie_value))
-        if found is None or not self._live(found[0]):
+        # _fetch, _live and hashed_key, inlined: this runs on every request that reads a session.
+        key = self.key_prefix + sha256(cookie_value.encode()).hexdigest()
+        found = self._cache.gets(key)
+        if found is None:
             return None
-        return found[0]
+        state = decode_state(found[0], self.serializer)
+        if state is None or self.policy.expires_at(state) <= self.clock():
+            return None
+        state.token = (key, found[1])
+        return state
 
     # -- writing ---------------------------------------------------------------
 
@@ -204,14 +211,18 @@ class CacheStore(BaseStore):
         state = session.state
         if state.token is not None:
             # Nobody else saved since our load (the compare-and-set checks it): the
-            # local state already is the stored copy plus our changes.
+            # local state already is the stored copy plus our changes, with activity
+            # now. (On a lost race, the merge below starts from the stored copy.)
             key, token = state.token
-            current = unchanged_since_load(state, self.clock())
-            ttl = self._ttl(current)
-            if ttl > 0 and self._cache.cas(key, self._encode(current), token, ttl):
-                session.saved(session_key, current)
-                return session_key
             state.token = None
+            now = self.clock()
+            state.last_active = now
+            ttl = self.policy.expires_at(state) - now
+            if ttl > 0 and self._cache.cas(
+                key, encode_state(state, objects=self._objects, dump=self._dump), token, ttl
+            ):
+                session.saved(session_key, state)
+                return session_key
         else:
             key = self.store_key(session_key)
         changed, deleted = session_delta(session)
