@@ -118,9 +118,15 @@ class SessionCookie:
         return None
 
     def conflict(self, session: Session, exc: SessionConflictError) -> str | None:
-        """Log a save dropped because the session was deleted meanwhile; return a deleting ``Set-Cookie``."""
+        """Log a save dropped because the session was deleted meanwhile; leave the cookie alone.
+
+        The id is dead either way: the next request with it gets a fresh
+        session. Deleting the cookie here would be worse than useless when the
+        session was cycled at login by a concurrent request: if this response
+        arrived last, the browser would drop the brand-new login cookie.
+        """
         logger.info("session not saved: %s", exc)
-        return self._format.delete() if session.cookie_value is not None else None
+        return None
 
     def delete(self) -> str:
         """Return the ``Set-Cookie`` value that makes the client drop the session cookie."""

@@ -277,10 +277,11 @@ def _vary_and_private(session: Session, headers: list[tuple[str, str]]) -> None:
         if changed is not None:
             headers.append(("Cache-Control", changed))
         return
-    name, value = headers[control]
-    changed = private_cache_control(session, value)
-    if changed is not None:
-        headers[control] = (name, changed)
+    # Several Cache-Control lines are one list (RFC 9110 section 5.3): decide on all
+    # of them, and add "private" as a line of its own.
+    value = ", ".join(v for n, v in headers if n.lower() == "cache-control")
+    if private_cache_control(session, value) is not None:
+        headers.append(("Cache-Control", "private"))
 
 
 def _unavailable(start_response: StartResponse) -> list[bytes]:
