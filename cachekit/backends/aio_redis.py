@@ -30,8 +30,6 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import AuthenticationError
-from redis.exceptions import AuthorizationError
 from redis.exceptions import LockError
 from redis.exceptions import ResponseError
 
@@ -45,18 +43,15 @@ from cachekit.backends._redis_urls import parse_location
 from cachekit.backends._redis_urls import parse_url
 from cachekit.backends._redis_urls import redact_url
 from cachekit.backends.redis import _BATCH
-from cachekit.backends.redis import _CAS
 from cachekit.backends.redis import _ERRORS
-from cachekit.backends.redis import _INCR
 from cachekit.backends.redis import _LOCK_POLL
-from cachekit.backends.redis import _PERSIST
-from cachekit.backends.redis import _SET_MANY_PX
-from cachekit.backends.redis import _UNAVAILABLE
 from cachekit.backends.redis import RedisBackend
 from cachekit.backends.redis import _glob_escape
 from cachekit.backends.redis import _ms
+from cachekit.backends.redis import check_value_size
+from cachekit.backends.redis import register_scripts
+from cachekit.backends.redis import translate_error
 from cachekit.exceptions import BackendError
-from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import MissingKeyError
 
@@ -210,15 +205,7 @@ class AsyncRedisBackend:
     def _bind(self, client: Any) -> None:
         """Adopt ``client`` and register the sync backend's scripts with it."""
         self._cluster = isinstance(client, RedisCluster)
-        self._scripts = {
-            name: client.register_script(source)
-            for name, source in (
-                ("incr", _INCR),
-                ("persist", _PERSIST),
-                ("set_many_px", _SET_MANY_PX),
-                ("cas", _CAS),
-            )
-        }
+        self._scripts = register_scripts(client)
         self._client = client
 
     def _connect(self) -> Any:
@@ -241,24 +228,8 @@ class AsyncRedisBackend:
 
     # -- errors --------------------------------------------------------------------
 
-    def _error(self, exc: BaseException, operation: str, key: str | None = None) -> BackendError:
-        """Translate a redis-py (or socket) error into cachekit's error tree, as the sync backend does."""
-        where = f"{operation} {key!r}" if key is not None else operation
-        if isinstance(exc, (AuthenticationError, AuthorizationError)):
-            return BackendError(
-                f"Redis at {self!r} refused the credentials during {where}: {exc}; "
-                "check username and password."
-            )
-        if isinstance(exc, _UNAVAILABLE):
-            return BackendUnavailableError(f"Redis at {self!r} is unavailable ({where}): {exc}")
-        return BackendError(f"Redis at {self!r} answered {where} with an error: {exc}")
-
-    def _check_size(self, key: str, value: bytes) -> None:
-        if len(value) > self.max_value_size:
-            raise BackendError(
-                f"Value for {key!r} is {len(value)} bytes, above max_value_size="
-                f"{self.max_value_size}; store less or raise the max_value_size option."
-            )
+    _error = translate_error
+    _check_size = check_value_size
 
     # -- reads ---------------------------------------------------------------------
 

@@ -132,6 +132,43 @@ def _glob_escape(text: str) -> str:
     return text
 
 
+def register_scripts(client: Any) -> dict[str, Any]:
+    """Register this backend's Lua scripts with a sync or async redis-py client."""
+    return {
+        name: client.register_script(source)
+        for name, source in (
+            ("incr", _INCR),
+            ("persist", _PERSIST),
+            ("set_many_px", _SET_MANY_PX),
+            ("cas", _CAS),
+        )
+    }
+
+
+def translate_error(
+    backend: object, exc: BaseException, operation: str, key: str | None = None
+) -> BackendError:
+    """Translate a redis-py (or socket) error into cachekit's error tree; a method of both backends."""
+    where = f"{operation} {key!r}" if key is not None else operation
+    if isinstance(exc, (AuthenticationError, AuthorizationError)):
+        return BackendError(
+            f"Redis at {backend!r} refused the credentials during {where}: {exc}; "
+            "check username and password."
+        )
+    if isinstance(exc, _UNAVAILABLE):
+        return BackendUnavailableError(f"Redis at {backend!r} is unavailable ({where}): {exc}")
+    return BackendError(f"Redis at {backend!r} answered {where} with an error: {exc}")
+
+
+def check_value_size(backend: Any, key: str, value: bytes) -> None:
+    """Refuse a value over ``backend.max_value_size``; a method of both backends."""
+    if len(value) > backend.max_value_size:
+        raise BackendError(
+            f"Value for {key!r} is {len(value)} bytes, above max_value_size="
+            f"{backend.max_value_size}; store less or raise the max_value_size option."
+        )
+
+
 class RedisLock:
     """A lock held in Redis: redis-py's :class:`redis.lock.Lock` behind cachekit's Lock protocol.
 
@@ -333,15 +370,7 @@ class RedisBackend:
     def _bind(self, client: Any) -> None:
         """Adopt ``client`` and register the scripts with it."""
         self._cluster = isinstance(client, RedisCluster)
-        self._scripts = {
-            name: client.register_script(source)
-            for name, source in (
-                ("incr", _INCR),
-                ("persist", _PERSIST),
-                ("set_many_px", _SET_MANY_PX),
-                ("cas", _CAS),
-            )
-        }
+        self._scripts = register_scripts(client)
         self._client = client
 
     def _connect(self) -> Any:
@@ -365,24 +394,8 @@ class RedisBackend:
 
     # -- errors --------------------------------------------------------------------
 
-    def _error(self, exc: BaseException, operation: str, key: str | None = None) -> BackendError:
-        """Translate a redis-py (or socket) error into cachekit's error tree."""
-        where = f"{operation} {key!r}" if key is not None else operation
-        if isinstance(exc, (AuthenticationError, AuthorizationError)):
-            return BackendError(
-                f"Redis at {self!r} refused the credentials during {where}: {exc}; "
-                "check username and password."
-            )
-        if isinstance(exc, _UNAVAILABLE):
-            return BackendUnavailableError(f"Redis at {self!r} is unavailable ({where}): {exc}")
-        return BackendError(f"Redis at {self!r} answered {where} with an error: {exc}")
-
-    def _check_size(self, key: str, value: bytes) -> None:
-        if len(value) > self.max_value_size:
-            raise BackendError(
-                f"Value for {key!r} is {len(value)} bytes, above max_value_size="
-                f"{self.max_value_size}; store less or raise the max_value_size option."
-            )
+    _error = translate_error
+    _check_size = check_value_size
 
     # -- reads ---------------------------------------------------------------------
 
@@ -653,7 +666,7 @@ def _wire(key: str) -> str | bytes:
 
 
 def _wire_all(keys: Sequence[str]) -> list[str | bytes]:
-    return [key if key.isascii() else key.encode("utf-8", "surrogatepass") for key in keys]
+    return [_wire(key) for key in keys]
 
 
 def _sentinel_master(parsed: SentinelURL) -> redis.Redis:
