@@ -31,7 +31,6 @@ from typing import Any
 
 from cachekit.aio import AsyncCache
 from cachekit.backends.aio_base import AsyncSupportsCas
-from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
 from cachekit.serializers import Serializer
 from sessions.exceptions import SessionConflictError
@@ -183,9 +182,6 @@ class AsyncCacheStore(BaseStore):
             key = self.store_key(session_key)
             if await self.records.add(key, record, ttl):
                 return session_key
-            # add() is False on a collision, but also when the cache's failure
-            # policy swallowed an outage: gets() raises in that case.
-            await self.records.gets(key)
         raise SessionCreateError(f"No new session id could be stored after {CREATE_ATTEMPTS} attempts.")
 
     async def save(self, session: Session) -> str:
@@ -256,11 +252,7 @@ class AsyncCacheStore(BaseStore):
         if not is_session_id(cookie_value):
             return
         key = self.store_key(cookie_value)
-        if await self.records.delete(key):
-            return
-        # Not there, or an outage the cache's policy swallowed: gets() raises for the latter.
-        if await self.records.gets(key) is not None and not await self.records.delete(key):
-            raise BackendUnavailableError("The session could not be deleted; the cache refused.")
+        await self.records.delete(key)
 
 
 __all__ = ["AsyncCacheStore"]

@@ -34,7 +34,6 @@ from typing import Any
 
 from cachekit.backends.base import SupportsCas
 from cachekit.cache import Cache
-from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
 from cachekit.serializers import Serializer
 from sessions.exceptions import SessionConflictError
@@ -123,10 +122,11 @@ class CacheStore(BaseStore):
         # pickle, whatever the cache's own serializer is.
         #: The cache the session records go through: the user's cache with
         #: the store's own (JSON) serialization; its ``stats()`` count sessions.
+        #: It raises on every outage (``on_error="raise"``), so a failed ``add`` or
+        #: ``delete`` is never mistaken for a collision or an absent session.
         self.records: Cache = cache.replace(
             default_timeout=None, serializer=RawSerializer(), on_error="raise"
         )
-        self._cache = self.records
 
     def __repr__(self) -> str:
         return f"CacheStore({self.cache!r})"
@@ -141,7 +141,7 @@ class CacheStore(BaseStore):
         return encode_state(state, objects=self._objects, dump=self._dump)
 
     def _fetch(self, key: str) -> tuple[SessionState, Any] | None:
-        found = self._cache.gets(key)
+        found = self.records.gets(key)
         if found is None:
             return None
         stored, token = found
@@ -160,7 +160,7 @@ class CacheStore(BaseStore):
             return None
         # _fetch, _live and hashed_key, inlined: this runs on every request that reads a session.
         key = self.key_prefix + sha256(cookie_value.encode()).hexdigest()
-        found = self._cache.gets(key)
+        found = self.records.gets(key)
         if found is None:
             return None
         state = decode_state(found[0], self.serializer)
@@ -187,11 +187,8 @@ class CacheStore(BaseStore):
         for _ in range(CREATE_ATTEMPTS):
             session_key = new_session_id()
             key = self.store_key(session_key)
-            if self._cache.add(key, record, ttl):
+            if self.records.add(key, record, ttl):
                 return session_key
-            # add() is False on a collision, but also when the cache's failure
-            # policy swallowed an outage: gets() raises in that case.
-            self._cache.gets(key)
         raise SessionCreateError(f"No new session id could be stored after {CREATE_ATTEMPTS} attempts.")
 
     def save(self, session: Session) -> str:
@@ -218,7 +215,7 @@ class CacheStore(BaseStore):
             now = self.clock()
             state.last_active = now
             ttl = self.policy.expires_at(state) - now
-            if ttl > 0 and self._cache.cas(
+            if ttl > 0 and self.records.cas(
                 key, encode_state(state, objects=self._objects, dump=self._dump), token, ttl
             ):
                 session.saved(session_key, state)
@@ -241,9 +238,9 @@ class CacheStore(BaseStore):
             token = found[1]
             ttl = self._ttl(current)
             if ttl <= 0:
-                self._cache.delete(key)
+                self.records.delete(key)
                 raise SessionConflictError("The session expired before it could be saved.")
-            if self._cache.cas(key, self._encode(current), token, ttl):
+            if self.records.cas(key, self._encode(current), token, ttl):
                 session.saved(session_key, current)
                 return session_key
             # Lost the race to another writer: back off a little, at random, and merge again.
@@ -271,11 +268,7 @@ class CacheStore(BaseStore):
         if not is_session_id(cookie_value):
             return
         key = self.store_key(cookie_value)
-        if self._cache.delete(key):
-            return
-        # Not there, or an outage the cache's policy swallowed: gets() raises for the latter.
-        if self._cache.gets(key) is not None and not self._cache.delete(key):
-            raise BackendUnavailableError("The session could not be deleted; the cache refused.")
+        self.records.delete(key)
 
 
 __all__ = ["CacheStore"]
