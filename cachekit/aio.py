@@ -99,6 +99,15 @@ class AsyncCache(_CacheCore[AsyncBackend]):
 
     # -- reads -----------------------------------------------------------------
 
+    async def _atimed(self, operation: str, call: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Await a backend call, timing it when it is the one in ``latency_sample_every``."""
+        if not self._due():
+            return await call(*args)
+        started = time.perf_counter()
+        result = await call(*args)
+        self._record(operation, started)
+        return result
+
     async def get(self, key: str, default: Any = None, version: int | None = None) -> Any:
         """Return the value stored under ``key``, or ``default`` on a miss."""
         if type(key) is str and version is None and self._key_function is None:
@@ -106,12 +115,7 @@ class AsyncCache(_CacheCore[AsyncBackend]):
         else:
             stored_key = self.make_key(key, version)
         try:
-            if self._due():
-                started = time.perf_counter()
-                stored: Any = await self.backend.get(stored_key)
-                self._record("get", started)
-            else:
-                stored = await self.backend.get(stored_key)
+            stored: Any = await self._atimed("get", self.backend.get, stored_key)
         except BackendUnavailableError as exc:
             self._failed("get", exc)
             self._misses += 1
@@ -137,12 +141,7 @@ class AsyncCache(_CacheCore[AsyncBackend]):
         """Return a dict of the keys that were found, with their values."""
         by_stored = {self.make_key(key, version): key for key in keys}
         try:
-            if self._due():
-                started = time.perf_counter()
-                found = await self.backend.get_many(list(by_stored))
-                self._record("get_many", started)
-            else:
-                found = await self.backend.get_many(list(by_stored))
+            found = await self._atimed("get_many", self.backend.get_many, list(by_stored))
         except BackendUnavailableError as exc:
             self._failed("get_many", exc)
             self._misses += len(by_stored)
@@ -186,12 +185,7 @@ class AsyncCache(_CacheCore[AsyncBackend]):
             return
         data = self._dumps(key, value)
         try:
-            if self._due():
-                started = time.perf_counter()
-                await self.backend.set(stored_key, data, ttl)
-                self._record("set", started)
-            else:
-                await self.backend.set(stored_key, data, ttl)
+            await self._atimed("set", self.backend.set, stored_key, data, ttl)
         except BackendUnavailableError as exc:
             self._failed("set", exc)
             return
@@ -207,12 +201,7 @@ class AsyncCache(_CacheCore[AsyncBackend]):
             return False
         data = self._dumps(key, value)
         try:
-            if self._due():
-                started = time.perf_counter()
-                added = await self.backend.add(stored_key, data, ttl)
-                self._record("add", started)
-            else:
-                added = await self.backend.add(stored_key, data, ttl)
+            added = await self._atimed("add", self.backend.add, stored_key, data, ttl)
         except BackendUnavailableError as exc:
             self._failed("add", exc)
             return False
@@ -232,12 +221,7 @@ class AsyncCache(_CacheCore[AsyncBackend]):
         if not items:
             return []
         try:
-            if self._due():
-                started = time.perf_counter()
-                await self.backend.set_many(items, ttl)
-                self._record("set_many", started)
-            else:
-                await self.backend.set_many(items, ttl)
+            await self._atimed("set_many", self.backend.set_many, items, ttl)
         except BackendUnavailableError as exc:
             self._failed("set_many", exc)
             return list(mapping)
@@ -246,12 +230,7 @@ class AsyncCache(_CacheCore[AsyncBackend]):
 
     async def _delete_stored(self, stored_key: str) -> bool:
         try:
-            if self._due():
-                started = time.perf_counter()
-                deleted = await self.backend.delete(stored_key)
-                self._record("delete", started)
-            else:
-                deleted = await self.backend.delete(stored_key)
+            deleted = await self._atimed("delete", self.backend.delete, stored_key)
         except BackendUnavailableError as exc:
             self._failed("delete", exc)
             return False

@@ -358,7 +358,12 @@ class _CacheCore(Generic[_B]):
         self._latency = {}
 
     def _due(self) -> bool:
-        """Whether this call is the one in ``latency_sample_every`` to time."""
+        """Whether this call is the one in ``latency_sample_every`` to time.
+
+        The sync :class:`Cache` writes ``if self._due(): <timed call> else: <call>``
+        beside each backend call rather than passing the call to a helper: a helper
+        taking ``*args`` measured 60-100 ns slower per local-memory ``set``.
+        """
         countdown = self._countdown - 1
         if countdown:
             self._countdown = countdown
