@@ -436,14 +436,19 @@ class PageCache:
                 release()
 
         capture.on_start = on_start
+
+        def serve_stale(stale: Page) -> Iterable[bytes]:
+            """Answer with the stale copy instead of the app's failure (stale-if-error)."""
+            cache._stale_serves += 1
+            return serve_page(stale, environ, start_response, cache.clock(), "GET")
+
         try:
             result = app(environ, capture)
         except Exception:
             release()
             if fallback is not None:
                 logger.exception("page %s failed; serving the stale copy", request_url(environ))
-                cache._stale_serves += 1
-                return serve_page(fallback, environ, start_response, cache.clock(), "GET")
+                return serve_stale(fallback)
             raise
         body: Iterable[bytes] = result
         held_back: list[bytes] = []
@@ -460,16 +465,14 @@ class PageCache:
                 close_iterable(result)
                 release()
                 logger.exception("page %s failed; serving the stale copy", request_url(environ))
-                cache._stale_serves += 1
-                return serve_page(fallback, environ, start_response, cache.clock(), "GET")
+                return serve_stale(fallback)
             if capture.status is None or status_code(capture.status) >= 500:
                 close_iterable(result)
                 release()
                 logger.error(
                     "page %s answered %s; serving the stale copy", request_url(environ), capture.status
                 )
-                cache._stale_serves += 1
-                return serve_page(fallback, environ, start_response, cache.clock(), "GET")
+                return serve_stale(fallback)
             capture.send()
             body = prepend(held_back, iterator, result)
         elif verdicts and not verdicts[0].storable:
