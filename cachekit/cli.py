@@ -9,9 +9,11 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable
+from collections.abc import Iterator
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,13 +35,16 @@ class CommandError(Exception):
         self.code = code
 
 
-def _open(url: str) -> Cache:
-    """Build a cache that raises on outages, so the CLI can report them."""
-    return from_url(url, on_error="raise")
-
-
-def _unreachable(url: str, exc: BackendError) -> CommandError:
-    return CommandError(f"cannot use {_redact(url)}: {exc}", EXIT_UNAVAILABLE)
+@contextlib.contextmanager
+def _using(url: str, prefix: str | None = None) -> Iterator[Cache]:
+    """Yield a cache that raises on outages; an outage becomes a one-line error. Closed after."""
+    cache = from_url(url, on_error="raise", key_prefix=prefix or "")
+    try:
+        yield cache
+    except BackendError as exc:
+        raise CommandError(f"cannot use {_redact(url)}: {exc}", EXIT_UNAVAILABLE) from None
+    finally:
+        cache.close()
 
 
 def _parse_value(text: str, as_json: bool) -> Any:
@@ -52,14 +57,9 @@ def _parse_value(text: str, as_json: bool) -> Any:
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
-    cache = _open(args.url)
-    try:
+    with _using(args.url) as cache:
         cache.set("cachekit:ping", "pong", timeout=10)
         answer = cache.get("cachekit:ping")
-    except BackendError as exc:
-        raise _unreachable(args.url, exc) from None
-    finally:
-        cache.close()
     if answer != "pong":
         raise CommandError(f"{_redact(args.url)} answered but did not keep a value (null backend?)", 1)
     print(f"PONG {_redact(args.url)}")
@@ -67,16 +67,11 @@ def cmd_ping(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    cache = _open(args.url)
-    report: dict[str, Any] = {"cache": cache.stats()}
-    server_stats: Callable[[], dict[str, Any]] | None = getattr(cache.backend, "server_stats", None)
-    try:
+    with _using(args.url) as cache:
+        report: dict[str, Any] = {"cache": cache.stats()}
+        server_stats: Callable[[], dict[str, Any]] | None = getattr(cache.backend, "server_stats", None)
         if server_stats is not None:
             report["server"] = server_stats()
-    except BackendError as exc:
-        raise _unreachable(args.url, exc) from None
-    finally:
-        cache.close()
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True, default=str))
     else:
@@ -88,7 +83,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
-    cache = from_url(args.url, on_error="raise", key_prefix=args.prefix or "")
     scope = f"keys with prefix {args.prefix!r}" if args.prefix else "EVERY key"
     if not args.yes:
         if not sys.stdin.isatty():
@@ -97,25 +91,16 @@ def cmd_clear(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("Nothing cleared.")
             return EXIT_NOT_FOUND
-    try:
+    with _using(args.url, args.prefix) as cache:
         cache.clear()
-    except BackendError as exc:
-        raise _unreachable(args.url, exc) from None
-    finally:
-        cache.close()
     print(f"Cleared {scope} in {_redact(args.url)}.")
     return EXIT_OK
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    cache = from_url(args.url, on_error="raise", key_prefix=args.prefix or "")
     missing = object()
-    try:
+    with _using(args.url, args.prefix) as cache:
         value = cache.get(args.key, missing)
-    except BackendError as exc:
-        raise _unreachable(args.url, exc) from None
-    finally:
-        cache.close()
     if value is missing:
         print(f"(miss) {args.key!r}", file=sys.stderr)
         return EXIT_NOT_FOUND
@@ -124,26 +109,16 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_set(args: argparse.Namespace) -> int:
-    cache = from_url(args.url, on_error="raise", key_prefix=args.prefix or "")
     value = _parse_value(args.value, args.json)
-    try:
+    with _using(args.url, args.prefix) as cache:
         cache.set(args.key, value, timeout=args.timeout)
-    except BackendError as exc:
-        raise _unreachable(args.url, exc) from None
-    finally:
-        cache.close()
     print(f"OK {args.key!r}")
     return EXIT_OK
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    cache = from_url(args.url, on_error="raise", key_prefix=args.prefix or "")
-    try:
+    with _using(args.url, args.prefix) as cache:
         deleted = cache.delete(args.key)
-    except BackendError as exc:
-        raise _unreachable(args.url, exc) from None
-    finally:
-        cache.close()
     print(f"{'deleted' if deleted else '(absent)'} {args.key!r}")
     return EXIT_OK if deleted else EXIT_NOT_FOUND
 
