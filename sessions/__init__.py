@@ -2,10 +2,13 @@
 
 ``CacheStore`` keeps sessions in any :class:`cachekit.Cache` and never loses
 concurrent updates; ``SignedCookieStore`` keeps them in a signed cookie. Use
-them through :class:`middleware.SessionMiddleware`.
+them through :class:`middleware.SessionMiddleware`, and read the request's
+session with :func:`get_session`.
 """
 
+from sessions.environ import get_session
 from sessions.exceptions import CookieTooLargeError
+from sessions.exceptions import NoSessionError
 from sessions.exceptions import SessionConflictError
 from sessions.exceptions import SessionCreateError
 from sessions.exceptions import SessionError
@@ -23,6 +26,7 @@ __all__ = [
     "CacheStore",
     "CookieTooLargeError",
     "ExpiryPolicy",
+    "NoSessionError",
     "Session",
     "SessionConflictError",
     "SessionCreateError",
@@ -31,4 +35,5 @@ __all__ = [
     "SignedCookieStore",
     "Store",
     "TaggedJSONSerializer",
+    "get_session",
 ]

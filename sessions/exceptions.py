@@ -6,7 +6,8 @@ They all derive from :class:`cachekit.exceptions.SessionError`, itself a
     SessionError
     ├── SessionCreateError                          no free session id found on create
     ├── SessionConflictError                        deleted, expired or changed concurrently
-    └── CookieTooLargeError(SessionError, ValueError)
+    ├── CookieTooLargeError(SessionError, ValueError)
+    └── NoSessionError(SessionError, KeyError)      no session middleware in front of the app
 
 A tampered, expired or unknown session cookie is *not* an error: the store
 answers "no such session" and the request gets a new, empty session.
@@ -60,4 +61,33 @@ class CookieTooLargeError(SessionError, ValueError):
         self.limit = limit
 
 
-__all__ = ["CookieTooLargeError", "SessionConflictError", "SessionCreateError", "SessionError"]
+class NoSessionError(SessionError, KeyError):
+    """The request carries no session: no session middleware wraps the app.
+
+    A :class:`KeyError` too, so code that catches the plain ``environ[...]``
+    lookup error keeps working, but it says what to do.
+
+    :param key: the environ or scope key that was looked up.
+    """
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"No session at {key!r}: wrap the app in middleware.SessionMiddleware (WSGI) or "
+            "middleware.AsgiSessionMiddleware (ASGI), e.g. app = SessionMiddleware(app, store=...), "
+            "or read it with sessions.get_session(environ) only inside such an app."
+        )
+        #: The environ or scope key that was looked up.
+        self.key = key
+
+    def __str__(self) -> str:
+        # KeyError's str() is the repr of its argument; show the sentence as written.
+        return str(self.args[0])
+
+
+__all__ = [
+    "CookieTooLargeError",
+    "NoSessionError",
+    "SessionConflictError",
+    "SessionCreateError",
+    "SessionError",
+]

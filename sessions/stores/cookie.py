@@ -109,6 +109,10 @@ def _unpack(payload: bytes) -> bytes:
     return data
 
 
+#: The shortest signing key accepted, in bytes (256 bits, the size of the HMAC-SHA256 key).
+MIN_SECRET_BYTES = 32
+
+
 def _secret_list(secret_keys: str | bytes | Sequence[str | bytes]) -> list[bytes]:
     if isinstance(secret_keys, (str, bytes)):
         keys: list[Any] = [secret_keys]
@@ -122,7 +126,15 @@ def _secret_list(secret_keys: str | bytes | Sequence[str | bytes]) -> list[bytes
             "(SECRET_KEY_FALLBACKS, if given, must be a list of such strings).",
             setting="SECRET_KEY",
         )
-    return [key.encode() if isinstance(key, str) else key for key in keys]
+    encoded = [key.encode() if isinstance(key, str) else key for key in keys]
+    if len(encoded[0]) < MIN_SECRET_BYTES:
+        # Only the signing key: an older, shorter key may stay in the fallbacks while it is rotated out.
+        raise ConfigurationError(
+            f"SECRET_KEY is {len(encoded[0])} bytes; signing needs at least {MIN_SECRET_BYTES}. "
+            'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"',
+            setting="SECRET_KEY",
+        )
+    return encoded
 
 
 def _fernet(secret: bytes, salt: bytes) -> Fernet:
@@ -147,8 +159,9 @@ class SignedCookieStore(BaseStore):
     :param expire_at_browser_close: send cookies without ``Max-Age``.
     :param serializer: defaults to tagged JSON.
     :param clock: Unix time in seconds.
-    :raises ConfigurationError: for a missing or empty secret key, or
-        ``encrypt=True`` without ``cryptography``.
+    :raises ConfigurationError: for a missing or empty secret key, a signing
+        (first) key shorter than :data:`MIN_SECRET_BYTES`, or ``encrypt=True``
+        without ``cryptography``.
     """
 
     server_side = False
@@ -286,4 +299,4 @@ class SignedCookieStore(BaseStore):
         """Do nothing: a cookie cannot be revoked from the server (see the module docstring)."""
 
 
-__all__ = ["MAX_COOKIE_SIZE", "SignedCookieStore"]
+__all__ = ["MAX_COOKIE_SIZE", "MIN_SECRET_BYTES", "SignedCookieStore"]

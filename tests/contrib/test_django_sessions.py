@@ -51,7 +51,7 @@ def _store(kind: str, request: pytest.FixtureRequest) -> Store | None:
         django_caches["default"].clear()
         return None  # the default: a CacheStore on CACHES[SESSION_CACHE_ALIAS]
     if kind == "signed-cookie":
-        return SignedCookieStore("django-session-test-key")
+        return SignedCookieStore("django-session-test-key-00000000")
     server: ServerProcess = request.getfixturevalue(f"{kind}_server")
     cache = from_url(f"{kind}://{server.address}", key_prefix="djs")
     cache.clear()

@@ -28,7 +28,7 @@ def build_store(kind: str, request: pytest.FixtureRequest) -> Store:
     if kind == "locmem":
         return CacheStore(Cache(LocMemBackend(f"flask-{request.node.nodeid}")))
     if kind == "signed-cookie":
-        return SignedCookieStore("flask-session-test-key")
+        return SignedCookieStore("flask-session-test-key-000000000")
     server: ServerProcess = request.getfixturevalue("redis_server")
     cache = from_url(f"redis://{server.address}/3", key_prefix="flask")
     cache.clear()

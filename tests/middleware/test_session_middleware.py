@@ -388,7 +388,7 @@ HOSTILE = [
 
 def _other_key_cookie(store: BaseStore) -> str:
     if isinstance(store, SignedCookieStore):
-        other = SignedCookieStore("not-the-real-key")
+        other = SignedCookieStore("not-the-real-key-000000000000000")
         session = Session(other)
         session["user"] = "admin"
         return session.save()
@@ -449,17 +449,17 @@ def test_read_cookie_parsing() -> None:
 
 
 def test_fallback_signed_cookie_is_resigned_with_current_key() -> None:
-    old = SignedCookieStore(["old-key"])
+    old = SignedCookieStore(["old-key-000000000000000000000000"])
     session = Session(old)
     session["user"] = "ada"
     value = session.save()
-    rotated = SignedCookieStore(["new-key", "old-key"])
+    rotated = SignedCookieStore(["new-key-000000000000000000000000", "old-key-000000000000000000000000"])
     client = Client(SessionMiddleware(counter_app, rotated))
     client.cookies["session"] = value
     _, headers, body = client.get("/")
     assert body == b"[('user', 'ada')]"
     assert len(set_cookies(headers)) == 1
-    state = SignedCookieStore(["new-key"]).load(client.cookies["session"])
+    state = SignedCookieStore(["new-key-000000000000000000000000"]).load(client.cookies["session"])
     assert state is not None
     assert state.data == {"user": "ada"}
 
@@ -541,8 +541,8 @@ class TrackedBodyCloser(TrackedBody):
 def test_from_settings_cookie_engine(clock: WallClock) -> None:
     settings = {
         "SESSION_ENGINE": "signed_cookies",
-        "SECRET_KEY": "new",
-        "SECRET_KEY_FALLBACKS": ["old"],
+        "SECRET_KEY": "new-0000000000000000000000000000",
+        "SECRET_KEY_FALLBACKS": ["old-0000000000000000000000000000"],
         "SESSION_COOKIE_NAME": "sid",
         "SESSION_COOKIE_AGE": 600,
         "SESSION_COOKIE_SECURE": True,
@@ -578,7 +578,7 @@ def test_from_settings_cache_engine_with_module_settings() -> None:
         ({"SESSION_ENGINE": "signed_cookies"}, "SECRET_KEY"),
         ({"SESSION_ENGINE": "signed_cookies", "SECRET_KEY": ""}, "SECRET_KEY"),
         (
-            {"SESSION_ENGINE": "signed_cookies", "SECRET_KEY": "k", "SECRET_KEY_FALLBACKS": "old"},
+            {"SESSION_ENGINE": "signed_cookies", "SECRET_KEY": "k", "SECRET_KEY_FALLBACKS": "old-0000000000000000000000000000"},
             "SECRET_KEY_FALLBACKS",
         ),
         ({"SESSION_ENGINE": "files"}, "SESSION_ENGINE"),

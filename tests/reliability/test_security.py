@@ -133,7 +133,7 @@ def test_pickle_serializer_is_refused_for_sessions() -> None:
 # -- secrets never in reprs or logs --------------------------------------------------------------
 
 PASSWORD = "s3cr3t-Pa55word"
-SECRET_KEY = "signing-key-" + secrets.token_hex(8)
+SECRET_KEY = "signing-key-" + secrets.token_hex(16)
 
 
 def test_secrets_never_in_reprs_or_logs(caplog: pytest.LogCaptureFixture) -> None:

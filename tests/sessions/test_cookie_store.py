@@ -42,9 +42,11 @@ def encrypt(request: pytest.FixtureRequest) -> bool:
 
 
 def test_first_key_signs_every_key_verifies(encrypt: bool) -> None:
-    old = SignedCookieStore(["old-key"], encrypt=encrypt)
-    rotated = SignedCookieStore(["new-key", "old-key"], encrypt=encrypt)
-    new_only = SignedCookieStore(["new-key"], encrypt=encrypt)
+    old = SignedCookieStore(["old-key-000000000000000000000000"], encrypt=encrypt)
+    rotated = SignedCookieStore(
+        ["new-key-000000000000000000000000", "old-key-000000000000000000000000"], encrypt=encrypt
+    )
+    new_only = SignedCookieStore(["new-key-000000000000000000000000"], encrypt=encrypt)
     value = saved(old, user="ada")
     state = rotated.load(value)
     assert state is not None
@@ -62,29 +64,36 @@ def test_first_key_signs_every_key_verifies(encrypt: bool) -> None:
 
 
 def test_wrong_key_and_wrong_salt_load_nothing(encrypt: bool) -> None:
-    value = saved(SignedCookieStore("key", encrypt=encrypt), a=1)
-    assert SignedCookieStore("other", encrypt=encrypt).load(value) is None
-    assert SignedCookieStore("key", salt="other", encrypt=encrypt).load(value) is None
+    value = saved(SignedCookieStore("key-0000000000000000000000000000", encrypt=encrypt), a=1)
+    assert SignedCookieStore("other-00000000000000000000000000", encrypt=encrypt).load(value) is None
+    assert (
+        SignedCookieStore(
+            "key-0000000000000000000000000000", salt="other-00000000000000000000000000", encrypt=encrypt
+        ).load(value)
+        is None
+    )
 
 
 def test_signed_and_encrypted_cookies_do_not_mix() -> None:
     require_cryptography()
-    signed = saved(SignedCookieStore("key"), a=1)
-    encrypted = saved(SignedCookieStore("key", encrypt=True), a=1)
-    assert SignedCookieStore("key", encrypt=True).load(signed) is None
-    assert SignedCookieStore("key").load(encrypted) is None
+    signed = saved(SignedCookieStore("key-0000000000000000000000000000"), a=1)
+    encrypted = saved(SignedCookieStore("key-0000000000000000000000000000", encrypt=True), a=1)
+    assert SignedCookieStore("key-0000000000000000000000000000", encrypt=True).load(signed) is None
+    assert SignedCookieStore("key-0000000000000000000000000000").load(encrypted) is None
 
 
 def test_encrypted_payload_is_unreadable() -> None:
     require_cryptography()
-    value = saved(SignedCookieStore("key", encrypt=True), secret_note="attack at dawn")
+    value = saved(
+        SignedCookieStore("key-0000000000000000000000000000", encrypt=True), secret_note="attack at dawn"
+    )
     assert "attack" not in value
     padded = value + "=" * (-len(value) % 4)
     assert b"attack" not in base64.urlsafe_b64decode(padded)
 
 
 def test_signed_payload_is_compressed_when_that_helps() -> None:
-    store = SignedCookieStore("key")
+    store = SignedCookieStore("key-0000000000000000000000000000")
     small = saved(store, a=1)
     big = saved(store, text="abc" * 500)
     assert big.startswith(".")  # itsdangerous marks zlib payloads with a leading dot
@@ -95,7 +104,7 @@ def test_signed_payload_is_compressed_when_that_helps() -> None:
 
 
 def test_too_large_raises_with_size_and_keeps_previous_cookie(encrypt: bool) -> None:
-    store = SignedCookieStore("key", encrypt=encrypt)
+    store = SignedCookieStore("key-0000000000000000000000000000", encrypt=encrypt)
     previous = saved(store, a=1)
     session = Session(store, previous)
     session["blob"] = base64.b64encode(random.Random(0).randbytes(4096)).decode()  # incompressible
@@ -109,7 +118,7 @@ def test_too_large_raises_with_size_and_keeps_previous_cookie(encrypt: bool) -> 
 
 def test_max_age_enforced_on_load(encrypt: bool) -> None:
     clock = WallClock()
-    store = SignedCookieStore("key", encrypt=encrypt, age=60, clock=clock)
+    store = SignedCookieStore("key-0000000000000000000000000000", encrypt=encrypt, age=60, clock=clock)
     value = saved(store, a=1)
     clock.advance(59)
     assert store.load(value) is not None
@@ -122,6 +131,23 @@ def test_missing_or_bad_secret_key_fails_at_construction(keys: object) -> None:
     with pytest.raises(ConfigurationError, match="SECRET_KEY") as info:
         SignedCookieStore(keys)  # type: ignore[arg-type]
     assert info.value.setting == "SECRET_KEY"
+
+
+@pytest.mark.parametrize("keys", ["k", "x" * 31, [b"y" * 31, "z" * 40]], ids=["one-char", "31", "31-bytes"])
+def test_short_signing_key_is_refused_with_how_to_make_one(keys: str | list[str | bytes]) -> None:
+    with pytest.raises(ConfigurationError, match="at least 32") as info:
+        SignedCookieStore(keys)
+    assert info.value.setting == "SECRET_KEY"
+    assert "secrets.token_urlsafe" in str(info.value)
+
+
+def test_short_fallback_key_still_verifies_while_rotated_out() -> None:
+    # A cookie signed before the 32-byte minimum, with a short key that now sits in the fallbacks.
+    rotated = SignedCookieStore(["n" * 32, "old"])
+    legacy = URLSafeSerializer("old", salt="cachekit.session", serializer=_Text())
+    state = rotated.load(legacy.dumps({"d": {"a": 1}, "c": rotated.clock(), "a": rotated.clock()}))
+    assert state is not None
+    assert state.data == {"a": 1}
 
 
 TAMPERS = [
@@ -139,7 +165,7 @@ TAMPERS = [
 
 @pytest.mark.parametrize("tamper", TAMPERS)
 def test_tampered_cookies_load_nothing(encrypt: bool, tamper: object) -> None:
-    store = SignedCookieStore("key", encrypt=encrypt)
+    store = SignedCookieStore("key-0000000000000000000000000000", encrypt=encrypt)
     value = saved(store, admin=False)
     assert callable(tamper)
     tampered = tamper(value)
@@ -159,8 +185,10 @@ class _Text:
 
 @pytest.mark.parametrize("size", [10, 2000], ids=["small", "compressed"])
 def test_wire_format_is_itsdangerous_url_safe_serializer(size: int) -> None:
-    reference = URLSafeSerializer("key", salt="cachekit.session", serializer=_Text())
-    store = SignedCookieStore("key")
+    reference = URLSafeSerializer(
+        "key-0000000000000000000000000000", salt="cachekit.session", serializer=_Text()
+    )
+    store = SignedCookieStore("key-0000000000000000000000000000")
     value = saved(store, text="x" * size)
     record = reference.loads(value)
     assert record["d"] == {"text": "x" * size}
@@ -171,10 +199,12 @@ def test_wire_format_is_itsdangerous_url_safe_serializer(size: int) -> None:
 
 
 def test_decompression_bomb_is_refused() -> None:
-    reference = URLSafeSerializer("key", salt="cachekit.session", serializer=_Text())
+    reference = URLSafeSerializer(
+        "key-0000000000000000000000000000", salt="cachekit.session", serializer=_Text()
+    )
     bomb = reference.dumps({"d": {"x": "a" * 200_000}, "c": 0, "a": 0})
     assert len(bomb) < 4093
-    assert SignedCookieStore("key").load(bomb) is None
+    assert SignedCookieStore("key-0000000000000000000000000000").load(bomb) is None
 
 
 def test_session_that_would_inflate_past_the_read_limit_is_refused() -> None:
