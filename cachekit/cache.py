@@ -14,6 +14,7 @@ import enum
 import logging
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -210,6 +211,7 @@ class _CacheCore(Generic[_B]):
         self._lock_waits = self._stale_serves = 0
         self._last_error_at = float("-inf")
         self._last_warning_at = float("-inf")
+        self._warning_lock = threading.Lock()
 
     def __repr__(self) -> str:
         label = f"{self.name!r}, " if self.name else ""
@@ -311,13 +313,17 @@ class _CacheCore(Generic[_B]):
         if self._raise:
             raise exc
         now = time.monotonic()
-        # One warning per burst of errors, and a reminder each minute of a long outage.
-        if now - self._last_error_at > 10.0 or now - self._last_warning_at > 60.0:
-            self._last_warning_at = now
+        # One warning per burst of errors, and a reminder each minute of a long outage. The
+        # check and the update are one step under a lock, or every thread of a burst warns.
+        with self._warning_lock:
+            warn = now - self._last_error_at > 10.0 or now - self._last_warning_at > 60.0
+            if warn:
+                self._last_warning_at = now
+            self._last_error_at = now
+        if warn:
             logger.warning("cache %s: %s failed, serving misses: %s", self.name or "-", operation, exc)
         else:
             logger.debug("cache %s: %s failed: %s", self.name or "-", operation, exc)
-        self._last_error_at = now
 
     def _undecodable(self, key: str, exc: SerializationError) -> None:
         self._errors += 1
