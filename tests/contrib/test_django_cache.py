@@ -148,3 +148,209 @@ def test_close_keeps_working() -> None:
     caches["default"].set("k", 1)
     caches["default"].close()
     assert caches["default"].get("k") == 1
+
+
+# -- issue 15: the same answers as Django's own backends ---------------------------------
+
+
+def test_add_with_timeout_zero_is_true_for_an_absent_key(cache: CacheBackend) -> None:
+    # Django's locmem, redis and memcached backends: True when absent, nothing kept.
+    assert cache.add("k0", "v", 0) is True
+    assert cache.get("k0") is None
+    cache.set("k0", "there")
+    assert cache.add("k0", "v", 0) is False
+    assert cache.get("k0") == "there"
+
+
+def test_unpicklable_value_raises_a_pickle_error(cache: CacheBackend) -> None:
+    import pickle
+
+    from cachekit.exceptions import SerializationError
+
+    for store in (cache.set, cache.add):
+        with pytest.raises(pickle.PickleError) as caught:
+            store("bad", lambda: None)
+        assert isinstance(caught.value, SerializationError)
+    with pytest.raises(pickle.PicklingError):
+        cache.set_many({"bad": lambda: None})
+
+
+def test_incr_on_a_non_integer_raises_type_error(cache: CacheBackend) -> None:
+    cache.set("text", "abc")
+    with pytest.raises(TypeError):
+        cache.incr("text")
+    with pytest.raises(TypeError):
+        cache.decr("text")
+    assert cache.get("text") == "abc"
+
+
+def test_django_cache_session_engine_with_expiry_in_the_past(cache: CacheBackend) -> None:
+    # Django's own "cache" session engine on our backend: a session whose
+    # expiry is in the past saves (and is gone) instead of RuntimeError.
+    from django.contrib.sessions.backends.cache import SessionStore as DjangoCacheSession
+
+    class OnThisCache(DjangoCacheSession):  # type: ignore[misc]
+        def __init__(self, session_key: str | None = None) -> None:
+            super().__init__(session_key)
+            self._cache = cache
+
+    session = OnThisCache()
+    session["user"] = 1
+    session.set_expiry(-10)
+    session.save()
+    assert session.session_key is not None
+    assert not OnThisCache().exists(session.session_key)
+    assert OnThisCache(session.session_key).load() == {}
+
+
+@pytest.mark.parametrize(
+    ("backend_path", "location"),
+    [
+        ("cachekit.contrib.django.PyMemcacheCache", "{memcached}"),
+        ("cachekit.contrib.django.PyMemcacheCache", ["{memcached}"]),
+        ("cachekit.contrib.django.PyMemcacheCache", "{memcached};{memcached}"),
+        ("cachekit.contrib.django.RedisCache", "{redis}"),
+        ("cachekit.contrib.django.RedisCache", "redis://{redis}/1"),
+        ("cachekit.contrib.django.RedisCache", ["redis://{redis}/1"]),
+    ],
+    ids=["mc-host-port", "mc-list", "mc-semicolons", "redis-host-port", "redis-url", "redis-url-list"],
+)
+def test_location_forms_django_takes_reach_the_server(
+    backend_path: str,
+    location: Any,
+    redis_server: ServerProcess,
+    memcached_server: ServerProcess,
+) -> None:
+    from django.utils.module_loading import import_string
+
+    def fill(text: str) -> str:
+        return text.format(memcached=memcached_server.address, redis=redis_server.address)
+
+    filled = [fill(item) for item in location] if isinstance(location, list) else fill(location)
+    first = import_string(backend_path)(filled, {"KEY_PREFIX": "loc"})
+    first.set("where", "server")
+    # A second instance in "another process": a fresh backend, no shared memory.
+    from cachekit.config import from_settings
+
+    kind = "memcached" if "Memcache" in backend_path else "redis"
+    other = from_settings({"BACKEND": kind, "LOCATION": filled})
+    assert other.backend.get("loc:1:where") is not None
+    first.delete("where")
+
+
+def test_unix_socket_location_for_memcached(tmp_path: Any) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    from tests.conftest import require_binary
+
+    require_binary("memcached")
+    socket_path = tmp_path / "mc.sock"
+    argv = [shutil.which("memcached") or "memcached", "-s", str(socket_path), "-U", "0"]
+    if os.geteuid() == 0:
+        argv += ["-u", "root"]  # the socket lives in root's private tmp_path
+    process = subprocess.Popen(argv)
+    try:
+        deadline = time.monotonic() + 5
+        while not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for location in (f"unix:{socket_path}", str(socket_path)):
+            cache = CacheBackend(location, {"OPTIONS": {"backend": "memcached"}, "KEY_PREFIX": "sock"})
+            cache.set("k", location)
+            assert cache.get("k") == location
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "127.0.0.1:11211",
+        "redis:/127.0.0.1:6379/0",
+        ["127.0.0.1:11211", "127.0.0.2:11211"],
+        "/tmp/mc.sock",
+        42,
+    ],
+)
+def test_a_location_without_a_backend_is_refused_not_local_memory(location: Any) -> None:
+    from cachekit.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="LOCATION|must be"):
+        CacheBackend(location, {})
+
+
+def test_unknown_backend_option_is_refused() -> None:
+    from cachekit.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="backend"):
+        CacheBackend("127.0.0.1:11211", {"OPTIONS": {"backend": "memcache"}})
+
+
+def test_several_plain_redis_urls_are_refused() -> None:
+    from cachekit.contrib.django import RedisCache
+    from cachekit.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="LOCATION"):
+        RedisCache(["redis://127.0.0.1:1/0", "redis://127.0.0.2:1/0"], {})
+
+
+def test_cache_template_tag_on_our_backend() -> None:
+    # Django's {% cache %} tag stores the fragment in our backend and serves it back.
+    from django.core.cache.utils import make_template_fragment_key
+    from django.template import Context
+    from django.template import Engine
+
+    engine = Engine(libraries={"cache": "django.templatetags.cache"})
+    template = engine.from_string("{% load cache %}{% cache 60 side who %}[{{ value }}]{% endcache %}")
+    caches["default"].delete(make_template_fragment_key("side", ["ann"]))
+    assert template.render(Context({"value": 1, "who": "ann"})) == "[1]"
+    assert template.render(Context({"value": 2, "who": "ann"})) == "[1]"  # served from the cache
+    assert template.render(Context({"value": 3, "who": "bob"})) == "[3]"  # vary-on argument
+    assert caches["default"].get(make_template_fragment_key("side", ["ann"])) == "[1]"
+    caches["default"].delete(make_template_fragment_key("side", ["ann"]))
+    assert template.render(Context({"value": 4, "who": "ann"})) == "[4]"
+
+
+def test_cache_handler_gives_one_instance_per_thread_sharing_one_store() -> None:
+    import threading
+
+    seen: list[Any] = []
+
+    def grab() -> None:
+        seen.append((caches["default"], caches["default"]))
+
+    threads = [threading.Thread(target=grab) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (a1, a2), (b1, b2) = seen
+    assert a1 is a2  # the same instance within a thread
+    assert b1 is b2
+    assert a1 is not b1  # another one in another thread, as Django's CacheHandler gives
+    assert a1.cache.backend is b1.cache.backend  # ... over one store
+    a1.set("thread", "a")
+    assert b1.get("thread") == "a"
+
+
+def test_system_check_reports_bad_cachekit_settings() -> None:
+    from django.core import checks
+    from django.test.utils import override_settings
+
+    from cachekit.contrib.django import check_cachekit_settings
+
+    good = {"default": {"BACKEND": "cachekit.contrib.django.CacheBackend", "LOCATION": "ok"}}
+    with override_settings(CACHES=good):
+        assert check_cachekit_settings() == []
+        assert not [m for m in checks.run_checks(tags=[checks.Tags.caches]) if m.id.startswith("cachekit")]
+    bad = {
+        "default": {"BACKEND": "cachekit.contrib.django.CacheBackend", "LOCATION": "127.0.0.1:11211"},
+        "other": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+    }
+    with override_settings(CACHES=bad, SESSION_CACHE_ALIAS="other"):
+        # (Django's own cache checks build every cache, so there the bad one also raises.)
+        found = check_cachekit_settings()
+        assert sorted(message.id for message in found) == ["cachekit.E001", "cachekit.E002"]
+        assert "127.0.0.1:11211" in found[0].msg
