@@ -48,6 +48,8 @@ class ServerProcess:
     argv: list[str]
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    #: The environment to start it with; ``None`` inherits this process's.
+    env: dict[str, str] | None = None
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -66,7 +68,12 @@ class ServerProcess:
         """Start the process and wait until its port answers."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=self.env,
+                start_new_session=True,
             )
         end = time.monotonic() + deadline
         while time.monotonic() < end:
