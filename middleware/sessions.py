@@ -66,6 +66,7 @@ from sessions.exceptions import SessionConflictError
 from sessions.serializers import TaggedJSONSerializer
 from sessions.session import DEFAULT_AGE
 from sessions.session import Session
+from sessions.settings import warn_unknown_settings
 from sessions.stores.base import Store
 from sessions.stores.cache import CacheStore
 from sessions.stores.cookie import SignedCookieStore
@@ -202,8 +203,13 @@ class SessionMiddleware:
         ``cryptography``], ``SECRET_KEY`` (required for signed cookies) and
         ``SECRET_KEY_FALLBACKS`` [()].
 
+        An unknown ``SESSION_*`` name (neither these nor Django's or Flask's) is
+        warned about with the closest known name
+        (:class:`~sessions.settings.UnknownSettingWarning`).
+
         :raises ConfigurationError: naming the first missing or invalid setting.
         """
+        warn_unknown_settings(settings)
         return cls(app, store_from_settings(settings), **cookie_options(settings))
 
     # -- WSGI --------------------------------------------------------------------
@@ -321,9 +327,9 @@ def _serializer_from_setting(value: Any) -> Serializer:
 def _secret_keys(settings: Any) -> list[str | bytes]:
     secret = read_setting(settings, "SECRET_KEY")
     if not isinstance(secret, (str, bytes)) or not secret:
+        got = "nothing" if secret is None else "an empty string" if not secret else type(secret).__name__
         raise ConfigurationError(
-            "SECRET_KEY must be set to a long random string for SESSION_ENGINE='signed_cookies'; "
-            f"got {'nothing' if secret is None else type(secret).__name__}.",
+            f"SECRET_KEY must be set to a long random string for SESSION_ENGINE='signed_cookies'; got {got}.",
             setting="SECRET_KEY",
         )
     fallbacks = read_setting(settings, "SECRET_KEY_FALLBACKS", ())

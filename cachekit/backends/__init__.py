@@ -25,6 +25,17 @@ _REGISTRY: dict[str, str] = {
     "redis+cluster": "cachekit.backends.redis:RedisBackend",
     "memcached": "cachekit.backends.memcached:MemcachedBackend",
 }
+# Django's (and django-redis's) BACKEND paths, so a CACHES block copied from Django
+# settings works: their LOCATION forms are the ones our backends read.
+_FRAMEWORK_PATHS: dict[str, str] = {
+    "django.core.cache.backends.redis.RedisCache": "redis",
+    "django_redis.cache.RedisCache": "redis",
+    "django.core.cache.backends.memcached.PyMemcacheCache": "memcached",
+    "django.core.cache.backends.memcached.PyLibMCCache": "memcached",
+    "django.core.cache.backends.memcached.MemcachedCache": "memcached",
+    "django.core.cache.backends.locmem.LocMemCache": "locmem",
+    "django.core.cache.backends.dummy.DummyCache": "null",
+}
 
 
 def register_backend(name: str, target: str) -> None:
@@ -40,9 +51,14 @@ def registered_names() -> list[str]:
 def load_backend(name: str) -> type[Any]:
     """Return the backend class for a short name, a URL scheme or a dotted path.
 
-    :raises ConfigurationError: if the name is unknown or its module cannot be imported
-        (for example redis-py is not installed).
+    Django's own ``BACKEND`` paths (``django.core.cache.backends.redis.RedisCache``
+    and its siblings, ``django_redis.cache.RedisCache``) name the matching cachekit backend.
+
+    :raises ConfigurationError: if the name is unknown, its module cannot be imported
+        (for example redis-py is not installed), or the path names a class that is
+        not a cachekit backend.
     """
+    name = _FRAMEWORK_PATHS.get(name, name)
     target = _REGISTRY.get(name.lower())
     if target is None:
         if "." not in name:
@@ -68,6 +84,13 @@ def load_backend(name: str) -> type[Any]:
         raise ConfigurationError(
             f"Module {module_name!r} has no backend class {class_name!r}.", setting="BACKEND"
         ) from None
+    if not (hasattr(cls, "from_url") and hasattr(cls, "from_location")):
+        raise ConfigurationError(
+            f"BACKEND {name!r} is not a cachekit backend (no from_url/from_location). Write a short "
+            f"name ({', '.join(sorted(set(_REGISTRY) & {'locmem', 'memcached', 'null', 'redis'}))}), "
+            "a URL such as 'redis://127.0.0.1:6379/0', or the dotted path of a cachekit backend class.",
+            setting="BACKEND",
+        )
     return cls
 
 
