@@ -34,6 +34,7 @@ from cachekit.exceptions import SerializationError
 from cachekit.latency import LatencyHistogram
 from cachekit.serializers import PickleSerializer
 from cachekit.serializers import Serializer
+from cachekit.signing import BadSignatureError
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class _CacheCore(Generic[_B]):
         self._countdown = latency_sample_every or -1
         self._latency: dict[str, LatencyHistogram] = {}
         self._hits = self._misses = self._sets = self._deletes = self._errors = 0
-        self._lock_waits = self._stale_serves = 0
+        self._lock_waits = self._stale_serves = self._bad_signatures = 0
         self._last_error_at = float("-inf")
         self._last_warning_at = float("-inf")
         self._warning_lock = threading.Lock()
@@ -327,6 +328,13 @@ class _CacheCore(Generic[_B]):
 
     def _undecodable(self, key: str, exc: SerializationError) -> None:
         self._errors += 1
+        if isinstance(exc, BadSignatureError):
+            # A forged or foreign value: a miss whatever on_error says, and one
+            # warning per cache (a flood of forgeries must not flood the log).
+            self._bad_signatures += 1
+            log = logger.warning if self._bad_signatures == 1 else logger.debug
+            log("cache %s: %r has a bad signature, not loaded (a miss): %s", self.name or "-", key, exc)
+            return
         if self._raise:
             raise exc
         logger.warning(
@@ -350,6 +358,7 @@ class _CacheCore(Generic[_B]):
             "errors": self._errors,
             "lock_waits": self._lock_waits,
             "stale_serves": self._stale_serves,
+            "bad_signatures": self._bad_signatures,
             "hit_ratio": self._hits / lookups if lookups else 0.0,
         }
 
@@ -360,7 +369,7 @@ class _CacheCore(Generic[_B]):
     def reset_stats(self) -> None:
         """Set every counter back to zero and forget the latency samples."""
         self._hits = self._misses = self._sets = self._deletes = self._errors = 0
-        self._lock_waits = self._stale_serves = 0
+        self._lock_waits = self._stale_serves = self._bad_signatures = 0
         self._latency = {}
 
     def _due(self) -> bool:

@@ -31,6 +31,10 @@ from cachekit.cache import Cache
 from cachekit.exceptions import ConfigurationError
 from cachekit.serializers import JSONSerializer
 from cachekit.serializers import PickleSerializer
+from cachekit.serializers import Serializer
+from cachekit.signing import ENV_VAR as SIGNING_ENV_VAR
+from cachekit.signing import SignedSerializer
+from cachekit.signing import keys_from_env
 
 #: Environment variable holding the default cache's URL.
 ENV_VAR = "CACHEKIT_URL"
@@ -48,7 +52,18 @@ _CACHE_OPTIONS: dict[str, type] = {
     "lock_ttl": float,
     "latency_sample_every": int,
 }
-_SETTINGS_KEYS = ("BACKEND", "LOCATION", "TIMEOUT", "KEY_PREFIX", "VERSION", "KEY_FUNCTION", "OPTIONS")
+_SETTINGS_KEYS = (
+    "BACKEND",
+    "LOCATION",
+    "TIMEOUT",
+    "KEY_PREFIX",
+    "VERSION",
+    "KEY_FUNCTION",
+    "SIGNING_KEYS",
+    "OPTIONS",
+)
+# Query parameters refused in URLs: a secret in a URL leaks into logs and process lists.
+_SECRET_QUERY = frozenset({"signing_key", "signing_keys"})
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -110,18 +125,27 @@ def _split_options(
 
 
 def _build_cache(
-    backend: Any, cache_kwargs: dict[str, Any], name: str, cache_class: type[Any] = Cache
+    backend: Any,
+    cache_kwargs: dict[str, Any],
+    name: str,
+    cache_class: type[Any] = Cache,
+    signing_keys: Any = None,
 ) -> Any:
     serializer_name = cache_kwargs.pop("serializer", None) or "pickle"
     threshold = cache_kwargs.pop("compress_threshold", None)
+    serializer: Serializer
     if serializer_name == "pickle":
-        serializer: PickleSerializer | JSONSerializer = PickleSerializer(compress_threshold=threshold)
+        serializer = PickleSerializer(compress_threshold=threshold)
     elif serializer_name == "json":
         serializer = JSONSerializer(compress_threshold=threshold)
     else:
         raise ConfigurationError(
             f"serializer must be 'pickle' or 'json', got {serializer_name!r}.", setting="serializer"
         )
+    if signing_keys is None:
+        signing_keys = keys_from_env(os.environ.get(SIGNING_ENV_VAR))
+    if signing_keys is not None:
+        serializer = SignedSerializer(serializer, signing_keys)
     if "timeout" in cache_kwargs:
         cache_kwargs["default_timeout"] = cache_kwargs.pop("timeout")
     return cache_class(backend, serializer=serializer, name=name, **cache_kwargs)
@@ -133,7 +157,8 @@ def from_url(url: str, *, name: str = "", **options: Any) -> Cache:
     Query parameters and keyword ``options`` (which win) may be cache options
     (``timeout``, ``key_prefix``, ``version``, ``on_error``, ``serializer``,
     ``compress_threshold``, ``lock_timeout``, ``lock_ttl``) or options of the
-    backend named by the scheme.
+    backend named by the scheme. ``signing_keys`` (a key or a list, newest
+    first; see :mod:`cachekit.signing`) is a keyword only: the URL refuses it.
 
     :raises ConfigurationError: for a malformed URL, an unknown scheme or option,
         or a value of the wrong type.
@@ -169,17 +194,25 @@ def cache_from_url(
         )
     from_query: dict[str, Any] = {}
     for key, value in query:
+        if key.lower() in _SECRET_QUERY:
+            raise ConfigurationError(
+                f"{key!r} cannot be given in a cache URL: URLs end up in logs and process lists. "
+                f"Use SIGNING_KEYS in CACHES, signing_keys=... or the {SIGNING_ENV_VAR} variable.",
+                setting=key,
+            )
         if key in from_query:
             raise ConfigurationError(f"Option {key!r} is given twice in the cache URL.", setting=key)
         from_query[key] = value
     backend_cls = load(parts.scheme)
+    options = dict(options)
+    signing_keys = options.pop("signing_keys", None)
     cache_kwargs, backend_kwargs = _split_options(from_query, backend_cls, from_text=True)
     typed_cache, typed_backend = _split_options(options, backend_cls, from_text=False)
     cache_kwargs.update(typed_cache)
     backend_kwargs.update(typed_backend)
     bare_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", parts.fragment))
     backend = backend_cls.from_url(bare_url, **backend_kwargs)
-    return _build_cache(backend, cache_kwargs, name, cache_class)
+    return _build_cache(backend, cache_kwargs, name, cache_class, signing_keys)
 
 
 def _redact(url: str) -> str:
@@ -204,6 +237,8 @@ def from_settings(config: Mapping[str, Any], *, name: str = "") -> Cache:
 
     ``BACKEND`` is a short name (``locmem``, ``redis``, ``memcached``, ``null``), a
     URL or a dotted path; it may be omitted when ``LOCATION`` is a URL.
+    ``SIGNING_KEYS`` (a key or a list, newest first) signs every stored value;
+    see :mod:`cachekit.signing`.
     """
     if not isinstance(config, Mapping):
         raise ConfigurationError(f"CACHES[{name!r}] must be a mapping, got {config!r}.", setting="CACHES")
@@ -219,7 +254,12 @@ def from_settings(config: Mapping[str, Any], *, name: str = "") -> Cache:
     if not isinstance(options, Mapping):
         raise ConfigurationError(f"OPTIONS must be a mapping, got {options!r}.", setting="OPTIONS")
     options = dict(options)
-    for setting, option in (("TIMEOUT", "timeout"), ("KEY_PREFIX", "key_prefix"), ("VERSION", "version")):
+    for setting, option in (
+        ("TIMEOUT", "timeout"),
+        ("KEY_PREFIX", "key_prefix"),
+        ("VERSION", "version"),
+        ("SIGNING_KEYS", "signing_keys"),
+    ):
         if setting in config:
             options[option] = config[setting]
     key_function = config.get("KEY_FUNCTION")
@@ -237,12 +277,13 @@ def from_settings(config: Mapping[str, Any], *, name: str = "") -> Cache:
         cache = from_url(backend_name, name=name, **options)
     else:
         backend_cls = load_backend(backend_name)
+        signing_keys = options.pop("signing_keys", None)
         cache_kwargs, backend_kwargs = _split_options(options, backend_cls, from_text=False)
         if isinstance(location, str) and "://" in location:
             backend = backend_cls.from_url(location, **backend_kwargs)
         else:
             backend = backend_cls.from_location(location, **backend_kwargs)
-        cache = _build_cache(backend, cache_kwargs, name)
+        cache = _build_cache(backend, cache_kwargs, name, signing_keys=signing_keys)
     if key_function is not None:
         cache = cache.replace(key_function=key_function)
     return cache
