@@ -268,3 +268,11 @@ def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_VAR)
     assert not isinstance(cachekit.from_url("locmem://signed-env").serializer, SignedSerializer)
     assert os.environ.get(ENV_VAR) is None
+
+
+def test_signing_benchmark_runs() -> None:
+    from benchmarks.bench_signing import run
+
+    results = run(number=5, rounds=1)
+    assert {r.system for r in results} == {"signed", "signed, old key", "pickle"}
+    assert all(r.seconds_per_op > 0 for r in results)
