@@ -12,18 +12,26 @@ Python value           encoded as                                   comes back a
 ``datetime.date``      ``{" d": "2024-05-01"}``                     equal date
 ``decimal.Decimal``    ``{" dec": "1.10"}``                         equal Decimal
 ``uuid.UUID``          ``{" u": "12345678123456781234567812345678"}``  equal UUID
+``tuple``              ``{" t": [1, 2]}``                           equal tuple
+``bytes``              ``{" b": "/w=="}`` (base64)                  equal bytes
+``markupsafe.Markup``  ``{" m": "<b>hi</b>"}`` (anything with       ``Markup``
+                       ``__html__``)
 a dict with one key    ``{" di": [key, value]}``                    the same dict
 that starts with " "
 =====================  ===========================================  ===============
 
-A naive datetime stays naive and an aware one keeps its UTC offset (a
-``zoneinfo`` zone comes back as a fixed offset). Tuples come back as lists.
-Dict keys must be strings: JSON would silently turn ``1`` into ``"1"``.
-Floats must be finite.
+The tags cover what Flask's ``TaggedJSONSerializer`` keeps (tuple, bytes,
+Markup, UUID, datetime), so a Flask app switching to a cachekit store gets its
+flashed ``(category, message)`` tuples and markup back unchanged. A naive
+datetime stays naive and an aware one keeps its UTC offset (a ``zoneinfo``
+zone comes back as a fixed offset). Dict keys must be strings: JSON would
+silently turn ``1`` into ``"1"``. Floats must be finite.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import decimal
 import json
@@ -74,8 +82,12 @@ def tag(value: Any) -> Any:
         return value
     if kind is dict:
         return _tag_dict(value)
-    if kind is list or kind is tuple:
+    if kind is list:
         return [tag(item) for item in value]
+    if kind is tuple:
+        return {" t": [tag(item) for item in value]}
+    if kind is bytes:
+        return {" b": base64.b64encode(value).decode("ascii")}
     if kind is float:
         if not math.isfinite(value):
             raise TypeError(f"float {value!r} is not finite")
@@ -88,17 +100,23 @@ def tag(value: Any) -> Any:
         return {" dec": str(value)}
     if isinstance(value, uuid.UUID):
         return {" u": value.hex}
+    if hasattr(value, "__html__"):
+        return {" m": str(value.__html__())}
     if isinstance(value, _ATOMS):
         return value  # str and int subclasses (enums) encode as their base value
     if isinstance(value, float):
         return tag(float(value))
     if isinstance(value, dict):
         return _tag_dict(value)
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list):
         return [tag(item) for item in value]
+    if isinstance(value, tuple):
+        return {" t": [tag(item) for item in value]}
+    if isinstance(value, (bytes, bytearray)):
+        return {" b": base64.b64encode(value).decode("ascii")}
     raise TypeError(
         f"{type(value).__name__} {value!r} cannot be stored in a session; store JSON types, "
-        "datetime, date, Decimal or UUID"
+        "datetime, date, Decimal, UUID, tuple, bytes or Markup"
     )
 
 
@@ -116,6 +134,23 @@ def _untag(obj: dict[str, Any]) -> Any:
         return decimal.Decimal(value)
     if name == " u":
         return uuid.UUID(hex=value)
+    if name == " t":
+        if type(value) is not list:
+            raise ValueError("malformed tuple tag")
+        return tuple(value)
+    if name == " b":
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, TypeError) as exc:
+            raise ValueError(f"malformed bytes tag: {exc}") from None
+    if name == " m":
+        if type(value) is not str:
+            raise ValueError("malformed markup tag")
+        try:
+            from markupsafe import Markup
+        except ImportError:  # written by an app that had markupsafe; read as text
+            return value
+        return Markup(value)
     if name == _ESCAPE:
         key, item = value
         return {key: item}
@@ -128,7 +163,7 @@ _DECODER = json.JSONDecoder(object_hook=_untag)
 
 
 class TaggedJSONSerializer:
-    """JSON with tags for datetime, date, Decimal and UUID; the default session serializer.
+    """JSON with tags for datetime, date, Decimal, UUID, tuple, bytes and Markup; the session serializer.
 
     Satisfies :class:`cachekit.serializers.Serializer`, so it can serialize a
     :class:`~cachekit.Cache`'s values too.
