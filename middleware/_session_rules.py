@@ -128,10 +128,6 @@ class SessionCookie:
         logger.info("session not saved: %s", exc)
         return None
 
-    def delete(self) -> str:
-        """Return the ``Set-Cookie`` value that makes the client drop the session cookie."""
-        return self._format.delete()
-
 
 _CACHE_DECISIONS = ("public", "private", "no-store", "no-cache")
 
