@@ -145,15 +145,15 @@ class AsyncLocMemBackend:
         return self.sync.get_many(keys)
 
     async def set(self, key: str, value: Any, ttl: float | None) -> None:
-        """Store ``value`` under ``key``."""
+        """Store ``value`` under ``key``; over ``max_bytes``: :class:`BackendError`, old value deleted."""
         self.sync.set(key, value, ttl)
 
     async def set_many(self, items: Mapping[str, Any], ttl: float | None) -> None:
-        """Store every item with the same ``ttl``."""
+        """Store every item with the same ``ttl``; see the sync backend for values over ``max_bytes``."""
         self.sync.set_many(items, ttl)
 
     async def add(self, key: str, value: Any, ttl: float | None) -> bool:
-        """Store only if absent or expired."""
+        """Store only if absent or expired; over ``max_bytes``: :class:`BackendError`, nothing stored."""
         return self.sync.add(key, value, ttl)
 
     async def delete(self, key: str) -> bool:
@@ -177,7 +177,7 @@ class AsyncLocMemBackend:
         return self.sync.gets(key)
 
     async def cas(self, key: str, value: Any, token: Any, ttl: float | None) -> bool:
-        """Store ``value`` only if ``key`` still holds what :meth:`gets` returned."""
+        """Store ``value`` if ``key`` still holds what :meth:`gets` returned; refuses as :meth:`add`."""
         return self.sync.cas(key, value, token, ttl)
 
     async def clear(self, prefix: str = "") -> None:

@@ -26,6 +26,11 @@ from cachekit.exceptions import MissingKeyError
 
 Clock = Callable[[], float]
 
+#: The byte bound of a local-memory store unless ``max_bytes`` says otherwise (64 MiB):
+#: a flood of distinct keys (junk query strings on cached pages) cannot grow the
+#: process without limit. ``max_bytes=None`` removes the bound.
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
 # An entry is [value, expires_at or None, size in bytes]. A list, not a tuple,
 # so touch() can change the expiry in place.
 _Entry = list[Any]
@@ -210,14 +215,34 @@ class LocMemBackend:
     def _expiry(self, ttl: float | None) -> float | None:
         return None if ttl is None else self._clock() + ttl
 
+    def _size_checked(self, key: str, value: Any) -> int:
+        """The size of ``value``, or :class:`BackendError` if it is larger than the whole store.
+
+        Keeping such a value would evict everything else, so it is refused;
+        saying so (as memcached does past its item size) lets a caller such as a
+        session store answer an error instead of acknowledging a write it lost.
+        """
+        if self.max_bytes is None:
+            return 0
+        size = _sizeof(value)
+        if size > self.max_bytes:
+            raise BackendError(
+                f"Value for key {key!r} is about {size} bytes, over this local-memory store's "
+                f"max_bytes of {self.max_bytes}; it was not stored."
+            )
+        return size
+
     def _put(self, key: str, value: Any, expires: float | None) -> None:
-        """Store an entry and evict as needed. Hold the mutex."""
-        size = _sizeof(value) if self.max_bytes is not None else 0
-        if self.max_bytes is not None and size > self.max_bytes:
-            # Larger than the whole store: keeping it would evict everything else.
-            # Drop any old value too, so no reader sees it after a failed write.
+        """Store an entry and evict as needed. Hold the mutex.
+
+        :raises BackendError: if the value is over ``max_bytes``; any old value
+            is dropped first, so no reader sees it after a failed write.
+        """
+        try:
+            size = self._size_checked(key, value)
+        except BackendError:
             self._drop(key)
-            return
+            raise
         old = self._data.get(key)
         if old is not None:
             self._store.size -= old[2]
@@ -251,22 +276,39 @@ class LocMemBackend:
             self._store.size -= entry[2]
 
     def set(self, key: str, value: Any, ttl: float | None) -> None:
-        """Store ``value`` under ``key``."""
+        """Store ``value`` under ``key``.
+
+        :raises BackendError: if the value is over ``max_bytes`` (the old value is deleted).
+        """
         with self._mutex:
             self._put(key, value, self._expiry(ttl))
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None) -> None:
-        """Store every item with the same ``ttl``."""
+        """Store every item with the same ``ttl``.
+
+        :raises BackendError: if a value is over ``max_bytes``; the others are
+            stored, the oversized ones' old values deleted, the first reported.
+        """
+        refused: BackendError | None = None
         with self._mutex:
             expires = self._expiry(ttl)
             for key, value in items.items():
-                self._put(key, value, expires)
+                try:
+                    self._put(key, value, expires)
+                except BackendError as exc:
+                    refused = refused or exc
+        if refused is not None:
+            raise refused
 
     def add(self, key: str, value: Any, ttl: float | None) -> bool:
-        """Store only if absent or expired."""
+        """Store only if absent or expired.
+
+        :raises BackendError: if the value is over ``max_bytes`` (nothing is stored).
+        """
         with self._mutex:
             if self._live(key, self._clock()) is not None:
                 return False
+            self._size_checked(key, value)
             self._put(key, value, self._expiry(ttl))
             return True
 
@@ -320,11 +362,15 @@ class LocMemBackend:
             return entry[0], entry[0]
 
     def cas(self, key: str, value: Any, token: Any, ttl: float | None) -> bool:
-        """Store ``value`` only if ``key`` still holds the object :meth:`gets` returned."""
+        """Store ``value`` only if ``key`` still holds the object :meth:`gets` returned.
+
+        :raises BackendError: if the value is over ``max_bytes`` (nothing is changed).
+        """
         with self._mutex:
             entry = self._live(key, self._clock())
             if entry is None or entry[0] is not token:
                 return False
+            self._size_checked(key, value)
             self._put(key, value, self._expiry(ttl))
             return True
 

@@ -371,6 +371,7 @@ def test_locmem_value_larger_than_max_bytes_is_not_kept(fake_clock: FakeClock) -
     backend = LocMemBackend("bytes-huge", max_entries=10, max_bytes=1000, clock=fake_clock)
     backend.set("small", b"s", None)
     backend.set("big", b"old", None)
-    backend.set("big", b"x" * 5000, None)
+    with pytest.raises(BackendError, match="max_bytes"):
+        backend.set("big", b"x" * 5000, None)
     assert backend.get("big") is None  # refused, and the old value is gone too
     assert backend.get("small") == b"s"
