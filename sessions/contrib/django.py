@@ -24,6 +24,17 @@ keep their writes. A cache outage raises
 :class:`~cachekit.exceptions.BackendUnavailableError` instead of silently
 starting an empty session (Django's cache engine swallows it).
 
+**Outages** get the suite's one answer, ``503 Service Unavailable`` with
+``Retry-After``, when you use this module's :class:`SessionMiddleware` in place
+of Django's (``"sessions.contrib.django.SessionMiddleware"`` in ``MIDDLEWARE``):
+it is Django's session middleware, plus the 503 for an outage met while the
+view reads the session or while the response saves it. With Django's own
+middleware an outage is a 500.
+
+A session whose ``set_expiry()`` lies in the past (``set_expiry(-10)``) saves
+as in Django: nothing is stored, any stored copy is deleted, and the cookie
+Django sends is already expired.
+
 What differs: the store, not Django, picks session ids, so
 ``save(must_create=True)`` stores the data under a *fresh* id rather than the
 current one (never overwriting an existing session, which is what the flag
@@ -34,6 +45,8 @@ from __future__ import annotations
 
 import copy
 import datetime
+import logging
+import secrets
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -42,11 +55,18 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError
 from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sessions.backends.base import UpdateError
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.http import HttpRequest
+from django.http import HttpResponse
 from django.utils.module_loading import import_string
 
 from cachekit.cache import Cache
+from cachekit.exceptions import BackendUnavailableError
+from sessions.contrib import RETRY_AFTER
+from sessions.contrib import UNAVAILABLE_BODY
+from sessions.contrib import UNAVAILABLE_STATUS
 from sessions.exceptions import SessionConflictError
 from sessions.exceptions import SessionCreateError
 from sessions.session import Session
@@ -58,6 +78,7 @@ STORE_SETTING = "CACHEKIT_SESSION_STORE"
 #: Where Django keeps a per-session expiry in the session data.
 EXPIRY_KEY = "_session_expiry"
 
+logger = logging.getLogger(__name__)
 _stores: dict[tuple[Any, ...], Store] = {}
 _stores_guard = threading.Lock()
 _MISSING = object()
@@ -167,8 +188,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
-        #: The cachekit store holding the data.
-        self.store: Store = self.get_store()
+        self.get_store()  # a misconfiguration fails here, when Django makes the session
         # The cachekit session that carries changes to the store, and a deep
         # copy of the data as last loaded or saved: the delta is taken against it.
         self._backing: Session | None = None
@@ -178,6 +198,39 @@ class SessionStore(SessionBase):  # type: ignore[misc]
     def get_store(cls) -> Store:
         """Return the store sessions live in; by default as :func:`get_store` finds it."""
         return get_store()
+
+    @property
+    def store(self) -> Store:
+        """The cachekit store holding the data, for the settings in force now.
+
+        Looked up on each use, as Django reads ``SESSION_COOKIE_AGE`` and
+        ``SESSION_EXPIRE_AT_BROWSER_CLOSE`` live: a settings change reaches
+        sessions already made.
+        """
+        return type(self).get_store()
+
+    def _expired_already(self) -> bool:
+        """Whether ``set_expiry()`` put the end of this session in the past (or now)."""
+        expiry = self._get_session(no_load=True).get(EXPIRY_KEY)
+        if isinstance(expiry, bool):
+            return False
+        if isinstance(expiry, (int, float)):
+            return expiry < 0  # 0 ends with the browser
+        when = _store_expiry(expiry)
+        return isinstance(when, datetime.datetime) and when.timestamp() <= self.store.clock()
+
+    def _drop_as_expired(self) -> None:
+        """Save a session that has expired already, as Django does: nothing stays loadable.
+
+        The stored copy (if any) is deleted and the session gets a fresh id that
+        names nothing, so the cookie Django sends (already expired) carries no data.
+        """
+        if self._session_key is not None:
+            self.store.delete(self._session_key)
+        self._session_key = secrets.token_urlsafe(32)
+        self._backing = None
+        self._snapshot = {}
+        self.modified = True
 
     # -- expiry: the store's policy stands in for Django's global settings ------
 
@@ -226,6 +279,9 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
         :raises CreateError: if the store found no free id.
         """
+        if self._expired_already():
+            self._drop_as_expired()
+            return
         data = self._get_session(no_load=True)
         backing = Session(self.store)
         for key, value in data.items():
@@ -256,6 +312,9 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         data = self._get_session()
         if self.session_key is None:  # loading found nothing: the session is gone
             raise UpdateError
+        if self._expired_already():
+            self._drop_as_expired()
+            return
         backing = self._backing
         if backing is None or backing.session_key != self.session_key:
             # The data was replaced without a load (clear()): learn what is stored.
@@ -302,7 +361,50 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         """Do nothing, asynchronously."""
 
 
+def unavailable_response() -> HttpResponse:
+    """Return the suite's answer to a session-store outage: 503 with ``Retry-After``."""
+    response = HttpResponse(
+        UNAVAILABLE_BODY, status=UNAVAILABLE_STATUS, content_type="text/plain; charset=utf-8"
+    )
+    response["Retry-After"] = str(RETRY_AFTER)
+    return response
+
+
+class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
+    """Django's session middleware, answering a session-store outage with 503 and ``Retry-After``.
+
+    Put ``"sessions.contrib.django.SessionMiddleware"`` where Django's is in
+    ``MIDDLEWARE``; nothing else changes. An outage the view meets (loading the
+    session) and one the save meets both become the 503; the view's own
+    response is then dropped, so nothing half-saved is confirmed to the client.
+    """
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """Answer 503 for an outage raised inside the view; leave other errors to Django."""
+        if isinstance(exception, BackendUnavailableError):
+            logger.warning("session store unavailable during the view: %s", exception)
+            return unavailable_response()
+        return None
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        """Save the session as Django does; answer 503 if the store is down."""
+        try:
+            result: HttpResponse = super().process_response(request, response)
+        except BackendUnavailableError as exc:
+            logger.warning("session store unavailable while saving: %s", exc)
+            return unavailable_response()
+        return result
+
+
 #: ``CACHEKIT_SESSION_STORE`` may also name a factory with this signature.
 StoreFactory = Callable[[], Store]
 
-__all__ = ["EXPIRY_KEY", "STORE_SETTING", "SessionStore", "StoreFactory", "get_store"]
+__all__ = [
+    "EXPIRY_KEY",
+    "STORE_SETTING",
+    "SessionMiddleware",
+    "SessionStore",
+    "StoreFactory",
+    "get_store",
+    "unavailable_response",
+]

@@ -448,3 +448,99 @@ def test_an_outage_raises_instead_of_logging_users_out() -> None:
         session = SessionStore("a" * 43)
         with pytest.raises(BackendUnavailableError):
             session.load()
+
+
+# -- issue 15: Django's own answers --------------------------------------------------
+
+
+def test_save_after_an_expiry_in_the_past_saves_and_the_session_is_gone(engine: type[SessionStore]) -> None:
+    # Django: no CreateError; the save goes through and nothing can load the session.
+    new = engine()
+    new["user"] = 1
+    new.set_expiry(-10)
+    new.save()
+    assert new.session_key is not None
+    assert engine(new.session_key).load() == {}
+    stored = engine()
+    stored["user"] = 2
+    stored.save()
+    key = stored.session_key
+    assert engine(key).load() == {"user": 2}
+    stored.set_expiry(-10)
+    stored.save()
+    assert stored.session_key != key
+    assert engine(stored.session_key).load() == {}
+    if engine().store.server_side:  # a cookie store cannot revoke the old value
+        assert engine(key).load() == {}
+
+
+def test_middleware_with_an_expiry_in_the_past(engine: type[SessionStore], client: Client) -> None:
+    client.get("/set", {"a": "1"})
+    response = client.get("/expire", {"seconds": "-10"})
+    assert response.status_code == 200
+    assert client.get("/show").json()["data"] == {}
+
+
+def test_cookie_age_and_browser_close_are_read_live() -> None:
+    session = SessionStore()
+    session["a"] = 1
+    with override_settings(SESSION_COOKIE_AGE=77, SESSION_EXPIRE_AT_BROWSER_CLOSE=True):
+        assert session.get_session_cookie_age() == 77
+        assert session.get_expiry_age() == 77
+        assert session.get_expire_at_browser_close() is True
+        session.save()
+        assert SessionStore(session.session_key).get_expiry_age() == 77
+    assert session.get_session_cookie_age() == settings.SESSION_COOKIE_AGE
+    assert session.get_expire_at_browser_close() is False
+
+
+class _SaveFails(CacheStore):
+    """A store that loads fine and whose saves meet an outage."""
+
+    def save(self, session: Any) -> str:
+        raise BackendUnavailableError("store went away during save")
+
+
+OUR_MIDDLEWARE = ["sessions.contrib.django.SessionMiddleware"]
+
+
+def _dead_store() -> CacheStore:
+    cache = from_url(f"redis://127.0.0.1:{free_port()}/0?socket_timeout=0.5&socket_connect_timeout=0.5")
+    return CacheStore(cache)
+
+
+@pytest.mark.parametrize("path", ["/show", "/set?a=1"])
+def test_outage_during_the_view_is_a_503_with_retry_after(path: str) -> None:
+    pytest.importorskip("redis")
+    with override_settings(MIDDLEWARE=OUR_MIDDLEWARE, CACHEKIT_SESSION_STORE=_dead_store()):
+        client = Client()
+        client.cookies["sessionid"] = "a" * 43
+        response = client.get(path)
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert b"session store" in response.content
+
+
+def test_outage_during_the_save_is_a_503_with_retry_after() -> None:
+    store = _SaveFails(Cache(LocMemBackend("django-save-fails")))
+    with override_settings(MIDDLEWARE=OUR_MIDDLEWARE, CACHEKIT_SESSION_STORE=store):
+        response = Client().get("/set", {"a": "1"})
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert "sessionid" not in response.cookies
+
+
+def test_our_middleware_is_djangos_when_the_store_is_up(engine: type[SessionStore]) -> None:
+    with override_settings(MIDDLEWARE=OUR_MIDDLEWARE):
+        client = Client()
+        assert client.get("/set", {"a": "1"}).status_code == 200
+        assert client.get("/show").json()["data"] == {"a": "1"}
+        assert client.get("/untouched").cookies == {}
+
+
+def test_with_djangos_own_middleware_an_outage_is_a_500() -> None:
+    # What the docs' outage table says for Django's stock middleware.
+    store = _SaveFails(Cache(LocMemBackend("django-save-fails-stock")))
+    with override_settings(CACHEKIT_SESSION_STORE=store):
+        response = Client(raise_request_exception=False).get("/set", {"a": "1"})
+    assert response.status_code == 500
