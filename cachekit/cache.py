@@ -224,9 +224,11 @@ class _CacheCore(Generic[_B]):
         """Return a new cache on the same backend with some settings changed.
 
         Takes the constructor's keyword arguments (``serializer=``,
-        ``key_prefix=``, ``default_timeout=`` ...); the rest are copied. Counters
-        start at zero in the new cache.
+        ``key_prefix=``, ``default_timeout=`` ...) and ``backend=`` for the same
+        settings on another store; the rest are copied. Counters start at zero
+        in the new cache.
         """
+        backend = changes.pop("backend", self.backend)
         settings: dict[str, Any] = {
             "default_timeout": self.default_timeout,
             "key_prefix": self.key_prefix,
@@ -244,7 +246,7 @@ class _CacheCore(Generic[_B]):
         if unknown:
             raise TypeError(f"replace() got unknown settings: {', '.join(sorted(unknown))}.")
         settings.update(changes)
-        return type(self)(self.backend, **settings)
+        return type(self)(backend, **settings)
 
     def make_key(self, key: str, version: int | None = None) -> str:
         """Return the key stored in the backend for ``key``.

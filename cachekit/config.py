@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from urllib.parse import urlunsplit
 
 from cachekit.backends import load_backend
+from cachekit.backends.locmem import LocMemBackend
 from cachekit.cache import Cache
 from cachekit.exceptions import ConfigurationError
 from cachekit.serializers import JSONSerializer
@@ -350,6 +351,34 @@ class CacheHandler:
             if cache is None:
                 cache = self._caches[alias] = from_settings(self._config_for(alias), name=alias)
             return cache
+
+    def for_sessions(self, alias: str = "default") -> Cache:
+        """Return the cache a session store on ``alias`` uses when none is given.
+
+        That is ``self[alias]``, except for ``"default"`` on local memory: sessions
+        then get a store of their own, ``"<location>:sessions"``, with the same
+        bounds and settings. Pages and memoized results also default to
+        ``caches["default"]``, and in one shared LRU a flood of junk URLs would
+        evict logged-in users' sessions. Redis and memcached stay shared (give
+        sessions their own database or server with ``SESSION_CACHE_ALIAS``), and
+        so does any other alias, which was chosen for sessions on purpose.
+        """
+        cache = self[alias]
+        backend = cache.backend
+        if alias != "default" or type(backend) is not LocMemBackend:
+            return cache
+        own = f"{alias} (sessions)"  # not a key of settings: CACHES aliases are identifiers
+        with self._guard:
+            separate = self._caches.get(own)
+            if separate is None:
+                store = LocMemBackend(
+                    f"{backend.location}:sessions",
+                    max_entries=backend.max_entries,
+                    max_bytes=backend.max_bytes,
+                    clock=backend._clock,
+                )
+                separate = self._caches[own] = cache.replace(backend=store, name=f"{cache.name}:sessions")
+            return separate
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._settings or {"default": {}})

@@ -124,7 +124,8 @@ class SessionMiddleware:
     """Give a WSGI app a session at ``environ["cachekit.session"]``.
 
     :param app: the WSGI app to wrap.
-    :param store: a session store; default ``CacheStore(caches["default"])``.
+    :param store: a session store; default ``CacheStore(caches.for_sessions())``: the
+        default cache, or on local memory a store of its own that pages cannot evict.
     :param cookie_name: the session cookie's name.
     :param cookie_path: its ``Path``.
     :param cookie_domain: its ``Domain``; ``None`` for the request's host only.
@@ -154,7 +155,7 @@ class SessionMiddleware:
         #: The wrapped app.
         self.app = app
         #: Where sessions live.
-        self.store: Store = store if store is not None else CacheStore(caches["default"])
+        self.store: Store = store if store is not None else CacheStore(caches.for_sessions())
         #: The cookie options and the rules shared with the ASGI middleware.
         self.cookie = SessionCookie(
             cookie_name=cookie_name,
@@ -364,7 +365,7 @@ def store_from_settings(settings: Any) -> Store:
     if engine == "cache":
         alias = get("SESSION_CACHE_ALIAS", "default", str)
         try:
-            cache = caches[alias]
+            cache = caches.for_sessions(alias)
         except KeyError as exc:
             raise ConfigurationError(
                 f"SESSION_CACHE_ALIAS: {exc.args[0]}", setting="SESSION_CACHE_ALIAS"

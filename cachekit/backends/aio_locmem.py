@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 from typing import ClassVar
 
+from cachekit.backends.locmem import DEFAULT_MAX_BYTES
 from cachekit.backends.locmem import Clock
 from cachekit.backends.locmem import LocMemBackend
 from cachekit.backends.locmem import LocMemLock
@@ -98,7 +99,8 @@ class AsyncLocMemBackend:
 
     :param location: stores are shared by name within the process (sync and async alike).
     :param max_entries: least recently used entries are evicted above this count.
-    :param max_bytes: optional bound on the summed size of stored values.
+    :param max_bytes: bound on the summed size of stored values
+        (:data:`~cachekit.backends.locmem.DEFAULT_MAX_BYTES` unless given; ``None``: no bound).
     :param clock: a monotonic clock in seconds; tests pass a fake one.
     """
 
@@ -110,7 +112,7 @@ class AsyncLocMemBackend:
         location: str = "",
         *,
         max_entries: int = 1000,
-        max_bytes: int | None = None,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
         clock: Clock = time.monotonic,
     ) -> None:
         #: The sync backend doing the work.

@@ -123,7 +123,8 @@ class LocMemBackend:
 
     :param location: stores are shared by name within the process.
     :param max_entries: least recently used entries are evicted above this count.
-    :param max_bytes: optional bound on the summed size of stored values.
+    :param max_bytes: bound on the summed size of stored values
+        (:data:`DEFAULT_MAX_BYTES` unless given; ``None``: no bound).
     :param clock: a monotonic clock in seconds; tests pass a fake one.
     """
 
@@ -135,7 +136,7 @@ class LocMemBackend:
         location: str = "",
         *,
         max_entries: int = 1000,
-        max_bytes: int | None = None,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
         clock: Clock = time.monotonic,
     ) -> None:
         if max_entries < 1:
