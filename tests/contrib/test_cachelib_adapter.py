@@ -106,3 +106,54 @@ def test_flask_session_uses_adapter() -> None:
     client = app.test_client()
     assert [client.get("/count").data for _ in range(3)] == [b"1", b"2", b"3"]
     assert store.cache.stats()["sets"] >= 3
+
+
+def test_key_prefix_none_is_cachelibs_default() -> None:
+    adapter = CachekitCache(f"locmem://cachelib-{next(_names)}", key_prefix=None)
+    assert adapter.set("k", 1) is True
+    assert adapter.get("k") == 1
+    assert adapter.cache.key_prefix == ""
+
+
+@pytest.mark.parametrize("kind", ["redis", "memcached"])
+def test_an_assigned_cachelib_serializer_writes_the_stored_bytes(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    import json
+
+    from cachelib.serializers import JSONSerializer
+
+    server: ServerProcess = request.getfixturevalue(f"{kind}_server")
+    adapter = CachekitCache(f"{kind}://{server.address}", key_prefix=f"ser{next(_names)}")
+    adapter.serializer = JSONSerializer()  # what Flask-Caching does with CACHE_SERIALIZER
+    assert adapter.set("k", {"a": [1, 2]}) is True
+    raw = adapter.cache.backend.get(adapter.cache.make_key("k"))
+    assert json.loads(raw) == {"a": [1, 2]}
+    assert adapter.get("k") == {"a": [1, 2]}
+    assert adapter.set("bad", {1, 2}) is False  # JSON cannot hold a set: cachelib returns False
+    assert adapter.inc("n") == 1
+    assert adapter.inc("n", 4) == 5
+    adapter.clear()
+
+
+def test_flask_caching_cache_serializer_is_honoured(redis_server: ServerProcess) -> None:
+    import json
+
+    from cachelib.serializers import JSONSerializer
+
+    flask = pytest.importorskip("flask")
+    flask_caching = pytest.importorskip("flask_caching")
+    app = flask.Flask(__name__)
+    app.config.update(
+        CACHE_TYPE="cachekit.contrib.cachelib.CachekitCache",
+        CACHE_SERIALIZER=JSONSerializer,
+        CACHE_OPTIONS={"url": f"redis://{redis_server.address}", "key_prefix": None},
+    )
+    cache = flask_caching.Cache(app)
+    backend = app.extensions["cache"][cache]
+    backend.clear()
+    with app.app_context():
+        cache.set("k", [1, "two"])
+        assert cache.get("k") == [1, "two"]
+    assert json.loads(backend.cache.backend.get(backend.cache.make_key("k"))) == [1, "two"]
+    backend.clear()
