@@ -43,17 +43,21 @@ class Row:
 
 
 class Progress:
-    """A one-line text progress bar on a terminal stream (silent when not a terminal)."""
+    """Progress on a stream: a one-line bar on a terminal, one plain line per step otherwise."""
 
     def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
         # sys.stderr is looked up now, not at import: it may have been replaced since.
         stream = sys.stderr if stream is None else stream
         self.total, self.done, self.stream, self.width = total, 0, stream, width
-        self.enabled = stream.isatty()
+        self.terminal = stream.isatty()
 
     def step(self, label: str) -> None:
+        """Record one finished step called ``label``."""
         self.done += 1
-        if not self.enabled:
+        if not self.terminal:
+            # A log or a pipe: no carriage returns, but a long run still shows it is alive.
+            self.stream.write(f"bench: {self.done}/{self.total} {label}\n")
+            self.stream.flush()
             return
         filled = int(self.width * self.done / self.total)
         bar = "#" * filled + "-" * (self.width - filled)
@@ -151,6 +155,12 @@ def run_cli(args: argparse.Namespace) -> int:
     """Entry point of ``cachekit bench``."""
     from cachekit.cli import CommandError
 
+    if args.png_path:
+        # Checked before the run: the chart is drawn at the end of a long benchmark.
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CommandError("--png needs matplotlib: pip install 'cachekit-suite[chart]'", 2) from None
     names = [name.strip() for name in args.backends.split(",") if name.strip()]
     given: dict[str, str] = {}
     for url in args.url:

@@ -1,0 +1,123 @@
+"""``cachekit stats`` for people: the few numbers that matter, from the server's own counters.
+
+The ``Cache`` counters of the ``cachekit`` process itself say nothing about the
+applications using the cache (they are this one run's), so the human report reads
+the server's statistics (Redis ``INFO``, memcached ``stats``) and shows the
+circuit breaker only when the backend has one. ``--raw`` and ``--json`` show all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _bytes(count: float) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _ratio(hits: float, misses: float) -> str:
+    lookups = hits + misses
+    if not lookups:
+        return "no lookups yet"
+    return f"{100 * hits / lookups:.1f}% ({hits:,.0f} hits, {misses:,.0f} misses)"
+
+
+def _uptime(seconds: float) -> str:
+    minutes, _ = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min"
+
+
+def _redis_lines(info: Mapping[str, Any]) -> list[tuple[str, str]]:
+    limit = _number(info.get("maxmemory"))
+    keys = sum(
+        _number(db.get("keys")) for name, db in info.items() if name.startswith("db") and isinstance(db, dict)
+    )
+    return [
+        (
+            "server",
+            f"Redis {info.get('redis_version', '?')}, up {_uptime(_number(info.get('uptime_in_seconds')))}",
+        ),
+        ("hit ratio", _ratio(_number(info.get("keyspace_hits")), _number(info.get("keyspace_misses")))),
+        (
+            "memory",
+            f"{_bytes(_number(info.get('used_memory')))} used of "
+            f"{_bytes(limit) if limit else 'no limit'} (policy {info.get('maxmemory_policy', '?')})",
+        ),
+        ("keys", f"{keys:,.0f}"),
+        ("evictions", f"{_number(info.get('evicted_keys')):,.0f}"),
+        ("connections", f"{_number(info.get('connected_clients')):,.0f} clients"),
+    ]
+
+
+def _memcached_lines(stats: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("server", f"memcached {stats.get('version', '?')}, up {_uptime(_number(stats.get('uptime')))}"),
+        ("hit ratio", _ratio(_number(stats.get("get_hits")), _number(stats.get("get_misses")))),
+        (
+            "memory",
+            f"{_bytes(_number(stats.get('bytes')))} used of {_bytes(_number(stats.get('limit_maxbytes')))}",
+        ),
+        ("keys", f"{_number(stats.get('curr_items')):,.0f}"),
+        ("evictions", f"{_number(stats.get('evictions')):,.0f}"),
+        ("connections", f"{_number(stats.get('curr_connections')):,.0f} open"),
+    ]
+
+
+def _node_lines(stats: Mapping[str, Any]) -> list[tuple[str, str]] | None:
+    if "redis_version" in stats:
+        return _redis_lines(stats)
+    if "limit_maxbytes" in stats or "get_hits" in stats:
+        return _memcached_lines(stats)
+    return None
+
+
+def _breaker_line(cache_stats: Mapping[str, Any]) -> tuple[str, str] | None:
+    if "breaker_open" not in cache_stats:
+        return None
+    is_open = int(_number(cache_stats["breaker_open"]))
+    state = f"{is_open} open" if is_open else "closed"
+    trips = int(_number(cache_stats.get("breaker_trips")))
+    rejections = int(_number(cache_stats.get("breaker_rejections")))
+    return ("breaker", f"{state} ({trips} trips, {rejections} calls refused while open, in this process)")
+
+
+def format_stats(url: str, server: Mapping[str, Any], cache_stats: Mapping[str, Any]) -> str:
+    """Render the human report of ``cachekit stats`` for ``server`` statistics (one node or several)."""
+    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    single = _node_lines(server)
+    if single is not None:
+        sections.append((url, single))
+    else:
+        for node, stats in server.items():
+            lines = _node_lines(stats) if isinstance(stats, Mapping) else None
+            title = url if len(server) == 1 else f"{url} node {node}"
+            sections.append((title, lines or [("stats", "not understood; see --raw")]))
+    if not sections:
+        sections.append((url, [("server", "reports no statistics (see --raw for this process's counters)")]))
+    breaker = _breaker_line(cache_stats)
+    out: list[str] = []
+    for title, lines in sections:
+        out.append(title)
+        if breaker is not None:
+            lines = [*lines, breaker]
+        out.extend(f"  {name:<12}{value}" for name, value in lines)
+    return "\n".join(out)
