@@ -26,6 +26,7 @@ from typing import TypeAlias
 from typing import TypeVar
 
 from cachekit.backends.base import Backend
+from cachekit.backends.breaker import breaker_stats
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import LockTimeoutError
@@ -362,6 +363,8 @@ class _CacheCore(Generic[_B]):
             "stale_serves": self._stale_serves,
             "bad_signatures": self._bad_signatures,
             "hit_ratio": self._hits / lookups if lookups else 0.0,
+            # Breaker state lives in the backend (one per server or node), not here.
+            **breaker_stats(self.backend),
         }
 
     def latency(self) -> dict[str, LatencyHistogram]:

@@ -42,6 +42,15 @@ COUNTERS = {
         "stale_serves",
         "Stale values or pages served while one caller refreshed, or after an error.",
     ),
+    "breaker_trips": ("breaker_trips", "Times a backend's circuit breaker opened."),
+    "breaker_rejections": (
+        "breaker_rejections",
+        "Backend calls failed fast by an open circuit breaker, without touching the server.",
+    ),
+}
+#: Gauge name in ``Cache.stats()`` -> (metric name, help text).
+GAUGES = {
+    "breaker_open": ("breaker_open", "Circuit breakers of the cache's backend open now (0: all closed)."),
 }
 
 CacheSource = Callable[[], Iterable[Cache]]
@@ -52,12 +61,14 @@ def _built_caches() -> list[Cache]:
 
 
 def samples(source: CacheSource = _built_caches) -> Iterator[tuple[str, str, float]]:
-    """Yield ``(metric name, cache label, value)`` for every counter of every cache."""
+    """Yield ``(metric name, cache label, value)`` for every counter and gauge of every cache."""
     for cache in source():
         stats = cache.stats()
         label = cache.name or "unnamed"
         for key, (suffix, _help) in COUNTERS.items():
             yield f"cachekit_{suffix}_total", label, float(stats.get(key, 0))
+        for key, (name, _help) in GAUGES.items():
+            yield f"cachekit_{name}", label, float(stats.get(key, 0))
 
 
 class CacheCollector:
@@ -78,7 +89,13 @@ class CacheCollector:
             key: CounterMetricFamily(f"cachekit_{suffix}", help_text, labels=["cache"])
             for key, (suffix, help_text) in COUNTERS.items()
         }
+        from prometheus_client.core import GaugeMetricFamily
         from prometheus_client.core import HistogramMetricFamily
+
+        gauges = {
+            key: GaugeMetricFamily(f"cachekit_{name}", help_text, labels=["cache"])
+            for key, (name, help_text) in GAUGES.items()
+        }
 
         latency = HistogramMetricFamily(
             "cachekit_backend_latency_seconds",
@@ -90,6 +107,8 @@ class CacheCollector:
             label = cache.name or "unnamed"
             for key, family in families.items():
                 family.add_metric([label], float(stats.get(key, 0)))
+            for key, gauge in gauges.items():
+                gauge.add_metric([label], float(stats.get(key, 0)))
             for operation, histogram in sorted(cache.latency().items()):
                 cumulative, buckets = 0, []
                 for bound, count in zip(BOUNDS_US, histogram.counts, strict=False):
@@ -98,6 +117,7 @@ class CacheCollector:
                 buckets.append(("+Inf", float(histogram.samples)))
                 latency.add_metric([label, operation], buckets, histogram.total_us / 1e6)
         yield from families.values()
+        yield from gauges.values()
         yield latency
 
 
@@ -110,8 +130,11 @@ def render_text(source: CacheSource = _built_caches) -> str:
         if name not in seen:
             seen.add(name)
             key = name.removeprefix("cachekit_").removesuffix("_total")
-            lines.append(f"# HELP {name} {COUNTERS[key][1]}")
-            lines.append(f"# TYPE {name} counter")
+            kind, (_suffix, help_text) = (
+                ("gauge", GAUGES[key]) if key in GAUGES else ("counter", COUNTERS[key])
+            )
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {kind}")
         escaped = label.replace("\\", "\\\\").replace('"', '\\"')
         lines.append(f'{name}{{cache="{escaped}"}} {value:g}')
     return "\n".join(lines) + "\n"

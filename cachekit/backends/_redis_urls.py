@@ -27,6 +27,15 @@ REDIS_MAX_VALUE_SIZE = 512 * 1024 * 1024
 DEFAULT_SOCKET_TIMEOUT = 0.5
 #: Seconds to wait for a TCP connection.
 DEFAULT_SOCKET_CONNECT_TIMEOUT = 0.25
+#: Connections per pool (per node for Cluster). A call finding all of them busy
+#: waits up to ``pool_timeout`` for one, then fails as an outage.
+DEFAULT_MAX_CONNECTIONS = 100
+#: Seconds a call waits for a free pooled connection.
+DEFAULT_POOL_TIMEOUT = 0.5
+#: Circuit breaker defaults: this many outages within the window open it for the cool-down.
+DEFAULT_BREAKER_FAILURES = 5
+DEFAULT_BREAKER_WINDOW = 10.0
+DEFAULT_BREAKER_COOLDOWN = 2.0
 
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 
@@ -44,18 +53,29 @@ OPTIONS: Mapping[str, type] = {
     "socket_timeout": float,
     "socket_connect_timeout": float,
     "max_connections": int,
+    "pool_timeout": float,
     "health_check_interval": float,
     "retries": int,
     "client_name": str,
     "max_value_size": int,
     "flush_db_on_clear": bool,
     "scan_count": int,
+    "breaker_failures": int,
+    "breaker_window": float,
+    "breaker_cooldown": float,
     "sentinel_username": str,
     "sentinel_password": str,
 }
 
 # Options for the backend itself rather than for the redis-py client.
-_BACKEND_ONLY = ("max_value_size", "flush_db_on_clear", "scan_count")
+_BACKEND_ONLY = (
+    "max_value_size",
+    "flush_db_on_clear",
+    "scan_count",
+    "breaker_failures",
+    "breaker_window",
+    "breaker_cooldown",
+)
 
 
 def redact_url(url: str) -> str:
@@ -144,7 +164,8 @@ class Standalone:
     ssl_check_hostname: bool = True
     socket_timeout: float = DEFAULT_SOCKET_TIMEOUT
     socket_connect_timeout: float = DEFAULT_SOCKET_CONNECT_TIMEOUT
-    max_connections: int | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT
     health_check_interval: float = 30.0
     retries: int = 1
     client_name: str | None = None
@@ -157,8 +178,8 @@ class Standalone:
         _check_positive("socket_timeout", self.socket_timeout)
         _check_positive("socket_connect_timeout", self.socket_connect_timeout)
         _check_positive("scan_count", scan_count)
-        if self.max_connections is not None:
-            _check_positive("max_connections", self.max_connections)
+        _check_positive("max_connections", self.max_connections)
+        _check_positive("pool_timeout", self.pool_timeout)
         if self.retries < 0:
             raise ConfigurationError(f"retries must be 0 or more, got {self.retries!r}.", setting="retries")
         if self.health_check_interval < 0:
@@ -226,7 +247,7 @@ class SentinelURL:
     nodes: list[tuple[str, int]]
     service: str
     db: int
-    max_connections: int | None
+    max_connections: int
     retries: int
     #: Keyword arguments for redis-py's ``Sentinel`` (and so the master's connections).
     connection: dict[str, Any]
@@ -362,6 +383,7 @@ def _sentinel(url: str, host_list: str, path: str, options: dict[str, Any]) -> S
         )
     if db_text and "db" not in options:
         options["db"] = _db_number(db_text, url)
+    _refuse_pool_timeout(options, "redis-py's Sentinel pool does not wait for a free connection")
     # Userinfo in the URL authenticates at the master (the data), not at the sentinels.
     sentinel_auth = {
         "username": options.pop("sentinel_username", None),
@@ -369,7 +391,8 @@ def _sentinel(url: str, host_list: str, path: str, options: dict[str, Any]) -> S
     }
     conn, backend_options = _split_backend_options(options)
     db = conn.pop("db", 0)
-    max_connections = conn.pop("max_connections", None)
+    max_connections = conn.pop("max_connections", DEFAULT_MAX_CONNECTIONS)
+    _check_positive("max_connections", max_connections)
     nodes = _split_hosts(host_list, 26379, url)
     retries = conn.pop("retries", 1)
     return SentinelURL(
@@ -392,6 +415,7 @@ def _cluster(url: str, host_list: str, path: str, options: dict[str, Any]) -> Cl
             setting="db",
         )
     options.pop("db", None)
+    _refuse_pool_timeout(options, "redis-py's Cluster client keeps its own pool per node")
     conn, backend_options = _split_backend_options(options)
     max_connections = conn.pop("max_connections", None)
     retries = conn.pop("retries", 1)
@@ -405,6 +429,16 @@ def _cluster(url: str, host_list: str, path: str, options: dict[str, Any]) -> Cl
         backend_options=backend_options,
         location=f"redis+cluster://{host_list}",
     )
+
+
+def _refuse_pool_timeout(options: Mapping[str, Any], why: str) -> None:
+    """:raises ConfigurationError: if ``pool_timeout`` is given where it cannot apply."""
+    if "pool_timeout" in options:
+        raise ConfigurationError(
+            f"pool_timeout applies to redis://, rediss:// and unix:// URLs only ({why}; "
+            "max_connections bounds it, and a call beyond the bound is an outage).",
+            setting="pool_timeout",
+        )
 
 
 def _split_hosts(host_list: str, default_port: int, url: str) -> list[tuple[str, int]]:

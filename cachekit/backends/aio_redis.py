@@ -5,8 +5,9 @@ and shares its rules rather than copying them: URLs and connection options are
 parsed and checked by :mod:`cachekit.backends._redis_urls` into the same
 parameter objects the sync backend builds its clients from, and the Lua scripts,
 batch sizes, lock polling and the error classification
-(:data:`~cachekit.backends.redis._UNAVAILABLE`) are imported from the sync
-backend. Each call is one awaited round trip, as in the sync backend.
+(:mod:`cachekit.backends._redis_errors`), the retry rule and the circuit breakers
+are shared with the sync backend. Each call is one awaited round trip, as in the
+sync backend.
 
 A ``redis.asyncio`` connection belongs to the event loop that opened it. Build
 the backend (or the :class:`~cachekit.aio.AsyncCache` holding it) once per
@@ -16,6 +17,11 @@ process, use it from one loop, and ``await cache.close()`` before that loop ends
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -23,6 +29,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import ClassVar
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode
@@ -30,9 +37,12 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import LockError
-from redis.exceptions import ResponseError
+from redis.backoff import NoBackoff
 
+from cachekit.backends._redis_errors import ERRORS as _ERRORS
+from cachekit.backends._redis_urls import DEFAULT_BREAKER_COOLDOWN
+from cachekit.backends._redis_urls import DEFAULT_BREAKER_FAILURES
+from cachekit.backends._redis_urls import DEFAULT_BREAKER_WINDOW
 from cachekit.backends._redis_urls import DEFAULT_MAX_VALUE_SIZE
 from cachekit.backends._redis_urls import ClusterURL
 from cachekit.backends._redis_urls import DirectURL
@@ -42,28 +52,35 @@ from cachekit.backends._redis_urls import Standalone
 from cachekit.backends._redis_urls import parse_location
 from cachekit.backends._redis_urls import parse_url
 from cachekit.backends._redis_urls import redact_url
+from cachekit.backends.breaker import CircuitBreaker
 from cachekit.backends.redis import _BATCH
-from cachekit.backends.redis import _ERRORS
 from cachekit.backends.redis import _LOCK_POLL
+from cachekit.backends.redis import BreakerMixin
 from cachekit.backends.redis import RedisBackend
 from cachekit.backends.redis import _glob_escape
+from cachekit.backends.redis import _incr_error
 from cachekit.backends.redis import _ms
+from cachekit.backends.redis import backoff
+from cachekit.backends.redis import blocking_client
 from cachekit.backends.redis import check_value_size
 from cachekit.backends.redis import register_scripts
+from cachekit.backends.redis import retryable
 from cachekit.backends.redis import translate_error
 from cachekit.exceptions import BackendError
+from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import MissingKeyError
 
 if TYPE_CHECKING:
-    from redis.asyncio.lock import Lock as _AioRedisPyLock
     from redis.commands.core import AsyncScript
+
+_T = TypeVar("_T")
 
 AsyncClient = aioredis.Redis | RedisCluster
 
 
 def _retry(retries: int) -> Retry:
-    """The sync backend's retry rule (lost connections only, short jittered backoff), for asyncio."""
+    """The Cluster client's own retry (lost connections, short jittered backoff), for asyncio."""
     return Retry(
         ExponentialWithJitterBackoff(base=0.01, cap=0.1),
         retries,
@@ -74,38 +91,70 @@ def _retry(retries: int) -> Retry:
 class AsyncRedisLock:
     """A lock held in Redis (``SET NX PX`` + token, compare-and-delete release), awaited.
 
-    ``redis.asyncio``'s lock behind cachekit's :class:`~cachekit.backends.aio_base.AsyncLock`;
-    a blocked ``acquire`` polls Redis every 25 ms with ``asyncio.sleep``, so other
-    tasks run meanwhile.
+    The same scripts as :class:`~cachekit.backends.redis.RedisLock`: a retried
+    acquisition recognises its own token, and an acquisition whose reply timed out
+    is released by its token in a background task. A blocked ``acquire`` polls
+    Redis every 25 ms with ``asyncio.sleep``, so other tasks run meanwhile.
     """
 
-    def __init__(self, backend: AsyncRedisBackend, client: Any, name: str, ttl: float) -> None:
+    def __init__(self, backend: AsyncRedisBackend, name: str, ttl: float) -> None:
         self._backend = backend
         self._name = name
-        self._lock: _AioRedisPyLock = client.lock(
-            name, timeout=max(ttl, 0.001), sleep=_LOCK_POLL, thread_local=False
-        )
+        self._ttl_ms = _ms(max(ttl, 0.001))
+        self._token: bytes | None = None
 
     async def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the lock; wait up to ``timeout`` seconds (``-1``: no limit) if ``blocking``.
 
         :raises BackendUnavailableError: if Redis cannot be reached.
         """
-        try:
-            return bool(
-                await self._lock.acquire(blocking=blocking, blocking_timeout=None if timeout < 0 else timeout)
-            )
-        except _ERRORS as exc:
-            raise self._backend._error(exc, "lock acquire", self._name) from exc
+        token = uuid.uuid4().hex.encode()
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        backend = self._backend
+        script = backend._script("lock_acquire")
+
+        def attempt() -> Awaitable[Any]:
+            return script(keys=[self._name], args=[token, self._ttl_ms])  # type: ignore[no-any-return]
+
+        while True:
+            try:
+                taken = await backend._call(self._name, "lock acquire", self._name, attempt, attempt)
+            except BackendUnavailableError:
+                task = asyncio.get_running_loop().create_task(self._abandon(token))
+                _BACKGROUND.add(task)
+                task.add_done_callback(_BACKGROUND.discard)
+                raise
+            if taken:
+                self._token = token
+                return True
+            if not blocking:
+                return False
+            pause = _LOCK_POLL
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                pause = min(pause, left)
+            await asyncio.sleep(pause)
+
+    async def _release(self, token: bytes, operation: str) -> None:
+        backend = self._backend
+        script = backend._script("lock_release")
+
+        def run() -> Awaitable[Any]:
+            return script(keys=[self._name], args=[token])  # type: ignore[no-any-return]
+
+        await backend._call(self._name, operation, self._name, run, run)
+
+    async def _abandon(self, token: bytes) -> None:
+        with contextlib.suppress(BackendError):  # else the lock expires by its TTL
+            await self._release(token, "lock abandon")
 
     async def release(self) -> None:
         """Release the lock if this holder still owns it; otherwise do nothing."""
-        try:
-            await self._lock.release()
-        except LockError:
-            pass  # not held, or expired and taken by another holder: theirs now
-        except _ERRORS as exc:
-            raise self._backend._error(exc, "lock release", self._name) from exc
+        token, self._token = self._token, None
+        if token is not None:
+            await self._release(token, "lock release")
 
     async def __aenter__(self) -> AsyncRedisLock:
         await self.acquire()
@@ -118,19 +167,29 @@ class AsyncRedisLock:
         return f"AsyncRedisLock({self._name!r})"
 
 
-class AsyncRedisBackend:
+# Background lock clean-ups, kept referenced until they finish.
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+class AsyncRedisBackend(BreakerMixin):
     """Stores bytes in Redis (standalone, Sentinel or Cluster) through ``redis.asyncio``.
 
     :param connection: the connection keyword arguments of
         :class:`~cachekit.backends.redis.RedisBackend` (``host``, ``port``, ``db``,
         ``username``, ``password``, ``unix_socket_path``, ``ssl*``, ``socket_timeout``,
-        ``socket_connect_timeout``, ``max_connections``, ``health_check_interval``,
-        ``retries``, ``client_name``), with the same checks and defaults.
+        ``socket_connect_timeout``, ``max_connections``, ``pool_timeout``,
+        ``health_check_interval``, ``retries``, ``client_name``), with the same checks
+        and defaults (a blocking pool of 100 connections, 0.5 s ``pool_timeout``).
     :param max_value_size: values above this many bytes are refused with :class:`BackendError`.
     :param flush_db_on_clear: let ``clear()`` without a prefix use ``FLUSHDB``.
     :param scan_count: keys per ``SCAN``/``UNLINK`` batch in ``clear()``.
+    :param breaker_failures: outages within ``breaker_window`` seconds that open the
+        circuit breaker (one per backend, one per master node in Cluster mode).
+    :param breaker_window: see ``breaker_failures``.
+    :param breaker_cooldown: seconds the open breaker fails calls fast before one probe.
     :param client: a ready ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster``,
-        or a callable returning one on first use; ``connection`` is then not allowed.
+        or a callable returning one on first use; ``connection`` is then not allowed
+        (except ``retries``).
     """
 
     OPTIONS: ClassVar[Mapping[str, type]] = RedisBackend.OPTIONS
@@ -142,10 +201,13 @@ class AsyncRedisBackend:
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         flush_db_on_clear: bool = False,
         scan_count: int = _BATCH,
+        breaker_failures: int = DEFAULT_BREAKER_FAILURES,
+        breaker_window: float = DEFAULT_BREAKER_WINDOW,
+        breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN,
         client: AsyncClient | Callable[[], AsyncClient] | None = None,
         **connection: Any,
     ) -> None:
-        if client is not None and connection:
+        if client is not None and set(connection) - {"retries"}:
             raise ConfigurationError(
                 f"AsyncRedisBackend takes either client= or connection options, not both "
                 f"(got {sorted(connection)!r}).",
@@ -159,6 +221,15 @@ class AsyncRedisBackend:
         self.flush_db_on_clear = flush_db_on_clear
         #: Keys per ``SCAN``/``UNLINK`` batch in ``clear()``.
         self.scan_count = scan_count
+        #: Times a call is retried after a lost connection.
+        self.retries = server.retries
+        self._breaker_options: dict[str, Any] = {
+            "failures": breaker_failures,
+            "window": breaker_window,
+            "cooldown": breaker_cooldown,
+        }
+        self._breaker = CircuitBreaker(**self._breaker_options, name="redis")
+        self._node_breakers: dict[str, CircuitBreaker] = {}
         self._client: Any = None
         self._scripts: dict[str, AsyncScript] = {}
         self._cluster = False
@@ -169,7 +240,8 @@ class AsyncRedisBackend:
                 self._bind(client)
             return
         self._location = server.location
-        redis_client = aioredis.Redis(retry=_retry(server.retries), **server.client_kwargs())
+        self._breaker.name = f"redis {server.location}"
+        redis_client = blocking_client(aioredis, server)
         self._factory = lambda: redis_client
         self._bind(redis_client)
 
@@ -198,8 +270,9 @@ class AsyncRedisBackend:
             connect = partial(_sentinel_master, parsed)
         else:
             connect = partial(_cluster_client, parsed)
-        backend = cls(client=connect, **parsed.backend_options)
+        backend = cls(client=connect, retries=parsed.retries, **parsed.backend_options)
         backend._location = parsed.location
+        backend._breaker.name = f"redis {redact_url(parsed.location)}"
         return backend
 
     def _bind(self, client: Any) -> None:
@@ -214,7 +287,7 @@ class AsyncRedisBackend:
             try:
                 self._bind(self._factory())
             except _ERRORS as exc:
-                raise self._error(exc, "connect") from exc
+                raise self._fail(self._breaker, exc, "connect") from exc
         return self._client
 
     @property
@@ -226,31 +299,116 @@ class AsyncRedisBackend:
     def __repr__(self) -> str:
         return f"AsyncRedisBackend({redact_url(self._location)!r})"
 
-    # -- errors --------------------------------------------------------------------
+    # -- errors, retries and the breaker -------------------------------------------
 
     _error = translate_error
     _check_size = check_value_size
+
+    async def _recover(
+        self,
+        breaker: CircuitBreaker,
+        exc: BaseException,
+        operation: str,
+        key: str | None,
+        again: Callable[[], Awaitable[_T]] | None,
+    ) -> _T:
+        """After a failed call: await ``again`` (safe to repeat) up to ``retries`` times, or raise."""
+        if again is not None:
+            for attempt in range(self.retries):
+                if not retryable(exc):
+                    break
+                await asyncio.sleep(backoff(attempt))
+                try:
+                    result = await again()
+                except _ERRORS as retried:
+                    exc = retried
+                    continue
+                breaker.success()
+                return result
+        raise self._fail(breaker, exc, operation, key) from exc
+
+    async def _call(
+        self,
+        route: str | None,
+        operation: str,
+        key: str | None,
+        call: Callable[[], Awaitable[_T]],
+        again: Callable[[], Awaitable[_T]] | None = None,
+    ) -> _T:
+        """Await ``call`` behind the breaker of ``route``'s node; see :meth:`RedisBackend._call`."""
+        breaker = self._breaker_for(route) if self._cluster and route is not None else self._breaker
+        breaker.before_call()
+        try:
+            result = await call()
+        except _ERRORS as exc:
+            return await self._recover(breaker, exc, operation, key, again)
+        breaker.success()
+        return result
+
+    def _script(self, name: str) -> Any:
+        """The registered script ``name``, building the client first if needed."""
+        if self._client is None:
+            self._connect()
+        return self._scripts[name]
+
+    async def _each_node(
+        self,
+        client: Any,
+        keys: Sequence[str],
+        operation: str,
+        run: Callable[[list[int]], Awaitable[None]],
+    ) -> None:
+        """:meth:`RedisBackend._each_node <cachekit.backends.redis.RedisBackend._each_node>`, awaited."""
+        failures: list[BackendError] = []
+        groups = self._by_node(client, keys)
+        for name, indexes in groups.items():
+            breaker = self._node_breaker(name) if name else self._breaker
+            try:
+                breaker.before_call()
+            except BackendUnavailableError as exc:
+                failures.append(exc)
+                continue
+            try:
+                await run(indexes)
+            except _ERRORS as exc:
+                failures.append(self._fail(breaker, exc, operation))
+                continue
+            breaker.success()
+        if failures and (operation != "MGET" or len(failures) == len(groups)):
+            raise failures[0]
 
     # -- reads ---------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
         """Return the value under ``key`` (``GET``), or ``None`` on a miss."""
         client = self._client or self._connect()
+        breaker = self._breaker_for(key) if self._cluster else self._breaker
+        breaker.before_call()
         try:
             value: bytes | None = await client.get(key)
         except _ERRORS as exc:
-            raise self._error(exc, "GET", key) from exc
+            again: bytes | None = await self._recover(breaker, exc, "GET", key, partial(client.get, key))
+            return again
+        breaker.success()
         return value
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """Return the found keys only: one ``MGET`` (per node in Cluster mode)."""
+        """Return the found keys only: one ``MGET`` (per node in Cluster mode, partial results kept)."""
         if not keys:
             return {}
         client = self._client or self._connect()
-        try:
-            values = await (client.mget_nonatomic(keys) if self._cluster else client.mget(keys))
-        except _ERRORS as exc:
-            raise self._error(exc, "MGET") from exc
+        if self._cluster:
+            found: dict[str, bytes] = {}
+
+            async def run(indexes: list[int]) -> None:
+                values = await client.mget_nonatomic([keys[i] for i in indexes])
+                for index, value in zip(indexes, values, strict=True):
+                    if value is not None:
+                        found[keys[index]] = value
+
+            await self._each_node(client, keys, "MGET", run)
+            return found
+        values = await self._call(None, "MGET", None, partial(client.mget, keys), partial(client.mget, keys))
         return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
 
     async def gets(self, key: str) -> tuple[bytes, Any] | None:
@@ -265,10 +423,8 @@ class AsyncRedisBackend:
         if len(value) > self.max_value_size:
             self._check_size(key, value)
         client = self._client or self._connect()
-        try:
-            await client.set(key, value, px=None if ttl is None else _ms(ttl))
-        except _ERRORS as exc:
-            raise self._error(exc, "SET", key) from exc
+        run = partial(client.set, key, value, px=None if ttl is None else _ms(ttl))
+        await self._call(key, "SET", key, run, run)
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         """Store every item in one round trip per batch of 1000: ``MSET`` or one ``SET ... PX`` script."""
@@ -278,90 +434,85 @@ class AsyncRedisBackend:
             if len(value) > self.max_value_size:
                 self._check_size(key, value)
         client = self._client or self._connect()
-        try:
-            if self._cluster:
-                if ttl is None:
-                    await client.mset_nonatomic(items)
-                    return
+        pairs = list(items.items())
+        if self._cluster:
+            px = None if ttl is None else _ms(ttl)
+
+            async def run_node(indexes: list[int]) -> None:
                 pipe = client.pipeline(transaction=False)
-                for key, value in items.items():
-                    pipe.set(key, value, px=_ms(ttl))
+                for index in indexes:
+                    pipe.set(pairs[index][0], pairs[index][1], px=px)
                 await pipe.execute()
-                return
-            pairs = list(items.items())
-            for start in range(0, len(pairs), _BATCH):
-                batch = pairs[start : start + _BATCH]
-                if ttl is None:
-                    await client.mset(dict(batch))
-                else:
-                    await self._scripts["set_many_px"](
-                        keys=[key for key, _ in batch], args=[_ms(ttl), *(value for _, value in batch)]
-                    )
-        except _ERRORS as exc:
-            raise self._error(exc, "set_many") from exc
+
+            await self._each_node(client, [key for key, _ in pairs], "set_many", run_node)
+            return
+        for start in range(0, len(pairs), _BATCH):
+            batch = pairs[start : start + _BATCH]
+            run: Callable[[], Awaitable[Any]]
+            if ttl is None:
+                run = partial(client.mset, dict(batch))
+            else:
+                run = partial(
+                    self._scripts["set_many_px"],
+                    keys=[key for key, _ in batch],
+                    args=[_ms(ttl), *(value for _, value in batch)],
+                )
+            await self._call(None, "set_many", None, run, run)
 
     async def add(self, key: str, value: bytes, ttl: float | None) -> bool:
-        """Store ``value`` only if ``key`` holds nothing (``SET NX PX``)."""
+        """Store ``value`` only if ``key`` holds nothing (``SET NX PX``); retried as the sync backend is."""
         if len(value) > self.max_value_size:
             self._check_size(key, value)
         client = self._client or self._connect()
-        try:
-            added = await client.set(key, value, nx=True, px=None if ttl is None else _ms(ttl))
-        except _ERRORS as exc:
-            raise self._error(exc, "SET NX", key) from exc
-        return bool(added)
+        first = partial(client.set, key, value, nx=True, px=None if ttl is None else _ms(ttl))
+        if ttl is None:
+            again = partial(self._scripts["add_again_forever"], keys=[key], args=[value])
+        else:
+            again = partial(self._scripts["add_again"], keys=[key], args=[value, _ms(ttl)])
+        return bool(await self._call(key, "SET NX", key, first, again))
 
     async def cas(self, key: str, value: bytes, token: Any, ttl: float | None) -> bool:
-        """Store ``value`` only if ``key`` still holds ``token``; one atomic script run."""
+        """Store ``value`` only if ``key`` still holds ``token``; one atomic script run, safe to retry."""
         if len(value) > self.max_value_size:
             self._check_size(key, value)
         if not isinstance(token, bytes):
             return False
-        self._client or self._connect()
-        try:
-            stored = await self._scripts["cas"](
-                keys=[key], args=[token, value, "" if ttl is None else _ms(ttl)]
-            )
-        except _ERRORS as exc:
-            raise self._error(exc, "cas", key) from exc
-        return bool(stored)
+        run = partial(self._script("cas"), keys=[key], args=[token, value, "" if ttl is None else _ms(ttl)])
+        return bool(await self._call(key, "cas", key, run, run))
 
     async def delete(self, key: str) -> bool:
         """Remove ``key`` (``UNLINK``); return whether it was there."""
         client = self._client or self._connect()
-        try:
-            removed = await client.unlink(key)
-        except _ERRORS as exc:
-            raise self._error(exc, "UNLINK", key) from exc
-        return bool(removed)
+        run = partial(client.unlink, key)
+        return bool(await self._call(key, "UNLINK", key, run, run))
 
     async def delete_many(self, keys: Sequence[str]) -> None:
-        """Remove every key in one ``UNLINK`` (one per slot in Cluster mode)."""
+        """Remove every key in one ``UNLINK`` (per node in Cluster mode)."""
         if not keys:
             return
         client = self._client or self._connect()
-        try:
-            await client.unlink(*keys)
-        except _ERRORS as exc:
-            raise self._error(exc, "UNLINK") from exc
+        if self._cluster:
+
+            async def run_node(indexes: list[int]) -> None:
+                await client.unlink(*(keys[i] for i in indexes))
+
+            await self._each_node(client, keys, "UNLINK", run_node)
+            return
+        run = partial(client.unlink, *keys)
+        await self._call(None, "UNLINK", None, run, run)
 
     async def incr(self, key: str, delta: int) -> int:
-        """Add ``delta`` to the integer under ``key`` on the server, keeping its TTL.
+        """Add ``delta`` to the integer under ``key`` on the server, keeping its TTL; never retried.
 
         :raises MissingKeyError: if ``key`` holds nothing.
         :raises BackendError: if the value is not an integer or the result overflows 64 bits.
         """
-        self._client or self._connect()
         try:
-            result = await self._scripts["incr"](keys=[key], args=[delta])
-        except ResponseError as exc:
-            if "not an integer" in str(exc):
-                raise BackendError(
-                    f"Value under {key!r} is not an integer (or {delta!r} would overflow it)."
-                ) from exc
-            raise self._error(exc, "INCRBY", key) from exc
-        except _ERRORS as exc:
-            raise self._error(exc, "INCRBY", key) from exc
+            result = await self._call(
+                key, "INCRBY", key, partial(self._script("incr"), keys=[key], args=[delta])
+            )
+        except BackendError as exc:
+            raise _incr_error(exc, key, delta) from exc.__cause__
         if result is None:
             raise MissingKeyError(key)
         return int(result)
@@ -369,35 +520,34 @@ class AsyncRedisBackend:
     async def touch(self, key: str, ttl: float | None) -> bool:
         """Give ``key`` a new ``ttl`` (``PEXPIRE``, or ``PERSIST`` for ``None``)."""
         client = self._client or self._connect()
-        try:
-            if ttl is None:
-                found = await self._scripts["persist"](keys=[key])
-            else:
-                found = await client.pexpire(key, _ms(ttl))
-        except _ERRORS as exc:
-            raise self._error(exc, "touch", key) from exc
-        return bool(found)
+        run = (
+            partial(self._scripts["persist"], keys=[key])
+            if ttl is None
+            else partial(client.pexpire, key, _ms(ttl))
+        )
+        return bool(await self._call(key, "touch", key, run, run))
 
     async def clear(self, prefix: str = "") -> None:
         """Remove every key starting with ``prefix`` by ``SCAN`` + ``UNLINK`` in batches."""
         client = self._client or self._connect()
-        try:
-            if not prefix and self.flush_db_on_clear:
-                if self._cluster:
-                    await client.flushdb(target_nodes=RedisCluster.PRIMARIES)
-                else:
-                    await client.flushdb()
-                return
-            batch: list[bytes] = []
-            async for key in client.scan_iter(match=_glob_escape(prefix) + "*", count=self.scan_count):
-                batch.append(key)
-                if len(batch) >= self.scan_count:
-                    await client.unlink(*batch)
-                    batch = []
-            if batch:
+        run = partial(self._clear, client, prefix)
+        await self._call(None, "clear", prefix, run, run)
+
+    async def _clear(self, client: Any, prefix: str) -> None:
+        if not prefix and self.flush_db_on_clear:
+            if self._cluster:
+                await client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+            else:
+                await client.flushdb()
+            return
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=_glob_escape(prefix) + "*", count=self.scan_count):
+            batch.append(key)
+            if len(batch) >= self.scan_count:
                 await client.unlink(*batch)
-        except _ERRORS as exc:
-            raise self._error(exc, "clear", prefix) from exc
+                batch = []
+        if batch:
+            await client.unlink(*batch)
 
     async def close(self) -> None:
         """Close pooled connections; the next call opens new ones."""
@@ -421,16 +571,14 @@ class AsyncRedisBackend:
 
     def lock(self, name: str, *, ttl: float) -> AsyncRedisLock:
         """Return a lock named ``name`` held in Redis for at most ``ttl`` seconds."""
-        try:
-            return AsyncRedisLock(self, self._client or self._connect(), name, ttl)
-        except _ERRORS as exc:
-            raise self._error(exc, "lock", name) from exc
+        return AsyncRedisLock(self, name, ttl)
 
 
 def _sentinel_master(parsed: SentinelURL) -> aioredis.Redis:
-    sentinel = Sentinel(parsed.nodes, sentinel_kwargs=parsed.sentinel_kwargs(), **parsed.connection)  # type: ignore[no-untyped-call]
+    sentinel_kwargs = {**parsed.sentinel_kwargs(), "retry": Retry(NoBackoff(), 0)}
+    sentinel = Sentinel(parsed.nodes, sentinel_kwargs=sentinel_kwargs, **parsed.connection)  # type: ignore[no-untyped-call]
     client: aioredis.Redis = sentinel.master_for(
-        parsed.service, db=parsed.db, max_connections=parsed.max_connections, retry=_retry(parsed.retries)
+        parsed.service, db=parsed.db, max_connections=parsed.max_connections, retry=Retry(NoBackoff(), 0)
     )
     return client
 

@@ -29,10 +29,11 @@ import collections
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Iterable
 
 from cachekit.exceptions import BackendUnavailableError
 
-__all__ = ["CircuitBreaker"]
+__all__ = ["CircuitBreaker", "breaker_stats"]
 
 CLOSED = "closed"
 OPEN = "open"
@@ -162,3 +163,19 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self.state}>"
+
+
+def breaker_stats(backend: object) -> dict[str, int]:
+    """``breaker_open``, ``breaker_trips`` and ``breaker_rejections`` summed over a backend's breakers.
+
+    A backend with breakers exposes them as ``breakers() -> Iterable[CircuitBreaker]``
+    (one per server or node); one without reports zeros.
+    """
+    found: Callable[[], Iterable[CircuitBreaker]] | None = getattr(backend, "breakers", None)
+    opened = trips = rejections = 0
+    if found is not None:
+        for breaker in found():
+            opened += breaker.state != CLOSED
+            trips += breaker.trips
+            rejections += breaker.rejections
+    return {"breaker_open": opened, "breaker_trips": trips, "breaker_rejections": rejections}

@@ -25,7 +25,11 @@ no``, so that losing one master loses only that master's keys.
 
 from __future__ import annotations
 
+import contextlib
+import random
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -33,25 +37,24 @@ from functools import partial
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import ClassVar
+from typing import TypeVar
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster
-from redis.exceptions import AuthenticationError
-from redis.exceptions import AuthorizationError
-from redis.exceptions import ClusterDownError
-from redis.exceptions import InvalidResponse
-from redis.exceptions import LockError
-from redis.exceptions import OutOfMemoryError
-from redis.exceptions import ReadOnlyError
-from redis.exceptions import RedisClusterException
-from redis.exceptions import RedisError
-from redis.exceptions import TryAgainError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
+from redis.sentinel import SentinelConnectionPool
 
+from cachekit.backends._redis_errors import ERRORS
+from cachekit.backends._redis_errors import translate_error as translate_error
+from cachekit.backends._redis_urls import DEFAULT_BREAKER_COOLDOWN
+from cachekit.backends._redis_urls import DEFAULT_BREAKER_FAILURES
+from cachekit.backends._redis_urls import DEFAULT_BREAKER_WINDOW
+from cachekit.backends._redis_urls import DEFAULT_MAX_CONNECTIONS
 from cachekit.backends._redis_urls import DEFAULT_MAX_VALUE_SIZE as DEFAULT_MAX_VALUE_SIZE
+from cachekit.backends._redis_urls import DEFAULT_POOL_TIMEOUT
 from cachekit.backends._redis_urls import DEFAULT_SOCKET_CONNECT_TIMEOUT as DEFAULT_SOCKET_CONNECT_TIMEOUT
 from cachekit.backends._redis_urls import DEFAULT_SOCKET_TIMEOUT as DEFAULT_SOCKET_TIMEOUT
 from cachekit.backends._redis_urls import OPTIONS as URL_OPTIONS
@@ -63,36 +66,21 @@ from cachekit.backends._redis_urls import Standalone
 from cachekit.backends._redis_urls import parse_location
 from cachekit.backends._redis_urls import parse_url
 from cachekit.backends._redis_urls import redact_url as redact_url
+from cachekit.backends.breaker import CircuitBreaker
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import MissingKeyError
 
 if TYPE_CHECKING:
     from redis.commands.core import Script
-    from redis.lock import Lock as _RedisPyLock
+
+_T = TypeVar("_T")
+_ERRORS = ERRORS
 
 # Keys per command in set_many/clear batches: bounds the time one command blocks the server.
 _BATCH = 1000
 # How often a blocked lock.acquire() asks again.
 _LOCK_POLL = 0.025
-
-_ERRORS = (RedisError, RedisClusterException, OSError)
-# Error replies that mean "not available right now" rather than "you asked wrongly":
-# a cluster without quorum, a slot being migrated, a replica promoted by a failover.
-_UNAVAILABLE = (
-    ClusterDownError,
-    TryAgainError,
-    ReadOnlyError,
-    # A full server (maxmemory with noeviction) cannot take writes right now, and a
-    # reply that breaks the protocol leaves the connection out of step: both are
-    # outages to the failure policy, so reads and other writes carry on.
-    OutOfMemoryError,
-    InvalidResponse,
-    redis.ConnectionError,
-    redis.TimeoutError,
-    RedisClusterException,
-    OSError,
-)
 
 # INCRBY creates a missing key, so check first; INCRBY keeps the key's TTL.
 _INCR = """
@@ -112,11 +100,42 @@ for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'PX', px) end
 return #KEYS
 """
 # The token is the value gets() saw; a vanished key reads as false and never matches.
+# A key already holding the new value counts as stored, so a run retried after a lost
+# reply (the first run applied) reports what happened instead of a conflict.
 _CAS = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[2] and current ~= ARGV[1] then return 1 end
+if current ~= ARGV[1] then return 0 end
 if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2])
 else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 return 1
+"""
+# add() retried after a lost reply: the key holding exactly our value means the first
+# attempt stored it (the bytes are the caller's own), so it reports True, not "taken".
+_ADD_AGAIN = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+"""
+_ADD_AGAIN_FOREVER = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+"""
+# The lock: taken with a random token; a holder that finds its own token (its earlier
+# attempt took the lock, the reply was lost) holds it, and refreshes its TTL.
+_LOCK_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+# Delete the lock only if it still holds our token (it may have expired and been retaken).
+_LOCK_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -141,23 +160,12 @@ def register_scripts(client: Any) -> dict[str, Any]:
             ("persist", _PERSIST),
             ("set_many_px", _SET_MANY_PX),
             ("cas", _CAS),
+            ("add_again", _ADD_AGAIN),
+            ("add_again_forever", _ADD_AGAIN_FOREVER),
+            ("lock_acquire", _LOCK_ACQUIRE),
+            ("lock_release", _LOCK_RELEASE),
         )
     }
-
-
-def translate_error(
-    backend: object, exc: BaseException, operation: str, key: str | None = None
-) -> BackendError:
-    """Translate a redis-py (or socket) error into cachekit's error tree; a method of both backends."""
-    where = f"{operation} {key!r}" if key is not None else operation
-    if isinstance(exc, (AuthenticationError, AuthorizationError)):
-        return BackendError(
-            f"Redis at {backend!r} refused the credentials during {where}: {exc}; "
-            "check username and password."
-        )
-    if isinstance(exc, _UNAVAILABLE):
-        return BackendUnavailableError(f"Redis at {backend!r} is unavailable ({where}): {exc}")
-    return BackendError(f"Redis at {backend!r} answered {where} with an error: {exc}")
 
 
 def check_value_size(backend: Any, key: str, value: bytes) -> None:
@@ -169,43 +177,150 @@ def check_value_size(backend: Any, key: str, value: bytes) -> None:
         )
 
 
-class RedisLock:
-    """A lock held in Redis: redis-py's :class:`redis.lock.Lock` behind cachekit's Lock protocol.
+def retryable(exc: BaseException) -> bool:
+    """Whether a call that failed with ``exc`` may be sent again.
 
-    Taken with ``SET NX PX`` and a random token, released by redis-py's
-    compare-and-delete script, so a holder whose lock expired and was taken
-    by someone else never deletes the new holder's lock. The token is not
-    thread-local: a lock taken in one thread may be released in another, as
-    with :class:`threading.Lock`.
+    Only a lost connection (a restarted server, a pooled socket closed under us) is
+    retried. A timeout is not: the server may be hung, and waiting again would cost a
+    second socket timeout; nor is a pool that had no free connection in time.
+    """
+    return (
+        isinstance(exc, redis.ConnectionError)
+        and not isinstance(exc, redis.TimeoutError)
+        and "No connection available" not in str(exc)
+    )
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt`` (0-based): 10 ms doubling, jittered, at most 100 ms."""
+    return float(min(0.1, 0.01 * 2.0**attempt)) * random.uniform(0.5, 1.0)
+
+
+class BreakerMixin:
+    """The circuit-breaker bookkeeping both Redis backends share (no I/O, so written once)."""
+
+    _breaker: CircuitBreaker
+    _breaker_options: dict[str, Any]
+    _node_breakers: dict[str, CircuitBreaker]
+    _node_guard = threading.Lock()
+    _cluster: bool
+    _client: Any
+    _error = translate_error
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """The circuit breakers: the backend's own, plus one per Cluster node seen so far."""
+        return [self._breaker, *self._node_breakers.values()]
+
+    def _breaker_for(self, wire_key: str | bytes) -> CircuitBreaker:
+        """The breaker guarding ``wire_key``: its master node's in Cluster mode, else the backend's."""
+        if not self._cluster:
+            return self._breaker
+        try:
+            node = self._client.get_node_from_key(wire_key)
+        except _ERRORS:
+            return self._breaker  # no node covers the slot: count it against the cluster
+        return self._node_breaker(node.name)
+
+    def _node_breaker(self, name: str) -> CircuitBreaker:
+        breaker = self._node_breakers.get(name)
+        if breaker is None:
+            with self._node_guard:
+                breaker = self._node_breakers.setdefault(
+                    name, CircuitBreaker(**self._breaker_options, name=f"redis node {name}")
+                )
+        return breaker
+
+    def _fail(
+        self, breaker: CircuitBreaker, exc: BaseException, operation: str, key: str | None = None
+    ) -> BackendError:
+        """Translate ``exc``; an outage counts against ``breaker``, any reply proves the server is up."""
+        error = self._error(exc, operation, key)
+        if isinstance(error, BackendUnavailableError):
+            breaker.failure()
+        else:
+            breaker.success()
+        return error
+
+    def _by_node(self, client: Any, wire: Sequence[str | bytes]) -> dict[str, list[int]]:
+        """Indexes of ``wire`` grouped by the name of the master node holding each key's slot."""
+        groups: dict[str, list[int]] = {}
+        for index, key in enumerate(wire):
+            try:
+                name = client.get_node_from_key(key).name
+            except _ERRORS:
+                name = ""  # no node covers the slot: its own group, which fails alone
+            groups.setdefault(name, []).append(index)
+        return groups
+
+
+class RedisLock:
+    """A lock held in Redis behind cachekit's Lock protocol.
+
+    Taken with ``SET NX PX`` and a random token in one script that also recognises
+    the token: when a reply is lost and the acquisition is retried, the retry finds
+    the lock its own first attempt took and holds it, instead of waiting for
+    "another holder" until the lock expires. Released by compare-and-delete, so a
+    holder whose lock expired and was taken by someone else never deletes the new
+    holder's lock. The token is not thread-local: a lock taken in one thread may be
+    released in another, as with :class:`threading.Lock`.
+
+    If an acquisition times out (the reply never came), the lock may be held on the
+    server without the caller knowing; a background thread then releases it by its
+    token, so the next caller does not wait for an orphan until its TTL.
     """
 
     def __init__(self, backend: RedisBackend, name: str, ttl: float) -> None:
         self._backend = backend
         self._name = name
-        self._lock: _RedisPyLock = backend.client.lock(
-            _wire(name), timeout=max(ttl, 0.001), sleep=_LOCK_POLL, thread_local=False
-        )
+        self._wire = _wire(name)
+        self._ttl_ms = _ms(max(ttl, 0.001))
+        self._token: bytes | None = None
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the lock; wait up to ``timeout`` seconds (``-1``: no limit) if ``blocking``.
 
         :raises BackendUnavailableError: if Redis cannot be reached.
         """
-        try:
-            return bool(
-                self._lock.acquire(blocking=blocking, blocking_timeout=None if timeout < 0 else timeout)
-            )
-        except _ERRORS as exc:
-            raise self._backend._error(exc, "lock acquire", self._name) from exc
+        token = uuid.uuid4().hex.encode()
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        backend = self._backend
+        # The script recognises its own token, so repeating it after a lost reply is safe.
+        attempt = partial(backend._script("lock_acquire"), keys=[self._wire], args=[token, self._ttl_ms])
+        while True:
+            try:
+                taken = backend._call(self._wire, "lock acquire", self._name, attempt, attempt)
+            except BackendUnavailableError:
+                # The script may have run and only its reply been lost: let go of what we
+                # may hold, off the request's path, so nobody waits for an orphan.
+                threading.Thread(target=self._abandon, args=(token,), daemon=True).start()
+                raise
+            if taken:
+                self._token = token
+                return True
+            if not blocking:
+                return False
+            pause = _LOCK_POLL
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                pause = min(pause, left)
+            time.sleep(pause)
+
+    def _release(self, token: bytes, operation: str) -> None:
+        backend = self._backend
+        run = partial(backend._script("lock_release"), keys=[self._wire], args=[token])
+        backend._call(self._wire, operation, self._name, run, run)
+
+    def _abandon(self, token: bytes) -> None:
+        with contextlib.suppress(BackendError):  # else the lock expires by its TTL
+            self._release(token, "lock abandon")
 
     def release(self) -> None:
         """Release the lock if this holder still owns it; otherwise do nothing."""
-        try:
-            self._lock.release()
-        except LockError:
-            pass  # not held, or expired and taken by another holder: theirs now
-        except _ERRORS as exc:
-            raise self._backend._error(exc, "lock release", self._name) from exc
+        token, self._token = self._token, None
+        if token is not None:
+            self._release(token, "lock release")
 
     def __enter__(self) -> RedisLock:
         self.acquire()
@@ -218,7 +333,7 @@ class RedisLock:
         return f"RedisLock({self._name!r})"
 
 
-class RedisBackend:
+class RedisBackend(BreakerMixin):
     """Stores bytes in Redis (standalone, Sentinel or Cluster) through redis-py.
 
     Connection parameters are keyword-only and used only when ``client`` is not
@@ -238,17 +353,27 @@ class RedisBackend:
     :param ssl_check_hostname: check the server's host name against its certificate.
     :param socket_timeout: seconds to wait for a reply before the call fails as unavailable.
     :param socket_connect_timeout: seconds to wait for a connection.
-    :param max_connections: upper bound on pooled connections (default: no bound).
+    :param max_connections: pooled connections (default 100). The pool blocks: a call
+        finding every connection busy waits up to ``pool_timeout`` for one.
+    :param pool_timeout: seconds a call waits for a free connection before it fails
+        as an outage (default 0.5).
     :param health_check_interval: ``PING`` a connection idle longer than this many seconds
         before reusing it; 0 turns checks off.
     :param retries: times a call is retried, with a short jittered backoff, after a lost
         connection (e.g. a server restart). Timeouts are not retried, so a hung server
-        costs at most ``socket_timeout``.
+        costs at most ``socket_timeout``. Retries know what they retry: ``add``, ``cas``
+        and the lock recognise their own earlier write; ``incr`` is never retried, as
+        it cannot tell whether the lost attempt was applied.
     :param client_name: ``CLIENT SETNAME`` for each connection, to spot them in ``CLIENT LIST``.
     :param max_value_size: values above this many bytes are refused with :class:`BackendError`.
     :param flush_db_on_clear: let ``clear()`` without a prefix use ``FLUSHDB`` instead of
         ``SCAN`` + ``UNLINK``; only safe when the database holds nothing but this cache.
     :param scan_count: keys per ``SCAN``/``UNLINK`` batch in ``clear()``.
+    :param breaker_failures: outages within ``breaker_window`` seconds that open the
+        circuit breaker (one per backend, one per master node in Cluster mode); while
+        open, calls fail fast for ``breaker_cooldown`` seconds, then one probe goes.
+    :param breaker_window: see ``breaker_failures``.
+    :param breaker_cooldown: see ``breaker_failures``.
     :param client: a ready ``redis.Redis`` or ``redis.cluster.RedisCluster``, or a
         callable returning one on first use (a ``RedisCluster`` connects as it is
         built, so a callable keeps construction from failing while the cluster is
@@ -276,13 +401,17 @@ class RedisBackend:
         ssl_check_hostname: bool = True,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
         socket_connect_timeout: float = DEFAULT_SOCKET_CONNECT_TIMEOUT,
-        max_connections: int | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
         health_check_interval: float = 30.0,
         retries: int = 1,
         client_name: str | None = None,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         flush_db_on_clear: bool = False,
         scan_count: int = _BATCH,
+        breaker_failures: int = DEFAULT_BREAKER_FAILURES,
+        breaker_window: float = DEFAULT_BREAKER_WINDOW,
+        breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN,
         client: redis.Redis | RedisCluster | Callable[[], redis.Redis | RedisCluster] | None = None,
     ) -> None:
         server = Standalone(
@@ -301,6 +430,7 @@ class RedisBackend:
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_connect_timeout,
             max_connections=max_connections,
+            pool_timeout=pool_timeout,
             health_check_interval=health_check_interval,
             retries=retries,
             client_name=client_name,
@@ -312,6 +442,15 @@ class RedisBackend:
         self.flush_db_on_clear = flush_db_on_clear
         #: Keys per ``SCAN``/``UNLINK`` batch in ``clear()``.
         self.scan_count = scan_count
+        #: Times a call is retried after a lost connection.
+        self.retries = retries
+        self._breaker_options: dict[str, Any] = {
+            "failures": breaker_failures,
+            "window": breaker_window,
+            "cooldown": breaker_cooldown,
+        }
+        self._breaker = CircuitBreaker(**self._breaker_options, name="redis")
+        self._node_breakers: dict[str, CircuitBreaker] = {}
         self._guard = threading.Lock()
         self._client: Any = None
         self._scripts: dict[str, Script] = {}
@@ -323,8 +462,9 @@ class RedisBackend:
                 self._bind(client)
             return
         self._location = server.location
+        self._breaker.name = f"redis {server.location}"
         # redis.Redis connects on the first command, not here.
-        redis_client = redis.Redis(retry=_retry(server.retries), **server.client_kwargs())
+        redis_client = blocking_client(redis, server)
         self._factory = lambda: redis_client
         self._bind(redis_client)
 
@@ -363,8 +503,9 @@ class RedisBackend:
             connect = partial(_sentinel_master, parsed)
         else:
             connect = partial(_cluster_client, parsed)
-        backend = cls(client=connect, **parsed.backend_options)
+        backend = cls(client=connect, retries=parsed.retries, **parsed.backend_options)
         backend._location = parsed.location
+        backend._breaker.name = f"redis {redact_url(parsed.location)}"
         return backend
 
     def _bind(self, client: Any) -> None:
@@ -375,12 +516,13 @@ class RedisBackend:
 
     def _connect(self) -> Any:
         """Build the client on first use (Cluster clients connect as they are built)."""
+        self._breaker.before_call()
         with self._guard:
             if self._client is None:
                 try:
                     self._bind(self._factory())
                 except _ERRORS as exc:
-                    raise self._error(exc, "connect") from exc
+                    raise self._fail(self._breaker, exc, "connect") from exc
             return self._client
 
     @property
@@ -392,37 +534,141 @@ class RedisBackend:
     def __repr__(self) -> str:
         return f"RedisBackend({redact_url(self._location)!r})"
 
-    # -- errors --------------------------------------------------------------------
+    # -- errors, retries and the breaker -------------------------------------------
 
     _error = translate_error
     _check_size = check_value_size
+
+    def _recover(
+        self,
+        breaker: CircuitBreaker,
+        exc: BaseException,
+        operation: str,
+        key: str | None,
+        again: Callable[[], _T] | None,
+    ) -> _T:
+        """After a failed call: run ``again`` (safe to repeat) up to ``retries`` times, or raise."""
+        if again is not None:
+            for attempt in range(self.retries):
+                if not retryable(exc):
+                    break
+                time.sleep(backoff(attempt))
+                try:
+                    result = again()
+                except _ERRORS as retried:
+                    exc = retried
+                    continue
+                breaker.success()
+                return result
+        raise self._fail(breaker, exc, operation, key) from exc
+
+    def _call(
+        self,
+        route: str | bytes | None,
+        operation: str,
+        key: str | None,
+        call: Callable[[], _T],
+        again: Callable[[], _T] | None = None,
+    ) -> _T:
+        """Run ``call`` behind the breaker of ``route``'s node; on a lost connection run ``again``.
+
+        ``again`` is what may be sent after the first attempt was perhaps applied
+        (``call`` itself when repeating it is harmless); ``None`` means never retry.
+        """
+        breaker = self._breaker_for(route) if self._cluster and route is not None else self._breaker
+        breaker.before_call()
+        try:
+            result = call()
+        except _ERRORS as exc:
+            return self._recover(breaker, exc, operation, key, again)
+        breaker.success()
+        return result
+
+    def _script(self, name: str) -> Any:
+        """The registered script ``name``, connecting first if needed."""
+        if self._client is None:
+            self._connect()
+        return self._scripts[name]
 
     # -- reads ---------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
         """Return the value under ``key`` (``GET``), or ``None`` on a miss."""
-        client = self._client
+        client = self._client or self._connect()
+        wire = _wire(key)
+        breaker = self._breaker_for(wire) if self._cluster else self._breaker
+        breaker.before_call()
         try:
-            if client is None:
-                client = self._connect()
-            value: bytes | None = client.get(_wire(key))
+            value: bytes | None = client.get(wire)
         except _ERRORS as exc:
-            raise self._error(exc, "GET", key) from exc
+            again: bytes | None = self._recover(breaker, exc, "GET", key, partial(client.get, wire))
+            return again
+        breaker.success()
         return value
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """Return the found keys only: one ``MGET`` (per node in Cluster mode)."""
+        """Return the found keys only: one ``MGET`` (per node in Cluster mode).
+
+        In Cluster mode a node that is down costs only its own keys: they read as
+        misses and the other nodes' hits are kept. Only when every node fails does
+        the call raise.
+        """
         if not keys:
             return {}
-        client = self._client
+        client = self._client or self._connect()
+        wire = _wire_all(keys)
+        if self._cluster:
+            return self._cluster_get_many(client, keys, wire)
+        breaker = self._breaker
+        breaker.before_call()
         try:
-            if client is None:
-                client = self._connect()
-            wire = _wire_all(keys)
-            values = client.mget_nonatomic(wire) if self._cluster else client.mget(wire)
+            values = client.mget(wire)
         except _ERRORS as exc:
-            raise self._error(exc, "MGET") from exc
+            values = self._recover(breaker, exc, "MGET", None, partial(client.mget, wire))
+        else:
+            breaker.success()
         return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+
+    def _each_node(
+        self, client: Any, wire: Sequence[str | bytes], operation: str, run: Callable[[list[int]], None]
+    ) -> None:
+        """Run ``run`` on each node's share of ``wire``, each behind its node's breaker.
+
+        A failing node does not stop the others; the first failure is raised at the
+        end, once every node was tried, unless ``operation`` is ``"MGET"`` and some
+        node answered (a partial read is kept).
+        """
+        failures: list[BackendError] = []
+        groups = self._by_node(client, wire)
+        for name, indexes in groups.items():
+            breaker = self._node_breaker(name) if name else self._breaker
+            try:
+                breaker.before_call()
+            except BackendUnavailableError as exc:
+                failures.append(exc)
+                continue
+            try:
+                run(indexes)
+            except _ERRORS as exc:
+                failures.append(self._fail(breaker, exc, operation))
+                continue
+            breaker.success()
+        if failures and (operation != "MGET" or len(failures) == len(groups)):
+            raise failures[0]
+
+    def _cluster_get_many(
+        self, client: Any, keys: Sequence[str], wire: list[str | bytes]
+    ) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+
+        def run(indexes: list[int]) -> None:
+            values = client.mget_nonatomic([wire[i] for i in indexes])
+            for index, value in zip(indexes, values, strict=True):
+                if value is not None:
+                    found[keys[index]] = value
+
+        self._each_node(client, wire, "MGET", run)
+        return found
 
     def gets(self, key: str) -> tuple[bytes, Any] | None:
         """Return ``(value, token)`` for :meth:`cas`, or ``None``; the token is the value read."""
@@ -438,44 +684,42 @@ class RedisBackend:
         """
         if len(value) > self.max_value_size:
             self._check_size(key, value)
-        client = self._client
+        client = self._client or self._connect()
+        wire = _wire(key)
+        # execute_command skips the option checks of redis-py's set(), which has a dozen.
+        args: tuple[Any, ...] = ("SET", wire, value) if ttl is None else ("SET", wire, value, "PX", _ms(ttl))
+        breaker = self._breaker_for(wire) if self._cluster else self._breaker
+        breaker.before_call()
         try:
-            if client is None:
-                client = self._connect()
-            # execute_command skips the option checks of redis-py's set(), which has a dozen.
-            if ttl is None:
-                client.execute_command("SET", _wire(key), value)
-            else:
-                client.execute_command("SET", _wire(key), value, "PX", _ms(ttl))
+            client.execute_command(*args)
         except _ERRORS as exc:
-            raise self._error(exc, "SET", key) from exc
+            self._recover(breaker, exc, "SET", key, partial(client.execute_command, *args))
+            return
+        breaker.success()
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         """Store every item in one round trip: ``MSET``, or one script doing ``SET ... PX``.
 
-        In Cluster mode: one pipeline per node. Above 1000 items the work is
-        split into batches of 1000 so no single command blocks the server long.
+        In Cluster mode: one pipeline per node, each node behind its own breaker (a
+        node that is down does not stop the others; the call then raises). Above
+        1000 items the work is split into batches of 1000 so no single command
+        blocks the server long.
         """
         if not items:
             return
         for key, value in items.items():
             if len(value) > self.max_value_size:
                 self._check_size(key, value)
-        client = self._client
-        try:
-            if client is None:
-                client = self._connect()
-            if self._cluster:
-                self._cluster_set_many(client, items, ttl)
-                return
-            if len(items) <= _BATCH:
-                self._set_batch(client, items, ttl)
-                return
-            pairs = list(items.items())
-            for start in range(0, len(pairs), _BATCH):
-                self._set_batch(client, dict(pairs[start : start + _BATCH]), ttl)
-        except _ERRORS as exc:
-            raise self._error(exc, "set_many") from exc
+        client = self._client or self._connect()
+        if self._cluster:
+            self._cluster_set_many(client, items, ttl)
+            return
+        pairs = list(items.items())
+        for start in range(0, len(pairs), _BATCH):
+            batch = dict(pairs[start : start + _BATCH]) if len(pairs) > _BATCH else items
+            # SET of a given value is safe to repeat.
+            run = partial(self._set_batch, client, batch, ttl)
+            self._call(None, "set_many", None, run, run)
 
     def _set_batch(self, client: Any, items: Mapping[str, bytes], ttl: float | None) -> None:
         if ttl is None:
@@ -484,111 +728,100 @@ class RedisBackend:
             self._scripts["set_many_px"](keys=_wire_all(list(items)), args=[_ms(ttl), *items.values()])
 
     def _cluster_set_many(self, client: Any, items: Mapping[str, bytes], ttl: float | None) -> None:
-        if ttl is None:
-            client.mset_nonatomic({_wire(key): value for key, value in items.items()})
-            return
-        px = _ms(ttl)
-        pipe = client.pipeline(transaction=False)
-        for key, value in items.items():
-            pipe.set(_wire(key), value, px=px)
-        pipe.execute()
+        pairs = [(_wire(key), value) for key, value in items.items()]
+        px = None if ttl is None else _ms(ttl)
+
+        def run(indexes: list[int]) -> None:
+            pipe = client.pipeline(transaction=False)
+            for index in indexes:
+                wire, value = pairs[index]
+                pipe.set(wire, value, px=px)
+            pipe.execute()
+
+        self._each_node(client, [wire for wire, _ in pairs], "set_many", run)
 
     def add(self, key: str, value: bytes, ttl: float | None) -> bool:
-        """Store ``value`` only if ``key`` holds nothing (``SET NX PX``)."""
+        """Store ``value`` only if ``key`` holds nothing (``SET NX PX``).
+
+        Retried after a lost connection by a script that also counts the key already
+        holding this very value as added (the lost attempt stored it).
+        """
         if len(value) > self.max_value_size:
             self._check_size(key, value)
-        client = self._client
-        try:
-            if client is None:
-                client = self._connect()
-            if ttl is None:
-                added = client.execute_command("SET", _wire(key), value, "NX")
-            else:
-                added = client.execute_command("SET", _wire(key), value, "PX", _ms(ttl), "NX")
-        except _ERRORS as exc:
-            raise self._error(exc, "SET NX", key) from exc
-        return bool(added)
+        client = self._client or self._connect()
+        wire = _wire(key)
+        if ttl is None:
+            first = partial(client.execute_command, "SET", wire, value, "NX")
+            again = partial(self._scripts["add_again_forever"], keys=[wire], args=[value])
+        else:
+            first = partial(client.execute_command, "SET", wire, value, "PX", _ms(ttl), "NX")
+            again = partial(self._scripts["add_again"], keys=[wire], args=[value, _ms(ttl)])
+        return bool(self._call(wire, "SET NX", key, first, again))
 
     def cas(self, key: str, value: bytes, token: Any, ttl: float | None) -> bool:
         """Store ``value`` only if ``key`` still holds ``token`` (the value :meth:`gets` read).
 
         One script run, atomic on the server; ``False`` if the key changed or vanished.
+        A key already holding ``value`` counts as stored, so a run retried after a lost
+        reply reports the truth.
         """
         if len(value) > self.max_value_size:
             self._check_size(key, value)
         if not isinstance(token, bytes):
             return False
-        client = self._client
-        try:
-            if client is None:
-                client = self._connect()
-            stored = self._scripts["cas"](
-                keys=[_wire(key)], args=[token, value, "" if ttl is None else _ms(ttl)]
-            )
-        except _ERRORS as exc:
-            raise self._error(exc, "cas", key) from exc
-        return bool(stored)
+        wire = _wire(key)
+        run = partial(self._script("cas"), keys=[wire], args=[token, value, "" if ttl is None else _ms(ttl)])
+        return bool(self._call(wire, "cas", key, run, run))
 
     def delete(self, key: str) -> bool:
         """Remove ``key`` (``UNLINK``); return whether it was there."""
-        client = self._client
-        try:
-            if client is None:
-                client = self._connect()
-            removed = client.unlink(_wire(key))
-        except _ERRORS as exc:
-            raise self._error(exc, "UNLINK", key) from exc
-        return bool(removed)
+        client = self._client or self._connect()
+        wire = _wire(key)
+        run = partial(client.unlink, wire)
+        return bool(self._call(wire, "UNLINK", key, run, run))
 
     def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in one ``UNLINK`` (one per slot, pipelined per node, in Cluster mode)."""
         if not keys:
             return
-        client = self._client
-        try:
-            if client is None:
-                client = self._connect()
-            client.unlink(*_wire_all(keys))
-        except _ERRORS as exc:
-            raise self._error(exc, "UNLINK") from exc
+        client = self._client or self._connect()
+        wire = _wire_all(keys)
+        if self._cluster:
+            self._each_node(
+                client, wire, "UNLINK", lambda indexes: client.unlink(*(wire[i] for i in indexes))
+            )
+            return
+        run = partial(client.unlink, *wire)
+        self._call(None, "UNLINK", None, run, run)
 
     def incr(self, key: str, delta: int) -> int:
         """Add ``delta`` to the integer under ``key`` on the server (``INCRBY``), keeping its TTL.
 
+        Never retried: after a lost reply nobody can tell whether the increment was
+        applied, so the call fails as an outage rather than risk adding twice.
+
         :raises MissingKeyError: if ``key`` holds nothing.
         :raises BackendError: if the value is not an integer or the result overflows 64 bits.
         """
-        client = self._client
+        wire = _wire(key)
         try:
-            if client is None:
-                client = self._connect()
-            result = self._scripts["incr"](keys=[_wire(key)], args=[delta])
-        except redis.ResponseError as exc:
-            if "not an integer" in str(exc):
-                raise BackendError(f"Value under {key!r} is not an integer; incr needs one.") from exc
-            if "overflow" in str(exc):
-                raise BackendError(f"Adding {delta!r} to {key!r} would overflow 64 bits.") from exc
-            raise self._error(exc, "INCRBY", key) from exc
-        except _ERRORS as exc:
-            raise self._error(exc, "INCRBY", key) from exc
+            result = self._call(wire, "INCRBY", key, partial(self._script("incr"), keys=[wire], args=[delta]))
+        except BackendError as exc:
+            raise _incr_error(exc, key, delta) from exc.__cause__
         if result is None:
             raise MissingKeyError(key)
         return int(result)
 
     def touch(self, key: str, ttl: float | None) -> bool:
         """Give ``key`` a new ``ttl`` (``PEXPIRE``, or ``PERSIST`` for ``None``)."""
-        client = self._client
-        try:
-            if client is None:
-                client = self._connect()
-            found = (
-                self._scripts["persist"](keys=[_wire(key)])
-                if ttl is None
-                else client.pexpire(_wire(key), _ms(ttl))
-            )
-        except _ERRORS as exc:
-            raise self._error(exc, "touch", key) from exc
-        return bool(found)
+        client = self._client or self._connect()
+        wire = _wire(key)
+        run = (
+            partial(self._scripts["persist"], keys=[wire])
+            if ttl is None
+            else partial(client.pexpire, wire, _ms(ttl))
+        )
+        return bool(self._call(wire, "touch", key, run, run))
 
     def clear(self, prefix: str = "") -> None:
         """Remove every key starting with ``prefix`` by ``SCAN`` + ``UNLINK`` in batches.
@@ -596,26 +829,25 @@ class RedisBackend:
         ``FLUSHDB`` is used only when ``prefix`` is empty and ``flush_db_on_clear``
         is set; ``KEYS`` never is.
         """
-        client = self._client
-        try:
-            if client is None:
-                client = self._connect()
-            if not prefix and self.flush_db_on_clear:
-                if self._cluster:
-                    client.flushdb(target_nodes=RedisCluster.PRIMARIES)
-                else:
-                    client.flushdb()
-                return
-            batch: list[bytes] = []
-            for key in client.scan_iter(match=_glob_escape(prefix) + "*", count=self.scan_count):
-                batch.append(key)
-                if len(batch) >= self.scan_count:
-                    client.unlink(*batch)
-                    batch = []
-            if batch:
+        client = self._client or self._connect()
+        run = partial(self._clear, client, prefix)
+        self._call(None, "clear", prefix, run, run)
+
+    def _clear(self, client: Any, prefix: str) -> None:
+        if not prefix and self.flush_db_on_clear:
+            if self._cluster:
+                client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+            else:
+                client.flushdb()
+            return
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=_glob_escape(prefix) + "*", count=self.scan_count):
+            batch.append(key)
+            if len(batch) >= self.scan_count:
                 client.unlink(*batch)
-        except _ERRORS as exc:
-            raise self._error(exc, "clear", prefix) from exc
+                batch = []
+        if batch:
+            client.unlink(*batch)
 
     def close(self) -> None:
         """Close pooled connections; the next call opens new ones."""
@@ -643,17 +875,52 @@ class RedisBackend:
 
     def lock(self, name: str, *, ttl: float) -> RedisLock:
         """Return a lock named ``name`` held in Redis for at most ``ttl`` seconds."""
-        try:
-            return RedisLock(self, name, ttl)
-        except _ERRORS as exc:
-            raise self._error(exc, "lock", name) from exc
+        return RedisLock(self, name, ttl)
 
 
-def _retry(retries: int) -> Retry:
-    """Retry lost connections briefly; a timeout is not retried, so it costs one socket_timeout."""
-    return Retry(
-        ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries, supported_errors=(redis.ConnectionError,)
+def _incr_error(exc: BackendError, key: str, delta: int) -> BackendError:
+    """The message for a refused ``incr``: not an integer, an overflow, or the error as it came."""
+    text = str(exc.__cause__ or exc)
+    if isinstance(exc, BackendUnavailableError):
+        return exc
+    if "not an integer" in text:
+        return BackendError(f"Value under {key!r} is not an integer; incr needs one.")
+    if "overflow" in text:
+        return BackendError(f"Adding {delta!r} to {key!r} would overflow 64 bits.")
+    return exc
+
+
+def no_retry() -> Retry:
+    """redis-py's own retry turned off: the backend retries, knowing what it retries."""
+    return Retry(NoBackoff(), 0)
+
+
+def blocking_client(module: Any, server: Standalone) -> Any:
+    """A ``module.Redis`` (``redis`` or ``redis.asyncio``) on a ``BlockingConnectionPool``.
+
+    redis.Redis works out the connection class (TCP, TLS or Unix socket) and its
+    arguments; a blocking pool with the same ones replaces the pool it built, so a
+    burst beyond ``max_connections`` waits up to ``pool_timeout`` for a connection
+    instead of failing at once with "Too many connections".
+    """
+    retry = no_retry() if module is redis else _aio_no_retry()
+    plain = module.Redis(retry=retry, **server.client_kwargs())
+    pool = plain.connection_pool
+    blocking = module.BlockingConnectionPool(
+        connection_class=pool.connection_class,
+        max_connections=server.max_connections,
+        timeout=server.pool_timeout,
+        **pool.connection_kwargs,
     )
+    client = module.Redis(connection_pool=blocking)
+    client.auto_close_connection_pool = True
+    return client
+
+
+def _aio_no_retry() -> Any:
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    return AsyncRetry(NoBackoff(), 0)
 
 
 def _wire(key: str) -> str | bytes:
@@ -673,16 +940,30 @@ def _sentinel_master(parsed: SentinelURL) -> redis.Redis:
     sentinel_kwargs = {
         **parsed.sentinel_kwargs(),
         # redis-py's own default retries ten times with backoff: seconds per call.
-        "retry": _retry(parsed.retries),
+        "retry": no_retry(),
     }
     sentinel = Sentinel(parsed.nodes, sentinel_kwargs=sentinel_kwargs, **parsed.connection)  # type: ignore[no-untyped-call]
     client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        parsed.service, db=parsed.db, max_connections=parsed.max_connections, retry=_retry(parsed.retries)
+        parsed.service,
+        db=parsed.db,
+        max_connections=parsed.max_connections,
+        retry=no_retry(),
+        connection_pool_class=SentinelConnectionPool,
     )
     return client
 
 
 def _cluster_client(parsed: ClusterURL) -> RedisCluster:
     # RedisCluster asks a node for the slot map as it is built, so this connects.
+    # Its own retry follows MOVED/ASK and re-reads the slot map after a failover; the
+    # backend's retry of lost connections comes on top, knowing what it retries.
     nodes = [ClusterNode(host, port) for host, port in parsed.nodes]  # type: ignore[no-untyped-call]
-    return RedisCluster(startup_nodes=nodes, retry=_retry(parsed.retries), **parsed.connection)
+    return RedisCluster(startup_nodes=nodes, retry=_cluster_retry(parsed.retries), **parsed.connection)
+
+
+def _cluster_retry(retries: int) -> Retry:
+    from redis.backoff import ExponentialWithJitterBackoff
+
+    return Retry(
+        ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries, supported_errors=(redis.ConnectionError,)
+    )

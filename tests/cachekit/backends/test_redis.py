@@ -91,7 +91,18 @@ def test_short_timeouts_and_one_retry_by_default() -> None:
     kwargs = pool_kwargs(backend)
     assert kwargs["socket_timeout"] <= 1.0
     assert kwargs["socket_connect_timeout"] <= 1.0
-    assert kwargs["retry"].get_retries() == 1
+    # redis-py's own retry is off: the backend retries, knowing what each call may repeat.
+    assert kwargs["retry"].get_retries() == 0
+    assert backend.retries == 1
+
+
+def test_blocking_pool_bounded_by_default() -> None:
+    pool = RedisBackend.from_url("redis://h").client.connection_pool
+    assert isinstance(pool, redis.BlockingConnectionPool)
+    assert pool.max_connections == 100
+    assert pool.timeout == 0.5
+    pool = RedisBackend.from_url("redis://h", max_connections=7, pool_timeout=0.2).client.connection_pool
+    assert (pool.max_connections, pool.timeout) == (7, 0.2)
 
 
 def test_rediss_uses_tls() -> None:
