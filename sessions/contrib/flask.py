@@ -11,8 +11,11 @@ logout) that is also a Flask ``SessionMixin``. The cookie follows Flask's
 ``SESSION_COOKIE_*`` settings and the session Flask's rules:
 
 * it is saved when ``session.modified`` is true (set it after changing a
-  nested value in place), or on every request that used a *permanent*
-  session while ``SESSION_REFRESH_EACH_REQUEST`` is on;
+  nested value in place), or on every request with a *permanent* session
+  while ``SESSION_REFRESH_EACH_REQUEST`` is on (Flask's default): then even a
+  request whose view never touched the session reads it, to learn whether it
+  is permanent, and refreshes it, as Flask does; ``session.modified`` stays
+  true after the save, as in Flask;
 * a permanent session (``session.permanent = True``) lasts
   ``PERMANENT_SESSION_LIFETIME`` from its last save, in the store and in the
   cookie's ``Expires``; any other one gets a browser-session cookie, and the
@@ -20,22 +23,35 @@ logout) that is also a Flask ``SessionMixin``. The cookie follows Flask's
 * a session emptied with ``clear()`` or ``flush()`` is deleted from the store
   and its cookie removed.
 
-What it will not do: load a session the request never touched (a permanent
-session is refreshed only on requests that use it), or hide an outage: a
-cache that is down raises :class:`~cachekit.exceptions.BackendUnavailableError`
-(register an error handler answering 503 if you like). A session deleted by a
-concurrent request (logout in another tab) is not brought back by a late
-save: the save is dropped and the cookie removed.
+* values keep the types Flask's tagged JSON keeps (tuple, bytes, ``Markup``,
+  UUID, datetime; see :mod:`sessions.serializers`), so flashed
+  ``(category, message)`` pairs and flashed markup come back unchanged;
+* ``Vary: Cookie`` whenever the session was read, set or deleted.
+
+An outage gets the suite's one answer, ``503 Service Unavailable`` with
+``Retry-After``, never a 500: a load that fails inside the view raises
+:class:`SessionUnavailableError` (a Werkzeug ``ServiceUnavailable`` and a
+:class:`~cachekit.exceptions.BackendUnavailableError`; register an error handler
+for it to answer differently), and a save that fails turns the response into
+the 503 (its ``Set-Cookie`` dropped). A session deleted by a concurrent request
+(logout in another tab) is not brought back by a late save: the save is
+dropped and the cookie removed.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
+from typing import Any
 
 from flask.sessions import SessionInterface
 from flask.sessions import SessionMixin
+from werkzeug.exceptions import ServiceUnavailable
 
+from cachekit.exceptions import BackendUnavailableError
+from sessions.contrib import RETRY_AFTER
+from sessions.contrib import UNAVAILABLE_BODY
+from sessions.contrib import UNAVAILABLE_STATUS
 from sessions.exceptions import SessionConflictError
 from sessions.session import Session
 from sessions.stores.base import Store
@@ -48,13 +64,50 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+class SessionUnavailableError(ServiceUnavailable, BackendUnavailableError):
+    """The session store is down: Flask answers it as ``503`` with ``Retry-After``.
+
+    Raised where a view first uses ``flask.session``; catch it (or
+    :class:`~cachekit.exceptions.BackendUnavailableError`) to degrade instead.
+    """
+
+    def __init__(self, cause: BaseException) -> None:
+        ServiceUnavailable.__init__(self, UNAVAILABLE_BODY.decode().strip(), retry_after=RETRY_AFTER)
+        self.__cause__ = cause
+
+
 class FlaskSession(Session, SessionMixin):
     """A :class:`sessions.Session` that Flask accepts as ``flask.session``."""
+
+    #: Set by the interface once a changed session was saved: Flask keeps
+    #: ``session.modified`` true after the save.
+    _saved_modified = False
+    #: Set when loading met an outage: the response (503, or what the app's
+    #: handler made of it) must not try the store again.
+    load_failed = False
 
     @property
     def new(self) -> bool:  # type: ignore[override]
         """True when the session is loaded and not stored yet (Flask's ``session.new``)."""
         return self.loaded and self.session_key is None
+
+    @property
+    def modified(self) -> bool:
+        """Whether the session changed in this request (still true after the save, as in Flask)."""
+        return self._modified or self._saved_modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        Session.modified.fset(self, value)  # type: ignore[attr-defined]
+        if not value:
+            self._saved_modified = False
+
+    def _load(self) -> Any:
+        try:
+            return super()._load()
+        except BackendUnavailableError as exc:
+            self.load_failed = True
+            raise SessionUnavailableError(exc) from exc
 
 
 class CacheKitSessionInterface(SessionInterface):
@@ -97,12 +150,26 @@ class CacheKitSessionInterface(SessionInterface):
 
         :raises BackendUnavailableError: if the store's cache is down.
         """
-        if not isinstance(session, Session):
+        if not isinstance(session, FlaskSession):
             return
+        try:
+            self._save(app, session, response)
+        except BackendUnavailableError as exc:
+            logger.warning("session store unavailable while saving: %s", exc)
+            self._unavailable(response)
+
+    def _save(self, app: Flask, session: FlaskSession, response: Response) -> None:
         if session.accessed:
             response.vary.add("Cookie")
-        if not session.loaded:
+        if session.load_failed:
             return
+        if not session.loaded:
+            # Flask refreshes a permanent session on every request, used or not;
+            # only the stored data says whether it is permanent.
+            if not (session.cookie_value and app.config["SESSION_REFRESH_EACH_REQUEST"]):
+                return
+            if not session.state.data.get("_permanent"):
+                return
         had_cookie = session.cookie_value is not None
         if not session:
             if session.modified or session.flushed:
@@ -114,6 +181,7 @@ class CacheKitSessionInterface(SessionInterface):
             return
         if not (self.should_set_cookie(app, session) or session.needs_save()):
             return
+        modified = session.modified
         # Flask's lifetimes: a permanent session lasts PERMANENT_SESSION_LIFETIME
         # from this save; any other ends with the browser.
         session.set_expiry(app.permanent_session_lifetime if session.permanent else 0)
@@ -124,7 +192,10 @@ class CacheKitSessionInterface(SessionInterface):
             if had_cookie:
                 self._delete_cookie(app, response)
             return
+        if modified:
+            session._saved_modified = True
         expires = None if session.get_expire_at_browser_close() else session.get_expiry_date()
+        response.vary.add("Cookie")
         response.set_cookie(
             self.get_cookie_name(app),
             value,
@@ -137,7 +208,17 @@ class CacheKitSessionInterface(SessionInterface):
             partitioned=self.get_cookie_partitioned(app),
         )
 
+    @staticmethod
+    def _unavailable(response: Response) -> None:
+        """Turn ``response`` into the suite's outage answer: 503, ``Retry-After``, no cookie."""
+        response.status_code = UNAVAILABLE_STATUS
+        response.set_data(UNAVAILABLE_BODY)
+        response.content_type = "text/plain; charset=utf-8"
+        response.headers["Retry-After"] = str(RETRY_AFTER)
+        del response.headers["Set-Cookie"]  # every one: nothing unsaved is confirmed
+
     def _delete_cookie(self, app: Flask, response: Response) -> None:
+        response.vary.add("Cookie")
         response.delete_cookie(
             self.get_cookie_name(app),
             path=self.get_cookie_path(app),
@@ -149,4 +230,4 @@ class CacheKitSessionInterface(SessionInterface):
         )
 
 
-__all__ = ["CacheKitSessionInterface", "FlaskSession"]
+__all__ = ["CacheKitSessionInterface", "FlaskSession", "SessionUnavailableError"]
