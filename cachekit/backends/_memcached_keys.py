@@ -3,7 +3,9 @@
 Private to :mod:`cachekit.backends.memcached`, whose docstring explains the
 scheme: a stored key is ``<generation head><key>``, or ``<head>~<sha256>`` when
 the key does not fit memcached's rules; the head is the global generation token
-plus the token of the key's scope, both kept in memcached on each node.
+plus the token of the key's scope, both kept in memcached on each node. A key
+whose home node is out of the ring lives on another node as
+``<head>~D<outage token>:<key>``, the token kept on that node per absent node.
 :class:`Generations` reads and caches those heads; the I/O goes through the
 backend's ``call(node, operation, *args)`` so that pool failures are counted.
 """
@@ -31,6 +33,12 @@ _TOKEN = re.compile(rb"[A-Za-z0-9_-]{8}")
 GEN_KEY = "cachekit.gen"
 # Lock keys live in the generation namespace as "<head>~L<sha256>": no data key takes that form.
 _LOCK_MARK = "~L"
+
+# Keys whose home node is out of the ring are stored on another node as "<head>~D<token>:<key>":
+# the token names that outage there, so they never meet the home node's own keys.
+_DETOUR_MARK = "~D"
+#: Prefix of the keys (on every node) holding the outage token of another node.
+OUT_KEY = "cachekit.out:"
 
 #: ``call(node, operation, *args)``: run one pymemcache call on ``node``.
 Call = Callable[..., Any]
@@ -66,6 +74,11 @@ def lock_tail(name: str) -> str:
     return _LOCK_MARK + digest(name)
 
 
+def out_key(home: str) -> str:
+    """The key holding, on a substitute node, the outage token of the node named ``home``."""
+    return safe_key(OUT_KEY, home)
+
+
 def new_token() -> bytes:
     """A fresh random generation token."""
     return secrets.token_urlsafe(_TOKEN_BYTES).encode()
@@ -80,6 +93,8 @@ class Generations:
     def __init__(self) -> None:
         #: server -> scope -> (key head, trusted until).
         self.by_server: dict[Any, dict[str, tuple[str, float]]] = {}
+        #: (substitute server, home node name) -> (detour mark, trusted until).
+        self.detours: dict[tuple[Any, str], tuple[str, float]] = {}
 
     def heads(self, server: Any) -> dict[str, tuple[str, float]]:
         """The cached heads of ``server``: the dict itself, for callers that inline the lookup."""
@@ -121,6 +136,48 @@ class Generations:
         head = b"".join(tokens).decode("ascii") + ":"
         heads[scope] = (head, time.monotonic() + ttl)
         return head
+
+    def _token(self, call: Call, node: Any, key: str) -> bytes:
+        """The token under ``key`` on ``node``, created with ``add`` if missing (whoever adds first wins)."""
+        token = call(node, "get", key)
+        if token is None:
+            fresh = new_token()
+            token = fresh if call(node, "add", key, fresh, 0) else call(node, "get", key)
+            if token is None:
+                raise BackendUnavailableError(
+                    f"memcached {server_name(node.server)} dropped generation key {key!r} at once."
+                )
+        if not _TOKEN.fullmatch(token):
+            raise BackendError(
+                f"Generation key {key!r} on memcached {server_name(node.server)} holds "
+                f"{token[:20]!r}, not a token; delete it to start a new generation."
+            )
+        return bytes(token)
+
+    def detour(self, call: Call, node: Any, home: str, ttl: float) -> str:
+        """The mark keys of the out-of-ring node ``home`` carry on ``node`` while they live there.
+
+        Every client that finds ``home`` out of the ring reads the same token on
+        ``node``, so they share those keys; when ``home`` rejoins, the token is
+        renewed (:meth:`renew_detours`), so what was written during this outage is
+        never read again, not even in the next one.
+        """
+        slot = (node.server, home)
+        cached = self.detours.get(slot)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        mark = _DETOUR_MARK + self._token(call, node, out_key(home)).decode("ascii") + ":"
+        self.detours[slot] = (mark, time.monotonic() + ttl)
+        return mark
+
+    def forget_server(self, server: Any) -> None:
+        """Drop every cached head of ``server`` (its generation was just renewed)."""
+        self.by_server.get(server, {}).clear()
+
+    def forget_detours(self, home: str) -> None:
+        """Drop the cached detour marks of ``home`` on every node."""
+        for slot in [slot for slot in self.detours if slot[1] == home]:
+            self.detours.pop(slot, None)
 
     def forget(self, scope: str) -> None:
         """Drop the cached heads of ``scope`` on every server (``""``: every head)."""

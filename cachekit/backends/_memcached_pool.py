@@ -9,6 +9,8 @@ errors into cachekit's.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
@@ -218,16 +220,33 @@ class Connections:
         return f"<memcached connections to {server_name(self.server)}>"
 
 
+#: Called with a dead node's connections before it rejoins the ring; False keeps it out.
+Rejoin = Callable[[Connections], bool]
+
+
 class PoolClient(HashClient):  # type: ignore[misc]
     """pymemcache's HashClient over :class:`Connections`, its node bookkeeping made thread-safe.
 
     It also keeps a node's connections when the node rejoins the ring, rather
-    than replacing them and leaving the old sockets to the garbage collector.
+    than replacing them and leaving the old sockets to the garbage collector,
+    and runs a ``rejoin`` hook first: a node that was out of the ring may hold
+    values that were changed or deleted elsewhere meanwhile, so the backend
+    empties its namespace there before any key maps back to it. A node whose
+    hook fails (still unreachable) stays out for another ``dead_timeout``.
     """
 
-    def __init__(self, servers: Sequence[Server], *, max_idle: int | None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        servers: Sequence[Server],
+        *,
+        max_idle: int | None,
+        rejoin: Callable[[], Rejoin | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._guard = threading.RLock()
         self._max_idle = max_idle
+        # A weak reference (WeakMethod) to the backend's hook, so the backend is not kept alive by its client.
+        self._rejoin = rejoin
         super().__init__(servers, use_pooling=False, **kwargs)
         self._failed_clients = _FailedServers()
 
@@ -250,8 +269,23 @@ class PoolClient(HashClient):  # type: ignore[misc]
             super()._mark_failed_server(server)
 
     def _retry_dead(self) -> None:
+        # HashClient's own version, with the rejoin hook run before a node is put back.
         with self._guard:
-            super()._retry_dead()
+            now = time.time()
+            last_check: float = getattr(self, "_last_dead_check_time", 0.0)
+            if now - last_check <= self.dead_timeout:
+                return
+            self._last_dead_check_time = now
+            hook = self._rejoin() if self._rejoin is not None else None
+            for server, dead_time in list(self._dead_clients.items()):
+                if now - dead_time <= self.dead_timeout:
+                    continue
+                node = self.clients.get(self._make_client_key(server))
+                if hook is not None and node is not None and not hook(node):
+                    self._dead_clients[server] = now
+                    continue
+                self.add_server(server)
+                del self._dead_clients[server]
 
 
 def _unavailable(exc: BaseException) -> bool:

@@ -18,9 +18,23 @@ meanwhile) and put back afterwards. Every failure reaching this backend is
 raised as :class:`~cachekit.exceptions.BackendUnavailableError`, which
 :class:`~cachekit.Cache` turns into a miss, so a dead node costs only its keys.
 ``get_many`` is the exception: it returns what the live nodes hold and raises
-only when no node answered. When a node comes back after a network partition
-rather than a restart it may still hold values written before the partition:
-memcached pools have always had that window; keep TTLs short where it matters.
+only when no node answered.
+
+Partitions. A node that comes back after a partition (rather than a restart)
+still holds its old values, while the deletes, logouts and tag invalidations
+made meanwhile went to other nodes. So a node never rejoins the ring as it
+left: first its global generation is renewed (below), which empties this
+backend's namespace there for every client within ``generation_ttl``; a node
+that cannot take that write stays out another ``dead_timeout``. And while a
+node is out, its keys are stored on the others under a *detour mark*, a token
+kept on each of them per absent node and renewed when the node rejoins, so
+what was written during one outage is never read again, not in the next
+outage either. A node that is failing but still in the ring (fewer than
+``retry_attempts`` failures) moves no keys: its calls fail, and Cache turns
+them into misses and no-ops (session stores into 503s). Clients that disagree
+about a node (one cut off from it, another not) can still diverge until
+``dead_timeout``; memcached offers nothing to close that. Tests:
+``tests/reliability/test_memcached_partition.py``.
 
 Keys. memcached keys are at most 250 bytes of printable ASCII without spaces.
 A key that does not fit (or that starts with ``~``) is stored as ``~`` plus its
@@ -75,6 +89,7 @@ a failed write.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -92,6 +107,7 @@ from urllib.parse import urlsplit
 from pymemcache.client.hash import HashClient
 from pymemcache.exceptions import MemcacheServerError
 
+from cachekit.backends._memcached_keys import GEN_KEY
 from cachekit.backends._memcached_keys import MAX_KEY
 from cachekit.backends._memcached_keys import SCOPE_SEARCH
 from cachekit.backends._memcached_keys import Generations
@@ -99,6 +115,7 @@ from cachekit.backends._memcached_keys import digest
 from cachekit.backends._memcached_keys import generation_key
 from cachekit.backends._memcached_keys import lock_tail
 from cachekit.backends._memcached_keys import new_token
+from cachekit.backends._memcached_keys import out_key
 from cachekit.backends._memcached_keys import safe_key
 from cachekit.backends._memcached_keys import scope_of
 from cachekit.backends._memcached_pool import Connections
@@ -331,6 +348,7 @@ class MemcachedBackend:
                 client = PoolClient(
                     self.servers,
                     max_idle=max_pool_size,
+                    rejoin=weakref.WeakMethod(self._rejoin),
                     ignore_exc=False,
                     retry_attempts=retry_attempts,
                     retry_timeout=retry_timeout,
@@ -346,6 +364,11 @@ class MemcachedBackend:
         self._client = client
         self._hash: Any = client if isinstance(client, HashClient) else None
         self._single: Any = None if self._hash is not None else client
+        # Every node, also those out of the ring: a key's home, for keys that live elsewhere meanwhile.
+        self._ring: Any = None
+        if self._hash is not None:
+            self._ring = copy.copy(self._hash.hasher)
+            self._ring.nodes = list(self._hash.hasher.nodes)
         self._generations = Generations()
         self._single_heads: dict[str, tuple[str, float]] = {}
         if self._single is not None:
@@ -466,12 +489,63 @@ class MemcachedBackend:
             return full
         return f"{head}~{digest(key)}"
 
+    def _detour(self, route_key: str, node: Any) -> str:
+        """The detour mark if ``route_key``'s home is out of the ring and ``node`` stands in, else ``""``."""
+        home = self._ring.get_node(route_key)
+        if self._hash.clients.get(home) is node:
+            return ""
+        return self._generations.detour(self._call, node, home, self.generation_ttl)
+
     def _locate(self, key: str) -> tuple[Any, str]:
         """Return the node holding ``key`` and the key as stored there."""
         if self._hash is None:
             return self._single, self._single_key(key)
-        node = self._node(safe_key("", key))
-        return node, safe_key(self._head(node, scope_of(key)), key)
+        route = safe_key("", key)
+        node = self._node(route)
+        head = self._head(node, scope_of(key))
+        if self._hash._dead_clients:
+            head += self._detour(route, node)
+        return node, safe_key(head, key)
+
+    def server_for(self, key: str) -> str:
+        """The address of the server that holds ``key`` (a backend key) now, e.g. ``"127.0.0.1:11211"``."""
+        node = self._single if self._hash is None else self._node(safe_key("", key))
+        return server_name(node.server)
+
+    def _rejoin(self, node: Connections) -> bool:
+        """Empty this backend's namespace on ``node`` before it rejoins the ring; ``False`` if unreachable.
+
+        While the node was out, its keys were read, written and deleted on
+        other nodes: its own copies are stale, and a logout or a tag
+        invalidation made meanwhile would be undone if they were read again. A
+        new global generation makes them unreachable for every client (others
+        read it within ``generation_ttl``); renewing the node's outage token
+        on the others retires what was written there during the outage.
+        """
+        try:
+            node.set(GEN_KEY, new_token(), 0, False)
+        except Exception as exc:
+            logger.info(
+                "memcached %s still unreachable, kept out of the ring: %r", server_name(node.server), exc
+            )
+            return False
+        self._generations.forget_server(node.server)
+        home = self._hash._make_client_key(node.server)
+        for other in list(self._hash.clients.values()):
+            if other is node or other.server in self._hash._dead_clients:
+                continue
+            try:
+                other.set(out_key(home), new_token(), 0, False)
+            except Exception as exc:  # that node is failing itself; its detour keys age out
+                logger.info(
+                    "memcached %s: outage token of %s not renewed: %r", server_name(other.server), home, exc
+                )
+        self._generations.forget_detours(home)
+        logger.warning(
+            "memcached %s rejoined the pool empty (new generation): values from before it left are dropped",
+            server_name(node.server),
+        )
+        return True
 
     def _locate_lock(self, name: str) -> tuple[Any, str]:
         """Return the node holding lock ``name`` and its stored key."""
@@ -502,12 +576,17 @@ class MemcachedBackend:
         batches: dict[Any, dict[str, str]] = {}
         errors: list[BackendError] = []
         failed: set[Any] = set()
+        detours = bool(self._hash._dead_clients)
         for key in keys:
-            node = self._node(safe_key("", key))
+            route = safe_key("", key)
+            node = self._node(route)
             if node.server in failed:
                 continue
             try:
-                stored = safe_key(self._head(node, scope_of(key)), key)
+                head = self._head(node, scope_of(key))
+                if detours:
+                    head += self._detour(route, node)
+                stored = safe_key(head, key)
             except BackendUnavailableError as exc:
                 failed.add(node.server)
                 errors.append(exc)
