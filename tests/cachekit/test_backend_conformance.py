@@ -8,13 +8,18 @@ to ``BACKENDS``.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
 from cachekit.backends.base import Backend
+from cachekit.backends.base import SupportsCas
+from cachekit.backends.locmem import LocMemBackend
 from cachekit.exceptions import BackendError
+from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import MissingKeyError
 from tests.conftest import BackendHarness
+from tests.conftest import FakeClock
 
 MIB = 1024 * 1024
 
@@ -371,3 +376,267 @@ def test_locks_with_different_names_are_independent(backend: Backend) -> None:
     assert b.acquire(blocking=False)
     a.release()
     b.release()
+
+
+def test_lock_as_context_manager(backend: Backend) -> None:
+    with backend.lock("L", ttl=10) as held:  # type: ignore[attr-defined]
+        assert held is not None
+        assert backend.lock("L", ttl=10).acquire(blocking=False) is False
+    other = backend.lock("L", ttl=10)
+    assert other.acquire(blocking=False) is True  # released on leaving the block
+    other.release()
+
+
+def test_lock_as_context_manager_releases_on_error(backend: Backend) -> None:
+    with pytest.raises(RuntimeError, match="inside"), backend.lock("L", ttl=10):  # type: ignore[attr-defined]
+        raise RuntimeError("inside")
+    other = backend.lock("L", ttl=10)
+    assert other.acquire(blocking=False) is True
+    other.release()
+
+
+def test_lock_release_twice_is_harmless(backend: Backend) -> None:
+    first = backend.lock("L", ttl=10)
+    assert first.acquire(blocking=False)
+    first.release()
+    second = backend.lock("L", ttl=10)
+    assert second.acquire(blocking=False)
+    first.release()  # no longer the holder: the second keeps the lock
+    assert backend.lock("L", ttl=10).acquire(blocking=False) is False
+    second.release()
+
+
+# -- compare-and-set (every bundled backend supports it) ------------------------------
+
+
+def _cas_backend(backend: Backend) -> SupportsCas:
+    assert isinstance(backend, SupportsCas), f"{backend!r} has no gets/cas"
+    return backend
+
+
+def test_gets_missing_is_none(backend: Backend) -> None:
+    assert _cas_backend(backend).gets("absent") is None
+
+
+def test_gets_returns_value_and_token(backend: Backend) -> None:
+    cas = _cas_backend(backend)
+    backend.set("k", b"one", ttl=None)
+    found = cas.gets("k")
+    assert found is not None
+    assert found[0] == b"one"
+
+
+def test_cas_with_fresh_token_stores(backend: Backend) -> None:
+    cas = _cas_backend(backend)
+    backend.set("k", b"one", ttl=None)
+    found = cas.gets("k")
+    assert found is not None
+    assert cas.cas("k", b"two", found[1], ttl=None) is True
+    assert backend.get("k") == b"two"
+
+
+def test_cas_with_stale_token_is_refused(backend: Backend) -> None:
+    cas = _cas_backend(backend)
+    backend.set("k", b"one", ttl=None)
+    found = cas.gets("k")
+    assert found is not None
+    backend.set("k", b"other writer", ttl=None)
+    assert cas.cas("k", b"lost update", found[1], ttl=None) is False
+    assert backend.get("k") == b"other writer"
+
+
+def test_cas_token_is_used_up_by_its_own_write(backend: Backend) -> None:
+    cas = _cas_backend(backend)
+    backend.set("k", b"one", ttl=None)
+    found = cas.gets("k")
+    assert found is not None
+    assert cas.cas("k", b"two", found[1], ttl=None) is True
+    assert cas.cas("k", b"three", found[1], ttl=None) is False
+    assert backend.get("k") == b"two"
+
+
+def test_cas_on_a_deleted_key_is_refused(backend: Backend) -> None:
+    cas = _cas_backend(backend)
+    backend.set("k", b"one", ttl=None)
+    found = cas.gets("k")
+    assert found is not None
+    backend.delete("k")
+    assert cas.cas("k", b"revived", found[1], ttl=None) is False
+    assert backend.get("k") is None
+
+
+def test_cas_with_ttl_expires(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    cas = _cas_backend(backend)
+    backend.set("k", b"one", ttl=None)
+    found = cas.gets("k")
+    assert found is not None
+    assert cas.cas("k", b"two", found[1], ttl=backend_harness.short_ttl) is True
+    assert backend.get("k") == b"two"
+    assert backend_harness.eventually(lambda: backend.get("k") is None)
+
+
+def test_cas_after_expiry_is_refused(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    cas = _cas_backend(backend)
+    backend.set("k", b"one", ttl=backend_harness.short_ttl)
+    found = cas.gets("k")
+    assert found is not None
+    assert backend_harness.eventually(lambda: backend.get("k") is None)
+    assert cas.cas("k", b"revived", found[1], ttl=None) is False
+    assert backend.get("k") is None
+
+
+def test_gets_of_an_expired_key_is_none(backend_harness: BackendHarness) -> None:
+    backend = backend_harness.backend
+    cas = _cas_backend(backend)
+    backend.set("k", b"one", ttl=backend_harness.short_ttl)
+    assert backend_harness.eventually(lambda: cas.gets("k") is None)
+
+
+def test_cas_one_winner_among_threads(backend: Backend) -> None:
+    cas = _cas_backend(backend)
+    backend.set("k", b"0", ttl=None)
+    found = cas.gets("k")
+    assert found is not None
+    token = found[1]
+    results: list[bool] = []
+    start = threading.Barrier(4)
+
+    def write(n: int) -> None:
+        start.wait()
+        results.append(cas.cas("k", str(n).encode(), token, ttl=None))
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(1, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(results) == [False, False, False, True]
+
+
+# -- local memory only: count and the size bounds (injected clock, exact boundaries) ----
+
+
+def _locmem(fake_clock: FakeClock, request: pytest.FixtureRequest, **options: Any) -> LocMemBackend:
+    backend = LocMemBackend(f"bounds-{request.node.nodeid}", clock=fake_clock, **options)
+    request.addfinalizer(backend.clear)
+    return backend
+
+
+def test_locmem_count_counts_live_keys_with_and_without_ttl(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request)
+    backend.set("a:forever", b"1", ttl=None)  # no TTL: must not crash the count
+    backend.set("a:short", b"2", ttl=5)
+    backend.set("b:other", b"3", ttl=None)
+    assert backend.count() == 3
+    assert backend.count("a:") == 2
+    assert backend.count("c:") == 0
+    fake_clock.advance(5)  # expires exactly now: no longer live
+    assert backend.count("a:") == 1
+    assert backend.count() == 2
+
+
+def test_locmem_max_entries_boundary(fake_clock: FakeClock, request: pytest.FixtureRequest) -> None:
+    backend = _locmem(fake_clock, request, max_entries=3, max_bytes=None)
+    for name in "abc":
+        backend.set(name, b"v", ttl=None)
+    assert [backend.get(name) for name in "abc"] == [b"v"] * 3  # exactly max_entries: all kept
+    assert backend.get("a") == b"v"  # a is now the most recently used
+    backend.set("d", b"v", ttl=None)  # one over: the least recently used (b) goes
+    assert backend.get("b") is None
+    assert [backend.get(name) for name in "acd"] == [b"v"] * 3
+    assert len(backend) == 3
+
+
+def test_locmem_max_entries_evicts_expired_entries_first(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request, max_entries=2, max_bytes=None)
+    backend.set("old", b"v", ttl=None)
+    backend.set("short", b"v", ttl=1)
+    fake_clock.advance(2)
+    backend.set("new", b"v", ttl=None)  # the expired entry goes, not the LRU live one
+    assert backend.get("old") == b"v"
+    assert backend.get("new") == b"v"
+
+
+def test_locmem_max_bytes_boundary(fake_clock: FakeClock, request: pytest.FixtureRequest) -> None:
+    backend = _locmem(fake_clock, request, max_bytes=10)
+    backend.set("a", b"12345", ttl=None)
+    backend.set("b", b"12345", ttl=None)  # exactly max_bytes in total: both kept
+    assert backend.get("a") == b"12345"
+    assert backend.get("b") == b"12345"
+    backend.set("c", b"1", ttl=None)  # one byte over: the least recently used goes
+    assert backend.get("a") is None
+    assert backend.get("b") == b"12345"
+    assert backend.get("c") == b"1"
+
+
+def test_locmem_value_of_exactly_max_bytes_is_kept(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request, max_bytes=10)
+    backend.set("k", b"0123456789", ttl=None)
+    assert backend.get("k") == b"0123456789"
+    with pytest.raises(BackendError, match="max_bytes"):
+        backend.set("k", b"0123456789X", ttl=None)  # larger than the whole store: refused
+    assert backend.get("k") is None  # and the old value is gone, so no reader sees it
+    assert len(backend) == 0
+
+
+def test_locmem_replacing_a_value_frees_its_bytes(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request, max_bytes=10)
+    backend.set("a", b"123456", ttl=None)
+    backend.set("a", b"1", ttl=None)
+    backend.set("b", b"123456789", ttl=None)  # 1 + 9 = 10: fits only if the old 6 bytes were freed
+    assert backend.get("a") == b"1"
+    assert backend.get("b") == b"123456789"
+    backend.delete("a")
+    backend.set("c", b"1", ttl=None)  # 9 + 1: fits only if delete freed a's byte
+    assert backend.get("b") == b"123456789"
+    assert backend.get("c") == b"1"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"max_entries": 0}, {"max_bytes": 0}, {"max_bytes": -1}],
+    ids=["entries-0", "bytes-0", "bytes-neg"],
+)
+def test_locmem_bounds_must_be_positive(options: dict[str, int]) -> None:
+    with pytest.raises(ConfigurationError, match=next(iter(options))):
+        LocMemBackend("bounds-invalid", **options)
+
+
+def test_locmem_bounds_of_one_are_allowed(fake_clock: FakeClock, request: pytest.FixtureRequest) -> None:
+    backend = _locmem(fake_clock, request, max_entries=1, max_bytes=1)
+    backend.set("a", b"1", ttl=None)
+    assert backend.get("a") == b"1"
+    backend.set("b", b"2", ttl=None)
+    assert backend.get("a") is None
+    assert backend.get("b") == b"2"
+
+
+def test_locmem_stores_share_by_location(fake_clock: FakeClock, request: pytest.FixtureRequest) -> None:
+    first = _locmem(fake_clock, request)
+    second = LocMemBackend(first.location, clock=fake_clock)
+    first.set("k", b"v", ttl=None)
+    assert second.get("k") == b"v"
+    assert LocMemBackend(first.location + "-other", clock=fake_clock).get("k") is None
+    assert LocMemBackend.from_url(f"locmem://{first.location}/").get("k") == b"v"
+
+
+def test_locmem_lock_expiry_on_the_injected_clock(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request)
+    first = backend.lock("L", ttl=5)
+    assert first.acquire(blocking=False)
+    fake_clock.advance(4.9)
+    assert backend.lock("L", ttl=5).acquire(blocking=False) is False
+    fake_clock.advance(0.1)  # exactly the ttl: abandoned, taken over
+    assert backend.lock("L", ttl=5).acquire(blocking=False) is True
