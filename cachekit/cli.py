@@ -272,16 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     ping = command("ping", "check that a cache answers", cmd_ping)
-    ping.add_argument("url", help=URL_HELP)
+    ping.add_argument("url", metavar="URL", help=URL_HELP)
 
     stats = command("stats", "show hit ratio, memory, evictions, connections and breaker state", cmd_stats)
-    stats.add_argument("url", help=URL_HELP)
+    stats.add_argument("url", metavar="URL", help=URL_HELP)
     shape = stats.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="print everything as JSON")
     shape.add_argument("--raw", action="store_true", help="print every counter the server reports")
 
     clear = command("clear", "delete a cache's keys (asks first unless --yes)", cmd_clear)
-    clear.add_argument("url", help=URL_HELP)
+    clear.add_argument("url", metavar="URL", help=URL_HELP)
     clear.add_argument("--prefix", help="only keys of the cache with this KEY_PREFIX")
     clear.add_argument("--yes", action="store_true", help="do not ask")
 
@@ -294,10 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name, helptext, func in keyed:
         keyed_command = command(name, helptext, func)
-        keyed_command.add_argument("url", help=URL_HELP)
-        keyed_command.add_argument("key", help="the key, as the application names it (without KEY_PREFIX)")
+        keyed_command.add_argument("url", metavar="URL", help=URL_HELP)
+        keyed_command.add_argument(
+            "key", metavar="KEY", help="the key, as the application names it (without KEY_PREFIX)"
+        )
         if name == "set":
-            keyed_command.add_argument("value", help="the value to store (a string, or JSON with --json)")
+            keyed_command.add_argument(
+                "value", metavar="VALUE", help="the value to store (a string, or JSON with --json)"
+            )
             keyed_command.add_argument("--json", action="store_true", help="parse VALUE as JSON")
             keyed_command.add_argument(
                 "--timeout", type=_timeout, default=None, help="seconds, or 'none' to never expire (default)"
@@ -305,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         keyed_command.add_argument("--prefix", help="the cache's KEY_PREFIX (default none)")
 
     purge = command("purge", "remove cached pages by URL and invalidate tags", cmd_purge)
-    purge.add_argument("url", help=URL_HELP)
+    purge.add_argument("url", metavar="URL", help=URL_HELP)
     purge.add_argument(
         "page_urls",
         nargs="*",
@@ -313,7 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="absolute URL of a cached page, e.g. http://example.com/",
     )
     purge.add_argument(
-        "--tag", dest="tags", action="append", default=[], help="invalidate this tag (repeatable)"
+        "--tag",
+        dest="tags",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="invalidate this tag (repeatable)",
     )
     purge.add_argument("--prefix", help="the cache's KEY_PREFIX (default none)")
     purge.add_argument("--page-prefix", default=None, help="the page cache's key_prefix (default none)")

@@ -205,7 +205,7 @@ def test_locmem_is_refused_where_each_run_would_see_an_empty_cache(command: str)
         pytest.param(["ping", "null://"], 1, "did not keep", id="null-backend"),
         pytest.param([], 2, "COMMAND", id="no-command"),
         pytest.param(["frobnicate"], 2, "invalid choice", id="unknown-command"),
-        pytest.param(["get", "redis://127.0.0.1:1"], 2, "key", id="missing-argument"),
+        pytest.param(["get", "redis://127.0.0.1:1"], 2, "KEY", id="missing-argument"),
         pytest.param(["set", "redis://x", "k", "v", "--timeout", "soon"], 2, "timeout", id="bad-timeout"),
         pytest.param(["bench", "--operations", "0"], 2, "at least 1", id="bench-zero-operations"),
         pytest.param(["bench", "--backends", "nosuch"], 2, "nosuch", id="bench-unknown-backend"),
@@ -261,3 +261,24 @@ def test_bench_writes_a_png_chart(tmp_path: Path) -> None:
     chart = tmp_path / "bench.png"
     assert main(["bench", "--backends", "locmem", "--operations", "100", "--png", str(chart)]) == 0
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_command_line_reference_page_is_current() -> None:
+    from cachekit._cli_docs import render
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+    assert page.read_text() == render(), "regenerate: python -m cachekit._cli_docs > docs/cli.md"
+    for command in (
+        "demo",
+        "ping",
+        "stats",
+        "clear",
+        "get",
+        "set",
+        "delete",
+        "inspect",
+        "ttl",
+        "purge",
+        "bench",
+    ):
+        assert f"## cachekit {command}\n" in page.read_text()
