@@ -222,6 +222,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from cachekit.check import run_cli
+
+    return run_cli(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from cachekit.bench import run_cli
 
@@ -329,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument(
         "--normalize-query", action="store_true", help="the pages were cached with normalize_query=True"
     )
+
+    from cachekit.check import add_arguments as add_check_arguments
+
+    check = command("check", "report unsafe compositions of caches, sessions and proxies", cmd_check)
+    add_check_arguments(check)
 
     bench = command("bench", "measure backends: ops/s and latency percentiles", cmd_bench)
     bench.add_argument(

@@ -380,6 +380,40 @@ class CacheHandler:
                 separate = self._caches[own] = cache.replace(backend=store, name=f"{cache.name}:sessions")
             return separate
 
+    def fallback_reason(self, alias: str = "default") -> str | None:
+        """Say why ``alias`` is on local memory although nobody asked for it, or ``None``.
+
+        That is when nothing is configured (no ``CACHES``, no ``CACHEKIT_URL``), or
+        when a ``CACHES`` entry names no ``BACKEND`` and its ``LOCATION`` is not a
+        URL (``{"LOCATION": "10.0.0.5:6379"}`` is local memory named "10.0.0.5:6379").
+        :mod:`cachekit.check` reports it.
+        """
+        if self._settings is None:
+            if os.environ.get(ENV_VAR):
+                return None
+            return (
+                f"no cache is configured (neither CACHES nor ${ENV_VAR} is set), so caches[{alias!r}] "
+                "fell back to local memory: one process only, lost on restart"
+            )
+        entry = self._settings.get(alias)
+        if not isinstance(entry, Mapping) or entry.get("BACKEND") is not None:
+            return None
+        location = entry.get("LOCATION")
+        if isinstance(location, str) and "://" in location:
+            return None
+        return (
+            f"CACHES[{alias!r}] names no BACKEND and its LOCATION {location!r} is not a URL, "
+            "so it fell back to local memory"
+        )
+
+    def alias_of(self, cache: Any) -> str | None:
+        """Return the alias whose cache (or its :meth:`for_sessions` store) shares ``cache``'s backend."""
+        backend = getattr(cache, "backend", cache)
+        for name, built in list(self._caches.items()):
+            if built is cache or built.backend is backend:
+                return name.removesuffix(" (sessions)")
+        return None
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._settings or {"default": {}})
 

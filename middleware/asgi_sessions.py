@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from cachekit import check
 from cachekit._asgi import ASGIApp
 from cachekit._asgi import Message
 from cachekit._asgi import Receive
@@ -112,6 +113,8 @@ class AsgiSessionMiddleware:
         #: The scope key holding the session.
         self.scope_key = scope_key
         self._async = is_async_store(store)
+        # Once per process: sessions on local memory under a multi-process server.
+        check.warn_once(check.session_findings(store))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

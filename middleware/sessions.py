@@ -46,6 +46,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from typing import Any
 
+from cachekit import check
 from cachekit.config import caches
 from cachekit.config import coerce_option
 from cachekit.config import read_setting
@@ -182,6 +183,8 @@ class SessionMiddleware:
         self.save_every_request = self.cookie.save_every_request
         #: The environ key holding the session.
         self.environ_key = environ_key
+        # Once per process: sessions on local memory under a multi-process server, a fallback cache.
+        check.warn_once(check.session_findings(self.store))
 
     # -- configuration -----------------------------------------------------------
 
