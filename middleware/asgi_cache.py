@@ -26,30 +26,27 @@ touch ``lifespan`` and ``websocket`` scopes. Put it *outside*
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import Any
 
-from cachekit._asgi import ASGIApp
-from cachekit._asgi import Receive
-from cachekit._asgi import Scope
-from cachekit._asgi import Send
 from cachekit.aio import AsyncCache
-from cachekit.aio_views import AsgiPageTags
-from cachekit.aio_views import AsyncPageCache
 from cachekit.cache import DEFAULT_TIMEOUT
 from cachekit.cache import Timeout
-from cachekit.http import CACHEABLE_STATUSES
-from cachekit.views import MAX_BODY_SIZE
+from cachekit.pages.asgi import ASGIApp
+from cachekit.pages.asgi import AsyncPageCache
+from cachekit.pages.asgi import Receive
+from cachekit.pages.asgi import Scope
+from cachekit.pages.asgi import Send
+from cachekit.pages.options import PageOptions
 
 
 class AsgiCacheMiddleware:
-    """Cache an ASGI app's pages; see the module docstring and :class:`~cachekit.aio_views.AsyncPageCache`.
+    """Cache an ASGI app's pages; see the module docstring and :class:`~cachekit.pages.asgi.AsyncPageCache`.
 
     :param app: the ASGI application to wrap.
     :param cache: the :class:`~cachekit.aio.AsyncCache` to store pages in.
     :param timeout: lifetime of responses that state none; ``DEFAULT_TIMEOUT`` uses the cache's.
-
-    The other keyword arguments are :class:`~cachekit.views.PageCache`'s; ``tags``
-    may be a function of the ASGI scope.
+    :param options: a ready :class:`~cachekit.pages.options.PageOptions`; or pass its
+        fields as keywords (``tags`` may be a function of the ASGI scope).
     """
 
     def __init__(
@@ -58,36 +55,13 @@ class AsgiCacheMiddleware:
         *,
         cache: AsyncCache,
         timeout: Timeout = DEFAULT_TIMEOUT,
-        key_prefix: str = "",
-        vary_on: Iterable[str] = (),
-        tags: AsgiPageTags = (),
-        stale_while_revalidate: float = 0,
-        stale_if_error: float = 0,
-        max_body_size: int = MAX_BODY_SIZE,
-        etag: bool = True,
-        normalize_query: bool = False,
-        statuses: Iterable[int] = CACHEABLE_STATUSES,
-        lock: bool = True,
-        lock_timeout: float | None = None,
+        options: PageOptions | None = None,
+        **settings: Any,
     ) -> None:
         #: The wrapped application.
         self.app = app
         #: The engine doing the work, shared in rules with ``CacheMiddleware`` and ``@cache_page``.
-        self.page_cache = AsyncPageCache(
-            timeout,
-            cache=cache,
-            key_prefix=key_prefix,
-            vary_on=vary_on,
-            tags=tags,
-            stale_while_revalidate=stale_while_revalidate,
-            stale_if_error=stale_if_error,
-            max_body_size=max_body_size,
-            etag=etag,
-            normalize_query=normalize_query,
-            statuses=statuses,
-            lock=lock,
-            lock_timeout=lock_timeout,
-        )
+        self.page_cache = AsyncPageCache(timeout, cache=cache, options=options, **settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the request from the cache or through the app."""

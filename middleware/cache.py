@@ -22,14 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
+from typing import Any
 
 from cachekit.cache import DEFAULT_TIMEOUT
 from cachekit.cache import Cache
 from cachekit.cache import Timeout
-from cachekit.http import CACHEABLE_STATUSES
-from cachekit.views import MAX_BODY_SIZE
-from cachekit.views import PageCache
-from cachekit.views import PageTags
+from cachekit.pages.options import PageOptions
+from cachekit.pages.wsgi import PageCache
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
@@ -38,13 +37,13 @@ if TYPE_CHECKING:
 
 
 class CacheMiddleware:
-    """Cache an application's pages; see the module docstring and :class:`~cachekit.views.PageCache`.
+    """Cache an application's pages; see the module docstring and :class:`~cachekit.pages.wsgi.PageCache`.
 
     :param app: the WSGI application to wrap.
     :param cache: the :class:`~cachekit.Cache` to store pages in; default ``caches["default"]``.
     :param timeout: lifetime of responses that state none; ``DEFAULT_TIMEOUT`` uses the cache's.
-
-    The other keyword arguments are :class:`~cachekit.views.PageCache`'s.
+    :param options: a ready :class:`~cachekit.pages.options.PageOptions`; or pass its
+        fields (``key_prefix``, ``vary_on``, ``trusted_forwarded``...) as keywords.
     """
 
     def __init__(
@@ -53,36 +52,13 @@ class CacheMiddleware:
         *,
         cache: Cache | None = None,
         timeout: Timeout = DEFAULT_TIMEOUT,
-        key_prefix: str = "",
-        vary_on: Iterable[str] = (),
-        tags: PageTags = (),
-        stale_while_revalidate: float = 0,
-        stale_if_error: float = 0,
-        max_body_size: int = MAX_BODY_SIZE,
-        etag: bool = True,
-        normalize_query: bool = False,
-        statuses: Iterable[int] = CACHEABLE_STATUSES,
-        lock: bool = True,
-        lock_timeout: float | None = None,
+        options: PageOptions | None = None,
+        **settings: Any,
     ) -> None:
         #: The wrapped application.
         self.app = app
         #: The engine doing the work, shared in behaviour with ``@cache_page``.
-        self.page_cache = PageCache(
-            timeout,
-            cache=cache,
-            key_prefix=key_prefix,
-            vary_on=vary_on,
-            tags=tags,
-            stale_while_revalidate=stale_while_revalidate,
-            stale_if_error=stale_if_error,
-            max_body_size=max_body_size,
-            etag=etag,
-            normalize_query=normalize_query,
-            statuses=statuses,
-            lock=lock,
-            lock_timeout=lock_timeout,
-        )
+        self.page_cache = PageCache(timeout, cache=cache, options=options, **settings)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve the request from the cache or through the app."""

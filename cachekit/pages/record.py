@@ -1,48 +1,57 @@
-"""A stored page: its layout, how it is built from a response, and how it is served.
+"""A stored page as plain data: its layout, its byte encoding, how it is built and served.
 
-Private to :mod:`cachekit.views` and :mod:`cachekit.aio_views`. A page is a
-flat tuple of immutable values, so the local-memory backend keeps it without
-pickling; other backends pickle it like any value.
+A page is a flat tuple of immutable values (status, headers, body, times,
+validators, tags), so the local-memory backend keeps it as it is, without
+pickling. Every other backend gets the page as bytes in one fixed, versioned
+layout (:func:`encode`): a line naming the layout, a JSON list of the fields,
+a newline, the body. :func:`decode` reads nothing else, so a value written to
+the cache server by someone else is, at worst, a page served as written (never
+code run in a worker), and a layout it does not know reads as a miss. Neither
+depends on the cache's serializer, so pages are stored with ``serializer=json``
+too.
+
+The URL's lookup record (the learned ``Vary`` names and the purge nonce) is
+kept the same way (:func:`encode_lookup`).
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import secrets
-from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 from typing import Any
-from typing import NamedTuple
 
-from cachekit.http import Storability
-from cachekit.http import delta_seconds
-from cachekit.http import header
-from cachekit.http import header_values
-from cachekit.http import is_not_modified
-from cachekit.http import make_etag
-from cachekit.http import not_modified_headers
-from cachekit.http import parse_http_date
-from cachekit.http import patch_served_headers
-from cachekit.http import strip_hop_by_hop
-from cachekit.http import vary_headers
+from cachekit.pages.rules import Storability
+from cachekit.pages.rules import delta_seconds
+from cachekit.pages.rules import header
+from cachekit.pages.rules import header_values
+from cachekit.pages.rules import is_not_modified
+from cachekit.pages.rules import make_etag
+from cachekit.pages.rules import not_modified_headers
+from cachekit.pages.rules import parse_http_date
+from cachekit.pages.rules import patch_served_headers
+from cachekit.pages.rules import strip_hop_by_hop
+from cachekit.pages.rules import vary_headers
 from cachekit.tags import Generations
-from cachekit.tags import generations_valid
 
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse
-    from _typeshed.wsgi import WSGIEnvironment
-
-    from cachekit.cache import Cache
-
-#: A stored page; see the field positions below.
+#: A stored page; fields at the positions below. A plain tuple (not a NamedTuple)
+#: because the local-memory cache keeps exact tuples of immutable values without
+#: pickling, and a hit reads it with no conversion.
 Page = tuple[Any, ...]
+#: A URL's lookup record: ``(LOOKUP_MARK, vary names, nonce)``.
+Lookup = tuple[str, tuple[str, ...], str]
 
-MARK = "cachekit.page/1"
+MARK = "cachekit.page/2"
+LOOKUP_MARK = "cachekit.vary/2"
 STATUS, HEADERS, BODY, STORED_AT, FRESH_UNTIL, STALE_UNTIL, ERROR_UNTIL = 1, 2, 3, 4, 5, 6, 7
-ETAG, LAST_MODIFIED, AUTH_OK, TAGS = 8, 9, 10, 11
+ETAG, LAST_MODIFIED, AUTH_OK, TAGS, MUST_REVALIDATE = 8, 9, 10, 11, 12
+_FIELDS = 13
+
+_PAGE_HEAD = MARK.encode("ascii") + b"\n"
+_LOOKUP_HEAD = LOOKUP_MARK.encode("ascii") + b"\n"
 
 
 def _after(start: float, seconds: float | None) -> float | None:
@@ -79,68 +88,37 @@ def make_page(
         parse_http_date(header(headers, "last-modified")),
         verdict.shareable_with_auth,
         generations,
+        verdict.must_revalidate,
     )
 
 
-class PageWrite(NamedTuple):
-    """What storing one response writes: the URL's learned ``Vary`` and the page under its variant key."""
-
-    #: ``(names, nonce)`` for the URL's headers key.
-    learned: tuple[tuple[str, ...], str]
-    #: The variant key the page goes under.
-    page_key: str
-    #: The page itself.
-    page: Page
-    #: The timeout of both entries.
-    keep: float | None
-
-
-def page_write(
-    variant_key: Callable[[tuple[Any, ...]], str],
+def stored_page(
     status: str,
-    headers: list[tuple[str, str]],
+    headers: Sequence[tuple[str, str]],
     body: bytes,
     *,
     now: float,
     verdict: Storability,
     generations: Generations,
-    previous: Any,
-    vary_on: Iterable[str],
     etag: bool,
-    per_cookie: bool = False,
-) -> PageWrite:
-    """Build the writes that store a response whose hop-by-hop headers are not yet stripped.
+    per_cookie: bool,
+) -> Page:
+    """Build the page for a response whose hop-by-hop headers are not yet stripped.
 
-    The engines write the page only while the URL's headers key still holds the
-    nonce it was looked up with (a purge meanwhile wins); see ``PageCache._store``.
-
-    :param variant_key: the page key of this request for a learned ``(names, nonce)``.
-    :param previous: what the URL's headers key held when the request looked it
-        up; its nonce is kept, else a new one is drawn.
-    :param vary_on: header names the page always varies on, lowercased.
-    :param etag: whether to add an ``ETag`` to a ``200`` response that has none.
-    :param per_cookie: key the page on the ``Cookie`` header and serve it with
-        ``Vary: Cookie`` (the response used an anonymous session).
+    :param etag: add a strong ``ETag`` to a ``200`` response that has none.
+    :param per_cookie: serve it with ``Vary: Cookie`` (it used an anonymous session).
     """
-    stored_headers = strip_hop_by_hop(headers)
+    kept = strip_hop_by_hop(headers)
     if per_cookie:
-        stored_headers = _vary_on_cookie(stored_headers)
-    names = tuple(dict.fromkeys((*vary_on, *vary_headers(stored_headers))))
-    nonce = previous[1] if type(previous) is tuple else secrets.token_hex(8)
-    learned = (names, nonce)
-    lifetime = verdict.lifetime
-    stale = max(verdict.stale_while_revalidate, verdict.stale_if_error)
-    keep = None if lifetime is None else lifetime + stale
-    page_etag = header(stored_headers, "etag")
+        kept = vary_on_cookie(kept)
+    page_etag = header(kept, "etag")
     if page_etag is None and etag and status[:3] == "200":
         page_etag = make_etag(body)
-    page = make_page(
-        status, stored_headers, body, now=now, verdict=verdict, etag=page_etag, generations=generations
-    )
-    return PageWrite(learned, variant_key(learned), page, keep)
+    return make_page(status, kept, body, now=now, verdict=verdict, etag=page_etag, generations=generations)
 
 
-def _vary_on_cookie(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def vary_on_cookie(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Return ``headers`` with ``Cookie`` in their ``Vary``."""
     if "cookie" in vary_headers(headers):
         return headers
     headers = list(headers)
@@ -150,6 +128,101 @@ def _vary_on_cookie(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
             return headers
     headers.append(("Vary", "Cookie"))
     return headers
+
+
+def new_lookup(names: Iterable[str], previous: Any) -> Lookup:
+    """The lookup record for ``names``, keeping the nonce of ``previous`` (a fresh one if none)."""
+    nonce = previous[2] if is_lookup(previous) else secrets.token_hex(8)
+    return (LOOKUP_MARK, tuple(names), nonce)
+
+
+def is_lookup(value: Any) -> bool:
+    """Whether ``value`` is a lookup record."""
+    return type(value) is tuple and len(value) == 3 and value[0] == LOOKUP_MARK
+
+
+def is_page(value: Any) -> bool:
+    """Whether ``value`` is a page in this layout."""
+    return type(value) is tuple and len(value) == _FIELDS and value[0] == MARK
+
+
+# -- bytes ---------------------------------------------------------------------
+
+
+def encode(record: tuple[Any, ...]) -> bytes:
+    """Encode a page or lookup record as plain bytes (see the module docstring)."""
+    if record[0] == LOOKUP_MARK:
+        return _LOOKUP_HEAD + json.dumps([list(record[1]), record[2]]).encode("utf-8")
+    fields = [record[i] for i in range(1, _FIELDS) if i != BODY]
+    fields[HEADERS - 1] = [list(pair) for pair in record[HEADERS]]
+    fields[TAGS - 2] = [list(pair) for pair in record[TAGS]]
+    meta = json.dumps(fields, ensure_ascii=True, allow_nan=False).encode("ascii")
+    body: bytes = record[BODY]
+    return _PAGE_HEAD + meta + b"\n" + body
+
+
+def decode(data: Any) -> Page | Lookup | None:
+    """Decode what :func:`encode` wrote; ``None`` for anything else (read as a miss)."""
+    if type(data) is not bytes:
+        return None
+    try:
+        if data.startswith(_LOOKUP_HEAD):
+            names, nonce = json.loads(data[len(_LOOKUP_HEAD) :])
+            if type(nonce) is str and type(names) is list and all(type(n) is str for n in names):
+                return (LOOKUP_MARK, tuple(names), nonce)
+            return None
+        if not data.startswith(_PAGE_HEAD):
+            return None
+        meta, sep, body = data[len(_PAGE_HEAD) :].partition(b"\n")
+        fields = json.loads(meta) if sep else None
+        return _page_from(fields, body)
+    except (ValueError, TypeError):
+        return None
+
+
+_NUMBER = (int, float)
+
+
+def _page_from(fields: Any, body: bytes) -> Page | None:
+    if type(fields) is not list or len(fields) != _FIELDS - 2:
+        return None
+    status, headers, stored_at, fresh, stale, error, etag, modified, auth_ok, tags, revalidate = fields
+    if not (type(status) is str and isinstance(stored_at, _NUMBER) and type(auth_ok) is bool):
+        return None
+    if type(revalidate) is not bool or not (etag is None or type(etag) is str):
+        return None
+    if not all(value is None or isinstance(value, _NUMBER) for value in (fresh, stale, error, modified)):
+        return None
+    pairs = tuple(_pairs(headers, str))
+    generations = tuple(_pairs(tags, int))
+    if len(pairs) != len(headers) or len(generations) != len(tags):
+        return None
+    return (
+        MARK,
+        status,
+        pairs,
+        body,
+        stored_at,
+        fresh,
+        stale,
+        error,
+        etag,
+        modified,
+        auth_ok,
+        generations,
+        revalidate,
+    )
+
+
+def _pairs(items: Any, second: type) -> Iterable[tuple[Any, Any]]:
+    if type(items) is not list:
+        return
+    for item in items:
+        if type(item) is list and len(item) == 2 and type(item[0]) is str and type(item[1]) is second:
+            yield (item[0], item[1])
+
+
+# -- sessions ------------------------------------------------------------------
 
 
 class SessionUse(enum.Enum):
@@ -163,54 +236,57 @@ class SessionUse(enum.Enum):
     PRIVATE = "private"
 
 
+def is_public(headers: Sequence[tuple[str, str]]) -> bool:
+    """Whether the response's ``Cache-Control`` says ``public``."""
+    return any(
+        value.partition("=")[0].strip().lower() == "public"
+        for value in header_values(headers, "cache-control")
+    )
+
+
 def session_use(session: Any, headers: Sequence[tuple[str, str]]) -> SessionUse:
     """Tell how a response with ``headers`` that ran with ``session`` may be stored.
 
-    The session middleware wraps the page cache when ``@cache_page`` decorates a
-    view inside it, so the engine sees the response before the middleware adds
-    ``Vary: Cookie``, ``Cache-Control: private`` and ``Set-Cookie``; this
-    applies the same rules first. The session is duck-typed (``accessed``,
-    ``loaded``, ``is_new``, ``modified``, ``flushed``) because ``cachekit``
-    does not import ``sessions``.
+    The session is duck-typed (``accessed``, ``loaded``, ``is_new``,
+    ``modified``, ``flushed``: :class:`sessions.Session`'s attributes) because
+    ``cachekit`` does not import ``sessions``. A mapping without them (the
+    plain dict Starlette's ``SessionMiddleware`` puts at ``scope["session"]``)
+    cannot say whether it was read: a non-empty one counts as a stored session
+    that was read, an empty one as an anonymous one.
 
     A stored session that was read makes the page one user's: not stored,
-    unless the app said ``public`` (then it is kept per cookie, as any shared
-    cache downstream would keep it). A session about to be saved or deleted
-    gets a ``Set-Cookie``, and responses that set cookies are never stored.
-    An anonymous session that was only read keys the page on ``Cookie``.
+    unless the app said ``public`` (then it is kept per cookie). A session
+    about to be saved or deleted gets a ``Set-Cookie``, and responses that set
+    cookies are never stored. An anonymous session that was read keys the page
+    on ``Cookie``.
     """
-    if session is None or not getattr(session, "accessed", False):
+    if session is None:
+        return SessionUse.UNUSED
+    accessed = getattr(session, "accessed", None)
+    if accessed is None:
+        if isinstance(session, Mapping) and session:
+            return SessionUse.PER_COOKIE if is_public(headers) else SessionUse.PRIVATE
+        return SessionUse.UNUSED
+    if not accessed:
         return SessionUse.UNUSED
     if getattr(session, "modified", False) or getattr(session, "flushed", False):
         return SessionUse.PRIVATE
-    if getattr(session, "loaded", False) and not getattr(session, "is_new", True):
-        public = any(
-            value.partition("=")[0].strip().lower() == "public"
-            for value in header_values(headers, "cache-control")
-        )
-        if not public:
-            return SessionUse.PRIVATE
+    if getattr(session, "loaded", False) and not getattr(session, "is_new", True) and not is_public(headers):
+        return SessionUse.PRIVATE
     return SessionUse.PER_COOKIE
+
+
+# -- serving -----------------------------------------------------------------------
 
 
 def page_for(stored: Any, *, has_auth: bool) -> Page | None:
     """Return ``stored`` if it is a page a request (with ``Authorization`` or not) may get, else ``None``.
 
-    The tags are not checked here: that needs the cache (:func:`usable_page`).
+    The tags are not checked here: that needs the cache.
     """
-    if type(stored) is not tuple or not stored or stored[0] != MARK:
+    if not is_page(stored) or (has_auth and not stored[AUTH_OK]):
         return None
-    if has_auth and not stored[AUTH_OK]:
-        return None
-    return stored
-
-
-def usable_page(cache: Cache, stored: Any, *, has_auth: bool) -> Page | None:
-    """Return ``stored`` if it is a page this request may get (any freshness), else ``None``."""
-    page = page_for(stored, has_auth=has_auth)
-    if page is not None and page[TAGS] and not generations_valid(cache, page[TAGS]):
-        return None  # invalidated by tag: not even a stale copy may be served
-    return page
+    return stored  # type: ignore[no-any-return]
 
 
 def is_fresh(page: Page, now: float) -> bool:
@@ -230,12 +306,14 @@ def servable(page: Page, now: float, directives: Mapping[str, str | None]) -> bo
 
 def in_revalidate_window(page: Page | None, now: float) -> bool:
     """Whether a stale ``page`` may still be served while one request regenerates it."""
-    return page is not None and now < (page[STALE_UNTIL] or 0.0)
+    return page is not None and not page[MUST_REVALIDATE] and now < (page[STALE_UNTIL] or 0.0)
 
 
 def error_fallback(page: Page | None, now: float) -> Page | None:
     """Return ``page`` if it may stand in for an error (stale-if-error) now, else ``None``."""
-    return page if page is not None and now < (page[ERROR_UNTIL] or 0.0) else None
+    if page is None or page[MUST_REVALIDATE] or now >= (page[ERROR_UNTIL] or 0.0):
+        return None
+    return page
 
 
 def page_response(
@@ -257,12 +335,9 @@ def page_response(
     return status, headers, b"" if method == "HEAD" else page[BODY]
 
 
-def serve_page(
-    page: Page, environ: WSGIEnvironment, start_response: StartResponse, now: float, method: str
-) -> Iterable[bytes]:
-    """Answer a WSGI request from ``page`` (see :func:`page_response`)."""
-    status, headers, body = page_response(
-        page, now, method, environ.get("HTTP_IF_NONE_MATCH"), environ.get("HTTP_IF_MODIFIED_SINCE")
-    )
-    start_response(status, headers)
-    return [body] if body or (method != "HEAD" and status[:3] != "304") else []
+#: Served when the origin failed and the stale copy may not stand in (RFC 9111 section 4.2.4).
+GATEWAY_TIMEOUT: tuple[str, list[tuple[str, str]], bytes] = (
+    "504 Gateway Timeout",
+    [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")],
+    b"504 Gateway Timeout: the page must be revalidated and the origin failed.\n",
+)

@@ -1,8 +1,8 @@
 """Pure HTTP caching rules for a shared cache (RFC 9111, RFC 9110 conditionals, RFC 5861).
 
-Nothing here touches a cache or a WSGI environ: every function takes header
-values and returns a decision, so the rules are tested as a table and reused by
-:mod:`cachekit.views` (``@cache_page``) and ``middleware.CacheMiddleware``.
+Nothing here touches a cache, a WSGI environ or an ASGI scope: every function
+takes header values and returns a decision, so the rules are tested as a table
+and reused by the page engine (:mod:`cachekit.pages.engine`) under every shell.
 
 Headers are handled as WSGI gives them: a list of ``(name, value)`` pairs whose
 names may have any case.
@@ -23,8 +23,15 @@ Headers = Sequence[tuple[str, str]]
 #: Methods a shared cache may answer from storage; a ``HEAD`` is answered from a stored ``GET``.
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
 
-#: Statuses stored by default (RFC 9110 section 15.1 "heuristically cacheable").
-CACHEABLE_STATUSES = frozenset({200, 203, 204, 300, 301, 404, 405, 410, 414, 501})
+#: Statuses stored with the default lifetime when the response states none.
+CACHEABLE_STATUSES = frozenset({200, 203, 204, 300, 301, 308})
+
+#: Statuses stored only when the response states its own freshness (``s-maxage``,
+#: ``max-age`` or ``Expires``): error pages never get the default lifetime.
+EXPLICIT_STATUSES = frozenset({404, 405, 410, 414, 501})
+
+#: The largest delta-seconds value; larger ones mean this (RFC 9111 section 1.2.2).
+DELTA_SECONDS_MAX = 2**31
 
 #: Hop-by-hop headers (RFC 9110 section 7.6.1) plus ``Proxy-Connection``; never stored.
 HOP_BY_HOP = frozenset(
@@ -48,8 +55,12 @@ NOT_MODIFIED_HEADERS = frozenset(
 
 # Response Cache-Control directives that forbid a shared cache to store the response.
 _NO_STORE_DIRECTIVES = ("no-store", "private", "no-cache")
-# Directives that let a shared cache answer a request carrying Authorization (RFC 9111 section 3.5).
-_AUTH_OK_DIRECTIVES = ("public", "s-maxage", "must-revalidate")
+# Directives that let a shared cache answer a request carrying Authorization. RFC 9111
+# section 3.5 also lets must-revalidate do it; we promise "only public or s-maxage".
+_AUTH_OK_DIRECTIVES = ("public", "s-maxage")
+# Directives that forbid serving the response stale (RFC 9111 sections 4.2.4, 5.2.2.2, 5.2.2.8).
+_NO_STALE_DIRECTIVES = ("must-revalidate", "proxy-revalidate", "s-maxage")
+_ASCII_DIGITS = frozenset("0123456789")
 
 
 def header(headers: Headers, name: str) -> str | None:
@@ -124,11 +135,18 @@ def _split_list(value: str) -> list[str]:
 
 
 def delta_seconds(directives: Mapping[str, str | None], name: str) -> int | None:
-    """Return directive ``name`` as non-negative seconds, or ``None`` if absent or malformed."""
+    """Return directive ``name`` as non-negative seconds, or ``None`` if absent or malformed.
+
+    RFC 9111 section 1.2.2: ASCII digits only (``str.isdigit`` also accepts
+    ``"\u00b2"``, which ``int`` refuses), and a value past 2**31 means 2**31,
+    so a 5,000-digit value is neither an error nor slow to read.
+    """
     value = directives.get(name)
-    if value is None or not value.isdigit():
+    if not value or not _ASCII_DIGITS.issuperset(value):
         return None
-    return int(value)
+    if len(value) > 10:
+        return DELTA_SECONDS_MAX
+    return min(int(value), DELTA_SECONDS_MAX)
 
 
 def http_date(timestamp: float) -> str:
@@ -226,6 +244,9 @@ class Storability:
     stale_if_error: float = 0.0
     #: True when the response may answer requests that carry ``Authorization``.
     shareable_with_auth: bool = False
+    #: True when a stale copy must never be served (``must-revalidate``,
+    #: ``proxy-revalidate``, ``s-maxage``): the stale windows are then 0.
+    must_revalidate: bool = False
 
     @property
     def storable(self) -> bool:
@@ -242,6 +263,7 @@ def storability(
     has_authorization: bool = False,
     request_no_store: bool = False,
     statuses: Iterable[int] = CACHEABLE_STATUSES,
+    explicit_statuses: Iterable[int] = EXPLICIT_STATUSES,
     stale_while_revalidate: float = 0.0,
     stale_if_error: float = 0.0,
 ) -> Storability:
@@ -250,7 +272,8 @@ def storability(
     The response's own ``s-maxage``, ``max-age`` or ``Expires`` (in that order)
     wins over ``default_timeout``; ``None`` as the default means "until
     evicted". Its ``stale-while-revalidate``/``stale-if-error`` extensions win
-    over the arguments of the same name.
+    over the arguments of the same name, and ``must-revalidate``,
+    ``proxy-revalidate`` or ``s-maxage`` set both windows to 0.
 
     :param status: the response status code.
     :param headers: the response headers.
@@ -258,9 +281,12 @@ def storability(
     :param now: the current Unix time, to read ``Expires``.
     :param has_authorization: the request carried ``Authorization``.
     :param request_no_store: the request said ``Cache-Control: no-store``.
-    :param statuses: the status codes that may be stored.
+    :param statuses: the status codes that may be stored with ``default_timeout``.
+    :param explicit_statuses: further status codes stored only with the
+        response's own freshness.
     """
-    if status not in statuses:
+    explicit_only = status not in statuses
+    if explicit_only and status not in explicit_statuses:
         return Storability(None, f"status {status} is not cacheable")
     if request_no_store:
         return Storability(None, "request said no-store")
@@ -287,10 +313,14 @@ def storability(
         # An invalid Expires means "already expired" (RFC 9111 section 5.3).
         date = parse_http_date(header(headers, "date")) or now
         lifetime = 0.0 if expires is None else expires - date
+    elif explicit_only:
+        return Storability(None, f"status {status} is stored only with explicit freshness")
     else:
         lifetime = default_timeout
     if lifetime is not None and lifetime <= 0:
         return Storability(None, "response is already stale (max-age=0 or past Expires)")
+    if any(directive in cc for directive in _NO_STALE_DIRECTIVES):
+        return Storability(lifetime, shareable_with_auth=shareable, must_revalidate=True)
     swr = delta_seconds(cc, "stale-while-revalidate")
     sie = delta_seconds(cc, "stale-if-error")
     return Storability(
@@ -338,6 +368,8 @@ def not_modified_headers(headers: Headers) -> list[tuple[str, str]]:
 __all__ = [
     "CACHEABLE_METHODS",
     "CACHEABLE_STATUSES",
+    "DELTA_SECONDS_MAX",
+    "EXPLICIT_STATUSES",
     "HOP_BY_HOP",
     "NOT_MODIFIED_HEADERS",
     "Storability",
@@ -345,6 +377,7 @@ __all__ = [
     "etag_matches",
     "header",
     "header_values",
+    "joined",
     "http_date",
     "is_not_modified",
     "make_etag",

@@ -1,14 +1,11 @@
-"""WSGI plumbing for the page cache: canonical URLs, start_response capture, closing iterators.
+"""Canonical request URLs, as the page cache keys them: the same request over WSGI and ASGI gets one URL.
 
-Private: :mod:`cachekit.views` is the API. ``middleware`` has its own helpers
-because ``cachekit`` may not import it.
+Pure: a WSGI environ or an ASGI scope in, a string out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from collections.abc import Iterable
-from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from typing import Any
 from urllib.parse import quote
@@ -16,20 +13,11 @@ from urllib.parse import unquote_to_bytes
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from _typeshed import OptExcInfo
-    from _typeshed.wsgi import StartResponse
     from _typeshed.wsgi import WSGIEnvironment
 
 # Characters kept as they are in a canonical path: unreserved, sub-delims, ":@/" (RFC 3986).
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
-
-Write = Callable[[bytes], object]
-
-#: Where a session middleware puts the request's session; ``middleware.sessions``
-#: uses this same key (its ``ENVIRON_KEY``). The page cache reads it to learn
-#: whether a response used the session (see ``cachekit._page.session_use``).
-SESSION_ENVIRON_KEY = "cachekit.session"
 
 
 def _canonical_host(scheme: str, host: str) -> str:
@@ -87,162 +75,30 @@ def environ_key(header_name: str) -> str:
     return "HTTP_" + name
 
 
-def close_iterable(iterable: Iterable[bytes]) -> None:
-    """Call ``close()`` on a WSGI response iterable if it has one."""
-    close = getattr(iterable, "close", None)
-    if close is not None:
-        close()
+def scope_url(scope: Mapping[str, Any], host: str | None, *, normalize_query: bool = False) -> str:
+    """Return the canonical URL of an ASGI HTTP scope, exactly as :func:`request_url` for WSGI.
 
-
-class Capture:
-    """A ``start_response`` stand-in that records the status and headers.
-
-    With ``forward`` set it passes the call on at once (and data given to the
-    ``write`` callable too, while recording it); without, it holds everything
-    until :meth:`send` is called, so the caller can still answer differently.
+    ``host`` is the request's ``Host`` header. ``root_path`` always counts,
+    as ``SCRIPT_NAME`` does in WSGI: when it is not already the start of the
+    path (an outer middleware set it from ``X-Forwarded-Prefix``), it is put in
+    front, so an app building links from it gets its own page.
     """
-
-    def __init__(self, start_response: StartResponse, *, forward: bool) -> None:
-        self._start_response = start_response
-        self._forward = forward
-        self._write: Write | None = None
-        #: The status line given by the app, once it called ``start_response``.
-        self.status: str | None = None
-        #: The headers given by the app.
-        self.headers: list[tuple[str, str]] = []
-        #: The ``exc_info`` given by the app, if any.
-        self.exc_info: OptExcInfo | None = None
-        #: Body bytes the app passed to ``write()``, in order.
-        self.written: list[bytes] = []
-        #: Called with ``(status, headers)`` the first time the app starts its response.
-        self.on_start: Callable[[str, list[tuple[str, str]]], None] | None = None
-
-    def __call__(
-        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
-    ) -> Write:
-        first = self.status is None
-        self.status, self.headers, self.exc_info = status, headers, exc_info
-        if first and self.on_start is not None:
-            self.on_start(status, headers)
-        if self._forward:
-            self._write = self._start_response(status, headers, exc_info)
-        return self.write
-
-    def write(self, data: bytes) -> None:
-        """The ``write`` callable handed to the app (WSGI's legacy imperative API)."""
-        self.written.append(data)
-        if self._write is not None:
-            self._write(data)
-
-    def send(self) -> None:
-        """Pass a held ``start_response`` call on to the server."""
-        if self._forward or self.status is None:
-            return
-        self._forward = True
-        self._write = self._start_response(self.status, self.headers, self.exc_info)
-
-
-class Recorder:
-    """Iterates a WSGI body through unchanged while keeping up to ``limit`` bytes of it.
-
-    ``on_close(body)`` gets the complete body as soon as it has been iterated
-    to the end within ``limit``, or ``None`` from ``close()`` if it never was;
-    ``finally_`` runs right after it. Handing over at the end of iteration, not
-    only at ``close()``, means a caller that forgets ``close()`` (a careless
-    test client) still stores the page and never leaves its lock held.
-    ``close()`` always closes the app's iterable.
-    """
-
-    def __init__(
-        self,
-        iterable: Iterable[bytes],
-        *,
-        limit: int,
-        head: Iterable[bytes] = (),
-        prefix: Iterable[bytes] = (),
-        on_close: Callable[[bytes | None], None],
-        finally_: Callable[[], None] | None = None,
-    ) -> None:
-        self._iterable = iterable
-        self._head = list(head)
-        self._prefix = list(prefix)
-        self._chunks: list[bytes] | None = list(self._prefix)
-        self._size = sum(len(chunk) for chunk in self._prefix)
-        self._limit = limit
-        self._complete = False
-        self._closed = False
-        self._handed_over = False
-        self._on_close = on_close
-        self._finally = finally_
-        if self._size > limit:
-            self._chunks = None
-
-    def __iter__(self) -> Iterator[bytes]:
-        # ``head`` is body the app wrote through ``write()`` before returning: recorded
-        # in ``prefix`` already; it still has to reach the client first.
-        for chunk in self._head:
-            yield chunk
-        for chunk in self._iterable:
-            chunks = self._chunks
-            if chunks is not None:
-                self._size += len(chunk)
-                if self._size > self._limit:
-                    self._chunks = None  # too large to store: stop keeping it, keep streaming
-                else:
-                    chunks.append(chunk)
-            yield chunk
-        self._complete = True
-        self._hand_over()
-
-    def _hand_over(self) -> None:
-        if self._handed_over:
-            return
-        self._handed_over = True
-        try:
-            chunks = self._chunks
-            self._on_close(b"".join(chunks) if self._complete and chunks is not None else None)
-        finally:
-            if self._finally is not None:
-                self._finally()
-
-    def close(self) -> None:
-        """Close the app's iterable, then hand the body over if iteration did not."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            close_iterable(self._iterable)
-        finally:
-            self._hand_over()
-
-
-def prepend(first: list[bytes], rest: Iterator[bytes], iterable: Iterable[bytes]) -> Iterable[bytes]:
-    """Return an iterable yielding ``first`` then ``rest`` that closes ``iterable`` when closed."""
-    return _Chained(first, rest, iterable)
-
-
-class _Chained:
-    def __init__(self, first: list[bytes], rest: Iterator[bytes], iterable: Iterable[bytes]) -> None:
-        self._first = first
-        self._rest = rest
-        self._iterable = iterable
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._first
-        yield from self._rest
-
-    def close(self) -> None:
-        close_iterable(self._iterable)
-
-
-def status_code(status: str) -> int:
-    """Return the numeric code of a WSGI status line such as ``"200 OK"`` (0 if malformed)."""
-    try:
-        return int(status[:3])
-    except ValueError:
-        return 0
-
-
-def any_value(environ: WSGIEnvironment, key: str) -> Any:
-    """Return ``environ[key]`` or ``None`` (typed for mypy's WSGIEnvironment)."""
-    return environ.get(key)
+    scheme = scope.get("scheme", "http")
+    if not host:
+        server = scope.get("server") or ("", "")
+        host = f"{server[0]}:{server[1]}"
+    root = scope.get("root_path", "") or ""
+    raw_path = scope.get("raw_path")
+    if raw_path:
+        # The request target as the client sent it: unambiguous, whatever path holds.
+        path_bytes = unquote_to_bytes(raw_path.decode("latin-1").partition("?")[0])
+        root_bytes = root.encode("utf-8", "surrogateescape")
+        if root_bytes and not path_bytes.startswith(root_bytes):
+            path_bytes = root_bytes + path_bytes
+    else:
+        path = scope.get("path", "")
+        path_bytes = (path if path.startswith(root) else root + path).encode("utf-8", "surrogateescape")
+    path_text = quote(path_bytes, safe=_PATH_SAFE) or "/"
+    query = _canonical_query(scope.get("query_string", b"").decode("latin-1"), normalize_query)
+    url = f"{scheme}://{_canonical_host(scheme, host)}{path_text}"
+    return f"{url}?{query}" if query else url

@@ -20,9 +20,10 @@ import pytest
 from cachekit import Cache
 from cachekit import http
 from cachekit.backends.locmem import LocMemBackend
-from cachekit.views import PageCache
 from tests import wsgi
 from tests.conftest import FakeClock
+from tests.pages.shells import SHELLS
+from tests.pages.shells import Shell
 
 NOW = 1_700_000_000.0
 PAST = http.http_date(NOW - 3600)
@@ -92,6 +93,13 @@ def not_cached(case_id: str, status: str = "200 OK", **kw: Any) -> Case:
 
 
 ETAG = '"abc"'
+ERROR_STATUSES = [
+    "404 Not Found",
+    "405 Method Not Allowed",
+    "410 Gone",
+    "414 URI Too Long",
+    "501 Not Implemented",
+]
 CASES = [
     # -- what is stored -------------------------------------------------------
     Case(
@@ -111,13 +119,20 @@ CASES = [
             (204, "204 No Content"),
             (300, "300 Multiple Choices"),
             (301, "301 Moved Permanently"),
-            (404, "404 Not Found"),
-            (405, "405 Method Not Allowed"),
-            (410, "410 Gone"),
-            (414, "414 URI Too Long"),
-            (501, "501 Not Implemented"),
+            (308, "308 Permanent Redirect"),
         ]
     ],
+    # Error pages: only with the response's own freshness, never the default lifetime.
+    *[
+        cached(f"status-{status[:3]}-stored-with-max-age", status, headers=(("Cache-Control", "max-age=60"),))
+        for status in ERROR_STATUSES
+    ],
+    *[not_cached(f"status-{status[:3]}-not-stored-by-default", status) for status in ERROR_STATUSES],
+    cached(
+        "status-404-stored-when-configured",
+        "404 Not Found",
+        engine={"statuses": [200, 404]},
+    ),
     *[
         not_cached(f"status-{status[:3]}-not-stored", status)
         for status in [
@@ -266,6 +281,7 @@ CASES = [
     Case(
         "no-304-for-404",
         status="404 Not Found",
+        headers=(("Cache-Control", "max-age=60"),),
         second={"headers": {"If-None-Match": "*"}},
         expect_status="404 Not Found",
     ),
@@ -331,22 +347,26 @@ def cache(clock: FakeClock, request: pytest.FixtureRequest) -> Iterator[Cache]:
     cache.clear()
 
 
+@pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize("case", [pytest.param(case, id=case.id) for case in CASES])
-def test_rule(case: Case, cache: Cache, clock: FakeClock) -> None:
+def test_rule(case: Case, shell: str, clock: FakeClock) -> None:
+    """Every rule, through the WSGI and the ASGI shell: one engine, one answer."""
     app = CountingApp(case.status, case.headers)
-    engine = PageCache(60, cache=cache, **case.engine)
-
-    def wrapped(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        return engine(app, environ, start_response)
-
-    wsgi.call_app(wrapped, make_environ(**case.first))
-    clock.advance(case.advance)
-    status, headers, body = wsgi.call_app(wrapped, make_environ(**case.second))
+    engine = Shell(shell, app, clock=clock, **case.engine)
+    try:
+        engine(make_environ(**case.first))
+        clock.advance(case.advance)
+        status, headers, body = engine(make_environ(**case.second))
+    finally:
+        engine.close()
 
     expected_status = case.expect_status
     if expected_status is None:
         expected_status = case.status(app.calls) if callable(case.status) else case.status
-    assert (status, body) == (expected_status, case.expect_body)
+    # The ASGI shell carries the code only; the reason phrase is the server's.
+    assert (status[:3], body) == (expected_status[:3], case.expect_body)
+    if shell == "wsgi":
+        assert status == expected_status
     for name, value in case.present.items():
         found = http.header(headers, name)
         assert found is not None, f"{name} missing from {headers}"

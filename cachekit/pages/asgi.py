@@ -1,0 +1,344 @@
+"""The ASGI shell of the page cache: :class:`AsyncPageCache`, the WSGI shell's rules awaited.
+
+Every rule is the engine's (:mod:`cachekit.pages.engine`), the same one the
+WSGI :class:`~cachekit.pages.wsgi.PageCache` drives; pages are keyed the same
+way, so WSGI and ASGI apps on one cache share them. Only the I/O differs: the
+cache is an :class:`~cachekit.aio.AsyncCache` and the response an ASGI message
+stream. A response that is not stored passes through message by message,
+unchanged. A storable one is held until the app has produced it (up to
+``max_body_size``), then stored, the lock released, and sent: a slow client
+never holds the lock; a longer body is sent on as it comes, uncached.
+``lifespan`` and ``websocket`` scopes go straight to the app.
+
+The session is read at ``scope["session"]``: our ``AsgiSessionMiddleware``'s
+session, or the plain dict of Starlette's ``SessionMiddleware``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import MutableMapping
+from http import HTTPStatus
+from typing import Any
+from typing import TypeAlias
+
+from cachekit.aio import AsyncCache
+from cachekit.cache import DEFAULT_TIMEOUT
+from cachekit.cache import Timeout
+from cachekit.pages.engine import LOOKUP_KEY
+from cachekit.pages.engine import PageEngine
+from cachekit.pages.engine import Plan
+from cachekit.pages.engine import Request
+from cachekit.pages.io import AsyncRecords
+from cachekit.pages.options import PageOptions
+from cachekit.pages.options import page_options
+from cachekit.pages.record import Page
+from cachekit.pages.record import page_response
+from cachekit.pages.rules import Storability
+from cachekit.pages.urls import scope_url
+from cachekit.tags import Generations
+
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: Raw ASGI headers: lower-case names and values as bytes.
+RawHeaders: TypeAlias = "list[tuple[bytes, bytes]]"
+#: Tags for a page: names, or a function of the request's ASGI scope returning names.
+AsgiPageTags: TypeAlias = "Iterable[str] | Callable[[Scope], Iterable[str]]"
+
+#: Where a session middleware puts the request's session; ``middleware.asgi_sessions``
+#: uses this same key by default (its ``SCOPE_KEY``), as Starlette does.
+SESSION_SCOPE_KEY = "session"
+
+logger = logging.getLogger("cachekit.views")
+
+
+def request_header(scope: Scope, name: bytes) -> str | None:
+    """Return request header ``name`` (lower-case bytes), repeated values joined with ``", "``."""
+    found = [value for key, value in scope.get("headers", ()) if key == name]
+    if not found:
+        return None
+    return (found[0] if len(found) == 1 else b", ".join(found)).decode("latin-1")
+
+
+def request_headers(scope: Scope) -> dict[str, str]:
+    """Return every request header as ``{lower-case name: value}``, repeated ones joined with ``", "``."""
+    headers: dict[str, str] = {}
+    for key, value in scope.get("headers", ()):
+        name = key.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {text}" if name in headers else text
+    return headers
+
+
+def to_str_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """Raw ASGI headers as ``(str, str)`` pairs, the shape :mod:`cachekit.pages.rules` works on."""
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+
+
+def to_raw_headers(headers: Iterable[tuple[str, str]]) -> RawHeaders:
+    """``(str, str)`` header pairs as raw ASGI headers."""
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+async def send_plain(send: Send, status: int, body: bytes, headers: Iterable[tuple[str, str]]) -> None:
+    """Send a whole response with ``status``, ``headers`` and ``body``."""
+    await send({"type": "http.response.start", "status": status, "headers": to_raw_headers(headers)})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _status_line(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
+
+
+async def _serve(answer: tuple[str, list[tuple[str, str]], bytes], send: Send) -> None:
+    status, headers, body = answer
+    await send_plain(send, int(status[:3]), body, headers)
+
+
+def _answer(
+    page: Page, headers: Mapping[str, str], now: float, method: str
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    return page_response(page, now, method, headers.get("if-none-match"), headers.get("if-modified-since"))
+
+
+class AsyncPageCache:
+    """The page cache for ASGI apps; call it as ``await engine(app, scope, receive, send)``.
+
+    :param timeout: lifetime of responses that state none (see :class:`PageOptions`).
+    :param cache: the :class:`~cachekit.aio.AsyncCache` to store into.
+    :param options: a ready :class:`PageOptions`; or pass its fields as keywords
+        (``tags`` may be a function of the scope).
+    """
+
+    def __init__(
+        self,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        *,
+        cache: AsyncCache,
+        options: PageOptions | None = None,
+        **settings: Any,
+    ) -> None:
+        if not isinstance(cache, AsyncCache):
+            raise TypeError(f"AsyncPageCache needs a cachekit.aio.AsyncCache, got {cache!r}.")
+        if timeout is not DEFAULT_TIMEOUT:
+            settings["timeout"] = timeout
+        #: The settings.
+        self.options = page_options(options, settings)
+        #: The rules, shared with the WSGI shell.
+        self.engine = PageEngine(self.options)
+        #: The cache pages are stored in.
+        self.cache = cache
+        self._records = AsyncRecords(cache)
+
+    async def purge(self, url: str) -> bool:
+        """Remove every stored variant of the page at absolute ``url``; return whether it was cached."""
+        return bool(await self._records.run(_delete(LOOKUP_KEY + self.engine.purge_hash(url))))
+
+    def _request_hash(self, scope: Scope, headers: Mapping[str, str]) -> str:
+        memo_key = (
+            scope.get("scheme"),
+            headers.get("host"),
+            scope.get("server"),
+            scope.get("root_path"),
+            scope.get("raw_path"),
+            scope.get("path"),
+            scope.get("query_string"),
+        )
+        normalize = self.options.normalize_query
+        host = headers.get("host")
+        return self.engine.url_hash(
+            memo_key, lambda: scope_url(scope, host, normalize_query=normalize), headers.get
+        )
+
+    async def __call__(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request from the cache, or through ``app`` while storing its response."""
+        method = scope.get("method", "GET") if scope["type"] == "http" else ""
+        engine, cache = self.engine, self.cache
+        if method != "GET" and method != "HEAD":
+            if engine.is_unsafe(method):
+                await self._unsafe(app, scope, receive, send)
+            else:
+                await app(scope, receive, send)
+            return
+        headers = request_headers(scope)
+        if engine.default_lifetime(cache) == 0 or not headers.keys().isdisjoint(
+            self.options.untrusted_forwarded
+        ):
+            await app(scope, receive, send)
+            return
+        request = Request(method, self._request_hash(scope, headers), headers.get, cache.clock())
+        plan: Plan = await self._records.run(engine.lookup(request))
+        if plan.action == "serve":
+            if plan.stale:
+                cache._stale_serves += 1
+            await _serve(_answer(plan.page, headers, request.now, method), send)  # type: ignore[arg-type]
+        elif plan.action == "pass":
+            await app(scope, receive, send)
+        else:
+            await _Render(self, request, plan, scope, send, headers).run(app, receive)
+
+    async def _unsafe(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = request_headers(scope)
+        url_hash = self._request_hash(scope, headers)
+        url = scope_url(scope, headers.get("host"), normalize_query=self.options.normalize_query)
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer = message.get("headers", ())
+                steps = self.engine.invalidate(url, url_hash, message["status"], to_str_headers(answer))
+                await self._records.run(steps)
+            await send(message)
+
+        await app(scope, receive, watch)
+
+
+def _delete(key: str) -> Any:
+    return (yield ("delete", key))
+
+
+class _Render:
+    """One render of the app on a miss: the ``send`` handed to the app, deciding, holding, storing."""
+
+    def __init__(
+        self,
+        shell: AsyncPageCache,
+        request: Request,
+        plan: Plan,
+        scope: Scope,
+        send: Send,
+        headers: Mapping[str, str],
+    ) -> None:
+        self.shell = shell
+        self.engine = shell.engine
+        self.records = shell._records
+        self.request = request
+        self.plan = plan
+        self.scope = scope
+        self.server_send = send
+        self.headers = headers
+        self.generations: Generations = ()
+        #: ``"start"`` (nothing seen), ``"hold"`` (buffering a storable response),
+        #: ``"pass"`` (forwarding), ``"drop"`` (a 5xx being replaced by the stale page).
+        self.mode = "start"
+        self.status = 0
+        self.response_headers: list[tuple[str, str]] = []
+        self.verdict: Storability | None = None
+        self.held: list[Message] = []
+        self.size = 0
+        self.forwarded = False
+
+    async def release(self) -> None:
+        await self.records.run(self.engine.release(self.request))
+
+    async def run(self, app: ASGIApp, receive: Receive) -> None:
+        try:
+            self.generations = await self.records.run(self.engine.generations(self.request, self.scope))
+            try:
+                await app(self.scope, receive, self.send)
+            except Exception:
+                if self.forwarded:
+                    raise
+                await self.release()
+                await self.failed("raised", reraise=True)
+                return
+            if self.mode == "drop":
+                await self.failed(f"answered {self.status}", reraise=False)
+            elif self.mode == "hold":  # the app returned without ending its body
+                await self.flush(None)
+        finally:
+            await self.release()
+
+    async def send(self, message: Message) -> None:
+        mode = self.mode
+        if mode == "pass":
+            self.forwarded = True
+            await self.server_send(message)
+        elif mode == "hold":
+            await self.hold(message)
+        elif mode == "start" and message["type"] == "http.response.start":
+            await self.start(message)
+
+    async def start(self, message: Message) -> None:
+        engine, request = self.engine, self.request
+        self.status = message["status"]
+        self.response_headers = to_str_headers(message.get("headers", ()))
+        if self.plan.fallback is not None and self.status >= 500:
+            self.mode = "drop"
+            await self.release()
+            return
+        request.session = self.scope.get(SESSION_SCOPE_KEY)
+        self.verdict = await self.records.run(
+            engine.on_start(request, self.status, self.response_headers, False)
+        )
+        if self.verdict.storable:
+            self.mode = "hold"
+            self.held.append(message)
+        else:
+            self.mode = "pass"
+            self.forwarded = True
+            await self.server_send(message)
+
+    async def hold(self, message: Message) -> None:
+        self.held.append(message)
+        if message["type"] != "http.response.body":
+            await self.flush(None)  # trailers, pathsend...: not a response this cache can replay
+            return
+        self.size += len(message.get("body", b""))
+        if self.size > self.engine.options.max_body_size:
+            await self.flush(None)
+        elif not message.get("more_body", False):
+            await self.flush(b"".join(held.get("body", b"") for held in self.held[1:]))
+
+    async def flush(self, body: bytes | None) -> None:
+        """The app produced the response (or it cannot be stored): store it, release, send what was held."""
+        assert self.verdict is not None
+        self.mode = "pass"
+        steps = self.engine.finish(
+            self.request,
+            _status_line(self.status),
+            self.response_headers,
+            body,
+            self.verdict,
+            self.generations,
+        )
+        try:
+            await self.records.run(steps)
+        except Exception:
+            logger.exception("page %s could not be stored", self.url())
+        held, self.held = self.held, []
+        self.forwarded = True
+        for message in held:
+            await self.server_send(message)
+
+    def url(self) -> str:
+        return scope_url(self.scope, self.headers.get("host"))
+
+    async def failed(self, what: str, *, reraise: bool) -> None:
+        """The app failed: the stale copy (stale-if-error), a 504 (must-revalidate), or the failure."""
+        plan = self.plan
+        if plan.fallback is not None:
+            if reraise:
+                logger.exception("page %s %s; serving the stale copy", self.url(), what)
+            else:
+                logger.error("page %s %s; serving the stale copy", self.url(), what)
+            cache = self.shell.cache
+            cache._stale_serves += 1
+            await _serve(_answer(plan.fallback, self.headers, cache.clock(), "GET"), self.server_send)
+            return
+        gateway = self.engine.error_answer(plan)
+        if gateway is not None:
+            logger.exception("page %s %s; it must be revalidated: 504", self.url(), what)
+            await _serve(gateway, self.server_send)
+            return
+        if reraise:
+            raise  # the app's exception, which the caller is handling

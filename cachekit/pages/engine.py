@@ -1,0 +1,481 @@
+"""The page-cache engine, written once and free of I/O: request facts in, decisions out.
+
+In the style of h11 or Werkzeug's ``sansio``: nothing here calls a cache, an
+app or a server. The steps that need the cache are generators that *yield*
+the operations they need (``("get", key)``, ``("lock", name, blocking)``...)
+and receive the results; :mod:`cachekit.pages.io` runs them on a
+:class:`~cachekit.Cache` (plain calls) or an :class:`~cachekit.aio.AsyncCache`
+(awaited). The WSGI and ASGI shells only move bytes and call these steps, so
+every rule below holds, and is fixed, once for both.
+
+The steps of one ``GET``:
+
+1. :meth:`PageEngine.lookup`: read the URL's lookup record (learned ``Vary``
+   and purge nonce) and the request's variant; answer from it if fresh, serve
+   it stale within ``stale-while-revalidate``, or take the URL's one lock
+   (its name under the cache's prefix and version) and look again.
+2. The shell runs the app up to the response start; :meth:`PageEngine.verdict`
+   says whether the response may be stored (RFC 9111 and our stricter sharing
+   rules: ``Authorization``, cookies and sessions of any session system).
+3. The shell buffers a storable body up to ``max_body_size``;
+   :meth:`PageEngine.finish` stores it (unless a purge came since the
+   lookup) and releases the lock: the lock is never held while a client reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from collections.abc import Generator
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from typing import TypeAlias
+from urllib.parse import urlsplit
+
+from cachekit.pages.options import PageOptions
+from cachekit.pages.record import GATEWAY_TIMEOUT
+from cachekit.pages.record import MUST_REVALIDATE
+from cachekit.pages.record import TAGS
+from cachekit.pages.record import Lookup
+from cachekit.pages.record import Page
+from cachekit.pages.record import SessionUse
+from cachekit.pages.record import error_fallback
+from cachekit.pages.record import in_revalidate_window
+from cachekit.pages.record import is_fresh
+from cachekit.pages.record import is_lookup
+from cachekit.pages.record import is_public
+from cachekit.pages.record import new_lookup
+from cachekit.pages.record import page_for
+from cachekit.pages.record import servable
+from cachekit.pages.record import session_use
+from cachekit.pages.record import stored_page
+from cachekit.pages.rules import Storability
+from cachekit.pages.rules import header
+from cachekit.pages.rules import parse_cache_control
+from cachekit.pages.rules import storability
+from cachekit.pages.rules import vary_headers
+from cachekit.pages.urls import canonical_url
+from cachekit.tags import Generations
+
+#: One operation a step needs done on the cache: ``(name, *arguments)``; see :mod:`cachekit.pages.io`.
+Op: TypeAlias = tuple[Any, ...]
+#: A step: yields operations, receives their results, returns its decision.
+Steps: TypeAlias = Generator[Op, Any, Any]
+#: Reads a request header by lower-case name.
+HeaderGetter: TypeAlias = Callable[[str], "str | None"]
+
+LOOKUP_KEY = "cachekit.page.headers."
+PAGE_KEY = "cachekit.page.GET."
+NOLOCK_KEY = "cachekit.page.nolock."
+LOCK_KEY = "cachekit.page.lock."
+# How long a URL whose own response was not storable skips the stampede lock:
+# waiting for a response that will not be stored would only serialize its requests.
+NOLOCK_SECONDS = 60.0
+
+_EMPTY: Mapping[str, str | None] = {}
+_MEMO_SIZE = 4096
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def digest(*parts: str) -> str:
+    """A short hash of ``parts`` for cache keys."""
+    data = "\0".join(parts).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+#: The verdict on a response that read one user's stored session or will set the session cookie.
+SESSION_PRIVATE = Storability(None, "the response used a stored session or changes the session")
+#: The verdict on a per-user response to a request carrying identifying cookies.
+COOKIE_PRIVATE = Storability(None, "varies on Cookie and the request carried cookies (say public to share)")
+
+
+class Request:
+    """One request's facts, gathered once by a shell; the steps read and update them."""
+
+    __slots__ = (
+        "directives",
+        "has_auth",
+        "header",
+        "lock",
+        "lookup",
+        "method",
+        "now",
+        "page_key",
+        "session",
+        "url_hash",
+    )
+
+    def __init__(self, method: str, url_hash: str, header: HeaderGetter, now: float) -> None:
+        #: The request method.
+        self.method = method
+        #: The hash naming this URL (with its trusted forwarded inputs) in the engine.
+        self.url_hash = url_hash
+        #: Reads a request header by lower-case name.
+        self.header = header
+        #: The cache's clock when the request arrived.
+        self.now = now
+        cc = header("cache-control")
+        #: The request's ``Cache-Control`` directives.
+        self.directives = parse_cache_control(cc) if cc else _EMPTY
+        #: Whether the request carried ``Authorization``.
+        self.has_auth = bool(header("authorization"))
+        #: What the URL's lookup record held at lookup (a page is stored only if no purge came since).
+        self.lookup: Any = None
+        #: The variant key the request maps to under :attr:`lookup`, if any.
+        self.page_key: str | None = None
+        #: The stampede lock this request holds, if any.
+        self.lock: Any = None
+        #: The session the app used, as the shell found it (read after the response started).
+        self.session: Any = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :meth:`PageEngine.lookup` decided."""
+
+    #: ``"serve"`` (answer with :attr:`page`), ``"run"`` (run the app; store if allowed) or ``"pass"``
+    #: (run the app and touch nothing).
+    action: str
+    #: The page to serve, for ``"serve"``.
+    page: Page | None = None
+    #: A stale page that may stand in for an error (stale-if-error), for ``"run"``.
+    fallback: Page | None = None
+    #: A stale page that must not be served: an error is answered with a 504.
+    revalidate: bool = False
+    #: Counted as a stale serve.
+    stale: bool = False
+
+
+_PASS = Plan("pass")
+_RUN = Plan("run")
+
+
+class PageEngine:
+    """The rules of one page cache, shared by every shell that has its :class:`PageOptions`."""
+
+    def __init__(self, options: PageOptions) -> None:
+        #: The settings.
+        self.options = options
+        self._explicit = frozenset(options.statuses) | frozenset(options.explicit_statuses)
+        self._lifetime: tuple[Any, float | None] | None = None
+        self._url_hashes: dict[tuple[Any, ...], str] = {}
+        self._page_keys: dict[tuple[Any, ...], str] = {}
+
+    # -- keys ----------------------------------------------------------------------
+
+    def default_lifetime(self, cache: Any) -> float | None:
+        """The lifetime of responses that state none, in ``cache``'s terms (``0.0``: caching is off)."""
+        known = self._lifetime
+        if known is not None and known[0] is cache:
+            return known[1]
+        lifetime: float | None = cache._ttl(self.options.timeout)
+        self._lifetime = (cache, lifetime)
+        return lifetime
+
+    def bypass(self, header: HeaderGetter) -> bool:
+        """Whether a request must skip the cache: it carries a forwarded header no one declared trusted."""
+        return any(header(name) is not None for name in self.options.untrusted_forwarded)
+
+    def url_hash(self, memo_key: tuple[Any, ...], url: Callable[[], str], header: HeaderGetter) -> str:
+        """Return the hash naming a request's URL; ``url()`` builds the canonical URL on a memo miss."""
+        trusted = self.options.trusted_forwarded
+        if trusted:
+            memo_key = (*memo_key, *(header(name) for name in trusted))
+        known = self._url_hashes.get(memo_key)
+        if known is None:
+            if len(self._url_hashes) >= _MEMO_SIZE:
+                self._url_hashes.clear()
+            forwarded = [f"{name}={header(name)}" for name in trusted if header(name) is not None]
+            known = self._url_hashes[memo_key] = self.hash_url(url(), *forwarded)
+        return known
+
+    def hash_url(self, url: str, *forwarded: str) -> str:
+        """The hash naming canonical ``url`` (and trusted forwarded values) in this engine."""
+        return digest(self.options.key_prefix, url, *forwarded)
+
+    def purge_hash(self, url: str) -> str:
+        """The hash of absolute ``url`` as :meth:`purge` keys it."""
+        return self.hash_url(canonical_url(url, normalize_query=self.options.normalize_query))
+
+    def variant_key(self, url_hash: str, lookup: Lookup, header: HeaderGetter) -> str:
+        """The page key of one variant: URL, learned ``Vary`` names and nonce, the request's values."""
+        _, names, nonce = lookup
+        values = tuple([header(name) or "" for name in names])
+        memo_key = (url_hash, lookup, values)
+        page_key = self._page_keys.get(memo_key)
+        if page_key is None:
+            if len(self._page_keys) >= _MEMO_SIZE:
+                self._page_keys.clear()
+            page_key = self._page_keys[memo_key] = PAGE_KEY + digest(url_hash, nonce, *names, *values)
+        return page_key
+
+    # -- step 1: lookup ------------------------------------------------------------------
+
+    def lookup(self, request: Request) -> Steps:
+        """Decide how to answer a ``GET``/``HEAD``: a :class:`Plan` (may leave :attr:`Request.lock` held)."""
+        lookup = request.lookup = yield ("get", LOOKUP_KEY + request.url_hash)
+        revalidate = "no-cache" in request.directives
+        entry: Page | None = None
+        if is_lookup(lookup):
+            request.page_key = self.variant_key(request.url_hash, lookup, request.header)
+            if not revalidate:
+                entry = yield from self._read_page(request.page_key, request.has_auth)
+        now = request.now
+        if entry is not None and servable(entry, now, request.directives):
+            return Plan("serve", entry)
+        if request.method == "HEAD":
+            return _PASS  # a HEAD response has no body to store
+        fallback = error_fallback(entry, now)
+        must = entry is not None and fallback is None and bool(entry[MUST_REVALIDATE])
+        lock_name = LOCK_KEY + request.url_hash
+        if entry is not None and in_revalidate_window(entry, now):
+            # Stale but within stale-while-revalidate: never wait; one request refreshes.
+            request.lock = yield ("lock", lock_name, False, self.options.lock_timeout)
+            if request.lock is None:
+                return Plan("serve", entry, stale=True)
+            return Plan("run", fallback=fallback)
+        if self._may_lock(request) and not (yield ("has", NOLOCK_KEY + request.url_hash)):
+            request.lock = yield ("lock", lock_name, True, self.options.lock_timeout)
+            if request.lock is not None:
+                # Whoever held the lock may have stored the page meanwhile.
+                lookup = request.lookup = yield ("get", LOOKUP_KEY + request.url_hash)
+                if is_lookup(lookup):
+                    request.page_key = self.variant_key(request.url_hash, lookup, request.header)
+                    found = yield from self._read_page(request.page_key, request.has_auth)
+                    if found is not None and is_fresh(found, now):
+                        yield from self.release(request)
+                        return Plan("serve", found)
+        if fallback is None and not must:
+            return _RUN
+        return Plan("run", fallback=fallback, revalidate=must)
+
+    def _may_lock(self, request: Request) -> bool:
+        """Whether a missing page is computed under the stampede lock.
+
+        Not when the client asked to revalidate (it must not get another's copy)
+        or not to store, nor with ``Authorization`` (the response is unlikely to be shared).
+        """
+        d = request.directives
+        return self.options.lock and not request.has_auth and "no-cache" not in d and "no-store" not in d
+
+    def _read_page(self, page_key: str, has_auth: bool) -> Steps:
+        page = page_for((yield ("get", page_key)), has_auth=has_auth)
+        if page is not None and page[TAGS] and not (yield ("valid", page[TAGS])):
+            return None  # invalidated by tag: not even a stale copy may be served
+        return page
+
+    def release(self, request: Request) -> Steps:
+        """Release the request's stampede lock, if it holds one."""
+        lock, request.lock = request.lock, None
+        if lock is not None:
+            yield ("release", lock)
+
+    def generations(self, request: Request, source: Any) -> Steps:
+        """The tags' generations before the render (so an invalidation during it wins)."""
+        tags = self.options.tags
+        names = tags(source) if callable(tags) else tags
+        return (yield ("generations", names)) if names else ()
+
+    # -- step 2: the verdict -------------------------------------------------------------------
+
+    def verdict(
+        self, request: Request, status: int, headers: list[tuple[str, str]], *, failed: bool
+    ) -> Storability:
+        """Whether the response may be stored, and for how long (RFC 9111 plus our sharing rules)."""
+        if failed:
+            return Storability(None, "the app reported an error")
+        options = self.options
+        length = header(headers, "content-length")
+        if (
+            length is not None
+            and length.isascii()
+            and length.isdigit()
+            and int(length) > options.max_body_size
+        ):
+            return Storability(None, "body larger than max_body_size")
+        verdict = storability(
+            status,
+            headers,
+            default_timeout=self._lifetime[1] if self._lifetime else None,
+            now=request.now,
+            has_authorization=request.has_auth,
+            request_no_store="no-store" in request.directives,
+            statuses=options.statuses,
+            explicit_statuses=options.explicit_statuses,
+            stale_while_revalidate=options.stale_while_revalidate,
+            stale_if_error=options.stale_if_error,
+        )
+        if not verdict.storable:
+            return verdict
+        use = self.session_use(request, headers)
+        if use is SessionUse.PRIVATE:
+            return SESSION_PRIVATE
+        if (
+            use is not SessionUse.PER_COOKIE
+            and "cookie" in vary_headers(headers)
+            and self.identifying_cookies(request.header("cookie"))
+            and not is_public(headers)
+        ):
+            return COOKIE_PRIVATE
+        return verdict
+
+    def session_use(self, request: Request, headers: list[tuple[str, str]]) -> SessionUse:
+        """How the response used the request's session (see :func:`cachekit.pages.record.session_use`)."""
+        return session_use(request.session, headers)
+
+    def identifying_cookies(self, cookie: str | None) -> bool:
+        """Whether a ``Cookie`` header holds a cookie not named in ``shareable_cookies``."""
+        if not cookie:
+            return False
+        shareable = self.options.shareable_cookies
+        for part in cookie.split(";"):
+            name = part.partition("=")[0].strip()
+            if name and name.lower() not in shareable:
+                return True
+        return False
+
+    def no_lock_earned(self, request: Request, status: int, headers: list[tuple[str, str]]) -> bool:
+        """Whether the response's own headers (not the request) make it unstorable: skip the lock a while.
+
+        A request's ``no-store``, ``Authorization``, cookies or conditions, a
+        ``206`` or a ``304`` never switch the lock off for others.
+        """
+        if request.lock is None or status in (206, 304) or not 200 <= status < 500:
+            return False
+        own = storability(
+            status,
+            headers,
+            default_timeout=self._lifetime[1] if self._lifetime else None,
+            now=request.now,
+            statuses=self.options.statuses,
+            explicit_statuses=self.options.explicit_statuses,
+        )
+        return not own.storable
+
+    def on_start(self, request: Request, status: int, headers: list[tuple[str, str]], failed: bool) -> Steps:
+        """The response started: its verdict; an unstorable one releases the lock at once."""
+        verdict = self.verdict(request, status, headers, failed=failed)
+        if not verdict.storable:
+            if self.no_lock_earned(request, status, headers):
+                yield ("set", NOLOCK_KEY + request.url_hash, True, NOLOCK_SECONDS)
+            yield from self.release(request)
+        return verdict
+
+    # -- step 3: storing ----------------------------------------------------------------------------
+
+    def finish(
+        self,
+        request: Request,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        verdict: Storability,
+        generations: Generations,
+    ) -> Steps:
+        """Store the produced response (``body`` ``None``: too large or unusable), then release the lock."""
+        try:
+            if body is not None and verdict.storable:
+                use = self.session_use(request, headers)
+                # The body may have used the session after the response started.
+                if use is not SessionUse.PRIVATE:
+                    yield from self._store(request, status, headers, body, verdict, generations, use)
+        finally:
+            yield from self.release(request)
+
+    def _store(
+        self,
+        request: Request,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        verdict: Storability,
+        generations: Generations,
+        use: SessionUse,
+    ) -> Steps:
+        options = self.options
+        per_cookie = use is SessionUse.PER_COOKIE
+        page = stored_page(
+            status,
+            headers,
+            body,
+            now=request.now,
+            verdict=verdict,
+            generations=generations,
+            etag=options.etag,
+            per_cookie=per_cookie,
+        )
+        names = dict.fromkeys((*options.vary_on, *vary_headers(page[2])))
+        previous = request.lookup
+        lookup = new_lookup(names, previous)
+        lifetime = verdict.lifetime
+        keep = (
+            None
+            if lifetime is None
+            else lifetime + max(verdict.stale_while_revalidate, verdict.stale_if_error)
+        )
+        # The lookup record outlives its pages, so an expiring page keeps one lock and
+        # one variant key across processes until it is rendered again.
+        keep_lookup = None if keep is None else 2 * keep + 60.0
+        if (yield from self._claim(LOOKUP_KEY + request.url_hash, previous, lookup, keep_lookup)):
+            yield ("set", self.variant_key(request.url_hash, lookup, request.header), page, keep)
+
+    def _claim(self, lookup_key: str, previous: Any, lookup: Lookup, keep: float | None) -> Steps:
+        """Point the URL's lookup record at ``lookup``; ``False`` if a purge got there first.
+
+        ``previous`` is what the key held at lookup, before the render read its
+        data. A purge since then deleted the key, and this page, which may hold
+        data from before the purge, must not bring it back. So: ``add`` when there
+        was none (a purge and a newer render in between keep theirs), ``touch``
+        (which cannot re-create a key) when the learned ``Vary`` is unchanged, and
+        compare-and-set on the nonce when it changed. If the key holds another
+        nonce by then, the page goes under the purged one, which no lookup reaches.
+        """
+        if not is_lookup(previous):
+            return (yield ("add", lookup_key, lookup, keep))
+        if lookup == previous:
+            return (yield ("touch", lookup_key, keep))
+        found = yield ("gets", lookup_key)
+        if found is None or not is_lookup(found[0]) or found[0][2] != previous[2]:
+            return False
+        return (yield ("cas", lookup_key, lookup, found[1], keep))
+
+    # -- unsafe methods -------------------------------------------------------------------------------
+
+    def is_unsafe(self, method: str) -> bool:
+        """Whether a successful ``method`` invalidates the target URL (RFC 9111 section 4.4)."""
+        return method in _UNSAFE_METHODS
+
+    def invalidate(self, url: str, url_hash: str, status: int, headers: list[tuple[str, str]]) -> Steps:
+        """After an unsafe method's non-error answer, drop the target URL and same-origin locations.
+
+        :param url: the request's canonical URL; ``url_hash`` names it as a ``GET`` would.
+        """
+        if not 200 <= status < 400:
+            return
+        own = urlsplit(url)
+        hashes = [url_hash]
+        for name in ("location", "content-location"):
+            value = header(headers, name)
+            if not value:
+                continue
+            try:
+                split = urlsplit(value)
+                if split.netloc and (split.scheme.lower(), split.netloc.lower()) != (own.scheme, own.netloc):
+                    continue  # another origin: not ours to invalidate (RFC 9111 section 4.4)
+                absolute = value if split.netloc else f"{own.scheme}://{own.netloc}{_join(own.path, value)}"
+                hashes.append(self.purge_hash(absolute))
+            except ValueError:
+                continue
+        for target in dict.fromkeys(hashes):
+            yield ("delete", LOOKUP_KEY + target)
+
+    def error_answer(self, plan: Plan) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """The 504 for an origin failure when the stale page must be revalidated (RFC 9111 section 4.2.4)."""
+        return GATEWAY_TIMEOUT if plan.revalidate and self.options.stale_if_error else None
+
+
+def _join(base_path: str, reference: str) -> str:
+    if reference.startswith("/"):
+        return reference
+    return base_path.rpartition("/")[0] + "/" + reference

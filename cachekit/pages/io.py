@@ -1,0 +1,233 @@
+"""Run the engine's steps on a cache: plain calls on a Cache, awaited ones on an AsyncCache.
+
+The only page-cache code written twice, as redis-py keeps only its connection
+layer twice: each operation an engine step yields (:data:`cachekit.pages.engine.Op`)
+is one backend call here. Records go to the backend directly, under the
+cache's prefix and version (:meth:`~cachekit.Cache.make_key`), as plain data
+(:mod:`cachekit.pages.record`), never through the cache's serializer: a
+local-memory backend keeps the tuple itself, any other gets the bytes of
+:func:`~cachekit.pages.record.encode`. An outage turns a read into a miss and
+a write into a no-op, counted by the cache as for any other call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from typing import Any
+
+from cachekit.exceptions import BackendUnavailableError
+from cachekit.pages.engine import Steps
+from cachekit.pages.record import decode
+from cachekit.pages.record import encode
+from cachekit.tags import current_generations
+from cachekit.tags import generations_valid
+
+if TYPE_CHECKING:
+    from cachekit.aio import AsyncCache
+    from cachekit.cache import Cache
+
+# What each operation returns when the backend is down.
+_ON_OUTAGE: dict[str, Any] = {"add": False, "touch": False, "cas": False, "has": False, "delete": False}
+
+
+class _Records:
+    """What the sync and async runners share: keys, (en|de)coding, counting, the outage policy."""
+
+    def __init__(self, cache: Cache | AsyncCache) -> None:
+        self.cache = cache
+        self.backend: Any = cache.backend
+        self.objects = bool(cache._objects)
+        self.key = cache.make_key
+
+    def dump(self, record: Any) -> Any:
+        if self.objects:
+            return record
+        return b"1" if record is True else encode(record)
+
+    def load(self, stored: Any) -> Any:
+        cache = self.cache
+        if stored is None:
+            cache._misses += 1
+            return None
+        record = stored if self.objects and type(stored) is tuple else decode(stored)
+        if record is None:
+            cache._misses += 1  # another layout, or not ours: a miss
+        else:
+            cache._hits += 1
+        return record
+
+    def outage(self, name: str, exc: BackendUnavailableError) -> Any:
+        self.cache._failed(name, exc)
+        return _ON_OUTAGE.get(name)
+
+    def lock_timeout(self, timeout: float | None) -> float:
+        return self.cache.lock_timeout if timeout is None else timeout
+
+
+class SyncRecords(_Records):
+    """Runs steps on a :class:`~cachekit.Cache`."""
+
+    cache: Cache
+
+    def run(self, steps: Steps) -> Any:
+        """Run ``steps`` to the end and return its result."""
+        result: Any = None
+        failure: BaseException | None = None
+        try:
+            while True:
+                op = steps.send(result) if failure is None else steps.throw(failure)
+                failure = None
+                try:
+                    result = self._call(op)
+                except Exception as exc:
+                    failure = exc
+        except StopIteration as done:
+            return done.value
+
+    def _call(self, op: tuple[Any, ...]) -> Any:
+        name = op[0]
+        try:
+            return _SYNC[name](self, *op[1:])
+        except BackendUnavailableError as exc:
+            return self.outage(name, exc)
+
+    def get(self, key: str) -> Any:
+        return self.load(self.backend.get(self.key(key)))
+
+    def has(self, key: str) -> bool:
+        return self.backend.get(self.key(key)) is not None
+
+    def set(self, key: str, record: Any, ttl: float | None) -> None:
+        self.backend.set(self.key(key), self.dump(record), ttl)
+
+    def add(self, key: str, record: Any, ttl: float | None) -> bool:
+        return bool(self.backend.add(self.key(key), self.dump(record), ttl))
+
+    def touch(self, key: str, ttl: float | None) -> bool:
+        return bool(self.backend.touch(self.key(key), ttl))
+
+    def delete(self, key: str) -> bool:
+        return bool(self.backend.delete(self.key(key)))
+
+    def gets(self, key: str) -> tuple[Any, Any] | None:
+        try:
+            found = self.backend.gets(self.key(key))
+        except (NotImplementedError, AttributeError):  # an optional capability
+            found = self.backend.get(self.key(key)), None
+        return None if found is None or found[0] is None else (self.load(found[0]), found[1])
+
+    def cas(self, key: str, record: Any, token: Any, ttl: float | None) -> bool:
+        if token is None:  # no compare-and-set in this backend: a purge between the calls is lost
+            self.set(key, record, ttl)
+            return True
+        return bool(self.backend.cas(self.key(key), self.dump(record), token, ttl))
+
+    def lock(self, name: str, blocking: bool, timeout: float | None) -> Any:
+        lock = self.backend.lock(self.key(name), ttl=self.cache.lock_ttl)
+        wait = self.lock_timeout(timeout) if blocking else -1
+        return lock if lock.acquire(blocking, wait) else None
+
+    def release(self, lock: Any) -> None:
+        lock.release()
+
+    def generations(self, names: Any) -> Any:
+        return current_generations(self.cache, names)
+
+    def valid(self, generations: Any) -> bool:
+        return generations_valid(self.cache, generations)
+
+
+class AsyncRecords(_Records):
+    """Runs steps on an :class:`~cachekit.aio.AsyncCache`, awaiting each operation."""
+
+    cache: AsyncCache
+
+    async def run(self, steps: Steps) -> Any:
+        """Run ``steps`` to the end and return its result."""
+        result: Any = None
+        failure: BaseException | None = None
+        try:
+            while True:
+                op = steps.send(result) if failure is None else steps.throw(failure)
+                failure = None
+                try:
+                    result = await self._call(op)
+                except Exception as exc:
+                    failure = exc
+        except StopIteration as done:
+            return done.value
+
+    async def _call(self, op: tuple[Any, ...]) -> Any:
+        name = op[0]
+        try:
+            return await _ASYNC[name](self, *op[1:])
+        except BackendUnavailableError as exc:
+            return self.outage(name, exc)
+
+    async def get(self, key: str) -> Any:
+        return self.load(await self.backend.get(self.key(key)))
+
+    async def has(self, key: str) -> bool:
+        return await self.backend.get(self.key(key)) is not None
+
+    async def set(self, key: str, record: Any, ttl: float | None) -> None:
+        await self.backend.set(self.key(key), self.dump(record), ttl)
+
+    async def add(self, key: str, record: Any, ttl: float | None) -> bool:
+        return bool(await self.backend.add(self.key(key), self.dump(record), ttl))
+
+    async def touch(self, key: str, ttl: float | None) -> bool:
+        return bool(await self.backend.touch(self.key(key), ttl))
+
+    async def delete(self, key: str) -> bool:
+        return bool(await self.backend.delete(self.key(key)))
+
+    async def gets(self, key: str) -> tuple[Any, Any] | None:
+        try:
+            found = await self.backend.gets(self.key(key))
+        except (NotImplementedError, AttributeError):  # an optional capability
+            found = await self.backend.get(self.key(key)), None
+        return None if found is None or found[0] is None else (self.load(found[0]), found[1])
+
+    async def cas(self, key: str, record: Any, token: Any, ttl: float | None) -> bool:
+        if token is None:  # no compare-and-set in this backend: a purge between the calls is lost
+            await self.set(key, record, ttl)
+            return True
+        return bool(await self.backend.cas(self.key(key), self.dump(record), token, ttl))
+
+    async def lock(self, name: str, blocking: bool, timeout: float | None) -> Any:
+        lock = self.backend.lock(self.key(name), ttl=self.cache.lock_ttl)
+        wait = self.lock_timeout(timeout) if blocking else -1
+        return lock if await lock.acquire(blocking, wait) else None
+
+    async def release(self, lock: Any) -> None:
+        await lock.release()
+
+    async def generations(self, names: Any) -> Any:
+        return await self.cache._current_generations(names)
+
+    async def valid(self, generations: Any) -> bool:
+        return await self.cache._generations_valid(generations)
+
+
+def _table(cls: type) -> dict[str, Callable[..., Any]]:
+    names = (
+        "get",
+        "has",
+        "set",
+        "add",
+        "touch",
+        "delete",
+        "gets",
+        "cas",
+        "lock",
+        "release",
+        "generations",
+        "valid",
+    )
+    return {name: getattr(cls, name) for name in names}
+
+
+_SYNC = _table(SyncRecords)
+_ASYNC = _table(AsyncRecords)

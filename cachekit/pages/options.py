@@ -1,0 +1,138 @@
+"""PageOptions: the one options object every page-cache shell takes.
+
+``@cache_page``, :class:`~cachekit.pages.wsgi.PageCache`, ``CacheMiddleware``
+and their async twins all accept these settings as keyword arguments (or a
+ready ``options=PageOptions(...)``); they are checked here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Iterable
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import TypeAlias
+
+from cachekit.cache import DEFAULT_TIMEOUT
+from cachekit.cache import Timeout
+from cachekit.pages.rules import CACHEABLE_STATUSES
+from cachekit.pages.rules import EXPLICIT_STATUSES
+
+#: Tags for a page: names, or a function of the request (WSGI environ or ASGI scope) returning names.
+PageTags: TypeAlias = "Iterable[str] | Callable[[Any], Iterable[str]]"
+
+#: Default largest body stored, in bytes; larger responses are served but not stored.
+MAX_BODY_SIZE = 1024 * 1024
+
+#: Default number of variants (``Vary`` values x query strings) kept per URL path.
+MAX_VARIANTS = 64
+
+#: Request headers an app may build absolute URLs from. Unless named in
+#: ``trusted_forwarded`` (then keyed), a request carrying one bypasses the cache.
+FORWARDED_HEADERS = (
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+)
+
+
+def _names(values: Iterable[str], setting: str) -> tuple[str, ...]:
+    if isinstance(values, str):
+        raise TypeError(f"{setting} must be a list of names, not one str: use {setting}=[{values!r}].")
+    return tuple(dict.fromkeys(str(value).strip().lower() for value in values))
+
+
+@dataclass(frozen=True)
+class PageOptions:
+    """Settings of one page cache, checked at construction.
+
+    :param timeout: lifetime of responses that state none; ``DEFAULT_TIMEOUT``
+        uses the cache's default, ``None`` keeps them until evicted, ``0``
+        disables caching.
+    :param key_prefix: separates pages of different engines on one cache.
+    :param vary_on: request headers to key on even when the response does not
+        list them in ``Vary``.
+    :param tags: names (or ``f(request) -> names``) for ``cache.invalidate_tags``.
+    :param stale_while_revalidate: seconds a stale page is served while one
+        request regenerates it; a response's own ``stale-while-revalidate`` wins.
+    :param stale_if_error: seconds a stale page stands in for an error; a
+        response's own ``stale-if-error`` wins.
+    :param max_body_size: bodies longer than this many bytes are not stored.
+    :param etag: add a strong ``ETag`` from the body hash when the app set none.
+    :param normalize_query: sort query parameters before keying.
+    :param statuses: status codes stored with the default lifetime.
+    :param explicit_statuses: status codes stored only with the response's own
+        freshness (``max-age``, ``s-maxage``, ``Expires``).
+    :param lock: let one request compute a missing page while others wait.
+    :param lock_timeout: seconds a request waits for another to compute the
+        page; default: the cache's ``lock_timeout``.
+    :param shareable_cookies: cookie names that do not identify a user (such
+        as ``lang``): a request carrying only these still gets and fills shared
+        pages that vary on ``Cookie``.
+    :param trusted_forwarded: forwarded headers (``X-Forwarded-Host``...) a
+        proxy in front sets and the app may use: they become part of the key.
+        A request carrying any other of :data:`FORWARDED_HEADERS` bypasses the cache.
+    :param max_variants: variants kept per URL path (``Vary`` values times
+        query strings); past it, new variants are served uncached.
+    """
+
+    timeout: Timeout = DEFAULT_TIMEOUT
+    key_prefix: str = ""
+    vary_on: Iterable[str] = ()
+    tags: PageTags = ()
+    stale_while_revalidate: float = 0
+    stale_if_error: float = 0
+    max_body_size: int = MAX_BODY_SIZE
+    etag: bool = True
+    normalize_query: bool = False
+    statuses: Iterable[int] = CACHEABLE_STATUSES
+    explicit_statuses: Iterable[int] = EXPLICIT_STATUSES
+    lock: bool = True
+    lock_timeout: float | None = None
+    shareable_cookies: Iterable[str] = ()
+    trusted_forwarded: Iterable[str] = ()
+    max_variants: int = MAX_VARIANTS
+    #: Every header of :data:`FORWARDED_HEADERS` that is not trusted (derived).
+    untrusted_forwarded: tuple[str, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        for option in ("stale_while_revalidate", "stale_if_error", "max_body_size", "max_variants"):
+            value = getattr(self, option)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{option} must be a number >= 0, got {value!r}.")
+        if isinstance(self.tags, str):
+            raise TypeError(f"tags must be a list of names, not one str: use tags=[{self.tags!r}].")
+        trusted = _names(self.trusted_forwarded, "trusted_forwarded")
+        unknown = set(trusted) - set(FORWARDED_HEADERS)
+        if unknown:
+            raise ValueError(
+                f"trusted_forwarded names headers that are not forwarding headers: {sorted(unknown)!r}; "
+                f"expected some of {list(FORWARDED_HEADERS)!r}."
+            )
+        set_ = object.__setattr__
+        set_(self, "key_prefix", self.key_prefix or "")
+        set_(self, "vary_on", _names(self.vary_on, "vary_on"))
+        set_(self, "tags", self.tags if callable(self.tags) else tuple(self.tags))
+        set_(self, "stale_while_revalidate", float(self.stale_while_revalidate))
+        set_(self, "stale_if_error", float(self.stale_if_error))
+        set_(self, "max_body_size", int(self.max_body_size))
+        set_(self, "max_variants", int(self.max_variants))
+        set_(self, "statuses", frozenset(self.statuses))
+        set_(self, "explicit_statuses", frozenset(self.explicit_statuses))
+        set_(self, "shareable_cookies", frozenset(_names(self.shareable_cookies, "shareable_cookies")))
+        set_(self, "trusted_forwarded", trusted)
+        set_(self, "untrusted_forwarded", tuple(name for name in FORWARDED_HEADERS if name not in trusted))
+
+
+def page_options(options: PageOptions | None, settings: dict[str, Any]) -> PageOptions:
+    """Return ``options``, or :class:`PageOptions` built from keyword ``settings``; not both."""
+    if options is None:
+        return PageOptions(**settings)
+    if settings:
+        raise TypeError(f"Pass either options= or keyword settings, not both (got {sorted(settings)!r}).")
+    return options

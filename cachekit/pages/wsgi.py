@@ -1,0 +1,439 @@
+"""The WSGI shell of the page cache: :class:`PageCache`, ``@cache_page`` and ``purge``.
+
+It moves bytes between a WSGI app and the server and asks the engine
+(:mod:`cachekit.pages.engine`) everything else; see :mod:`cachekit.views` for
+what is and is not cached. The response is held until its status and headers
+are known (so a failure can still be answered with the stale page). A
+storable body is read from the app up to ``max_body_size`` before the client
+gets any of it: the page is stored and the stampede lock released as soon as
+the app has produced it, so a slow client never holds the lock. A longer body
+is streamed on, uncached. A body that is not stored is the app's own iterable.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import TypeVar
+from typing import cast
+
+from cachekit.cache import DEFAULT_TIMEOUT
+from cachekit.cache import Cache
+from cachekit.cache import Timeout
+from cachekit.pages.engine import LOOKUP_KEY
+from cachekit.pages.engine import PageEngine
+from cachekit.pages.engine import Plan
+from cachekit.pages.engine import Request
+from cachekit.pages.io import SyncRecords
+from cachekit.pages.options import PageOptions
+from cachekit.pages.options import page_options
+from cachekit.pages.record import Page
+from cachekit.pages.record import page_response
+from cachekit.pages.urls import environ_key
+from cachekit.pages.urls import request_url
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse
+    from _typeshed.wsgi import WSGIApplication
+    from _typeshed.wsgi import WSGIEnvironment
+
+logger = logging.getLogger("cachekit.views")
+
+F = TypeVar("F", bound=Callable[..., Iterable[bytes]])
+Write = Callable[[bytes], object]
+
+#: Where a session middleware puts the request's session (``middleware.sessions``'s
+#: ``ENVIRON_KEY``; ``sessions.contrib.flask`` puts its session there too). The
+#: engine reads it to learn whether the response read a stored or an anonymous session.
+SESSION_ENVIRON_KEY = "cachekit.session"
+
+_ENVIRON_KEYS: dict[str, str] = {}
+_DONE = object()
+
+
+def _reader(environ: WSGIEnvironment) -> Callable[[str], str | None]:
+    def header(name: str) -> str | None:
+        key = _ENVIRON_KEYS.get(name)
+        if key is None:
+            key = _ENVIRON_KEYS[name] = environ_key(name)
+        return environ.get(key)
+
+    return header
+
+
+def close_iterable(iterable: Iterable[bytes]) -> None:
+    """Call ``close()`` on a WSGI response iterable if it has one."""
+    close = getattr(iterable, "close", None)
+    if close is not None:
+        close()
+
+
+def status_code(status: str | None) -> int:
+    """Return the numeric code of a WSGI status line such as ``"200 OK"`` (0 if malformed)."""
+    try:
+        return int(status[:3]) if status else 0
+    except ValueError:
+        return 0
+
+
+class Capture:
+    """A ``start_response`` stand-in that holds the status and headers until :meth:`send`.
+
+    Data the app gives the ``write`` callable before then is kept in
+    :attr:`written` (the shell sends it first); after, it goes straight on.
+    """
+
+    def __init__(self, start_response: StartResponse) -> None:
+        self._start_response = start_response
+        self._write: Write | None = None
+        #: The status line given by the app, once it called ``start_response``.
+        self.status: str | None = None
+        #: The headers given by the app.
+        self.headers: list[tuple[str, str]] = []
+        #: The ``exc_info`` given by the app, if any.
+        self.exc_info: OptExcInfo | None = None
+        #: Body bytes the app passed to ``write()``, in order.
+        self.written: list[bytes] = []
+
+    def __call__(
+        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+    ) -> Write:
+        self.status, self.headers, self.exc_info = status, headers, exc_info
+        if self._write is not None:  # already sent: the server decides (WSGI re-raises exc_info)
+            self._write = self._start_response(status, headers, exc_info)
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The ``write`` callable handed to the app (WSGI's legacy imperative API)."""
+        self.written.append(data)
+        if self._write is not None:
+            self._write(data)
+
+    def send(self) -> list[bytes]:
+        """Pass the held ``start_response`` call on; return what the app wrote before it."""
+        if self._write is None and self.status is not None:
+            self._write = self._start_response(self.status, self.headers, self.exc_info)
+        return list(self.written)
+
+
+class _Chained:
+    """Yields ``first`` then ``rest``; closing it closes the app's iterable."""
+
+    def __init__(self, first: list[bytes], rest: Iterator[bytes], iterable: Iterable[bytes]) -> None:
+        self._first = first
+        self._rest = rest
+        self._iterable = iterable
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._first
+        yield from self._rest
+
+    def close(self) -> None:
+        close_iterable(self._iterable)
+
+
+def serve_page(
+    answer: tuple[str, list[tuple[str, str]], bytes], start_response: StartResponse, method: str
+) -> Iterable[bytes]:
+    """Send one whole ``(status, headers, body)`` answer."""
+    status, headers, body = answer
+    start_response(status, headers)
+    return [body] if body or (method != "HEAD" and status[:3] != "304") else []
+
+
+def _answer(
+    page: Page, environ: WSGIEnvironment, now: float, method: str
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    return page_response(
+        page, now, method, environ.get("HTTP_IF_NONE_MATCH"), environ.get("HTTP_IF_MODIFIED_SINCE")
+    )
+
+
+class PageCache:
+    """The page cache for WSGI, shared by ``@cache_page`` and ``CacheMiddleware``.
+
+    Call it as ``engine(app, environ, start_response)``.
+
+    :param timeout: lifetime of responses that state none (see :class:`PageOptions`).
+    :param cache: the :class:`~cachekit.Cache` to store into; default
+        ``caches["default"]``, looked up on first use.
+    :param options: a ready :class:`PageOptions`; or pass its fields as keywords.
+    """
+
+    def __init__(
+        self,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        *,
+        cache: Cache | None = None,
+        options: PageOptions | None = None,
+        **settings: Any,
+    ) -> None:
+        if timeout is not DEFAULT_TIMEOUT:
+            settings["timeout"] = timeout
+        #: The settings.
+        self.options = page_options(options, settings)
+        #: The rules.
+        self.engine = PageEngine(self.options)
+        self._cache = cache
+        self._records: SyncRecords | None = None
+        self._forwarded = frozenset(environ_key(name) for name in self.options.untrusted_forwarded)
+
+    def __getattr__(self, name: str) -> Any:
+        # The settings read as attributes, as before PageOptions: engine.max_body_size...
+        if name != "options" and "options" in self.__dict__ and hasattr(self.options, name):
+            return getattr(self.options, name)
+        raise AttributeError(name)
+
+    @property
+    def cache(self) -> Cache:
+        """The cache pages are stored in (``caches["default"]`` unless one was given)."""
+        if self._cache is None:
+            from cachekit.config import caches
+
+            self._cache = caches["default"]
+        return self._cache
+
+    def _io(self, cache: Cache) -> SyncRecords:
+        records = self._records
+        if records is None or records.cache is not cache:
+            records = self._records = SyncRecords(cache)
+        return records
+
+    def url_hash(self, url: str) -> str:
+        """Return the hash that names the page at canonical ``url`` in this engine."""
+        return self.engine.hash_url(url)
+
+    def _request_hash(self, environ: WSGIEnvironment, header: Callable[[str], str | None]) -> str:
+        memo_key = (
+            environ.get("wsgi.url_scheme", "http"),
+            environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
+            environ.get("SERVER_PORT", ""),
+            environ.get("SCRIPT_NAME", ""),
+            environ.get("PATH_INFO", ""),
+            environ.get("QUERY_STRING", ""),
+        )
+        normalize = self.options.normalize_query
+        return self.engine.url_hash(memo_key, lambda: request_url(environ, normalize_query=normalize), header)
+
+    def keys_for(self, environ: WSGIEnvironment) -> list[str]:
+        """The keys (before the cache prefix) a ``GET`` of ``environ`` reads: lookup record, page."""
+        header = _reader(environ)
+        request = Request("GET", self._request_hash(environ, header), header, 0.0)
+        lookup_key = LOOKUP_KEY + request.url_hash
+        lookup = self._io(self.cache).run(_get(lookup_key))
+        return [lookup_key] + ([self.engine.variant_key(request.url_hash, lookup, header)] if lookup else [])
+
+    def purge(self, url: str) -> bool:
+        """Remove every stored variant of the page at absolute ``url``; return whether it was cached."""
+        cache = self.cache
+        return bool(self._io(cache).run(_delete(LOOKUP_KEY + self.engine.purge_hash(url))))
+
+    # -- the request -------------------------------------------------------------------
+
+    def __call__(
+        self, app: WSGIApplication, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Answer one request from the cache, or through ``app`` while storing its response."""
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method != "GET" and method != "HEAD":
+            if self.engine.is_unsafe(method):
+                return self._unsafe(app, environ, start_response)
+            return app(environ, start_response)
+        cache = self._cache or self.cache
+        if self.engine.default_lifetime(cache) == 0 or not self._forwarded.isdisjoint(environ):
+            return app(environ, start_response)
+        header = _reader(environ)
+        request = Request(method, self._request_hash(environ, header), header, cache.clock())
+        records = self._io(cache)
+        plan: Plan = records.run(self.engine.lookup(request))
+        if plan.action == "serve":
+            if plan.stale:
+                cache._stale_serves += 1
+            return serve_page(_answer(plan.page, environ, request.now, method), start_response, method)  # type: ignore[arg-type]
+        if plan.action == "pass":
+            return app(environ, start_response)
+        return _Render(self, records, request, plan, environ).run(app, start_response)
+
+    def _unsafe(
+        self, app: WSGIApplication, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        cache = self._cache or self.cache
+        header = _reader(environ)
+        url_hash = self._request_hash(environ, header)
+        url = request_url(environ, normalize_query=self.options.normalize_query)
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> Write:
+            self._io(cache).run(self.engine.invalidate(url, url_hash, status_code(status), headers))
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+
+def _raise(exc: Exception) -> Iterator[bytes]:
+    raise exc
+    yield b""  # pragma: no cover - makes this a generator
+
+
+def _delete(key: str) -> Any:
+    return (yield ("delete", key))
+
+
+def _get(key: str) -> Any:
+    return (yield ("get", key))
+
+
+class _Render:
+    """One render of the app on a miss: hold the start, decide, buffer, store, release."""
+
+    def __init__(
+        self, shell: PageCache, records: SyncRecords, request: Request, plan: Plan, environ: WSGIEnvironment
+    ) -> None:
+        self.shell = shell
+        self.engine = shell.engine
+        self.records = records
+        self.request = request
+        self.plan = plan
+        self.environ = environ
+
+    def release(self) -> None:
+        self.records.run(self.engine.release(self.request))
+
+    def run(self, app: WSGIApplication, start_response: StartResponse) -> Iterable[bytes]:
+        engine, records, request, environ = self.engine, self.records, self.request, self.environ
+        try:
+            generations = records.run(engine.generations(request, environ))
+        except Exception:
+            self.release()
+            raise
+        capture = Capture(start_response)
+        result: Iterable[bytes] = ()
+        held: list[bytes] = []
+        try:
+            result = app(environ, capture)
+            iterator = iter(result)
+            while capture.status is None:  # a generator app starts its response lazily
+                chunk = next(iterator, _DONE)
+                if chunk is _DONE:
+                    break
+                held.append(chunk)  # type: ignore[arg-type]
+        except Exception:
+            close_iterable(result)
+            self.release()
+            return self.failed(start_response, "raised", reraise=True)
+        code = status_code(capture.status)
+        if self.plan.fallback is not None and (capture.status is None or code >= 500):
+            close_iterable(result)
+            self.release()
+            return self.failed(start_response, f"answered {capture.status}", reraise=False)
+        request.session = environ.get(SESSION_ENVIRON_KEY)
+        verdict = records.run(engine.on_start(request, code, capture.headers, capture.exc_info is not None))
+        if not verdict.storable:
+            head = capture.send()
+            if not head and not held:
+                return result  # not stored: the app's own iterable, untouched
+            return _Chained(head + held, iterator, result)
+        size = sum(len(chunk) for chunk in capture.written) + sum(len(chunk) for chunk in held)
+        limit = engine.options.max_body_size
+        written = len(capture.written)
+        try:
+            for chunk in iterator if size <= limit else ():
+                held.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    break
+            complete = size <= limit
+        except Exception as exc:
+            self.release()
+            if self.plan.fallback is not None or self.engine.error_answer(self.plan) is not None:
+                close_iterable(result)
+                return self.failed(start_response, "raised", reraise=True)
+            # As without a cache: what the app produced, then its error, while iterating.
+            return _Chained(capture.send() + held, _raise(exc), result)
+        body = b"".join([*capture.written, *held]) if complete and len(capture.written) == written else None
+        assert capture.status is not None
+        try:
+            records.run(engine.finish(request, capture.status, capture.headers, body, verdict, generations))
+        except Exception:
+            logger.exception("page %s could not be stored", request_url(environ))
+        return _Chained(capture.send() + held, iterator, result)
+
+    def failed(self, start_response: StartResponse, what: str, *, reraise: bool) -> Iterable[bytes]:
+        """The app failed: the stale copy (stale-if-error), a 504 (must-revalidate), or the failure."""
+        plan, url = self.plan, request_url(self.environ)
+        if plan.fallback is not None:
+            if reraise:
+                logger.exception("page %s %s; serving the stale copy", url, what)
+            else:
+                logger.error("page %s %s; serving the stale copy", url, what)
+            cache = self.records.cache
+            cache._stale_serves += 1
+            return serve_page(
+                _answer(plan.fallback, self.environ, cache.clock(), "GET"), start_response, "GET"
+            )
+        gateway = self.engine.error_answer(plan)
+        if gateway is not None:
+            logger.exception("page %s %s; it must be revalidated: 504", url, what)
+            return serve_page(gateway, start_response, "GET")
+        if reraise:
+            raise  # the app's exception, which the caller is handling
+        return []
+
+
+def cache_page(
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    *,
+    cache: Cache | None = None,
+    options: PageOptions | None = None,
+    **settings: Any,
+) -> Callable[[F], F]:
+    """Cache the responses of a WSGI callable (a function, or a method taking ``self`` first).
+
+    ::
+
+        @cache_page(60, tags=["news"])
+        def news(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/html")])
+            return [render_news()]
+
+    The decorated callable has ``page_cache`` (its :class:`PageCache`) and
+    ``purge(url)``. The keyword settings are :class:`PageOptions`' (or pass
+    ``options=``); see :mod:`cachekit.views` for what is and is not cached.
+    """
+    if settings.get("key_prefix") is None:
+        settings.pop("key_prefix", None)
+    engine = PageCache(timeout, cache=cache, options=options, **settings)
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any) -> Iterable[bytes]:
+            if len(args) == 2:
+                return engine(view, args[0], args[1])
+            *bound, environ, start_response = args
+            return engine(functools.partial(view, *bound), environ, start_response)
+
+        wrapper.page_cache = engine  # type: ignore[attr-defined]
+        wrapper.purge = engine.purge  # type: ignore[attr-defined]
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def purge(
+    url: str, *, cache: Cache | None = None, key_prefix: str | None = None, normalize_query: bool = False
+) -> bool:
+    """Remove every stored variant (all ``Vary`` values) of the page at absolute ``url``.
+
+    One ``delete``: the variants' keys embed a per-URL nonce that dies with it.
+    Pass the ``key_prefix`` and ``normalize_query`` the page was cached with.
+
+    :returns: whether the page was cached.
+    :raises ValueError: if ``url`` is not absolute.
+    """
+    engine = PageCache(cache=cache, key_prefix=key_prefix or "", normalize_query=normalize_query)
+    return engine.purge(url)
