@@ -50,7 +50,8 @@ def main() -> int:
                 if time.monotonic() > deadline:
                     raise SystemExit("cachekit demo did not answer within 20 s") from None
                 time.sleep(0.1)
-        assert status == 200 and "cachekit" in body, (status, body[:200])
+        assert status == 200, status
+        assert "cachekit" in body, body[:200]
         first = fetch(base + "/cached")[1].get("X-Cache")
         second = fetch(base + "/cached")[1].get("X-Cache")
         assert (first, second) == ("MISS", "HIT"), (first, second)
@@ -63,7 +64,9 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-    print(f"release smoke: cachekit {cachekit.__version__} from {here.parent}: demo served /, /cached (MISS, HIT)")
+    print(
+        f"release smoke: cachekit {cachekit.__version__} from {here.parent}: served /, /cached MISS then HIT"
+    )
     return 0
 
 
