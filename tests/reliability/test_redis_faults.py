@@ -150,7 +150,7 @@ def test_async_lock_and_add_recognise_their_own_writes(proxy: FaultProxy, direct
 # -- a reply lost to silence: one socket timeout, no orphaned lock ------------------
 
 
-def test_lock_reply_lost_costs_one_timeout_and_leaves_no_orphan(
+def test_lost_lock_reply_costs_one_timeout_leaves_no_orphan(
     proxy: FaultProxy, direct: redis.Redis
 ) -> None:
     backend = backend_via(proxy)
