@@ -327,30 +327,37 @@ class Running:
         return {int(line) for line in self.close_log.read_text().split()}
 
 
-def run(cell: Cell, redis_server: servers.ServerProcess, db: int) -> Running:
+def run(
+    cell: Cell, redis_server: servers.ServerProcess, db: int, instance: str = "", flush: bool = True
+) -> Running:
     """Start ``cell``'s server on a free port over Redis database ``db``; wait until it answers.
+
+    ``instance`` names it in ``X-Instance`` and in Redis's client list (default: the
+    cell's name); ``flush`` empties the database first.
 
     Its scratch directory is its own (not pytest's, whose parents others may not
     search), because Apache's children change into it as ``nobody``.
     """
     import redis
 
-    workdir = Path(tempfile.mkdtemp(prefix=f"cachekit-{cell.name}-"))
-    with redis.Redis(servers.HOST, redis_server.port, db=db) as client:
-        client.flushdb()
-    client_name = f"matrix-{cell.name}"
+    workdir = Path(tempfile.mkdtemp(prefix=f"cachekit-{instance or cell.name}-"))
+    if flush:
+        with redis.Redis(servers.HOST, redis_server.port, db=db) as client:
+            client.flushdb()
+    instance = instance or cell.name
+    client_name = f"matrix-{instance}"
     redis_url = f"redis://{redis_server.address}/{db}"
     close_log = workdir / "closed.log"
     env = {
         **{name: value for name, value in os.environ.items() if name != "DJANGO_SETTINGS_MODULE"},
         URL_VAR: f"{redis_url}?client_name={client_name}",
         CLOSE_LOG_VAR: str(close_log),
-        INSTANCE_VAR: cell.name,
+        INSTANCE_VAR: instance,
         "PYTHONPATH": str(ROOT),
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
     }
     port = servers.free_port()
-    server = servers.ServerProcess(cell.name, port, cell.argv(port, workdir), workdir, env=env)
+    server = servers.ServerProcess(instance, port, cell.argv(port, workdir), workdir, env=env)
     server.start(deadline=START_DEADLINE)
     running = Running(
         cell, server, f"http://{servers.HOST}:{port}", redis_url, redis_server.port, client_name, close_log
