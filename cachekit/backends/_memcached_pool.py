@@ -17,8 +17,11 @@ from typing import Any
 
 from pymemcache.client.base import Client
 from pymemcache.client.hash import HashClient
+from pymemcache.exceptions import MemcacheClientError
 from pymemcache.exceptions import MemcacheError
+from pymemcache.exceptions import MemcacheServerError
 from pymemcache.exceptions import MemcacheUnexpectedCloseError
+from pymemcache.exceptions import MemcacheUnknownCommandError
 from pymemcache.exceptions import MemcacheUnknownError
 
 from cachekit.exceptions import BackendError
@@ -89,6 +92,13 @@ class _FailedServers(dict[Any, dict[str, Any]]):
         return super().pop(server, default)
 
 
+class ErrorLineReplyError(MemcacheUnknownCommandError):  # type: ignore[misc]
+    """An ``ERROR <text>`` reply, with its text (pymemcache keeps only the command's name).
+
+    memcached answers ``ERROR Too many open connections`` (and closes) past ``-c``.
+    """
+
+
 class _CheckedKeysClient(Client):  # type: ignore[misc]
     """A pymemcache ``Client`` that trusts its keys: ``_memcached_keys.safe_key`` has already checked them.
 
@@ -98,6 +108,11 @@ class _CheckedKeysClient(Client):  # type: ignore[misc]
 
     def check_key(self, key: str, key_prefix: bytes) -> bytes:
         return key.encode("ascii")
+
+    def _raise_errors(self, line: bytes, name: bytes) -> None:
+        if line.startswith(b"ERROR "):
+            raise ErrorLineReplyError(line.decode("ascii", "replace"))
+        super()._raise_errors(line, name)
 
 
 class Connections:
@@ -288,11 +303,53 @@ class PoolClient(HashClient):  # type: ignore[misc]
                 del self._dead_clients[server]
 
 
+#: The starts of memcached error replies (lower case) that mean "not now" rather than "never like this".
+OUTAGE_REPLIES = (
+    # Memory full and nothing evictable (-M, or every slab's items in use): storing,
+    # reading a request, writing a get response or stats, incrementing.
+    "server_error out of memory",
+    # An item fetched by too many clients at once: retrying later succeeds.
+    "server_error refcount overflow",
+    # Past the connection limit (-c); the server closes the connection too.
+    "error too many open connections",
+)
+
+
+def error_reply(exc: BaseException) -> str | None:
+    """The error reply behind a pymemcache exception (``"SERVER_ERROR out of memory ..."``), or ``None``."""
+    if isinstance(exc, ErrorLineReplyError):
+        return str(exc.args[0])
+    if isinstance(exc, MemcacheUnknownCommandError):
+        return "ERROR"
+    for kind, word in ((MemcacheServerError, "SERVER_ERROR"), (MemcacheClientError, "CLIENT_ERROR")):
+        if isinstance(exc, kind):
+            text = exc.args[0] if exc.args else b""
+            if isinstance(text, bytes):
+                text = text.decode("ascii", "replace")
+            return f"{word} {text}".rstrip()
+    return None
+
+
+def reply_is_outage(reply: str) -> bool:
+    """Whether a memcached error reply means an outage (retry later) rather than a bug in the request.
+
+    Memory and connection exhaustion (:data:`OUTAGE_REPLIES`) are outages. Every
+    other reply is a bug: ``ERROR`` (unknown command), ``CLIENT_ERROR ...`` (a
+    malformed request, a non-numeric ``incr``), ``SERVER_ERROR object too large
+    for cache`` (this value will never fit) and unknown ``SERVER_ERROR`` texts.
+    Pure, so the table test covers it without a server.
+    """
+    return reply.lower().startswith(OUTAGE_REPLIES)
+
+
 def _unavailable(exc: BaseException) -> bool:
     # A reply the client cannot parse means the stream is out of step (a broken connection,
     # or not memcached at all): the connection is closed, and only a retry can succeed.
     if isinstance(exc, (OSError, MemcacheUnexpectedCloseError, MemcacheUnknownError)):
         return True
+    reply = error_reply(exc)
+    if reply is not None:
+        return reply_is_outage(reply)
     # HashClient's "All servers seem to be down" is a bare MemcacheError.
     return type(exc) is MemcacheError
 
