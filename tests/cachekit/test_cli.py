@@ -279,6 +279,7 @@ def test_command_line_reference_page_is_current() -> None:
         "inspect",
         "ttl",
         "purge",
+        "check",
         "bench",
     ):
         assert f"## cachekit {command}\n" in page.read_text()
