@@ -97,6 +97,8 @@ class CookieFormat:
     :param httponly: add ``HttpOnly``.
     :param samesite: ``"Lax"``, ``"Strict"``, ``"None"`` or ``None``; see :func:`normalize_samesite`.
     :param max_size: the largest ``name=value`` allowed, in bytes.
+    :param partitioned: add ``Partitioned`` (CHIPS: the cookie is kept per top-level
+        site, for apps embedded in other sites; browsers want ``Secure`` with it).
     :raises ValueError: for an invalid name, path, domain or ``SameSite`` value.
     """
 
@@ -110,6 +112,7 @@ class CookieFormat:
         httponly: bool = True,
         samesite: str | None = "Lax",
         max_size: int = MAX_COOKIE_SIZE,
+        partitioned: bool = False,
     ) -> None:
         if not _NAME.fullmatch(name):
             raise ValueError(f"Invalid cookie name {name!r}.")
@@ -134,6 +137,8 @@ class CookieFormat:
             tail.append(f"; Path={path}")
         if samesite:
             tail.append(f"; SameSite={samesite}")
+        if partitioned:
+            tail.append("; Partitioned")
         self._tail = "".join(tail)
 
     def dump(self, value: str, max_age: float | None = None, expires: float | None = None) -> str:
@@ -194,22 +199,31 @@ def dump_cookie(
     httponly: bool = True,
     samesite: str | None = "Lax",
     max_size: int = MAX_COOKIE_SIZE,
+    partitioned: bool = False,
 ) -> str:
     """Return a ``Set-Cookie`` header value.
 
     Attributes come in Werkzeug's order: ``Domain``, ``Expires``, ``Max-Age``,
-    ``Secure``, ``HttpOnly``, ``Path``, ``SameSite``.
+    ``Secure``, ``HttpOnly``, ``Path``, ``SameSite``, ``Partitioned``.
 
     :param max_age: seconds the cookie lives (rounded up); ``None`` for a browser-session cookie.
     :param expires: the Unix time the cookie expires, for clients without ``Max-Age``.
     :param samesite: ``"Lax"``, ``"Strict"``, ``"None"`` or ``None`` (omitted); see
         :func:`normalize_samesite`.
     :param max_size: the largest ``name=value`` allowed, in bytes.
+    :param partitioned: add ``Partitioned`` (CHIPS).
     :raises ValueError: for an invalid name, value or attribute.
     :raises CookieTooLargeError: if ``name=value`` is longer than ``max_size``.
     """
     cookie = CookieFormat(
-        name, path=path, domain=domain, secure=secure, httponly=httponly, samesite=samesite, max_size=max_size
+        name,
+        path=path,
+        domain=domain,
+        secure=secure,
+        httponly=httponly,
+        samesite=samesite,
+        max_size=max_size,
+        partitioned=partitioned,
     )
     return cookie.dump(value, max_age, expires)
 
@@ -222,12 +236,21 @@ def delete_cookie(
     secure: bool = False,
     httponly: bool = True,
     samesite: str | None = "Lax",
+    partitioned: bool = False,
 ) -> str:
     """Return a ``Set-Cookie`` header value that makes the client drop cookie ``name``.
 
-    ``path`` and ``domain`` must match the ones the cookie was set with.
+    ``path``, ``domain`` and ``partitioned`` must match the ones the cookie was set with.
     """
-    cookie = CookieFormat(name, path=path, domain=domain, secure=secure, httponly=httponly, samesite=samesite)
+    cookie = CookieFormat(
+        name,
+        path=path,
+        domain=domain,
+        secure=secure,
+        httponly=httponly,
+        samesite=samesite,
+        partitioned=partitioned,
+    )
     return cookie.delete()
 
 
