@@ -43,6 +43,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster
+from redis.exceptions import AuthenticationError
+from redis.exceptions import BusyLoadingError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 from redis.sentinel import SentinelConnectionPool
@@ -177,17 +179,23 @@ def check_value_size(backend: Any, key: str, value: bytes) -> None:
         )
 
 
+# Connection errors that a prompt retry would only repeat: an exhausted pool, a full server.
+_NOT_RETRIED = ("No connection available", "max number of clients reached")
+
+
 def retryable(exc: BaseException) -> bool:
     """Whether a call that failed with ``exc`` may be sent again.
 
     Only a lost connection (a restarted server, a pooled socket closed under us) is
     retried. A timeout is not: the server may be hung, and waiting again would cost a
-    second socket timeout; nor is a pool that had no free connection in time.
+    second socket timeout; nor is a pool that had no free connection in time, a
+    server at its client limit, one still loading its data, or refused credentials.
     """
     return (
         isinstance(exc, redis.ConnectionError)
-        and not isinstance(exc, redis.TimeoutError)
-        and "No connection available" not in str(exc)
+        # redis-py files these replies under ConnectionError; repeating them at once is no use.
+        and not isinstance(exc, (redis.TimeoutError, BusyLoadingError, AuthenticationError))
+        and not any(text in str(exc) for text in _NOT_RETRIED)
     )
 
 
