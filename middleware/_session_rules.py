@@ -1,11 +1,30 @@
 """The session middleware's rules, with no I/O: shared by the WSGI and ASGI middleware.
 
 Which cookie to read, when a session is saved, which ``Set-Cookie`` a response
-gets (a new value, a deletion, nothing), the ``503`` answer to a store outage,
+gets (a new value, a deletion, nothing), the answer to a store outage (below),
 and the ``SESSION_*`` settings. :class:`~middleware.sessions.SessionMiddleware`
 and :class:`~middleware.asgi_sessions.AsgiSessionMiddleware` call these around
 their own plumbing (``start_response`` or ``send``) and their own store calls
 (blocking or awaited).
+
+A store outage (:class:`~cachekit.exceptions.BackendUnavailableError`) is
+answered the same way by both, whenever the session is loaded (lazily in WSGI,
+before the app in ASGI with an async store, whose failure is then kept until
+the app first touches the session):
+
+=====================================================  ===============================
+when the store is down                                 the answer
+=====================================================  ===============================
+the app never touches the session                      the app's response, untouched
+the app reads or writes it and lets the error through  ``503`` + ``Retry-After``
+the app catches the error and answers itself           that answer, with no ``Set-Cookie``
+the save or a logout's delete, before the response     ``503`` + ``Retry-After``
+after the response started                             the error propagates (the server
+                                                       closes the connection)
+=====================================================  ===============================
+
+Tests: ``tests/middleware/test_session_outages.py`` runs this table through both
+middlewares against a stopped Redis.
 """
 
 from __future__ import annotations
@@ -15,7 +34,10 @@ from typing import Any
 
 from cachekit.config import coerce_option
 from cachekit.config import read_setting
+from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
+from sessions.aio import AsyncStore
+from sessions.aio import RequestStore
 from sessions.cookies import CookieFormat
 from sessions.cookies import normalize_samesite
 from sessions.cookies import read_cookie
@@ -32,6 +54,31 @@ UNAVAILABLE_HEADERS = (
     ("Content-Length", str(len(UNAVAILABLE_BODY))),
     ("Retry-After", "5"),
 )
+
+
+class _UnreachableStore(RequestStore):
+    """A request's view of an async store that was down when the request began: loading raises."""
+
+    __slots__ = ("_error",)
+
+    def __init__(self, async_store: AsyncStore, error: BackendUnavailableError) -> None:
+        super().__init__(async_store, None)
+        self._error = error
+
+    def load(self, cookie_value: str) -> None:
+        """Raise the outage the load met, now that the app needs the session."""
+        raise BackendUnavailableError(str(self._error)) from self._error
+
+
+def unreachable_session(
+    store: AsyncStore, cookie_value: str | None, error: BackendUnavailableError
+) -> Session:
+    """A session whose load failed with ``error`` before the app ran; touching it raises ``error``.
+
+    So an app that never uses the session answers as under WSGI's lazy load,
+    and one that does meets the outage where WSGI's would (see the table above).
+    """
+    return Session(_UnreachableStore(store, error), cookie_value)  # type: ignore[arg-type]
 
 
 class SessionCookie:
@@ -187,6 +234,7 @@ def cookie_options(settings: Any) -> dict[str, Any]:
 
 __all__ = [
     "UNAVAILABLE_BODY",
+    "unreachable_session",
     "UNAVAILABLE_HEADERS",
     "UNAVAILABLE_STATUS",
     "SessionCookie",

@@ -10,9 +10,10 @@ Starlette's and FastAPI's ``request.session`` is that object. The rules are
 those of the WSGI :class:`~middleware.sessions.SessionMiddleware` (shared
 through :mod:`middleware._session_rules`): ``Vary: Cookie`` when the session
 was read, a save only when needed (never on a 5xx), ``Set-Cookie`` with the
-same attributes, the cookie deleted after a logout, ``503`` with
-``Retry-After`` when the store is down, a save dropped (and the cookie deleted)
-when the session was deleted concurrently.
+same attributes, the cookie deleted after a logout, the same answers to a
+store outage (the table in :mod:`middleware._session_rules`: ``503`` with
+``Retry-After`` once the app needs the session, the app's own response when it
+never touches it), a save dropped when the session was deleted concurrently.
 
 Stores: an async store (:class:`~sessions.stores.aio_cache.AsyncCacheStore`
 on an :class:`~cachekit.aio.AsyncCache`) is awaited and never blocks the event
@@ -23,7 +24,8 @@ there.
 What it will not do:
 
 * load lazily from an async store: a request that carries a session cookie has
-  its session loaded (one awaited ``gets``) before the app runs, used or not;
+  its session loaded (one awaited ``gets``) before the app runs, used or not
+  (if that load meets an outage, the error waits until the app touches it);
   ``flush()`` deletes the stored session when the response starts;
 * see changes made after the response started (while the body streams): the
   session is saved before ``http.response.start`` is passed on, as in WSGI;
@@ -49,6 +51,7 @@ from middleware._session_rules import UNAVAILABLE_HEADERS
 from middleware._session_rules import UNAVAILABLE_STATUS
 from middleware._session_rules import SessionCookie
 from middleware._session_rules import private_cache_control
+from middleware._session_rules import unreachable_session
 from middleware._wsgi import add_vary
 from sessions.aio import AsyncStore
 from sessions.aio import apply_deletes
@@ -125,9 +128,9 @@ class AsgiSessionMiddleware:
             try:
                 session = await open_session(self.store, cookie_value)
             except BackendUnavailableError as exc:
-                logger.error("session store unavailable while loading: %s", exc)
-                await _unavailable(send)
-                return
+                # Not a 503 yet: an app that never touches the session answers as under WSGI.
+                logger.info("session store unavailable while loading: %s", exc)
+                session = unreachable_session(self.store, cookie_value, exc)  # type: ignore[arg-type]
         else:
             session = Session(self.store, cookie_value)  # type: ignore[arg-type]  # a sync Store
         scope[self.scope_key] = session
