@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -79,7 +78,7 @@ TABLE = [
 
 
 @pytest.fixture(scope="module")
-def stopped_redis() -> Iterator[tuple[str, str, str]]:
+def stopped_redis() -> tuple[str, str, str]:
     """A Redis on which a user logged in, then stopped: (url, key prefix, that user's cookie)."""
     require_binary("redis-server")
     server = servers.start_redis()
@@ -96,7 +95,7 @@ def stopped_redis() -> Iterator[tuple[str, str, str]]:
     cookie = next(v for n, v in headers if n == "Set-Cookie").split(";")[0].split("=", 1)[1]
     cache.close()
     server.stop()
-    yield url, prefix, cookie
+    return url, prefix, cookie
 
 
 def _through_wsgi(url: str, prefix: str, cookie: str | None, action: str) -> tuple[int, bytes, bool]:
