@@ -16,6 +16,7 @@ to every response, outside all caching. Routes:
 * ``POST /add?item=I``: ``session["item.I"] = 1`` (concurrent adds change different keys);
 * ``GET /items``: the session's items, one per line;
 * ``GET /count``: adds 1 to ``session["count"]`` and answers it;
+* ``GET /slow?seconds=S``: sets ``session["item.slow"]``, then sleeps (for uWSGI's harakiri);
 * ``GET /page/<n>``: a public page cached for 60 s, tagged ``pages`` and ``page:<n>``;
   each render sleeps 0.3 s (so a stampede overlaps it) and adds 1 to the
   counter ``matrix.renders:/page/<n>`` in the shared cache;
@@ -116,6 +117,10 @@ def views(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[b
         return _reply(
             start_response, "\n".join(sorted(key[5:] for key in session if key.startswith("item.")))
         )
+    if path == "/slow":
+        session["item.slow"] = 1  # saved only if the response is completed
+        time.sleep(float(query["seconds"]))
+        return _reply(start_response, "slow")
     if path == "/count":
         session["count"] = session.get("count", 0) + 1
         return _reply(start_response, str(session["count"]))

@@ -88,7 +88,7 @@ def _gunicorn(*extra: str) -> Callable[[int, Path], list[str]]:
     return argv
 
 
-def _uwsgi(*extra: str) -> Callable[[int, Path], list[str]]:
+def uwsgi_argv(*extra: str) -> Callable[[int, Path], list[str]]:
     def argv(port: int, workdir: Path) -> list[str]:
         return [
             str(BIN / "uwsgi"),
@@ -211,12 +211,12 @@ CELLS = [
     Cell(
         "gunicorn-gevent", "gunicorn", _gunicorn("--worker-class", "gevent", "--worker-connections", "16"), 16
     ),
-    Cell("uwsgi-prefork", "uwsgi", _uwsgi(), concurrency=1, preforked=True),
-    Cell("uwsgi-lazy-apps", "uwsgi", _uwsgi("--lazy-apps"), concurrency=1),
+    Cell("uwsgi-prefork", "uwsgi", uwsgi_argv(), concurrency=1, preforked=True),
+    Cell("uwsgi-lazy-apps", "uwsgi", uwsgi_argv("--lazy-apps"), concurrency=1),
     Cell(
         "uwsgi-threads",
         "uwsgi",
-        _uwsgi("--threads", "4"),
+        uwsgi_argv("--threads", "4"),
         concurrency=4,
         preforked=True,
         drops_on_recycle=True,  # seen: 1 connection in 267 closed unanswered when a worker was recycled
@@ -325,6 +325,36 @@ class Running:
         if not self.close_log.exists():
             return set()
         return {int(line) for line in self.close_log.read_text().split()}
+
+
+def check_connections(running: Running) -> dict[str, Any]:
+    """Check that no Redis connection leaks and each worker holds few; return the counts.
+
+    Every connection ``CLIENT LIST`` shows under the cell's name must be held by a
+    live process of the server (Redis may take a moment to drop a dead worker's:
+    poll to a deadline); a worker holds at most one per request it serves at once;
+    the master at most the one its import-time use opened, and only if it forked.
+    """
+    deadline = time.monotonic() + 5
+    while True:
+        held = running.redis_connections()
+        ports = set().union(*held.values())
+        clients = running.client_list()
+        if clients == len(ports) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert clients == len(ports), "Redis holds connections that no live process of the server holds"
+    master = held.get(running.server.pid, set())
+    # A socket inherited across the fork shows in the worker too: count only the worker's own.
+    own = [len(ports - master) for pid, ports in held.items() if pid != running.server.pid]
+    assert max(own) <= running.cell.concurrency
+    assert sum(1 for count in own if count) <= WORKERS
+    assert len(master) <= (1 if running.cell.preforked else 0)
+    return {
+        "redis_clients": clients,
+        "connections_per_worker": sorted(count for count in own if count),
+        "master_connections": len(master),
+    }
 
 
 def run(

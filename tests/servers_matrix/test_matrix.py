@@ -42,8 +42,8 @@ from tests import servers
 from tests.conftest import IN_CI
 from tests.servers_matrix.cells import CELLS
 from tests.servers_matrix.cells import MAX_REQUESTS
-from tests.servers_matrix.cells import WORKERS
 from tests.servers_matrix.cells import Running
+from tests.servers_matrix.cells import check_connections
 from tests.servers_matrix.cells import installed
 from tests.servers_matrix.cells import run
 from tests.servers_matrix.names import RENDERS_KEY
@@ -165,36 +165,6 @@ def test_a_stampede_on_a_cold_page_renders_once(running: Running, shared: Cache)
     assert count == 1
 
 
-def connections(running: Running) -> dict[str, Any]:
-    """Check that no Redis connection leaks and each worker holds few; return the counts.
-
-    Every connection ``CLIENT LIST`` shows under the cell's name must be held by a
-    live process of the server (Redis may take a moment to drop a dead worker's:
-    poll to a deadline); a worker holds at most one per request it serves at once;
-    the master at most the one its import-time use opened, and only if it forked.
-    """
-    deadline = time.monotonic() + 5
-    while True:
-        held = running.redis_connections()
-        ports = set().union(*held.values())
-        clients = running.client_list()
-        if clients == len(ports) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert clients == len(ports), "Redis holds connections that no live process of the server holds"
-    master = held.get(running.server.pid, set())
-    # A socket inherited across the fork shows in the worker too: count only the worker's own.
-    own = [len(ports - master) for pid, ports in held.items() if pid != running.server.pid]
-    assert max(own) <= running.cell.concurrency
-    assert sum(1 for count in own if count) <= WORKERS
-    assert len(master) <= (1 if running.cell.preforked else 0)
-    return {
-        "redis_clients": clients,
-        "connections_per_worker": sorted(count for count in own if count),
-        "master_connections": len(master),
-    }
-
-
 def test_every_worker_gets_its_own_replies(running: Running, shared: Cache) -> None:
     if running.cell.preforked:
         # The precondition that makes this test bite: the process that forked used the cache.
@@ -216,7 +186,7 @@ def test_every_worker_gets_its_own_replies(running: Running, shared: Cache) -> N
             answered_by |= {running.note(response) for response in responses}
     assert replies == {"bad=0"}
     assert len(answered_by) >= 2, "one worker took every request; the test proves nothing"
-    FIGURES[running.cell.name] |= connections(running)
+    FIGURES[running.cell.name] |= check_connections(running)
 
 
 def test_recycling_loses_nothing_and_leaks_no_connections(running: Running) -> None:
@@ -258,7 +228,7 @@ def test_recycling_loses_nothing_and_leaks_no_connections(running: Running) -> N
     # Wake every worker (lazy servers import the app at a new worker's first request).
     with running.http() as http, ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: running.send(http, "GET", "/echo?token=wake&n=1"), range(16)))
-    after = connections(running)
+    after = check_connections(running)
     FIGURES[running.cell.name] |= {
         "recycle_rounds": rounds,
         "recycled_workers": len(recycled),
