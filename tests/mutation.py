@@ -149,9 +149,28 @@ def _is_log_call(node: ast.AST) -> bool:
     )
 
 
+def _tail_returns(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """``return``/``return None`` statements after which control leaves the function anyway."""
+    if not body:
+        return
+    last = body[-1]
+    if isinstance(last, ast.Return):
+        if last.value is None or (isinstance(last.value, ast.Constant) and last.value.value is None):
+            yield last
+    elif isinstance(last, ast.If):
+        yield from _tail_returns(last.body)
+        yield from _tail_returns(last.orelse)
+    elif isinstance(last, ast.Try) and not last.finalbody:
+        yield from _tail_returns(last.orelse or last.body)
+        for handler in last.handlers:
+            yield from _tail_returns(handler.body)
+
+
 def _never_mutated(node: ast.AST) -> bool:
     """Imports, ``if TYPE_CHECKING:`` blocks, ``__all__`` and log calls."""
     if isinstance(node, (ast.Import, ast.ImportFrom)) or _is_log_call(node):
+        return True
+    if isinstance(node, ast.Expr) and _is_log_call(node.value):
         return True
     if isinstance(node, ast.If):
         return "TYPE_CHECKING" in ast.unparse(node.test)
@@ -172,12 +191,8 @@ def _skipped_nodes(tree: ast.Module) -> set[int]:
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            last = node.body[-1]
-            if isinstance(last, ast.Return) and (
-                last.value is None or (isinstance(last.value, ast.Constant) and last.value.value is None)
-            ):
-                # Dropping a final ``return None`` leaves a function that returns None anyway.
-                skipped.add(id(last))
+            # Dropping a ``return None`` the function would fall off the end after anyway.
+            skipped.update(id(stmt) for stmt in _tail_returns(node.body))
         if (
             isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
             and isinstance(body, list)
@@ -499,6 +514,10 @@ def run_target(target: Target, *, sample: int | None, seed: int, only: str | Non
         mutants = [m for m in mutants if only in m.id]
     result = Result()
     result.equivalent = [m for m in mutants if m.id in equivalent]
+    known = {m.id for m in mutants}
+    for stale in sorted(i for i in equivalent if i.split("::")[0] in target.paths and i not in known):
+        if not only:
+            print(f"  note: equivalent entry matches no mutant any more (code changed?): {stale}")
     todo = [m for m in mutants if m.id not in equivalent]
     limit = sample if sample is not None else target.sample
     if limit is not None and limit < len(todo):
