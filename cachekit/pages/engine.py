@@ -409,11 +409,12 @@ class PageEngine:
         previous = request.lookup
         lookup = new_lookup(names, previous)
         lifetime = verdict.lifetime
-        keep = (
-            None
-            if lifetime is None
-            else lifetime + max(verdict.stale_while_revalidate, verdict.stale_if_error)
-        )
+        stale = max(verdict.stale_while_revalidate, verdict.stale_if_error)
+        if verdict.must_revalidate:
+            # Never served stale, but kept through the configured windows: an origin
+            # failure then is a 504 (RFC 9111 section 4.2.4), not a stale page.
+            stale = max(options.stale_while_revalidate, options.stale_if_error)
+        keep = None if lifetime is None else lifetime + stale
         # The lookup record outlives its pages, so an expiring page keeps one lock and
         # one variant key across processes until it is rendered again.
         keep_lookup = None if keep is None else 2 * keep + 60.0

@@ -249,10 +249,10 @@ def session_use(session: Any, headers: Sequence[tuple[str, str]]) -> SessionUse:
 
     The session is duck-typed (``accessed``, ``loaded``, ``is_new``,
     ``modified``, ``flushed``: :class:`sessions.Session`'s attributes) because
-    ``cachekit`` does not import ``sessions``. A mapping without them (the
-    plain dict Starlette's ``SessionMiddleware`` puts at ``scope["session"]``)
-    cannot say whether it was read: a non-empty one counts as a stored session
-    that was read, an empty one as an anonymous one.
+    ``cachekit`` does not import ``sessions``. A session that is not ours (the
+    dict Starlette's ``SessionMiddleware`` puts at ``scope["session"]``) holds
+    its data itself: a non-empty one counts as a stored session that was read,
+    an empty one that was read as an anonymous one.
 
     A stored session that was read makes the page one user's: not stored,
     unless the app said ``public`` (then it is kept per cookie). A session
@@ -262,12 +262,12 @@ def session_use(session: Any, headers: Sequence[tuple[str, str]]) -> SessionUse:
     """
     if session is None:
         return SessionUse.UNUSED
-    accessed = getattr(session, "accessed", None)
-    if accessed is None:
+    if not hasattr(session, "is_new"):
+        # Not ours: a mapping such as Starlette's session, which holds the data itself.
         if isinstance(session, Mapping) and session:
             return SessionUse.PER_COOKIE if is_public(headers) else SessionUse.PRIVATE
-        return SessionUse.UNUSED
-    if not accessed:
+        return SessionUse.PER_COOKIE if getattr(session, "accessed", False) else SessionUse.UNUSED
+    if not getattr(session, "accessed", False):
         return SessionUse.UNUSED
     if getattr(session, "modified", False) or getattr(session, "flushed", False):
         return SessionUse.PRIVATE

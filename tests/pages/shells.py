@@ -16,11 +16,12 @@ from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
 
+import cachekit
 from cachekit import Cache
 from cachekit import aio
+from cachekit.aio_views import AsyncPageCache
 from cachekit.backends.locmem import LocMemBackend
-from cachekit.pages.asgi import AsyncPageCache
-from cachekit.pages.wsgi import PageCache
+from cachekit.views import PageCache
 from tests import wsgi
 from tests.asgi import call_asgi
 from tests.asgi import make_scope
@@ -118,22 +119,41 @@ def asgi_app(app: WsgiApp) -> Callable[..., Any]:
 class Shell:
     """One page cache under test, called with WSGI environs whatever the shell."""
 
-    def __init__(self, kind: str, app: WsgiApp, *, clock: Any, timeout: Any = 60, **options: Any) -> None:
+    def __init__(
+        self,
+        kind: str,
+        app: WsgiApp,
+        *,
+        clock: Any = None,
+        timeout: Any = 60,
+        url: str | None = None,
+        cache_options: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
         self.kind = kind
         self.app = app
         self.name = f"pages-{uuid.uuid4().hex[:12]}"
+        extra = {"key_prefix": self.name, **(cache_options or {})} if url else dict(cache_options or {})
+        if clock is not None:
+            extra["clock"] = clock
         if kind == "wsgi":
-            self.cache: Any = Cache(LocMemBackend(self.name, clock=clock), clock=clock)
+            if url is None:
+                backend = LocMemBackend(self.name, clock=clock) if clock else LocMemBackend(self.name)
+                self.cache: Any = Cache(backend, **extra)
+            else:
+                self.cache = cachekit.from_url(url, **extra)
             self.engine: Any = PageCache(timeout, cache=self.cache, **options)
             self._runner: asyncio.Runner | None = None
         else:
             self._runner = asyncio.Runner()
-            self.cache = self._runner.run(self._async_cache(clock))
+            self.cache = self._runner.run(self._async_cache(url or f"locmem://{self.name}", extra))
             self.engine = AsyncPageCache(timeout, cache=self.cache, **options)
             self._asgi = asgi_app(app)
 
-    async def _async_cache(self, clock: Any) -> Any:
-        return aio.from_url(f"locmem://{self.name}").replace(clock=clock)
+    async def _async_cache(self, url: str, extra: dict[str, Any]) -> Any:
+        clock = extra.pop("clock", None)
+        cache = aio.from_url(url, **extra)
+        return cache.replace(clock=clock) if clock is not None else cache
 
     def __call__(self, environ: dict[str, Any]) -> Answer:
         """Answer one request: ``(status line, headers, body)``."""
