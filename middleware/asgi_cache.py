@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cachekit import check
 from cachekit.aio import AsyncCache
 from cachekit.cache import DEFAULT_TIMEOUT
 from cachekit.cache import Timeout
@@ -62,6 +63,8 @@ class AsgiCacheMiddleware:
         self.app = app
         #: The engine doing the work, shared in rules with ``CacheMiddleware`` and ``@cache_page``.
         self.page_cache = AsyncPageCache(timeout, cache=cache, options=options, **settings)
+        # Once per process: a proxy-header middleware inside the cache could poison it.
+        check.warn_once(check.page_cache_findings(app))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the request from the cache or through the app."""

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from typing import Any
 
+from cachekit import check
 from cachekit.cache import DEFAULT_TIMEOUT
 from cachekit.cache import Cache
 from cachekit.cache import Timeout
@@ -59,6 +60,8 @@ class CacheMiddleware:
         self.app = app
         #: The engine doing the work, shared in behaviour with ``@cache_page``.
         self.page_cache = PageCache(timeout, cache=cache, options=options, **settings)
+        # Once per process: a proxy-header middleware inside the cache could poison it.
+        check.warn_once(check.page_cache_findings(app))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve the request from the cache or through the app."""
