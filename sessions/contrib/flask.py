@@ -49,6 +49,7 @@ from flask.sessions import SessionMixin
 from werkzeug.exceptions import ServiceUnavailable
 
 from cachekit.exceptions import BackendUnavailableError
+from cachekit.pages.wsgi import SESSION_ENVIRON_KEY
 from sessions.contrib import RETRY_AFTER
 from sessions.contrib import UNAVAILABLE_BODY
 from sessions.contrib import UNAVAILABLE_STATUS
@@ -143,7 +144,10 @@ class CacheKitSessionInterface(SessionInterface):
         """
         values = set(request.cookies.getlist(self.get_cookie_name(app)))
         value = values.pop() if len(values) == 1 else None
-        return self.session_class(self.store, value or None)
+        session = self.session_class(self.store, value or None)
+        # Tells a page cache around the app whether the page read a stored session or an anonymous one.
+        request.environ.setdefault(SESSION_ENVIRON_KEY, session)
+        return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         """Save the session if Flask's rules ask for it and set or delete the cookie.

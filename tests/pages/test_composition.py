@@ -189,6 +189,26 @@ def test_13_2_flask_logout_is_final_behind_cache_middleware(session_system: str)
         pages.clear()
 
 
+def test_13_2_flask_interface_says_when_the_session_is_anonymous() -> None:
+    """Our Flask interface tells the engine: an anonymous session's page is kept per cookie."""
+    from cachekit import Cache
+    from cachekit.backends.locmem import LocMemBackend
+    from middleware import CacheMiddleware
+    from sessions.contrib.flask import CacheKitSessionInterface
+    from sessions.stores import CacheStore
+
+    site = _flask_site(CacheKitSessionInterface(CacheStore(Cache(LocMemBackend("flask-anon-sessions")))))
+    pages = Cache(LocMemBackend("flask-anon-pages"))
+    try:
+        client = Client(CacheMiddleware(site.wsgi_app, cache=pages, timeout=60))
+        client.cookies = {"session": "an-id-the-store-does-not-hold"}
+        for _ in range(3):
+            assert client.get("/me")[2] == b"user=anonymous"
+        assert site.config["RENDERS"] == 1
+    finally:
+        pages.clear()
+
+
 def test_13_2_django_own_session_middleware_logout_is_final() -> None:
     pytest.importorskip("django")
     from tests.django_settings import configure_django
