@@ -129,7 +129,11 @@ class AsyncCache(_CacheCore[AsyncBackend]):
                 self._hits += 1
                 return stored.data.copy() if kind is _Copied else stored
         try:
-            value = self.serializer.loads(stored)
+            signed = self._signed
+            if signed is None:
+                value = self.serializer.loads(stored)
+            else:
+                value = signed.loads_for(self._context(key), stored)
         except SerializationError as exc:
             self._undecodable(key, exc)
             self._misses += 1

@@ -36,6 +36,7 @@ from cachekit.latency import LatencyHistogram
 from cachekit.serializers import PickleSerializer
 from cachekit.serializers import Serializer
 from cachekit.signing import BadSignatureError
+from cachekit.signing import SignedSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,8 @@ class _CacheCore(Generic[_B]):
         #: Wall clock for stale windows, XFetch and page ages (``time.time`` by default).
         self.clock = clock
         self.serializer: Serializer = serializer or PickleSerializer()
+        # Signed values are bound to this cache's prefix and the key (see _context).
+        self._signed = self.serializer if isinstance(self.serializer, SignedSerializer) else None
         #: The custom key function, or ``None`` for :func:`default_key_function`.
         self.key_function = key_function
         self._key_function = key_function
@@ -292,7 +295,11 @@ class _CacheCore(Generic[_B]):
             ):
                 return _Copied(value.copy())
         try:
-            data = self.serializer.dumps(value)
+            signed = self._signed
+            if signed is None:
+                data = self.serializer.dumps(value)
+            else:
+                data = signed.dumps_for(self._context(key), value)
         except SerializationError as exc:
             raise SerializationError(
                 f"Cannot store the value for key {key!r} (type {type(value).__name__}): {exc}",
@@ -307,7 +314,14 @@ class _CacheCore(Generic[_B]):
                 return stored.data.copy()
             if kind is not _Pickled:
                 return stored
-        return self.serializer.loads(stored)
+        signed = self._signed
+        if signed is None:
+            return self.serializer.loads(stored)
+        return signed.loads_for(self._context(key), stored)
+
+    def _context(self, key: str) -> str:
+        """What a signed value is bound to: this cache's prefix and the key (so values cannot be moved)."""
+        return f"{len(self.key_prefix)}:{self.key_prefix}{key}"
 
     # -- failure policy ------------------------------------------------------
 
@@ -451,7 +465,11 @@ class Cache(_CacheCore[Backend]):
                 self._hits += 1
                 return stored.data.copy() if kind is _Copied else stored
         try:
-            value = self.serializer.loads(stored)
+            signed = self._signed
+            if signed is None:
+                value = self.serializer.loads(stored)
+            else:
+                value = signed.loads_for(self._context(key), stored)
         except SerializationError as exc:
             self._undecodable(key, exc)
             self._misses += 1

@@ -11,6 +11,12 @@ missing or wrong tag raises :class:`BadSignatureError` (a
 turns into a miss, counted in ``stats()["bad_signatures"]`` and logged once per
 cache.
 
+The tag also covers a *context*: :class:`~cachekit.Cache` passes its key prefix
+and the key, so a signed value copied to another key (or into another cache's
+prefix) does not verify there either. The tag does not cover the version, the
+expiry or time: a writer can still delete values, and put back a value that
+was stored under the same key earlier (a replay).
+
 Keys are a list, rotated like session keys: values are signed with the first and
 accepted under any, so a new key goes first and the old one stays until the
 values it signed have expired. Each key is turned into its HMAC key once, when
@@ -50,6 +56,12 @@ _TAG_SIZE = hashlib.sha256().digest_size
 _HEAD = len(_MARK) + _TAG_SIZE
 _DIGIT_STARTS = frozenset(b"-0123456789")
 _SALT = b"cachekit.signing.v1"
+
+
+def _message(context: str, data: bytes) -> bytes:
+    """What the tag covers: the context, length-prefixed so no two contexts run together, then the bytes."""
+    head = context.encode("utf-8", "surrogatepass")  # cache keys may hold lone surrogates
+    return b"%d:%s" % (len(head), head) + data
 
 
 class BadSignatureError(SerializationError):
@@ -119,15 +131,26 @@ class SignedSerializer:
 
     def dumps(self, value: Any) -> bytes:
         """Serialize ``value`` with the inner serializer and prefix the tag; ints stay digits."""
-        data = self.inner.dumps(value)
-        if type(value) is int:
-            return data
-        return _MARK + hmac.digest(self._signing_key, data, "sha256") + data
+        return self.dumps_for("", value)
 
     def loads(self, data: bytes) -> Any:
         """Check the tag against every key, then load with the inner serializer.
 
         :raises BadSignatureError: for unsigned or wrongly signed bytes (not loaded).
+        """
+        return self.loads_for("", data)
+
+    def dumps_for(self, context: str, value: Any) -> bytes:
+        """Like :meth:`dumps`, with ``context`` (a cache's prefix and key) covered by the tag."""
+        data = self.inner.dumps(value)
+        if type(value) is int:
+            return data
+        return _MARK + hmac.digest(self._signing_key, _message(context, data), "sha256") + data
+
+    def loads_for(self, context: str, data: bytes) -> Any:
+        """Like :meth:`loads`; the tag must have been made for the same ``context``.
+
+        :raises BadSignatureError: for unsigned bytes, a wrong key or another context.
         """
         if data[:1] != _MARK:
             if data and data[0] in _DIGIT_STARTS and data.isascii():
@@ -138,10 +161,13 @@ class SignedSerializer:
             raise BadSignatureError(f"Refusing {len(data)} unsigned stored bytes.")
         tag = data[len(_MARK) : _HEAD]
         payload = data[_HEAD:]
+        message = _message(context, payload)
         for key in self._keys:
-            if hmac.compare_digest(tag, hmac.digest(key, payload, "sha256")):
+            if hmac.compare_digest(tag, hmac.digest(key, message, "sha256")):
                 return self.inner.loads(payload)
-        raise BadSignatureError(f"Refusing {len(data)} stored bytes: the signature matches no key.")
+        raise BadSignatureError(
+            f"Refusing {len(data)} stored bytes: the signature matches no key for this cache key."
+        )
 
 
 __all__ = ["ENV_VAR", "BadSignatureError", "SignedSerializer", "keys_from_env", "normalize_keys"]

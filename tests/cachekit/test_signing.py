@@ -175,6 +175,23 @@ def test_bad_signatures_are_counted_and_logged_once(
     assert len(warnings) == 1
 
 
+def test_signed_value_moved_to_another_key_or_prefix_is_refused(
+    make_cache: Callable[..., Cache], raw_redis: redis.Redis, redis_url: str
+) -> None:
+    cache = make_cache(signing_keys=[KEY])
+    cache.set("alice:is_admin", {"admin": [True]})
+    cache.set("bob:is_admin", {"admin": [False]})
+    signed = raw_redis.get(cache.make_key("alice:is_admin"))
+    assert signed is not None
+    raw_redis.set(cache.make_key("bob:is_admin"), signed)
+    assert cache.get("bob:is_admin") is None
+    tenant = cachekit.from_url(redis_url, key_prefix="tenant", signing_keys=[KEY])
+    raw_redis.set(tenant.make_key("alice:is_admin"), signed)
+    assert tenant.get("alice:is_admin") is None
+    assert cache.get("alice:is_admin") == {"admin": [True]}
+    tenant.close()
+
+
 def test_rotated_key_reads_old_values(make_cache: Callable[..., Cache]) -> None:
     before = make_cache(signing_keys=[OLD_KEY])
     before.set("v", VALUE)
@@ -239,7 +256,10 @@ def test_signing_keys_setting(redis_url: str, raw_redis: redis.Redis) -> None:
     cache.set("v", VALUE)
     raw = raw_redis.get(cache.make_key("v"))
     assert raw is not None
-    assert SignedSerializer(PickleSerializer(), KEY).loads(raw) == VALUE
+    assert raw[:1] == b"\x01"
+    newest_only = cachekit.from_url(redis_url, signing_keys=KEY)  # signed with the first key
+    assert newest_only.get("v") == VALUE
+    newest_only.close()
     cache.close()
     named = from_settings({"BACKEND": "locmem", "LOCATION": "signed-setting", "SIGNING_KEYS": KEY})
     assert isinstance(named.serializer, SignedSerializer)
