@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from cachekit import check
 from cachekit.config import coerce_option
 from cachekit.config import read_setting
 from cachekit.exceptions import BackendUnavailableError
@@ -54,6 +55,27 @@ UNAVAILABLE_HEADERS = (
     ("Content-Length", str(len(UNAVAILABLE_BODY))),
     ("Retry-After", "5"),
 )
+
+
+def eviction_warning(reason: str | None) -> None:
+    """Warn once per process (finding ``sessions-may-be-evicted``) if the store may evict sessions."""
+    if reason is not None:
+        check.warn_once(
+            [
+                check.Finding(
+                    "sessions-may-be-evicted",
+                    f"sessions are stored where they can be evicted: {reason}. An evicted session is "
+                    "a silent logout; keep sessions on a Redis instance of their own with "
+                    "maxmemory-policy noeviction (docs/reliability.md, 'Sessions and eviction').",
+                )
+            ]
+        )
+
+
+def session_backend(store: object) -> object | None:
+    """The cache backend a (sync or async) cache-backed session store writes to, else ``None``."""
+    cache = getattr(store, "cache", None)
+    return getattr(cache, "backend", None)
 
 
 class _UnreachableStore(RequestStore):
@@ -234,6 +256,8 @@ def cookie_options(settings: Any) -> dict[str, Any]:
 
 __all__ = [
     "UNAVAILABLE_BODY",
+    "eviction_warning",
+    "session_backend",
     "unreachable_session",
     "UNAVAILABLE_HEADERS",
     "UNAVAILABLE_STATUS",

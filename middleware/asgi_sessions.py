@@ -45,12 +45,16 @@ from cachekit._asgi import Receive
 from cachekit._asgi import Scope
 from cachekit._asgi import Send
 from cachekit._asgi import send_plain
+from cachekit.eviction import aeviction_risk
+from cachekit.eviction import eviction_risk
 from cachekit.exceptions import BackendUnavailableError
 from middleware._session_rules import UNAVAILABLE_BODY
 from middleware._session_rules import UNAVAILABLE_HEADERS
 from middleware._session_rules import UNAVAILABLE_STATUS
 from middleware._session_rules import SessionCookie
+from middleware._session_rules import eviction_warning
 from middleware._session_rules import private_cache_control
+from middleware._session_rules import session_backend
 from middleware._session_rules import unreachable_session
 from middleware._wsgi import add_vary
 from sessions.aio import AsyncStore
@@ -116,6 +120,8 @@ class AsgiSessionMiddleware:
         #: The scope key holding the session.
         self.scope_key = scope_key
         self._async = is_async_store(store)
+        # Whether the store's servers were asked if they evict (on the first request: that needs a loop).
+        self._checked = False
         # Once per process: sessions on local memory under a multi-process server.
         check.warn_once(check.session_findings(store))
 
@@ -123,6 +129,9 @@ class AsgiSessionMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if not self._checked:
+            self._checked = True
+            await self._check_eviction()
         cookie_value = self.cookie.value_from(_cookie_header(scope))
         if self._async:
             try:
@@ -159,6 +168,12 @@ class AsgiSessionMiddleware:
                 raise
             logger.error("session store unavailable while loading: %s", exc)
             await _unavailable(send)
+
+    async def _check_eviction(self) -> None:
+        """Warn once if the store's servers may evict sessions (see :mod:`cachekit.eviction`)."""
+        backend = session_backend(self.store)
+        if backend is not None:
+            eviction_warning(await aeviction_risk(backend) if self._async else eviction_risk(backend))
 
     async def _finish(self, session: Session, message: Message) -> Message:
         """Return the start message with ``Vary`` and ``Set-Cookie`` added, saving the session as needed."""

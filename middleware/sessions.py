@@ -20,6 +20,10 @@ When the app starts its response, the middleware
 * deletes the cookie of a session that was flushed (logout) and not refilled;
 * saves nothing on a 5xx response.
 
+When it is built, it asks the session store's servers whether they may evict
+keys when full (:func:`cachekit.eviction.eviction_risk`) and logs a warning if
+so: an evicted session is a silent logout.
+
 What it will not do:
 
 * see changes made after the app called ``start_response`` (while the body
@@ -50,6 +54,7 @@ from cachekit import check
 from cachekit.config import caches
 from cachekit.config import coerce_option
 from cachekit.config import read_setting
+from cachekit.eviction import eviction_risk
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
 from cachekit.serializers import Serializer
@@ -57,7 +62,9 @@ from middleware._session_rules import UNAVAILABLE_BODY
 from middleware._session_rules import UNAVAILABLE_HEADERS
 from middleware._session_rules import SessionCookie
 from middleware._session_rules import cookie_options
+from middleware._session_rules import eviction_warning
 from middleware._session_rules import private_cache_control
+from middleware._session_rules import session_backend
 from middleware._wsgi import ReplaceableBody
 from middleware._wsgi import add_vary
 from middleware._wsgi import close_iterable
@@ -183,6 +190,9 @@ class SessionMiddleware:
         self.save_every_request = self.cookie.save_every_request
         #: The environ key holding the session.
         self.environ_key = environ_key
+        backend = session_backend(self.store)
+        if backend is not None:
+            eviction_warning(eviction_risk(backend))
         # Once per process: sessions on local memory under a multi-process server, a fallback cache.
         check.warn_once(check.session_findings(self.store))
 

@@ -855,6 +855,23 @@ class MemcachedBackend:
             }
         return report
 
+    def server_settings(self) -> dict[str, dict[str, str]]:
+        """Return memcached's ``stats settings`` for each server (``evictions``, ``maxbytes``, ...).
+
+        :raises BackendUnavailableError: if a server cannot be reached.
+        """
+        nodes = [self._single] if self._hash is None else list(self._hash.clients.values())
+        report: dict[str, dict[str, str]] = {}
+        for node in nodes:
+            raw = self._call(node, "stats", "settings")
+            report[server_name(node.server)] = {
+                (k.decode() if isinstance(k, bytes) else str(k)): (
+                    v.decode() if isinstance(v, bytes) else str(v)
+                )
+                for k, v in raw.items()
+            }
+        return report
+
     def lock(self, name: str, *, ttl: float) -> MemcachedLock:
         """Return a lock named ``name`` shared by every user of these servers."""
         return MemcachedLock(self, name, ttl)
