@@ -151,9 +151,49 @@ def test_close_keeps_working() -> None:
 
 
 # -- issue 15: the same answers as Django's own backends ---------------------------------
+#
+# ``peer`` runs each scenario on Django's own LocMemCache, RedisCache and
+# PyMemcacheCache (the spec) and on ours over local memory, Redis and memcached.
+
+PEERS = ["django-locmem", "django-redis", "django-memcached", "locmem", "redis", "memcached"]
+_DJANGO_BACKENDS = {
+    "django-locmem": "django.core.cache.backends.locmem.LocMemCache",
+    "django-redis": "django.core.cache.backends.redis.RedisCache",
+    "django-memcached": "django.core.cache.backends.memcached.PyMemcacheCache",
+}
 
 
-def test_add_with_timeout_zero_is_true_for_an_absent_key(cache: CacheBackend) -> None:
+def _peer_config(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    if name == "django-locmem":
+        return {"BACKEND": _DJANGO_BACKENDS[name], "LOCATION": "peer-django"}
+    if name == "locmem":
+        return {"BACKEND": "cachekit.contrib.django.CacheBackend", "LOCATION": "peer-ours"}
+    kind = name.removeprefix("django-")
+    server: ServerProcess = request.getfixturevalue(f"{kind}_server")
+    if name.startswith("django-"):
+        location = f"redis://{server.address}/2" if kind == "redis" else server.address
+        return {"BACKEND": _DJANGO_BACKENDS[name], "LOCATION": location, "KEY_PREFIX": "peer"}
+    return {
+        "BACKEND": "cachekit.contrib.django.CacheBackend",
+        "LOCATION": f"{kind}://{server.address}",
+        "KEY_PREFIX": "peer",
+    }
+
+
+@pytest.fixture(params=PEERS)
+def peer(request: pytest.FixtureRequest) -> Iterator[Any]:
+    from django.core.cache import CacheHandler
+
+    handler = CacheHandler({"peer": _peer_config(str(request.param), request)})
+    cache = handler["peer"]
+    cache.clear()
+    yield cache
+    cache.clear()
+    handler.close_all()
+
+
+def test_add_with_timeout_zero_is_true_for_an_absent_key(peer: Any) -> None:
+    cache = peer
     # Django's locmem, redis and memcached backends: True when absent, nothing kept.
     assert cache.add("k0", "v", 0) is True
     assert cache.get("k0") is None
@@ -162,20 +202,29 @@ def test_add_with_timeout_zero_is_true_for_an_absent_key(cache: CacheBackend) ->
     assert cache.get("k0") == "there"
 
 
-def test_unpicklable_value_raises_a_pickle_error(cache: CacheBackend) -> None:
+#: Pickle refuses it with PicklingError (a local lambda raises AttributeError instead).
+UNPICKLABLE = lambda: None  # noqa: E731
+
+
+def test_unpicklable_value_raises_a_pickle_error(peer: Any) -> None:
     import pickle
 
     from cachekit.exceptions import SerializationError
 
-    for store in (cache.set, cache.add):
+    for store in (peer.set, peer.add):
         with pytest.raises(pickle.PickleError) as caught:
-            store("bad", lambda: None)
-        assert isinstance(caught.value, SerializationError)
+            store("bad", UNPICKLABLE)
+        if isinstance(peer, CacheBackend):
+            assert isinstance(caught.value, SerializationError)
     with pytest.raises(pickle.PicklingError):
-        cache.set_many({"bad": lambda: None})
+        peer.set_many({"bad": UNPICKLABLE})
 
 
-def test_incr_on_a_non_integer_raises_type_error(cache: CacheBackend) -> None:
+# Django's locmem raises TypeError; its redis and memcached backends let their client's
+# error through (ResponseError, MemcacheClientError). Ours raise TypeError on every backend.
+@pytest.mark.parametrize("peer", ["django-locmem", "locmem", "redis", "memcached"], indirect=True)
+def test_incr_on_a_non_integer_raises_type_error(peer: Any) -> None:
+    cache = peer
     cache.set("text", "abc")
     with pytest.raises(TypeError):
         cache.incr("text")
@@ -184,7 +233,8 @@ def test_incr_on_a_non_integer_raises_type_error(cache: CacheBackend) -> None:
     assert cache.get("text") == "abc"
 
 
-def test_django_cache_session_engine_with_expiry_in_the_past(cache: CacheBackend) -> None:
+def test_django_cache_session_engine_with_expiry_in_the_past(peer: Any) -> None:
+    cache = peer
     # Django's own "cache" session engine on our backend: a session whose
     # expiry is in the past saves (and is gone) instead of RuntimeError.
     from django.contrib.sessions.backends.cache import SessionStore as DjangoCacheSession
@@ -296,21 +346,29 @@ def test_several_plain_redis_urls_are_refused() -> None:
         RedisCache(["redis://127.0.0.1:1/0", "redis://127.0.0.2:1/0"], {})
 
 
-def test_cache_template_tag_on_our_backend() -> None:
-    # Django's {% cache %} tag stores the fragment in our backend and serves it back.
+@pytest.mark.parametrize("name", PEERS)
+def test_cache_template_tag(name: str, request: pytest.FixtureRequest) -> None:
+    # Django's {% cache %} tag, the same template on Django's backends and on ours.
+    from django.conf import settings
     from django.core.cache.utils import make_template_fragment_key
     from django.template import Context
     from django.template import Engine
+    from django.test.utils import override_settings
 
     engine = Engine(libraries={"cache": "django.templatetags.cache"})
-    template = engine.from_string("{% load cache %}{% cache 60 side who %}[{{ value }}]{% endcache %}")
-    caches["default"].delete(make_template_fragment_key("side", ["ann"]))
-    assert template.render(Context({"value": 1, "who": "ann"})) == "[1]"
-    assert template.render(Context({"value": 2, "who": "ann"})) == "[1]"  # served from the cache
-    assert template.render(Context({"value": 3, "who": "bob"})) == "[3]"  # vary-on argument
-    assert caches["default"].get(make_template_fragment_key("side", ["ann"])) == "[1]"
-    caches["default"].delete(make_template_fragment_key("side", ["ann"]))
-    assert template.render(Context({"value": 4, "who": "ann"})) == "[4]"
+    template = engine.from_string(
+        '{% load cache %}{% cache 60 side who using="peer" %}[{{ value }}]{% endcache %}'
+    )
+    with override_settings(CACHES={**settings.CACHES, "peer": _peer_config(name, request)}):
+        peer_cache = caches["peer"]
+        peer_cache.clear()
+        assert template.render(Context({"value": 1, "who": "ann"})) == "[1]"
+        assert template.render(Context({"value": 2, "who": "ann"})) == "[1]"  # served from the cache
+        assert template.render(Context({"value": 3, "who": "bob"})) == "[3]"  # vary-on argument
+        assert peer_cache.get(make_template_fragment_key("side", ["ann"])) == "[1]"
+        peer_cache.delete(make_template_fragment_key("side", ["ann"]))
+        assert template.render(Context({"value": 4, "who": "ann"})) == "[4]"
+        peer_cache.clear()
 
 
 def test_cache_handler_gives_one_instance_per_thread_sharing_one_store() -> None:
