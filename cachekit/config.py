@@ -359,9 +359,10 @@ class CacheHandler:
         then get a store of their own, ``"<location>:sessions"``, with the same
         bounds and settings. Pages and memoized results also default to
         ``caches["default"]``, and in one shared LRU a flood of junk URLs would
-        evict logged-in users' sessions. Redis and memcached stay shared (give
-        sessions their own database or server with ``SESSION_CACHE_ALIAS``), and
-        so does any other alias, which was chosen for sessions on purpose.
+        evict logged-in users' sessions. Redis and memcached stay shared (their
+        eviction is per server, not per database: give sessions a server of their
+        own that never evicts, named by ``SESSION_CACHE_ALIAS``), and so does any
+        other alias, which was chosen for sessions on purpose.
         """
         cache = self[alias]
         backend = cache.backend
