@@ -19,7 +19,9 @@ from typing import Any
 import cachekit
 from cachekit import Cache
 from cachekit import aio
+from cachekit.aio import AsyncCache
 from cachekit.aio_views import AsyncPageCache
+from cachekit.backends.aio_locmem import AsyncLocMemBackend
 from cachekit.backends.locmem import LocMemBackend
 from cachekit.views import PageCache
 from tests import wsgi
@@ -152,6 +154,9 @@ class Shell:
 
     async def _async_cache(self, url: str, extra: dict[str, Any]) -> Any:
         clock = extra.pop("clock", None)
+        if url.startswith("locmem://") and clock is not None:
+            # The backend on the same fake clock, so entries expire as in the WSGI shell.
+            return AsyncCache(AsyncLocMemBackend(url[len("locmem://") :], clock=clock), clock=clock, **extra)
         cache = aio.from_url(url, **extra)
         return cache.replace(clock=clock) if clock is not None else cache
 
