@@ -358,24 +358,37 @@ class AsyncRedisBackend(BreakerMixin):
         operation: str,
         run: Callable[[list[int]], Awaitable[None]],
     ) -> None:
-        """:meth:`RedisBackend._each_node <cachekit.backends.redis.RedisBackend._each_node>`, awaited."""
-        failures: list[BackendError] = []
+        """:meth:`RedisBackend._each_node <cachekit.backends.redis.RedisBackend._each_node>`, awaited.
+
+        The nodes are asked concurrently: besides being faster, this keeps a failing
+        node from delaying the others, and redis.asyncio's cluster client, once one
+        node failed, re-reads the slot map before the next command and can fail that
+        command too.
+        """
+        await self._cluster_ready(client)
         groups = self._by_node(client, keys)
-        for name, indexes in groups.items():
+
+        async def one(name: str, indexes: list[int]) -> BackendError | None:
             breaker = self._node_breaker(name) if name else self._breaker
             try:
                 breaker.before_call()
             except BackendUnavailableError as exc:
-                failures.append(exc)
-                continue
+                return exc
             try:
                 await run(indexes)
             except _ERRORS as exc:
-                failures.append(self._fail(breaker, exc, operation))
-                continue
+                return self._fail(breaker, exc, operation)
             breaker.success()
+            return None
+
+        results = await asyncio.gather(*(one(name, indexes) for name, indexes in groups.items()))
+        failures = [failure for failure in results if failure is not None]
         if failures and (operation != "MGET" or len(failures) == len(groups)):
             raise failures[0]
+
+    async def _cluster_ready(self, client: Any) -> None:
+        """Let redis.asyncio's cluster client read the slot map (on first use, and after a node failed)."""
+        await self._call(None, "connect", None, client.initialize)
 
     # -- reads ---------------------------------------------------------------------
 
@@ -586,4 +599,24 @@ def _sentinel_master(parsed: SentinelURL) -> aioredis.Redis:
 def _cluster_client(parsed: ClusterURL) -> RedisCluster:
     # Unlike the sync client, redis.asyncio's cluster reads the slot map on first use.
     nodes = [ClusterNode(host, port) for host, port in parsed.nodes]
-    return RedisCluster(startup_nodes=nodes, retry=_retry(parsed.retries), **parsed.connection)
+    client = RedisCluster(startup_nodes=nodes, retry=_retry(parsed.retries), **parsed.connection)
+    _load_commands_once(client)
+    return client
+
+
+def _load_commands_once(client: RedisCluster) -> None:
+    """Keep redis.asyncio's cluster client from asking ``COMMAND`` again on each slot-map re-read.
+
+    redis-py 8.1 sends it to the default node, which stays the first master even
+    while that master is down: every re-read after a node failure then fails, and
+    takes the live nodes' commands with it. The command table does not change
+    while the client runs, so the first answer is kept.
+    """
+    parser = client.commands_parser
+    first_load = parser.initialize
+
+    async def initialize(node: Any = None) -> None:
+        if not parser.commands:
+            await first_load(node)
+
+    parser.initialize = initialize  # type: ignore[method-assign]

@@ -6,6 +6,7 @@ and stops them by PID. Waits are bounded polls, never fixed sleeps.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -17,6 +18,7 @@ import redis
 
 import cachekit
 from cachekit import Cache
+from cachekit.aio import from_url as aio_from_url
 from cachekit.backends.redis import RedisBackend
 from tests import servers
 from tests.conftest import require_binary
@@ -160,4 +162,46 @@ def test_cluster_keeps_serving_other_masters_keys_when_one_dies() -> None:
         cache.set(first, "rewritten")
         assert cache.get(first) == "rewritten"
     finally:
+        cluster.stop()
+
+
+def test_cluster_get_many_keeps_the_healthy_nodes_hits_when_a_master_dies() -> None:
+    """Issue 14, item 9: one MGET per node; the dead node's keys are misses, the rest hits."""
+    require_binary("redis-server")
+    require_binary("redis-cli")
+    cluster = servers.start_redis_cluster()
+    runner = asyncio.Runner()
+    try:
+        cache = cachekit.from_url(f"{cluster.url}?socket_timeout={SOCKET_TIMEOUT}")
+        backend = cache.backend
+        assert isinstance(backend, RedisBackend)
+        # redis.asyncio's cluster client reads the slot map and COMMAND from a random node on
+        # first use, so it is started while all nodes are up, as in a running application.
+        acache = aio_from_url(f"{cluster.url}?socket_timeout={SOCKET_TIMEOUT}")
+        assert runner.run(acache.get("warm-up")) is None
+        values = {f"key-{i}": i for i in range(300)}
+        cache.set_many(values)
+        owner = {key: backend.client.get_node_from_key(cache.make_key(key)).port for key in values}
+        victim = cluster.nodes[0]
+        victim.kill()
+        survivors = {key: value for key, value in values.items() if owner[key] != victim.port}
+        assert 0 < len(survivors) < len(values)
+
+        assert cache.get_many(list(values)) == survivors
+        for _ in range(3):  # again: after a node failed, the async client re-reads the slot map
+            assert runner.run(acache.get_many(list(values))) == survivors
+        # Writes reach the healthy nodes too; the call reports the dead node's share as an error.
+        errors = cache.stats()["errors"]
+        cache.set_many({key: "new" for key in values})
+        assert cache.stats()["errors"] == errors + 1
+        assert cache.get_many(list(survivors)) == {key: "new" for key in survivors}
+        # One breaker per node: only the dead master's opens.
+        for _ in range(6):
+            cache.get_many(list(values))
+        states = {b.name: b.state for b in backend.breakers()}
+        opened = [name for name, state in states.items() if state != "closed"]
+        assert opened == [f"redis node 127.0.0.1:{victim.port}"], states
+        runner.run(acache.close())
+    finally:
+        runner.close()
         cluster.stop()
