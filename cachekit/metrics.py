@@ -42,6 +42,10 @@ COUNTERS = {
         "stale_serves",
         "Stale values or pages served while one caller refreshed, or after an error.",
     ),
+    "bad_signatures": (
+        "bad_signatures",
+        "Stored values refused (read as misses) because their signature matched no signing key.",
+    ),
     "breaker_trips": ("breaker_trips", "Times a backend's circuit breaker opened."),
     "breaker_rejections": (
         "breaker_rejections",

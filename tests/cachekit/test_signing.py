@@ -192,6 +192,20 @@ def test_signed_value_moved_to_another_key_or_prefix_is_refused(
     tenant.close()
 
 
+def test_bad_signatures_are_a_prometheus_counter(
+    make_cache: Callable[..., Cache], raw_redis: redis.Redis
+) -> None:
+    from cachekit.metrics import samples
+
+    cache = make_cache(signing_keys=[KEY], name="signed")
+    raw_redis.set(cache.make_key("v"), pickle.dumps(VALUE))
+    cache.get("v")
+    found = {(name, label): value for name, label, value in samples(lambda: [cache])}
+    assert [value for (name, _label), value in found.items() if name == "cachekit_bad_signatures_total"] == [
+        1.0
+    ]
+
+
 def test_rotated_key_reads_old_values(make_cache: Callable[..., Cache]) -> None:
     before = make_cache(signing_keys=[OLD_KEY])
     before.set("v", VALUE)
