@@ -211,6 +211,13 @@ CELLS = [
     Cell(
         "gunicorn-gevent", "gunicorn", _gunicorn("--worker-class", "gevent", "--worker-connections", "16"), 16
     ),
+    Cell(
+        "gunicorn-gevent-preload",
+        "gunicorn",
+        _gunicorn("--preload", "--worker-class", "gevent", "--worker-connections", "16"),
+        16,
+        preforked=True,
+    ),
     Cell("uwsgi-prefork", "uwsgi", uwsgi_argv(), concurrency=1, preforked=True),
     Cell("uwsgi-lazy-apps", "uwsgi", uwsgi_argv("--lazy-apps"), concurrency=1),
     Cell(

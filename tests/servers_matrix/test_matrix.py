@@ -62,7 +62,7 @@ def running(request: pytest.FixtureRequest) -> Iterator[Running]:
             pytest.fail(message)
         pytest.skip(message)
     redis_server: servers.ServerProcess = request.getfixturevalue("redis_server")
-    served = run(cell, redis_server, db=10 + CELLS.index(cell) % 6)
+    served = run(cell, redis_server, db=10 + CELLS.index(cell) % 5)
     FIGURES[cell.name] = {"cell": cell.name}
     yield served
     served.server.stop()

@@ -42,7 +42,7 @@ def running(request: pytest.FixtureRequest) -> Iterator[Running]:
             pytest.fail(message)
         pytest.skip(message)
     redis_server: servers.ServerProcess = request.getfixturevalue("redis_server")
-    served = run(CELL, redis_server, db=9)
+    served = run(CELL, redis_server, db=15)
     yield served
     served.server.stop()
 
