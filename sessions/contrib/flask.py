@@ -115,8 +115,9 @@ class CacheKitSessionInterface(SessionInterface):
     """Keep Flask sessions in a cachekit store.
 
     :param store: where sessions live; default a
-        :class:`~sessions.stores.cache.CacheStore` on ``cachekit.caches["default"]``,
-        built on first use.
+        :class:`~sessions.stores.cache.CacheStore` on ``cachekit.caches.for_sessions()``
+        (the default cache, or on local memory a store of its own that pages
+        cannot evict), built on first use.
     """
 
     #: The session class handed to views.
@@ -132,7 +133,7 @@ class CacheKitSessionInterface(SessionInterface):
             from cachekit.config import caches
             from sessions.stores.cache import CacheStore
 
-            self._store = CacheStore(caches["default"])
+            self._store = CacheStore(caches.for_sessions())
         return self._store
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession:

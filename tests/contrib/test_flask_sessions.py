@@ -288,10 +288,23 @@ def test_overlapping_requests_changing_different_keys_both_persist(server_store:
 def test_default_store_is_the_default_cache() -> None:
     import cachekit
 
-    cachekit.configure(CACHES={"default": {"BACKEND": "locmem", "LOCATION": "flask-default-store"}})
+    cachekit.configure(CACHES={"default": "redis://127.0.0.1:1/0"})  # never contacted
     try:
         interface = CacheKitSessionInterface()
         assert isinstance(interface.store, CacheStore)
         assert interface.store.cache is cachekit.caches["default"]
+    finally:
+        cachekit.caches.configure(None)
+
+
+def test_default_store_on_local_memory_is_apart_from_pages() -> None:
+    import cachekit
+
+    cachekit.configure(CACHES={"default": {"BACKEND": "locmem", "LOCATION": "flask-default-store"}})
+    try:
+        interface = CacheKitSessionInterface()
+        assert isinstance(interface.store, CacheStore)
+        assert interface.store.cache is cachekit.caches.for_sessions()
+        assert interface.store.cache.backend.location == "flask-default-store:sessions"
     finally:
         cachekit.caches.configure(None)
