@@ -111,6 +111,21 @@ def test_starlette_middleware_stack_inside_the_asgi_page_cache() -> None:
     assert codes(check.app_findings(AsgiCacheMiddleware(app, cache=cache))) == [check.PROXY_INSIDE]
 
 
+def test_django_trusting_forwarded_headers_inside_the_page_cache() -> None:
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test import override_settings
+
+    from tests.django_settings import configure_django
+
+    configure_django()
+    handler = WSGIHandler()
+    assert check.app_findings(CacheMiddleware(handler)) == []
+    with override_settings(USE_X_FORWARDED_HOST=True):
+        findings = check.app_findings(CacheMiddleware(handler))
+    assert codes(findings) == [check.PROXY_INSIDE]
+    assert "Django with USE_X_FORWARDED_HOST" in findings[0].message
+
+
 # -- multi-process servers with sessions on local memory -------------------------
 
 
