@@ -113,6 +113,7 @@ class SessionCookie:
     :param cookie_httponly: add ``HttpOnly``.
     :param cookie_samesite: ``"Lax"``, ``"Strict"``, ``"None"`` (needs ``cookie_secure``) or ``None``.
     :param save_every_request: save on every request that used the session.
+    :param cookie_partitioned: add ``Partitioned`` (CHIPS), as Flask's ``SESSION_COOKIE_PARTITIONED``.
     :raises ConfigurationError: for an invalid cookie option, naming it.
     """
 
@@ -121,6 +122,7 @@ class SessionCookie:
         "cookie_domain",
         "cookie_httponly",
         "cookie_name",
+        "cookie_partitioned",
         "cookie_path",
         "cookie_samesite",
         "cookie_secure",
@@ -137,6 +139,7 @@ class SessionCookie:
         cookie_httponly: bool = True,
         cookie_samesite: str | None = "Lax",
         save_every_request: bool = False,
+        cookie_partitioned: bool = False,
     ) -> None:
         try:
             self._format = CookieFormat(
@@ -146,6 +149,7 @@ class SessionCookie:
                 secure=bool(cookie_secure),
                 httponly=bool(cookie_httponly),
                 samesite=cookie_samesite,
+                partitioned=bool(cookie_partitioned),
             )
         except ValueError as exc:
             raise ConfigurationError(f"{_setting_for(exc)}: {exc}", setting=_setting_for(exc)) from None
@@ -156,6 +160,7 @@ class SessionCookie:
         self.cookie_httponly = bool(cookie_httponly)
         self.cookie_samesite = normalize_samesite(cookie_samesite, secure=bool(cookie_secure))
         self.save_every_request = bool(save_every_request)
+        self.cookie_partitioned = bool(cookie_partitioned)
 
     def value_from(self, cookie_header: str | None) -> str | None:
         """Return the session cookie's value from a request's ``Cookie`` header, if any."""
@@ -251,6 +256,7 @@ def cookie_options(settings: Any) -> dict[str, Any]:
         "cookie_httponly": get("SESSION_COOKIE_HTTPONLY", True, bool),
         "cookie_samesite": read_setting(settings, "SESSION_COOKIE_SAMESITE", "Lax"),
         "save_every_request": get("SESSION_SAVE_EVERY_REQUEST", False, bool),
+        "cookie_partitioned": get("SESSION_COOKIE_PARTITIONED", False, bool),
     }
 
 

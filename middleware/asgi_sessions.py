@@ -83,6 +83,8 @@ class AsgiSessionMiddleware:
     :param cookie_secure: add ``Secure`` (send over HTTPS only).
     :param cookie_httponly: add ``HttpOnly`` (hidden from JavaScript).
     :param cookie_samesite: ``"Lax"``, ``"Strict"``, ``"None"`` (needs ``cookie_secure``) or ``None``.
+    :param cookie_partitioned: add ``Partitioned`` (CHIPS: one cookie per top-level site, for
+        embedded apps; needs ``cookie_secure`` in browsers); ``SESSION_COOKIE_PARTITIONED``.
     :param save_every_request: save (and re-send the cookie) on every request
         that used the session, not only when it changed.
     :param scope_key: where the session is put in the scope.
@@ -100,6 +102,7 @@ class AsgiSessionMiddleware:
         cookie_secure: bool = False,
         cookie_httponly: bool = True,
         cookie_samesite: str | None = "Lax",
+        cookie_partitioned: bool = False,
         save_every_request: bool = False,
         scope_key: str = SCOPE_KEY,
     ) -> None:
@@ -115,6 +118,7 @@ class AsgiSessionMiddleware:
             cookie_secure=cookie_secure,
             cookie_httponly=cookie_httponly,
             cookie_samesite=cookie_samesite,
+            cookie_partitioned=cookie_partitioned,
             save_every_request=save_every_request,
         )
         #: The scope key holding the session.

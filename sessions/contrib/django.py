@@ -387,12 +387,23 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
         return None
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
-        """Save the session as Django does; answer 503 if the store is down."""
+        """Save the session as Django does; answer 503 if the store is down.
+
+        With ``SESSION_COOKIE_PARTITIONED = True`` (Flask's setting name; Django
+        has none) the session cookie also carries ``Partitioned`` (CHIPS).
+        """
         try:
             result: HttpResponse = super().process_response(request, response)
         except BackendUnavailableError as exc:
             logger.warning("session store unavailable while saving: %s", exc)
             return unavailable_response()
+        morsel = result.cookies.get(settings.SESSION_COOKIE_NAME)
+        if morsel is not None and getattr(settings, "SESSION_COOKIE_PARTITIONED", False):
+            if "partitioned" in morsel._reserved:  # Python 3.14's Morsel knows the attribute
+                morsel["partitioned"] = True
+            elif "Partitioned" not in morsel["path"]:
+                # Older Morsels have no flag for it: it rides after the Path value.
+                morsel["path"] = f"{morsel['path'] or '/'}; Partitioned"
         return result
 
 

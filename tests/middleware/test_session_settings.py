@@ -174,6 +174,7 @@ def test_cookie_options_names_every_setting() -> None:
         "SESSION_COOKIE_HTTPONLY": False,
         "SESSION_COOKIE_SAMESITE": "Strict",
         "SESSION_SAVE_EVERY_REQUEST": True,
+        "SESSION_COOKIE_PARTITIONED": True,
     }
     assert cookie_options(settings) == {
         "cookie_name": "sid",
@@ -183,6 +184,7 @@ def test_cookie_options_names_every_setting() -> None:
         "cookie_httponly": False,
         "cookie_samesite": "Strict",
         "save_every_request": True,
+        "cookie_partitioned": True,
     }
     assert cookie_options({}) == {
         "cookie_name": "session",
@@ -192,6 +194,7 @@ def test_cookie_options_names_every_setting() -> None:
         "cookie_httponly": True,
         "cookie_samesite": "Lax",
         "save_every_request": False,
+        "cookie_partitioned": False,
     }
 
 
