@@ -9,6 +9,7 @@ path runs without a server.
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Any
 
@@ -16,24 +17,46 @@ import pytest
 
 from cachekit.backends.locmem import LocMemBackend
 from cachekit.cache import Cache
+from cachekit.exceptions import ConfigurationError
 from sessions.exceptions import SessionConflictError
 from sessions.exceptions import SessionCreateError
 from sessions.serializers import TaggedJSONSerializer
 from sessions.session import Session
 from sessions.session import SessionState
 from sessions.stores import _merge
+from sessions.stores import cache as cache_store_module
 from sessions.stores._merge import RawSerializer
 from sessions.stores._merge import decode_state
 from sessions.stores._merge import encode_state
 from sessions.stores._merge import retry_delay
 from sessions.stores.cache import CacheStore
+from tests.sessions.helpers import SERVER_STORES
 from tests.sessions.helpers import WallClock
+from tests.sessions.helpers import build_store
 
 
 class BytesLocMem(LocMemBackend):
     """Local memory that, like Redis and memcached, is handed serialized bytes."""
 
     stores_objects = False
+
+
+class _Token:
+    """An opaque compare-and-set token that is not the stored value (as memcached's cas unique)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class TokenLocMem(BytesLocMem):
+    """Bytes in local memory with tokens distinct from the values, as memcached has."""
+
+    def gets(self, key: str) -> tuple[Any, Any] | None:
+        found = super().gets(key)
+        return None if found is None else (found[0], _Token(found[1]))
+
+    def cas(self, key: str, value: Any, token: Any, ttl: float | None) -> bool:
+        return super().cas(key, value, token.value, ttl)
 
 
 class LosingLocMem(LocMemBackend):
@@ -69,14 +92,16 @@ def bytes_store(wall_clock: WallClock) -> CacheStore:
     return CacheStore(Cache(BytesLocMem(_location())), clock=wall_clock)
 
 
-@pytest.fixture(params=["server", "bytes"])
-def racing_store(
-    request: pytest.FixtureRequest, server_store: CacheStore, wall_clock: WallClock
-) -> CacheStore:
-    """Every server-side store, plus the bytes-only local memory one."""
+@pytest.fixture(params=[*SERVER_STORES, "bytes", "tokens"])
+def racing_store(request: pytest.FixtureRequest, wall_clock: WallClock) -> CacheStore:
+    """Every server-side store, plus local memory keeping bytes, with and without opaque tokens."""
     if request.param == "bytes":
         return CacheStore(Cache(BytesLocMem(_location())), clock=wall_clock)
-    return server_store
+    if request.param == "tokens":
+        return CacheStore(Cache(TokenLocMem(_location())), clock=wall_clock)
+    store = build_store(request.param, request, wall_clock)
+    assert isinstance(store, CacheStore)
+    return store
 
 
 def _stored(store: CacheStore, **data: Any) -> str:
@@ -155,7 +180,7 @@ def test_lost_race_on_an_expired_session_deletes_it(racing_store: CacheStore, wa
     # The stored copy now ends in the past (its expiry chosen by the winner's delta is
     # gone, so use an absolute expiry the loser merges in): the save must not store it.
     loser.set_expiry(-5)
-    with pytest.raises(SessionConflictError, match="expired"):
+    with pytest.raises(SessionConflictError, match="^The session expired before"):
         loser.save()
     assert racing_store.records.gets(racing_store.store_key(key)) is None
 
@@ -254,10 +279,10 @@ def test_create_gives_up_after_create_attempts(wall_clock: WallClock) -> None:
 
 def test_create_refuses_an_already_expired_state(racing_store: CacheStore, wall_clock: WallClock) -> None:
     state = SessionState({"a": 1}, wall_clock(), wall_clock(), expiry=wall_clock() - 1)
-    with pytest.raises(SessionCreateError):
+    with pytest.raises(SessionCreateError, match="expired already"):
         racing_store.create(state)
     exactly_now = SessionState({"a": 1}, wall_clock(), wall_clock(), expiry=wall_clock())
-    with pytest.raises(SessionCreateError):
+    with pytest.raises(SessionCreateError, match="expired already"):
         racing_store.create(exactly_now)
 
 
@@ -329,3 +354,191 @@ def test_encode_then_decode_round_trips_both_forms() -> None:
     # Values that are not plain (a list) are serialized even in local memory.
     nested = SessionState({"a": [1]}, 10.0, 20.0)
     assert type(encode_state(nested, objects=True, dump=dump)) is bytes
+
+
+# -- construction, defaults, what is never looked up -------------------------------------
+
+
+class CountingLocMem(LocMemBackend):
+    """Counts compare-and-set reads (the store's only way of looking a session up) and writes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gets_calls = 0
+        self.cas_calls = 0
+
+    def gets(self, key: str) -> tuple[Any, Any] | None:
+        self.gets_calls += 1
+        return super().gets(key)
+
+    def cas(self, key: str, value: Any, token: Any, ttl: float | None) -> bool:
+        self.cas_calls += 1
+        return super().cas(key, value, token, ttl)
+
+
+class NoObjectsFlag:
+    """A backend that does not say whether it keeps objects: the store must assume bytes."""
+
+    def __init__(self) -> None:
+        self._inner = LocMemBackend(_location())
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "stores_objects":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+class NoCasBackend:
+    """A backend without compare-and-set (everything else is local memory)."""
+
+    def __init__(self) -> None:
+        self._inner = LocMemBackend(_location())
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("gets", "cas"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def test_cache_store_defaults(wall_clock: WallClock) -> None:
+    store = CacheStore(Cache(LocMemBackend(_location())), clock=wall_clock)
+    assert store.key_prefix == "cachekit.session."
+    assert store.store_key("x").startswith("cachekit.session.")
+    assert store.max_retries == 50
+    assert store.policy.expire_at_browser_close is False
+    assert store.policy.age == 1209600
+    assert CacheStore.server_side is True
+    assert repr(store).startswith("CacheStore(Cache(")
+
+
+def test_cache_store_needs_a_cache_with_compare_and_set() -> None:
+    with pytest.raises(ConfigurationError, match="needs a cachekit.Cache") as info:
+        CacheStore(LocMemBackend(_location()))  # type: ignore[arg-type]
+    assert info.value.setting == "SESSION_CACHE_ALIAS"
+    with pytest.raises(ConfigurationError, match="compare-and-set") as info:
+        CacheStore(Cache(NoCasBackend()))  # type: ignore[arg-type]
+    assert info.value.setting == "SESSION_CACHE_ALIAS"
+
+
+@pytest.mark.parametrize("retries", [0, -1, 2.5, "3", None])
+def test_max_retries_must_be_a_positive_int(retries: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_retries") as info:
+        CacheStore(Cache(LocMemBackend(_location())), max_retries=retries)
+    assert info.value.setting == "max_retries"
+
+
+def test_one_retry_is_allowed(wall_clock: WallClock) -> None:
+    store = CacheStore(Cache(LocMemBackend(_location())), clock=wall_clock, max_retries=1)
+    key = _stored(store, a=1)
+    winner, loser = _pair(store, key)
+    winner["b"] = 2
+    winner.save()
+    loser["c"] = 3
+    loser.save()  # one merge attempt is enough when nobody else writes
+    state = store.load(key)
+    assert state is not None
+    assert state.data == {"a": 1, "b": 2, "c": 3}
+
+
+@pytest.mark.parametrize("value", ["", "short", "x" * 43 + "y", "a b" + "c" * 40, "é" * 43])
+def test_values_that_are_not_session_ids_are_never_looked_up(wall_clock: WallClock, value: str) -> None:
+    backend = CountingLocMem(_location())
+    store = CacheStore(Cache(backend), clock=wall_clock)
+    assert store.load(value) is None
+    store.delete(value)
+    assert backend.gets_calls == 0
+    real = _stored(store, a=1)
+    assert store.load(real) is not None
+    assert backend.gets_calls == 1
+
+
+def test_a_backend_that_does_not_say_gets_bytes(wall_clock: WallClock) -> None:
+    backend = NoObjectsFlag()
+    store = CacheStore(Cache(backend), clock=wall_clock)  # type: ignore[arg-type]
+    key = _stored(store, user="ada")
+    stored = backend._inner.get(store.records.make_key(store.store_key(key)))
+    assert type(stored) is bytes
+    state = store.load(key)
+    assert state is not None
+    assert state.data == {"user": "ada"}
+
+
+def test_a_corrupt_record_at_save_time_is_a_conflict(bytes_store: CacheStore) -> None:
+    key = _stored(bytes_store, user="ada")
+    session = Session(bytes_store, key)
+    session["theme"] = "dark"
+    stored_key = bytes_store.records.make_key(bytes_store.store_key(key))
+    bytes_store.cache.backend.set(stored_key, b"\x00 not a session", None)  # rewritten meanwhile
+    with pytest.raises(SessionConflictError, match="deleted or expired"):
+        session.save()
+
+
+def test_a_corrupt_record_loads_nothing(bytes_store: CacheStore) -> None:
+    key = _stored(bytes_store, user="ada")
+    stored_key = bytes_store.records.make_key(bytes_store.store_key(key))
+    bytes_store.cache.backend.set(stored_key, b"[1, 2, 3]", None)
+    assert bytes_store.load(key) is None
+
+
+def test_unchanged_since_load_records_activity_only() -> None:
+    state = SessionState({"a": 1}, 10.0, 20.0, 30.0)
+    fresh = _merge.unchanged_since_load(state, 99.0)
+    assert fresh == SessionState({"a": 1}, 10.0, 99.0, 30.0)
+    assert state.last_active == 20.0
+
+
+def test_an_uncontended_save_is_one_compare_and_set(wall_clock: WallClock) -> None:
+    backend = CountingLocMem(_location())
+    store = CacheStore(Cache(backend), clock=wall_clock)
+    key = _stored(store, a=1)
+    session = Session(store, key)
+    session["b"] = 2
+    reads = backend.gets_calls
+    assert session.save() == key
+    assert backend.cas_calls == 1
+    assert backend.gets_calls == reads  # the fast path: no re-read
+    assert not session.modified
+    assert session.changed_keys == frozenset()
+
+
+def test_a_session_ending_exactly_now_is_not_saved(racing_store: CacheStore, wall_clock: WallClock) -> None:
+    wall_clock.now = float(int(wall_clock.now))  # exact in a datetime's microseconds
+    key = _stored(racing_store, a=1)
+    session = Session(racing_store, key)
+    session.set_expiry(datetime.datetime.fromtimestamp(wall_clock.now, datetime.timezone.utc))
+    with pytest.raises(SessionConflictError, match="^The session expired before"):
+        session.save()
+    assert racing_store.load(key) is None
+
+
+def test_a_session_ending_in_half_a_second_is_saved(racing_store: CacheStore, wall_clock: WallClock) -> None:
+    key = _stored(racing_store, a=1)
+    winner, loser = _pair(racing_store, key)
+    winner["w"] = 1
+    winner.save()
+    loser.set_expiry(datetime.datetime.fromtimestamp(wall_clock.now + 0.5, datetime.timezone.utc))
+    assert loser.save() == key  # merged: a lifetime under a second is still a lifetime
+
+
+def test_a_session_reaching_its_age_at_save_time_is_not_saved(wall_clock: WallClock) -> None:
+    store = CacheStore(Cache(LocMemBackend(_location())), clock=wall_clock, age=100)
+    key = _stored(store, a=1)
+    wall_clock.advance(99)
+    session = Session(store, key)
+    session["b"] = 2
+    wall_clock.advance(1)  # the age runs out exactly at the save
+    with pytest.raises(SessionConflictError, match="^The session expired before"):
+        session.save()
+    assert store.records.gets(store.store_key(key)) is None
+
+
+def test_lost_attempts_back_off_at_random(wall_clock: WallClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(cache_store_module.time, "sleep", slept.append)
+    monkeypatch.setattr(_merge.random, "uniform", lambda low, high: high)
+    store = CacheStore(Cache(LosingLocMem(_location())), clock=wall_clock, max_retries=3)
+    session = Session(store, _stored(store, a=1))
+    session["b"] = 2
+    with pytest.raises(SessionConflictError):
+        session.save()
+    assert slept == pytest.approx([0.0005, 0.001, 0.002])
