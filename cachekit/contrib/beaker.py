@@ -23,13 +23,15 @@ Beaker's contract holds on every backend (local memory, Redis, memcached):
   becomes the backend TTL, besides Beaker's own stored-time check.
 
 An outage follows cachekit's failure policy: reads miss (Beaker recreates the
-value) and writes are dropped, logged and counted. ``keys()`` is not offered,
+value, without the creation lock, which needs the store) and writes are
+dropped, logged and counted. ``keys()`` is not offered,
 as with Beaker's memcached manager. Beaker is imported only when this module is.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 from typing import Any
 from urllib.parse import quote
@@ -39,6 +41,9 @@ from beaker.container import NamespaceManager
 
 from cachekit.cache import Cache
 from cachekit.config import from_url
+from cachekit.exceptions import BackendUnavailableError
+
+logger = logging.getLogger(__name__)
 
 #: The Beaker type name this module registers.
 TYPE_NAME = "cachekit"
@@ -68,14 +73,30 @@ class _CreationLock:
 
     def __init__(self, cache: Cache, key: str) -> None:
         self._lock = cache.backend.lock("cachekit.lock:" + cache.make_key(key), ttl=cache.lock_ttl)
+        self._held = False
 
     def acquire(self, wait: bool = True) -> bool:
-        """Take the lock, waiting for it unless ``wait`` is false; return whether it was taken."""
-        return bool(self._lock.acquire(blocking=wait))
+        """Take the lock, waiting for it unless ``wait`` is false; return whether it was taken.
+
+        With the store down there is nothing to coordinate through: the caller
+        goes ahead and creates the value (``True``), as cachekit's ``get_or_set`` does.
+        """
+        try:
+            self._held = bool(self._lock.acquire(blocking=wait))
+        except BackendUnavailableError as exc:
+            logger.warning("beaker creation lock unavailable, creating without it: %s", exc)
+            return True
+        return self._held
 
     def release(self) -> None:
         """Let the next creator in."""
-        self._lock.release()
+        if not self._held:
+            return
+        self._held = False
+        try:
+            self._lock.release()
+        except BackendUnavailableError as exc:  # the lock's TTL frees it
+            logger.warning("beaker creation lock not released: %s", exc)
 
 
 class CachekitNamespaceManager(NamespaceManager):  # type: ignore[misc]

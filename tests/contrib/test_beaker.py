@@ -232,3 +232,12 @@ def test_creation_lock_blocks_other_processes(kind: str, request: pytest.Fixture
     finally:
         lock.release()
     assert child() == "True"
+
+
+def test_an_outage_recreates_the_value_instead_of_failing() -> None:
+    from tests.servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0?socket_timeout=0.3&socket_connect_timeout=0.3"
+    cache = BeakerCache(fresh_namespace(), type="cachekit", url=url)
+    assert cache.get("k", createfunc=lambda: "made") == "made"
+    assert cache.get("k", createfunc=lambda: "again") == "again"

@@ -157,3 +157,14 @@ def test_flask_caching_cache_serializer_is_honoured(redis_server: ServerProcess)
         assert cache.get("k") == [1, "two"]
     assert json.loads(backend.cache.backend.get(backend.cache.make_key("k"))) == [1, "two"]
     backend.clear()
+
+
+def test_an_outage_reads_as_a_miss() -> None:
+    from tests.servers import free_port
+
+    adapter = CachekitCache(
+        f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.3, socket_connect_timeout=0.3
+    )
+    assert adapter.get("k") is None
+    assert adapter.has("k") is False
+    assert adapter.inc("n") is None  # no value to return: cachelib's None

@@ -412,3 +412,19 @@ def test_system_check_reports_bad_cachekit_settings() -> None:
         found = check_cachekit_settings()
         assert sorted(message.id for message in found) == ["cachekit.E001", "cachekit.E002"]
         assert "127.0.0.1:11211" in found[0].msg
+
+
+def test_an_outage_reads_as_a_miss_and_drops_writes() -> None:
+    # The outage table in docs/migrating.md: cachekit's policy, not Django's raise.
+    from tests.servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    cache = CacheBackend(url, {"OPTIONS": {"socket_timeout": 0.3, "socket_connect_timeout": 0.3}})
+    cache.set("k", 1)
+    assert cache.get("k", "default") == "default"
+    assert cache.add("k", 1) is False
+    raising = CacheBackend(url, {"OPTIONS": {"on_error": "raise", "socket_connect_timeout": 0.3}})
+    from cachekit.exceptions import BackendUnavailableError
+
+    with pytest.raises(BackendUnavailableError):
+        raising.get("k")
