@@ -68,6 +68,7 @@ HeaderGetter: TypeAlias = Callable[[str], "str | None"]
 LOOKUP_KEY = "cachekit.page.headers."
 PAGE_KEY = "cachekit.page.GET."
 NOLOCK_KEY = "cachekit.page.nolock."
+VARIANTS_KEY = "cachekit.page.variants."
 LOCK_KEY = "cachekit.page.lock."
 # How long a URL whose own response was not storable skips the stampede lock:
 # waiting for a response that will not be stored would only serialize its requests.
@@ -95,6 +96,7 @@ class Request:
 
     __slots__ = (
         "directives",
+        "found",
         "has_auth",
         "header",
         "lock",
@@ -128,6 +130,8 @@ class Request:
         self.lock: Any = None
         #: The session the app used, as the shell found it (read after the response started).
         self.session: Any = None
+        #: Whether a page (fresh or stale) was stored for the request's variant at lookup.
+        self.found = False
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,7 @@ class PageEngine:
         self._explicit = frozenset(options.statuses) | frozenset(options.explicit_statuses)
         self._lifetime: tuple[Any, float | None] | None = None
         self._url_hashes: dict[tuple[Any, ...], str] = {}
+        self._path_hashes: dict[str, str] = {}
         self._page_keys: dict[tuple[Any, ...], str] = {}
 
     # -- keys ----------------------------------------------------------------------
@@ -186,8 +191,12 @@ class PageEngine:
         if known is None:
             if len(self._url_hashes) >= _MEMO_SIZE:
                 self._url_hashes.clear()
+                self._path_hashes.clear()
             forwarded = [f"{name}={header(name)}" for name in trusted if header(name) is not None]
-            known = self._url_hashes[memo_key] = self.hash_url(url(), *forwarded)
+            full = url()
+            known = self._url_hashes[memo_key] = self.hash_url(full, *forwarded)
+            # Variants are counted per path: junk query strings are variants of one page.
+            self._path_hashes[known] = self.hash_url(full.partition("?")[0], *forwarded)
         return known
 
     def hash_url(self, url: str, *forwarded: str) -> str:
@@ -222,6 +231,7 @@ class PageEngine:
             if not revalidate:
                 entry = yield from self._read_page(request.page_key, request.has_auth)
         now = request.now
+        request.found = entry is not None
         if entry is not None and servable(entry, now, request.directives):
             return Plan("serve", entry)
         if request.method == "HEAD":
@@ -418,8 +428,18 @@ class PageEngine:
         # The lookup record outlives its pages, so an expiring page keeps one lock and
         # one variant key across processes until it is rendered again.
         keep_lookup = None if keep is None else 2 * keep + 60.0
+        if not (yield from self._within_variant_cap(request, keep_lookup)):
+            return  # served, not stored: one more variant of a page that has its fill
         if (yield from self._claim(LOOKUP_KEY + request.url_hash, previous, lookup, keep_lookup)):
             yield ("set", self.variant_key(request.url_hash, lookup, request.header), page, keep)
+
+    def _within_variant_cap(self, request: Request, keep: float | None) -> Steps:
+        """Count a new variant of the request's path; ``False`` once past ``max_variants``."""
+        path_hash = self._path_hashes.get(request.url_hash)
+        if request.found or path_hash is None:
+            return True  # a variant already kept (re-rendered), or the memo was just emptied
+        count = yield ("count", VARIANTS_KEY + path_hash, keep)
+        return count is None or count <= self.options.max_variants
 
     def _claim(self, lookup_key: str, previous: Any, lookup: Lookup, keep: float | None) -> Steps:
         """Point the URL's lookup record at ``lookup``; ``False`` if a purge got there first.

@@ -28,7 +28,14 @@ if TYPE_CHECKING:
     from cachekit.cache import Cache
 
 # What each operation returns when the backend is down.
-_ON_OUTAGE: dict[str, Any] = {"add": False, "touch": False, "cas": False, "has": False, "delete": False}
+_ON_OUTAGE: dict[str, Any] = {
+    "count": None,
+    "add": False,
+    "touch": False,
+    "cas": False,
+    "has": False,
+    "delete": False,
+}
 
 
 class _Records:
@@ -39,6 +46,8 @@ class _Records:
         self.backend: Any = cache.backend
         self.objects = bool(cache._objects)
         self.key = cache.make_key
+        #: A counter's first value: an int in local memory, ASCII digits elsewhere (``incr`` runs there).
+        self.one: Any = 1 if self.objects else b"1"
 
     def dump(self, record: Any) -> Any:
         if self.objects:
@@ -106,6 +115,12 @@ class SyncRecords(_Records):
 
     def touch(self, key: str, ttl: float | None) -> bool:
         return bool(self.backend.touch(self.key(key), ttl))
+
+    def count(self, key: str, ttl: float | None) -> int:
+        stored_key = self.key(key)
+        if self.backend.add(stored_key, self.one, ttl):
+            return 1
+        return int(self.backend.incr(stored_key, 1))
 
     def delete(self, key: str) -> bool:
         return bool(self.backend.delete(self.key(key)))
@@ -180,6 +195,12 @@ class AsyncRecords(_Records):
     async def touch(self, key: str, ttl: float | None) -> bool:
         return bool(await self.backend.touch(self.key(key), ttl))
 
+    async def count(self, key: str, ttl: float | None) -> int:
+        stored_key = self.key(key)
+        if await self.backend.add(stored_key, self.one, ttl):
+            return 1
+        return int(await self.backend.incr(stored_key, 1))
+
     async def delete(self, key: str) -> bool:
         return bool(await self.backend.delete(self.key(key)))
 
@@ -218,6 +239,7 @@ def _table(cls: type) -> dict[str, Callable[..., Any]]:
         "set",
         "add",
         "touch",
+        "count",
         "delete",
         "gets",
         "cas",

@@ -611,3 +611,25 @@ def test_13_10_a_writer_to_redis_cannot_run_code_in_a_worker(
         assert (status[:3], body) == ("200", b"v2")  # unknown layout: a miss, rendered again
     finally:
         engine.close()
+
+
+# -- 11. variants per URL are capped ----------
+
+
+@pytest.mark.parametrize("backend", ["locmem", "redis"])
+def test_13_11_junk_query_strings_are_served_uncached_past_the_cap(
+    shell: str, clock: FakeClock, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("redis_url") if backend == "redis" else None
+    app = Renders([("Cache-Control", "max-age=60")])
+    engine = _use(shell, app, None if url else clock, url=url, max_variants=3)
+    try:
+        for n in range(6):
+            engine(environ_for(query=f"junk={n}"))
+        calls = app.calls
+        for n in range(6):
+            engine(environ_for(query=f"junk={n}"))
+        assert app.calls - calls == 3  # junk 0-2 were kept; 3-5 render every time
+        assert engine(environ_for(query="junk=0"))[2] == b"v1"
+    finally:
+        engine.close()
