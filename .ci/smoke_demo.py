@@ -55,6 +55,8 @@ def main() -> int:
         first = fetch(base + "/cached")[1].get("X-Cache")
         second = fetch(base + "/cached")[1].get("X-Cache")
         assert (first, second) == ("MISS", "HIT"), (first, second)
+        for asset in ("/static/app.js", "/static/style.css", "/favicon.ico"):
+            assert fetch(base + asset)[0] == 200, asset  # package data made it into the wheel
         stats = json.loads(fetch(base + "/stats.json")[2])
         assert stats["pages"]["hits"] >= 1, stats
     finally:

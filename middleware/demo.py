@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import html
+import io
 import json
 import os
 import socketserver
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from importlib.resources import files
@@ -153,6 +155,8 @@ class DemoApp:
             ("/logout", True): self.logout,
             ("/api/purge", True): self.api_purge,
             ("/api/invalidate-tag", True): self.api_invalidate_tag,
+            ("/api/stampede", True): self.api_stampede,
+            ("/api/swr", True): self.api_swr,
         }
         handler = routes.get((path, post))
         if handler is not None:
@@ -253,7 +257,7 @@ class DemoApp:
     ) -> Iterable[bytes]:
         """Serve a cached page, marking whether this response came from the cache.
 
-        ``X-Cache`` says HIT, STALE (older than its lifetime, served while another
+        ``X-Cache`` says HIT, STALE (as old as its lifetime or older, served while another
         request regenerates it) or MISS. The marker is filled in here, outside the
         page cache, so the stored page stays the same and every response tells the
         truth about itself; the browser is told not to keep its own copy, so each
@@ -277,7 +281,7 @@ class DemoApp:
         headers = [(k, v) for k, v in captured["headers"] if k.lower() not in kept]
         age = next((v for k, v in captured["headers"] if k.lower() == "age"), None)
         lifetime = SWR_FRESH_FOR if page is self.swr_page else CACHED_FOR
-        verdict = "MISS" if age is None else "STALE" if int(age) > lifetime else "HIT"
+        verdict = "MISS" if age is None else "STALE" if int(age) >= lifetime else "HIT"
         status_text = (
             f"<span class='hit' id='cache-status'>Served from cache (age {age} s)</span>"
             if age is not None
@@ -322,6 +326,79 @@ class DemoApp:
     def api_invalidate_tag(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         self.page_cache.invalidate_tags(TAG)
         return _json(start_response, {"tag": TAG, "invalidated": True})
+
+    def burst(self, environ: WSGIEnvironment, path: str, count: int) -> list[tuple[str, float]]:
+        """Send ``count`` requests for ``path`` at the same moment, from threads; return (X-Cache, ms) each.
+
+        The burst starts here rather than in the browser: a browser queues identical
+        requests behind the first (its own cache lock), which would hide the stampede.
+        """
+        page, _, query = path.partition("?")
+        barrier = threading.Barrier(count)
+        results: list[tuple[str, float]] = []
+
+        def one() -> None:
+            request: dict[str, Any] = {
+                key: value for key, value in environ.items() if key.isupper() and key != "HTTP_COOKIE"
+            }
+            request.update(
+                {
+                    "REQUEST_METHOD": "GET",
+                    "PATH_INFO": page,
+                    "QUERY_STRING": query,
+                    "wsgi.input": io.BytesIO(),
+                }
+            )
+            request.update({k: v for k, v in environ.items() if k.startswith("wsgi.") and k != "wsgi.input"})
+            found: dict[str, str] = {}
+
+            def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                found.update(headers)
+                return lambda data: None
+
+            barrier.wait()
+            started = time.perf_counter()
+            b"".join(self(request, start_response))
+            with self._lock:
+                results.append((found.get("X-Cache", "?"), (time.perf_counter() - started) * 1000))
+
+        threads = [threading.Thread(target=one) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return results
+
+    def api_stampede(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        count = max(2, min(100, int((query.get("n") or ["20"])[0] or 20)))
+        run = uuid.uuid4().hex  # a page nobody has asked for yet: cold
+        results = self.burst(environ, f"/slow?run={run}", count)
+        return _json(
+            start_response,
+            {
+                "requests": count,
+                "renders": self.renders[run],
+                "slowest_ms": round(max(ms for _, ms in results), 1),
+                "statuses": Counter(status for status, _ in results),
+            },
+        )
+
+    def api_swr(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        self.burst(environ, "/swr", 1)  # cached (or already stale)
+        time.sleep(SWR_FRESH_FOR + 0.6)  # let it go stale
+        results = self.burst(environ, "/swr", 8)
+        stale = [ms for status, ms in results if status == "STALE"]
+        fresh = [ms for status, ms in results if status != "STALE"]
+        return _json(
+            start_response,
+            {
+                "stale": len(stale),
+                "regenerated": len(fresh),
+                "stale_ms": round(sum(stale) / len(stale), 1) if stale else None,
+                "regenerated_ms": round(sum(fresh) / len(fresh), 1) if fresh else None,
+            },
+        )
 
     # -- counters ------------------------------------------------------------------------
 

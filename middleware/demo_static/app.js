@@ -3,7 +3,6 @@
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function timedFetch(url, options) {
   const start = performance.now();
@@ -25,7 +24,7 @@ function drawChart() {
   const g = canvas.getContext("2d");
   g.scale(ratio, ratio);
   g.clearRect(0, 0, width, height);
-  const pad = { left: 36, right: 44, top: 10, bottom: 20 };
+  const pad = { left: 36, right: 62, top: 10, bottom: 20 };
   const w = width - pad.left - pad.right, h = height - pad.top - pad.bottom;
   const peak = Math.max(5, ...chart.hits, ...chart.misses);
   const peakMs = Math.max(1, ...chart.latency);
@@ -108,30 +107,23 @@ async function traffic() {
 
 async function stampede() {
   const count = Math.max(2, Math.min(100, Number($("#stampede-n").value) || 20));
-  const run = Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
-  const start = performance.now();
-  await Promise.all(Array.from({ length: count }, () => timedFetch(`/slow?run=${run}`)));
-  const took = performance.now() - start;
-  const { renders } = await (await fetch(`/api/renders?run=${run}`)).json();
+  const answer = await post(`/api/stampede?n=${count}`);
   const out = $("#stampede-result");
-  out.dataset.requests = String(count);
-  out.dataset.renders = String(renders);
-  out.innerHTML = `<span class="big">${count} requests → ${renders} render${renders === 1 ? "" : "s"}</span>` +
-    ` <br>cold page, rendered in 300 ms; all answered in ${took.toFixed(0)} ms`;
+  out.dataset.requests = String(answer.requests);
+  out.dataset.renders = String(answer.renders);
+  out.innerHTML = `<span class="big">${answer.requests} requests → ${answer.renders} render` +
+    `${answer.renders === 1 ? "" : "s"}</span><br>all at once at a cold page that takes 300 ms to render; ` +
+    `the slowest answered in ${answer.slowest_ms.toFixed(0)} ms`;
 }
 
 async function staleWhileRevalidate() {
   const out = $("#swr-result");
-  await timedFetch("/swr");
-  out.textContent = "cached; waiting 2.5 s for it to go stale…";
-  await sleep(2500);
-  const results = await Promise.all(Array.from({ length: 8 }, () => timedFetch("/swr")));
-  const stale = results.filter((r) => r.status === "STALE");
-  const fresh = results.filter((r) => r.status !== "STALE");
-  const avg = (list) => (list.reduce((sum, r) => sum + r.ms, 0) / Math.max(1, list.length)).toFixed(0);
-  out.dataset.stale = String(stale.length);
-  out.innerHTML = `<span class="stale">${stale.length} served the stale page at once</span> (avg ${avg(stale)} ms), ` +
-    `${fresh.length} regenerated it (avg ${avg(fresh)} ms)`;
+  out.textContent = "caching /swr, then waiting for it to go stale…";
+  const answer = await post("/api/swr");
+  out.dataset.stale = String(answer.stale);
+  const ms = (value) => (value === null ? "–" : value.toFixed(1));
+  out.innerHTML = `<span class="stale">${answer.stale} of 8 got the stale page at once</span> ` +
+    `(${ms(answer.stale_ms)} ms), ${answer.regenerated} regenerated it (${ms(answer.regenerated_ms)} ms)`;
 }
 
 async function post(url) {

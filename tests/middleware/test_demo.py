@@ -132,3 +132,13 @@ def test_stats_reflect_traffic(demo_url: str) -> None:
 
 def test_unknown_page_is_404(demo_url: str) -> None:
     assert requests.get(demo_url + "/nope", timeout=5).status_code == 404
+
+
+def test_stampede_and_swr_buttons_report_one_render_and_stale_answers(demo_url: str) -> None:
+    stampede = requests.post(demo_url + "/api/stampede?n=16", timeout=30).json()
+    assert stampede["requests"] == 16
+    assert stampede["renders"] == 1
+    assert stampede["statuses"]["MISS"] == 1
+    swr = requests.post(demo_url + "/api/swr", timeout=30).json()
+    assert swr["stale"] >= 6  # all but the one that regenerates, give or take a late thread
+    assert swr["regenerated"] >= 1
