@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def _command(server: str, workers: int, port: int) -> list[str]:
 
 
 @pytest.fixture
-def run_server(tmp_path: Path) -> Iterator[object]:
+def run_server(tmp_path: Path) -> Iterator[Callable[[str, int], str]]:
     started: list[subprocess.Popen[bytes]] = []
 
     def run(server: str, workers: int) -> str:
@@ -78,14 +79,16 @@ def run_server(tmp_path: Path) -> Iterator[object]:
 
 
 @pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
-def test_workers_with_local_memory_sessions_are_reported(server: str, run_server: object) -> None:
-    log = run_server(server, 2)  # type: ignore[operator]
+def test_workers_with_local_memory_sessions_are_reported(
+    server: str, run_server: Callable[[str, int], str]
+) -> None:
+    log = run_server(server, 2)
     lines = [line for line in log.splitlines() if check.SESSIONS_LOCAL in line]
     assert len(lines) == 2, log  # once per worker process
     assert all(f"{server} runs 2 worker processes" in line for line in lines), log
 
 
-def test_one_gunicorn_worker_is_not_reported(run_server: object) -> None:
-    log = run_server("gunicorn", 1)  # type: ignore[operator]
+def test_one_gunicorn_worker_is_not_reported(run_server: Callable[[str, int], str]) -> None:
+    log = run_server("gunicorn", 1)
     assert "local-memory-fallback" in log
     assert check.SESSIONS_LOCAL not in log
