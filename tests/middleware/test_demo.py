@@ -8,6 +8,8 @@ import uuid
 
 import requests
 
+from tests import servers
+
 
 def test_counter_increments_per_session_and_says_time_or_times(demo_url: str) -> None:
     client = requests.Session()
@@ -142,3 +144,18 @@ def test_stampede_and_swr_buttons_report_one_render_and_stale_answers(demo_url: 
     swr = requests.post(demo_url + "/api/swr", timeout=30).json()
     assert swr["stale"] >= 6  # all but the one that regenerates, give or take a late thread
     assert swr["regenerated"] >= 1
+
+
+def test_demo_runs_on_redis_with_url(redis_server: servers.ServerProcess) -> None:
+    from middleware.demo import build_app
+    from tests.wsgi import Client
+
+    client = Client(build_app(f"redis://{redis_server.address}/0"))
+    status, _, body = client.get("/")
+    assert status.startswith("200")
+    assert b"id='visits'>1<" in body
+    _, _, body = client.get("/")
+    assert b"id='visits'>2<" in body  # the session lives in Redis
+    first = dict(client.get("/cached")[1])
+    second = dict(client.get("/cached")[1])
+    assert (first["X-Cache"], second["X-Cache"]) == ("MISS", "HIT")
