@@ -38,6 +38,16 @@ _ON_OUTAGE: dict[str, Any] = {
 }
 
 
+#: What one operation gave: ``(result, None)`` or ``(None, the exception it raised)``.
+_Outcome = tuple[Any, "Exception | None"]
+
+
+def _advance(steps: Steps, outcome: _Outcome) -> tuple[Any, ...]:
+    """Hand a step the last operation's outcome; return its next operation (StopIteration: done)."""
+    result, failure = outcome
+    return steps.send(result) if failure is None else steps.throw(failure)
+
+
 class _Records:
     """What the sync and async runners share: keys, (en|de)coding, counting, the outage policy."""
 
@@ -81,25 +91,21 @@ class SyncRecords(_Records):
 
     def run(self, steps: Steps) -> Any:
         """Run ``steps`` to the end and return its result."""
-        result: Any = None
-        failure: BaseException | None = None
+        outcome: _Outcome = (None, None)
         try:
             while True:
-                op = steps.send(result) if failure is None else steps.throw(failure)
-                failure = None
-                try:
-                    result = self._call(op)
-                except Exception as exc:
-                    failure = exc
+                outcome = self._call(_advance(steps, outcome))
         except StopIteration as done:
             return done.value
 
-    def _call(self, op: tuple[Any, ...]) -> Any:
+    def _call(self, op: tuple[Any, ...]) -> _Outcome:
         name = op[0]
         try:
-            return _SYNC[name](self, *op[1:])
+            return _SYNC[name](self, *op[1:]), None
         except BackendUnavailableError as exc:
-            return self.outage(name, exc)
+            return self.outage(name, exc), None
+        except Exception as exc:
+            return None, exc
 
     def get(self, key: str) -> Any:
         return self.load(self.backend.get(self.key(key)))
@@ -160,25 +166,21 @@ class AsyncRecords(_Records):
 
     async def run(self, steps: Steps) -> Any:
         """Run ``steps`` to the end and return its result."""
-        result: Any = None
-        failure: BaseException | None = None
+        outcome: _Outcome = (None, None)
         try:
             while True:
-                op = steps.send(result) if failure is None else steps.throw(failure)
-                failure = None
-                try:
-                    result = await self._call(op)
-                except Exception as exc:
-                    failure = exc
+                outcome = await self._call(_advance(steps, outcome))
         except StopIteration as done:
             return done.value
 
-    async def _call(self, op: tuple[Any, ...]) -> Any:
+    async def _call(self, op: tuple[Any, ...]) -> _Outcome:
         name = op[0]
         try:
-            return await _ASYNC[name](self, *op[1:])
+            return await _ASYNC[name](self, *op[1:]), None
         except BackendUnavailableError as exc:
-            return self.outage(name, exc)
+            return self.outage(name, exc), None
+        except Exception as exc:
+            return None, exc
 
     async def get(self, key: str) -> Any:
         return self.load(await self.backend.get(self.key(key)))
