@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import inspect
 import time
 import uuid
 from collections.abc import Awaitable
@@ -230,6 +232,8 @@ class AsyncRedisBackend(BreakerMixin):
         }
         self._breaker = CircuitBreaker(**self._breaker_options, name="redis")
         self._node_breakers: dict[str, CircuitBreaker] = {}
+        # (replicas, timeout in ms) on a durable() view: writes then WAIT for replicas.
+        self._wait: tuple[int, int] | None = None
         self._client: Any = None
         self._scripts: dict[str, AsyncScript] = {}
         self._cluster = False
@@ -476,13 +480,21 @@ class AsyncRedisBackend(BreakerMixin):
         """Store ``value`` only if ``key`` holds nothing (``SET NX PX``); retried as the sync backend is."""
         if len(value) > self.max_value_size:
             self._check_size(key, value)
-        client = self._client or self._connect()
-        first = partial(client.set, key, value, nx=True, px=None if ttl is None else _ms(ttl))
+        args: list[Any]
         if ttl is None:
-            again = partial(self._scripts["add_again_forever"], keys=[key], args=[value])
+            script, args = self._script("add_again_forever"), [value]
+            command: tuple[Any, ...] = ("SET", key, value, "NX")
         else:
-            again = partial(self._scripts["add_again"], keys=[key], args=[value, _ms(ttl)])
-        return bool(await self._call(key, "SET NX", key, first, again))
+            script, args = self._script("add_again"), [value, _ms(ttl)]
+            command = ("SET", key, value, "PX", _ms(ttl), "NX")
+
+        def first(target: Any) -> Any:
+            return target.execute_command(*command)
+
+        def again(target: Any) -> Any:
+            return script(keys=[key], args=args, client=target)
+
+        return bool(await self._write(key, "SET NX", key, first, again))
 
     async def cas(self, key: str, value: bytes, token: Any, ttl: float | None) -> bool:
         """Store ``value`` only if ``key`` still holds ``token``; one atomic script run, safe to retry."""
@@ -490,14 +502,76 @@ class AsyncRedisBackend(BreakerMixin):
             self._check_size(key, value)
         if not isinstance(token, bytes):
             return False
-        run = partial(self._script("cas"), keys=[key], args=[token, value, "" if ttl is None else _ms(ttl)])
-        return bool(await self._call(key, "cas", key, run, run))
+        script = self._script("cas")
+        args = [token, value, "" if ttl is None else _ms(ttl)]
+
+        def run(target: Any) -> Any:
+            return script(keys=[key], args=args, client=target)
+
+        return bool(await self._write(key, "cas", key, run, run))
 
     async def delete(self, key: str) -> bool:
         """Remove ``key`` (``UNLINK``); return whether it was there."""
+
+        def run(target: Any) -> Any:
+            return target.unlink(key)
+
+        return bool(await self._write(key, "UNLINK", key, run, run))
+
+    # -- durable writes (WAIT) -------------------------------------------------------
+
+    def durable(self, replicas: int, timeout: float) -> AsyncRedisBackend:
+        """A view whose ``add``, ``cas`` and ``delete`` wait for replicas; see
+        :meth:`RedisBackend.durable <cachekit.backends.redis.RedisBackend.durable>`.
+        """
+        if replicas < 1 or not timeout > 0:
+            raise ConfigurationError(
+                f"durable() needs replicas >= 1 and timeout > 0, got {replicas!r} and {timeout!r}.",
+                setting="replicas",
+            )
+        view = copy.copy(self)
+        view._wait = (replicas, _ms(timeout))
+        return view
+
+    async def _write(
+        self,
+        route: str,
+        operation: str,
+        key: str | None,
+        first: Callable[[Any], Any],
+        again: Callable[[Any], Any] | None,
+    ) -> Any:
+        """:meth:`RedisBackend._write <cachekit.backends.redis.RedisBackend._write>`, awaited.
+
+        ``first(target)`` returns an awaitable on the client; on a pipeline it queues
+        the command (a script's queueing is awaited too).
+        """
         client = self._client or self._connect()
-        run = partial(client.unlink, key)
-        return bool(await self._call(key, "UNLINK", key, run, run))
+        if self._wait is None:
+            return await self._call(
+                route, operation, key, partial(first, client), again and partial(again, client)
+            )
+        replicas, timeout_ms = self._wait
+
+        def waited(queue: Callable[[Any], Any]) -> Callable[[], Awaitable[list[Any]]]:
+            async def run() -> list[Any]:
+                pipe = client.pipeline(transaction=False)
+                queued = queue(pipe)
+                if inspect.isawaitable(queued):
+                    await queued
+                pipe.execute_command("WAIT", replicas, timeout_ms)
+                results: list[Any] = await pipe.execute()
+                return results
+
+            return run
+
+        results = await self._call(route, operation, key, waited(first), again and waited(again))
+        if int(results[-1]) < replicas:
+            raise BackendUnavailableError(
+                f"Redis at {self!r}: {operation} {key!r} reached the primary but only {results[-1]} of "
+                f"{replicas} replicas acknowledged it within {timeout_ms} ms; it may be lost in a failover."
+            )
+        return results[0]
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in one ``UNLINK`` (per node in Cluster mode)."""

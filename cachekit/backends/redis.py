@@ -26,6 +26,7 @@ no``, so that losing one master loses only that master's keys.
 from __future__ import annotations
 
 import contextlib
+import copy
 import random
 import threading
 import time
@@ -71,6 +72,7 @@ from cachekit.backends._redis_urls import redact_url as redact_url
 from cachekit.backends.breaker import CircuitBreaker
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
+from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import MissingKeyError
 
 if TYPE_CHECKING:
@@ -460,6 +462,8 @@ class RedisBackend(BreakerMixin):
         self._breaker = CircuitBreaker(**self._breaker_options, name="redis")
         self._node_breakers: dict[str, CircuitBreaker] = {}
         self._guard = threading.Lock()
+        # (replicas, timeout in ms) on a durable() view: writes then WAIT for replicas.
+        self._wait: tuple[int, int] | None = None
         self._client: Any = None
         self._scripts: dict[str, Script] = {}
         self._cluster = False
@@ -756,15 +760,22 @@ class RedisBackend(BreakerMixin):
         """
         if len(value) > self.max_value_size:
             self._check_size(key, value)
-        client = self._client or self._connect()
         wire = _wire(key)
+        args: list[Any]
         if ttl is None:
-            first = partial(client.execute_command, "SET", wire, value, "NX")
-            again = partial(self._scripts["add_again_forever"], keys=[wire], args=[value])
+            script, args = self._script("add_again_forever"), [value]
+            command: tuple[Any, ...] = ("SET", wire, value, "NX")
         else:
-            first = partial(client.execute_command, "SET", wire, value, "PX", _ms(ttl), "NX")
-            again = partial(self._scripts["add_again"], keys=[wire], args=[value, _ms(ttl)])
-        return bool(self._call(wire, "SET NX", key, first, again))
+            script, args = self._script("add_again"), [value, _ms(ttl)]
+            command = ("SET", wire, value, "PX", _ms(ttl), "NX")
+
+        def first(target: Any) -> Any:
+            return target.execute_command(*command)
+
+        def again(target: Any) -> Any:
+            return script(keys=[wire], args=args, client=target)
+
+        return bool(self._write(wire, "SET NX", key, first, again))
 
     def cas(self, key: str, value: bytes, token: Any, ttl: float | None) -> bool:
         """Store ``value`` only if ``key`` still holds ``token`` (the value :meth:`gets` read).
@@ -778,15 +789,77 @@ class RedisBackend(BreakerMixin):
         if not isinstance(token, bytes):
             return False
         wire = _wire(key)
-        run = partial(self._script("cas"), keys=[wire], args=[token, value, "" if ttl is None else _ms(ttl)])
-        return bool(self._call(wire, "cas", key, run, run))
+        script = self._script("cas")
+        args = [token, value, "" if ttl is None else _ms(ttl)]
+
+        def run(target: Any) -> Any:
+            return script(keys=[wire], args=args, client=target)
+
+        return bool(self._write(wire, "cas", key, run, run))
 
     def delete(self, key: str) -> bool:
         """Remove ``key`` (``UNLINK``); return whether it was there."""
-        client = self._client or self._connect()
         wire = _wire(key)
-        run = partial(client.unlink, wire)
-        return bool(self._call(wire, "UNLINK", key, run, run))
+
+        def run(target: Any) -> Any:
+            return target.unlink(wire)
+
+        return bool(self._write(wire, "UNLINK", key, run, run))
+
+    # -- durable writes (WAIT) -------------------------------------------------------
+
+    def durable(self, replicas: int, timeout: float) -> RedisBackend:
+        """A view of this backend whose ``add``, ``cas`` and ``delete`` wait for replicas.
+
+        Each of those writes is sent with ``WAIT replicas timeout`` on the same
+        connection, in one round trip; when fewer replicas than ``replicas``
+        acknowledged it within ``timeout`` seconds the call fails with
+        :class:`BackendUnavailableError` (the session middleware answers 503), so a
+        write is acknowledged only once a failover cannot lose it. Keep ``timeout``
+        below ``socket_timeout``. The view shares the client, pool and breakers.
+
+        :raises ConfigurationError: for ``replicas`` below 1 or a ``timeout`` not above 0.
+        """
+        if replicas < 1 or not timeout > 0:
+            raise ConfigurationError(
+                f"durable() needs replicas >= 1 and timeout > 0, got {replicas!r} and {timeout!r}.",
+                setting="replicas",
+            )
+        view = copy.copy(self)
+        view._wait = (replicas, _ms(timeout))
+        return view
+
+    def _write(
+        self,
+        route: str | bytes,
+        operation: str,
+        key: str | None,
+        first: Callable[[Any], Any],
+        again: Callable[[Any], Any] | None,
+    ) -> Any:
+        """Run a write given as ``first(target)`` on the client, or, on a durable view, with ``WAIT``."""
+        client = self._client or self._connect()
+        if self._wait is None:
+            return self._call(route, operation, key, partial(first, client), again and partial(again, client))
+        replicas, timeout_ms = self._wait
+
+        def waited(queue: Callable[[Any], Any]) -> Callable[[], list[Any]]:
+            def run() -> list[Any]:
+                pipe = client.pipeline(transaction=False)
+                queue(pipe)
+                pipe.execute_command("WAIT", replicas, timeout_ms)
+                results: list[Any] = pipe.execute()
+                return results
+
+            return run
+
+        results = self._call(route, operation, key, waited(first), again and waited(again))
+        if int(results[-1]) < replicas:
+            raise BackendUnavailableError(
+                f"Redis at {self!r}: {operation} {key!r} reached the primary but only {results[-1]} of "
+                f"{replicas} replicas acknowledged it within {timeout_ms} ms; it may be lost in a failover."
+            )
+        return results[0]
 
     def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in one ``UNLINK`` (one per slot, pipelined per node, in Cluster mode)."""

@@ -49,6 +49,7 @@ from sessions.stores._merge import retry_delay
 from sessions.stores._merge import session_delta
 from sessions.stores._merge import unchanged_since_load
 from sessions.stores.base import BaseStore
+from sessions.stores.cache import durable_backend
 
 if TYPE_CHECKING:
     from sessions.session import Session
@@ -68,6 +69,12 @@ class AsyncCacheStore(BaseStore):
     :param expire_at_browser_close: send cookies without ``Max-Age``.
     :param serializer: defaults to tagged JSON; pickle is never used.
     :param clock: Unix time in seconds.
+    :param replicas: with a Redis backend, acknowledge a session write only once this many
+        replicas hold it (``WAIT``), so a failover to a replica cannot lose it; a write
+        that fewer replicas acknowledged in ``replica_timeout`` seconds fails as an
+        outage (503). 0 (the default) does not wait.
+    :param replica_timeout: seconds a write waits for ``replicas``; keep it below the
+        backend's ``socket_timeout``.
     :raises ConfigurationError: if ``cache`` is not an ``AsyncCache`` with compare-and-set.
     """
 
@@ -85,6 +92,8 @@ class AsyncCacheStore(BaseStore):
         expire_at_browser_close: bool = False,
         serializer: Serializer | None = None,
         clock: Callable[[], float] = time.time,
+        replicas: int = 0,
+        replica_timeout: float = 0.25,
     ) -> None:
         super().__init__(
             age=age,
@@ -120,7 +129,10 @@ class AsyncCacheStore(BaseStore):
         #: The cache the session records go through: the user's cache with the
         #: store's own (JSON) serialization; its ``stats()`` count sessions.
         self.records: AsyncCache = cache.replace(
-            default_timeout=None, serializer=RawSerializer(), on_error="raise"
+            default_timeout=None,
+            serializer=RawSerializer(),
+            on_error="raise",
+            backend=durable_backend(cache.backend, replicas, replica_timeout),
         )
 
     def __repr__(self) -> str:

@@ -57,6 +57,22 @@ if TYPE_CHECKING:
     from sessions.session import Session
 
 
+def durable_backend(backend: Any, replicas: int, timeout: float) -> Any:
+    """``backend`` itself, or with ``replicas`` its view whose writes wait for replicas (``WAIT``).
+
+    :raises ConfigurationError: if replicas are asked of a backend that cannot wait for them.
+    """
+    if not replicas:
+        return backend
+    durable = getattr(backend, "durable", None)
+    if durable is None:
+        raise ConfigurationError(
+            f"replicas={replicas!r} needs a Redis backend (WAIT); {backend!r} cannot wait for replicas.",
+            setting="replicas",
+        )
+    return durable(replicas, timeout)
+
+
 class CacheStore(BaseStore):
     """Server-side sessions in a :class:`cachekit.Cache`.
 
@@ -71,6 +87,12 @@ class CacheStore(BaseStore):
     :param expire_at_browser_close: send cookies without ``Max-Age``.
     :param serializer: defaults to tagged JSON; pickle is never used.
     :param clock: Unix time in seconds.
+    :param replicas: with a Redis backend, acknowledge a session write only once this many
+        replicas hold it (``WAIT``), so a failover to a replica cannot lose it; a write
+        that fewer replicas acknowledged in ``replica_timeout`` seconds fails as an
+        outage (503). 0 (the default) does not wait.
+    :param replica_timeout: seconds a write waits for ``replicas``; keep it below the
+        backend's ``socket_timeout``.
     :raises ConfigurationError: if the cache's backend has no compare-and-set.
     """
 
@@ -88,6 +110,8 @@ class CacheStore(BaseStore):
         expire_at_browser_close: bool = False,
         serializer: Serializer | None = None,
         clock: Callable[[], float] = time.time,
+        replicas: int = 0,
+        replica_timeout: float = 0.25,
     ) -> None:
         super().__init__(
             age=age,
@@ -125,7 +149,10 @@ class CacheStore(BaseStore):
         #: It raises on every outage (``on_error="raise"``), so a failed ``add`` or
         #: ``delete`` is never mistaken for a collision or an absent session.
         self.records: Cache = cache.replace(
-            default_timeout=None, serializer=RawSerializer(), on_error="raise"
+            default_timeout=None,
+            serializer=RawSerializer(),
+            on_error="raise",
+            backend=durable_backend(cache.backend, replicas, replica_timeout),
         )
 
     def __repr__(self) -> str:

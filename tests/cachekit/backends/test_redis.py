@@ -6,6 +6,7 @@ standalone Redis, Sentinel and Cluster; server faults are in ``test_redis_faults
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -628,3 +629,37 @@ def test_forked_child_uses_its_own_connections(backend: RedisBackend) -> None:
     assert parent_id not in report["ids"]
     assert all(value == b"parent" for value in parent_values)
     assert backend.client.client_id() == parent_id  # the parent's pooled connection survived
+
+
+def test_durable_view_waits_for_replicas(redis_server: servers.ServerProcess) -> None:
+    """A server without replicas: a durable write reaches it but is refused as an outage."""
+    from cachekit.backends.aio_redis import AsyncRedisBackend
+
+    backend = RedisBackend(host="127.0.0.1", port=redis_server.port)
+    durable = backend.durable(1, 0.05)
+    with pytest.raises(BackendUnavailableError, match="0 of 1 replicas"):
+        durable.add("durable-k", b"v", 60)
+    assert backend.get("durable-k") == b"v"  # on the primary, not acknowledged
+    token = backend.gets("durable-k")
+    assert token is not None
+    with pytest.raises(BackendUnavailableError, match="replicas"):
+        durable.cas("durable-k", b"w", token[1], 60)
+    with pytest.raises(BackendUnavailableError, match="replicas"):
+        durable.delete("durable-k")
+    assert backend.get("durable-k") is None
+    assert backend.add("durable-k", b"v", 60) is True  # the plain backend does not wait
+    backend.delete("durable-k")
+    with pytest.raises(ConfigurationError):
+        backend.durable(0, 1)
+
+    async def scenario() -> None:
+        aio = AsyncRedisBackend(host="127.0.0.1", port=redis_server.port).durable(1, 0.05)
+        with pytest.raises(BackendUnavailableError, match="0 of 1 replicas"):
+            await aio.add("adurable-k", b"v", 60)
+        with pytest.raises(BackendUnavailableError, match="replicas"):
+            await aio.cas("adurable-k", b"w", b"v", 60)
+        await aio.close()
+
+    asyncio.run(scenario())
+    assert backend.get("adurable-k") == b"w"
+    backend.delete("adurable-k")
