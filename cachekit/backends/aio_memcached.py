@@ -37,6 +37,7 @@ from typing import Any
 from typing import ClassVar
 from typing import TypeVar
 
+from cachekit.backends.breaker import CircuitBreaker
 from cachekit.backends.memcached import MemcachedBackend
 from cachekit.backends.memcached import MemcachedLock
 from cachekit.exceptions import ConfigurationError
@@ -203,6 +204,10 @@ class AsyncMemcachedBackend:
     def _new_executor(self) -> ThreadPoolExecutor:
         # Threads start on demand, so an unused executor costs nothing.
         return ThreadPoolExecutor(self.max_threads, thread_name_prefix="cachekit-memcached")
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """The sync backend's circuit breakers, one per server."""
+        return self.sync.breakers()
 
     def lock(self, name: str, *, ttl: float) -> AsyncMemcachedLock:
         """Return a lock named ``name`` held in memcached for at most ``ttl`` seconds."""

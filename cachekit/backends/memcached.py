@@ -124,6 +124,7 @@ from cachekit.backends._memcached_pool import Server
 from cachekit.backends._memcached_pool import parse_server
 from cachekit.backends._memcached_pool import server_name
 from cachekit.backends._memcached_pool import translate_error
+from cachekit.backends.breaker import CircuitBreaker
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
@@ -139,6 +140,10 @@ DEFAULT_MAX_ITEM_SIZE = 1024 * 1024
 DEFAULT_TIMEOUT = 0.5
 #: Seconds to wait for a TCP connection.
 DEFAULT_CONNECT_TIMEOUT = 0.25
+#: Circuit breaker defaults (as Redis's): this many outages of a node within the window open it.
+DEFAULT_BREAKER_FAILURES = 5
+DEFAULT_BREAKER_WINDOW = 10.0
+DEFAULT_BREAKER_COOLDOWN = 2.0
 
 # memcached's per-item header, CAS and CRLF, plus a margin: counted against max_item_size.
 _ITEM_OVERHEAD = 80
@@ -275,6 +280,11 @@ class MemcachedBackend:
     :param flush_on_clear: make ``clear("")`` a ``flush_all`` on every server.
     :param generation_ttl: seconds the namespace generations read from memcached
         are trusted before reading them again; 0 reads them on every call.
+    :param breaker_failures: outages of one server within ``breaker_window``
+        seconds that open its circuit breaker (one per server); while open, its
+        calls fail fast for ``breaker_cooldown`` seconds, then one probe goes.
+    :param breaker_window: see ``breaker_failures``.
+    :param breaker_cooldown: see ``breaker_failures``.
     """
 
     OPTIONS: ClassVar[Mapping[str, type]] = {
@@ -288,6 +298,9 @@ class MemcachedBackend:
         "no_delay": bool,
         "flush_on_clear": bool,
         "generation_ttl": float,
+        "breaker_failures": int,
+        "breaker_window": float,
+        "breaker_cooldown": float,
     }
     stores_objects: ClassVar[bool] = False
 
@@ -306,6 +319,9 @@ class MemcachedBackend:
         no_delay: bool = True,
         flush_on_clear: bool = False,
         generation_ttl: float = 1.0,
+        breaker_failures: int = DEFAULT_BREAKER_FAILURES,
+        breaker_window: float = DEFAULT_BREAKER_WINDOW,
+        breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN,
     ) -> None:
         for name, value in (("connect_timeout", connect_timeout), ("socket_timeout", socket_timeout)):
             if value is not None and value <= 0:
@@ -374,6 +390,22 @@ class MemcachedBackend:
         if self._single is not None:
             self._single_heads = self._generations.heads(self._single.server)
         self._last_partial_warning = float("-inf")
+        if breaker_failures < 1 or breaker_window <= 0 or breaker_cooldown <= 0:
+            raise ConfigurationError(
+                "breaker_failures must be >= 1 and breaker_window, breaker_cooldown positive; got "
+                f"{breaker_failures!r}, {breaker_window!r}, {breaker_cooldown!r}.",
+                setting="breaker_failures",
+            )
+        self._breaker_options: dict[str, Any] = {
+            "failures": breaker_failures,
+            "window": breaker_window,
+            "cooldown": breaker_cooldown,
+        }
+        #: One circuit breaker per server, keyed by pymemcache's server (``(host, port)`` or a path).
+        self._breakers: dict[Any, CircuitBreaker] = {}
+        nodes = [self._single] if self._hash is None else list(self._hash.clients.values())
+        for node in nodes:
+            self._breaker(node)
         _live_backends.add(self)
 
     @classmethod
@@ -451,19 +483,50 @@ class MemcachedBackend:
         except Exception as exc:
             raise translate_error(exc, "routing", None) from exc
 
+    def _breaker(self, node: Any) -> CircuitBreaker:
+        """The circuit breaker of ``node``'s server, made on first use (for a client given ready)."""
+        breaker = self._breakers.get(node.server)
+        if breaker is None:
+            breaker = self._breakers.setdefault(
+                node.server,
+                CircuitBreaker(**self._breaker_options, name=f"memcached {server_name(node.server)}"),
+            )
+        return breaker
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """The circuit breakers, one per server (for ``stats()``, metrics and ``cachekit stats``)."""
+        return list(self._breakers.values())
+
+    def _failed_call(
+        self, breaker: CircuitBreaker, exc: Exception, operation: str, server: Any
+    ) -> BackendError:
+        """Translate ``exc``; an outage counts against ``breaker``, any reply proves the server is up."""
+        error = translate_error(exc, operation, server)
+        if isinstance(error, BackendUnavailableError):
+            breaker.failure()
+        else:
+            breaker.success()
+        return error
+
     def _call(self, node: Any, operation: str, *args: Any) -> Any:
-        """Run ``node.<operation>(*args)``; in a pool through HashClient's failure bookkeeping."""
+        """Run ``node.<operation>(*args)`` behind its breaker; in a pool through HashClient's bookkeeping."""
+        breaker = self._breakers.get(node.server) or self._breaker(node)
+        breaker.before_call()
         try:
             if self._hash is None:
-                return getattr(node, operation)(*args)
+                result = getattr(node, operation)(*args)
+                breaker.success()
+                return result
             result = self._hash._safely_run_func(node, getattr(node, operation), _DOWN, *args)
         except Exception as exc:
-            raise translate_error(exc, operation, node.server) from exc
+            raise self._failed_call(breaker, exc, operation, node.server) from exc
         if result is _DOWN:
+            # HashClient's own fail-fast between retries: the server was not asked, so no count.
             raise BackendUnavailableError(
                 f"memcached {server_name(node.server)} is failing; it is retried every "
                 f"{self._hash.retry_timeout:g} s."
             )
+        breaker.success()
         return result
 
     def _head(self, node: Any, scope: str) -> str:
@@ -530,6 +593,7 @@ class MemcachedBackend:
             )
             return False
         self._generations.forget_server(node.server)
+        self._breaker(node).success()  # that write was its probe
         home = self._hash._make_client_key(node.server)
         for other in list(self._hash.clients.values()):
             if other is node or other.server in self._hash._dead_clients:
@@ -635,10 +699,13 @@ class MemcachedBackend:
             return found
         # The one-server path skips _call: this is the hottest call of a cache.
         stored = self._single_key(key)
+        breaker = self._breakers[single.server]
+        breaker.before_call()
         try:
             value: bytes | None = single.get(stored)
         except Exception as exc:
-            raise translate_error(exc, "get", single.server) from exc
+            raise self._failed_call(breaker, exc, "get", single.server) from exc
+        breaker.success()
         return value
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
@@ -695,10 +762,13 @@ class MemcachedBackend:
             if single is None:
                 self._call(node, "set", stored, value, expire_time(ttl))
             else:
+                breaker = self._breakers[single.server]
+                breaker.before_call()
                 try:
                     single.set(stored, value, 0 if ttl is None else expire_time(ttl), False)
                 except Exception as exc:
-                    raise translate_error(exc, "set", single.server) from exc
+                    raise self._failed_call(breaker, exc, "set", single.server) from exc
+                breaker.success()
         except BackendUnavailableError:
             raise
         except BackendError as exc:

@@ -116,7 +116,10 @@ def _fill(backend: MemcachedBackend) -> int:
 def test_memory_full_is_an_outage_a_counted_no_op_and_a_session_503(
     full_memcached: servers.ServerProcess,
 ) -> None:
-    backend = MemcachedBackend(servers=[full_memcached.address], max_item_size=512 * 1024)
+    # Out of memory is an outage, so it counts against the breaker: keep it closed while filling.
+    backend = MemcachedBackend(
+        servers=[full_memcached.address], max_item_size=512 * 1024, breaker_failures=10_000
+    )
     stored = _fill(backend)
     assert stored > 0
     cache = Cache(backend, key_prefix="oom")
