@@ -14,6 +14,7 @@ import json
 import sys
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 from typing import NoReturn
@@ -102,6 +103,16 @@ def cmd_ping(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_raw(values: Mapping[str, Any], indent: str) -> None:
+    """Print ``name: value`` lines, one level of indentation per nested mapping (a node, a Redis db)."""
+    for name, value in sorted(values.items(), key=lambda item: str(item[0])):
+        if isinstance(value, Mapping):
+            print(f"{indent}{name}:")
+            _print_raw(value, indent + "  ")
+        else:
+            print(f"{indent}{name}: {value}")
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     with _using(_shared(args.url)) as cache:
         server_stats: Callable[[], dict[str, Any]] | None = getattr(cache.backend, "server_stats", None)
@@ -112,8 +123,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     elif args.raw:
         for section, values in report.items():
             print(f"[{section}]")
-            for name, value in sorted(values.items()):
-                print(f"  {name}: {value}")
+            _print_raw(values, "  ")
     else:
         print(format_stats(_redact(args.url), report["server"], report["cache"]))
     return EXIT_OK

@@ -128,6 +128,7 @@ def test_stats_human_raw_and_json(url: str) -> None:
     raw = cachekit("stats", url, "--raw")
     assert "[server]" in raw.stdout
     assert len(raw.stdout.splitlines()) > len(human.stdout.splitlines())
+    assert "{" not in raw.stdout  # nested statistics (memcached per node, Redis per db) as lines, not reprs
 
     report = json.loads(cachekit("stats", url, "--json").stdout)
     assert report["cache"]["errors"] == 0
