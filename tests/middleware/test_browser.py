@@ -94,6 +94,10 @@ def test_showcase_buttons_and_live_chart(browser: Any, demo_url: str, tmp_path: 
     assert page.text_content("#user") == "Grace"
     page.wait_for_function("Number(document.querySelector('#chart').dataset.samples) >= 2")
 
+    page.click("#fetch-cached")
+    page.wait_for_selector("#cached-result:has-text('rendered at')")
+    assert (page.text_content("#cached-result") or "").split()[0] in ("HIT", "MISS")
+
     page.click("#traffic")
     page.wait_for_selector("#traffic-result:has-text('40 requests')")
     # The chart's counters follow the traffic within a poll or two.
