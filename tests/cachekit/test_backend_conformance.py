@@ -7,6 +7,7 @@ to ``BACKENDS``.
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -639,4 +640,156 @@ def test_locmem_lock_expiry_on_the_injected_clock(
     fake_clock.advance(4.9)
     assert backend.lock("L", ttl=5).acquire(blocking=False) is False
     fake_clock.advance(0.1)  # exactly the ttl: abandoned, taken over
+    assert backend.lock("L", ttl=5).acquire(blocking=False) is True
+
+
+def test_locmem_sizes_count_tuple_contents(fake_clock: FakeClock, request: pytest.FixtureRequest) -> None:
+    value = ("abc", b"de", 7)
+    size = sys.getsizeof(value) + 3 + 2 + sys.getsizeof(7)
+    exact = _locmem(fake_clock, request, max_bytes=size)
+    exact.set("t", value, ttl=None)
+    assert exact.get("t") == value
+    under = LocMemBackend(f"under-{request.node.nodeid}", clock=fake_clock, max_bytes=size - 1)
+    request.addfinalizer(under.clear)
+    with pytest.raises(BackendError):
+        under.set("t", value, ttl=None)
+    assert under.get("t") is None
+    text = _locmem(fake_clock, request, max_bytes=3)
+    text.set("s", "abc", ttl=None)  # str counts its length
+    assert text.get("s") == "abc"
+
+
+def test_locmem_set_many_refuses_only_the_oversized(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request, max_bytes=10)
+    backend.set("big", b"old", ttl=None)
+    with pytest.raises(BackendError, match="big"):
+        backend.set_many({"a": b"1", "big": b"0123456789X", "b": b"2"}, ttl=None)
+    assert backend.get("a") == b"1"
+    assert backend.get("b") == b"2"
+    assert backend.get("big") is None
+
+
+def test_locmem_reads_and_incr_refresh_lru_order(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request, max_entries=3, max_bytes=None)
+    for name in ("a", "b", "c"):
+        backend.set(name, b"1", ttl=None)
+    assert backend.get_many(["a"]) == {"a": b"1"}  # a is now the most recent
+    backend.set("d", b"1", ttl=None)
+    assert backend.get("b") is None
+    assert backend.incr("c", 1) == 2  # c is now the most recent
+    backend.set("e", b"1", ttl=None)
+    assert backend.get("a") is None
+    assert backend.get_many(["c", "d", "e"]) == {"c": b"2", "d": b"1", "e": b"1"}
+
+
+def test_locmem_incr_keeps_the_stored_type(fake_clock: FakeClock, request: pytest.FixtureRequest) -> None:
+    backend = _locmem(fake_clock, request)
+    backend.set("n", 5, ttl=None)
+    assert backend.incr("n", 2) == 7
+    assert backend.get("n") == 7
+    backend.set("b", b"5", ttl=None)
+    assert backend.incr("b", -7) == -2
+    assert backend.get("b") == b"-2"
+    backend.set("x", object(), ttl=None)
+    with pytest.raises(BackendError, match="not an integer"):
+        backend.incr("x", 1)
+
+
+def test_locmem_sweeps_expired_entries_at_most_once_a_second(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request, max_entries=2, max_bytes=None)
+    backend.set("short1", b"1", ttl=0.5)
+    backend.set("live", b"1", ttl=None)
+    fake_clock.advance(1)
+    backend.set("new1", b"1", ttl=None)  # over the bound: the sweep drops short1, nothing live goes
+    assert backend.get("live") == b"1"
+    assert backend.get("new1") == b"1"
+    backend.set("short2", b"1", ttl=0.1)  # over again: evicts the least recently used (live)
+    fake_clock.advance(0.5)  # short2 has expired, but the last sweep was 0.5 s ago
+    backend.set("new2", b"1", ttl=None)  # so the LRU entry (new1) goes, not the expired one
+    assert len(backend) == 2
+    assert backend.get("new1") is None
+    fake_clock.advance(0.5)  # exactly a second since the sweep: the next eviction sweeps
+    backend.set("short3", b"1", ttl=10)  # the sweep drops short2, so new2 stays
+    assert backend.get("new2") == b"1"
+    assert backend.get("short3") == b"1"
+
+
+def test_locmem_max_bytes_keeps_at_least_the_newest_entry(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request, max_bytes=10)
+    backend.set("a", b"123456", ttl=None)
+    backend.set("b", b"1234567", ttl=None)  # 13 > 10: a goes, b stays alone
+    assert backend.get("a") is None
+    assert backend.get("b") == b"1234567"
+    assert len(backend) == 1
+
+
+def test_locmem_clear_frees_the_bytes(fake_clock: FakeClock, request: pytest.FixtureRequest) -> None:
+    backend = _locmem(fake_clock, request, max_bytes=10)
+    backend.set("p:a", b"12345", ttl=None)
+    backend.set("q:b", b"12345", ttl=None)
+    backend.clear("p:")
+    assert backend.get("q:b") == b"12345"
+    backend.set("q:c", b"12345", ttl=None)  # fits only if clearing p:a freed its 5 bytes
+    assert backend.get("q:b") == b"12345"
+    backend.clear()
+    assert len(backend) == 0
+    backend.set("r", b"0123456789", ttl=None)
+    backend.set("s", b"", ttl=None)  # fits only if clear() reset the size to 0
+    assert backend.get("r") == b"0123456789"
+
+
+def test_locmem_expired_entries_count_as_absent(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request)
+    backend.set("k", b"v", ttl=1)
+    fake_clock.advance(1)  # expires exactly now
+    assert backend.get_many(["k"]) == {}
+    backend.set("k", b"v", ttl=1)
+    fake_clock.advance(1)
+    assert backend.delete("k") is False
+    backend.set("k", b"v", ttl=1)
+    fake_clock.advance(1)
+    assert backend.touch("k", 10) is False
+    assert backend.add("k", b"new", ttl=None) is True
+    assert backend.delete("k") is True
+    with pytest.raises(MissingKeyError):
+        backend.incr("k", 1)
+
+
+def test_locmem_from_location_and_repr() -> None:
+    assert LocMemBackend.from_location(None).location == ""
+    assert LocMemBackend.from_location("named").location == "named"
+    assert LocMemBackend.from_location("named", max_entries=5).max_entries == 5
+    with pytest.raises(ConfigurationError, match="LOCATION") as info:
+        LocMemBackend.from_location(["a", "b"])
+    assert info.value.setting == "LOCATION"
+    assert LocMemBackend.from_url("locmem://").location == ""
+    assert LocMemBackend.from_url("locmem://a/b/").location == "a/b"
+    assert repr(LocMemBackend("r", max_entries=7)) == "LocMemBackend(location='r', max_entries=7)"
+    defaults = LocMemBackend("defaults")
+    assert defaults.max_entries == 1000
+    assert {"max_entries": int, "max_bytes": int} == LocMemBackend.OPTIONS
+    assert LocMemBackend.stores_objects is True
+
+
+def test_locmem_lock_non_blocking_and_foreign_release(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request)
+    first = backend.lock("L", ttl=5)
+    assert first.acquire(blocking=False)
+    intruder = backend.lock("L", ttl=5)
+    assert intruder.acquire(timeout=0) is False
+    intruder.release()  # not the holder: nothing happens
+    assert backend.lock("L", ttl=5).acquire(blocking=False) is False
+    first.release()
     assert backend.lock("L", ttl=5).acquire(blocking=False) is True
