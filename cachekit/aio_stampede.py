@@ -21,6 +21,7 @@ from typing import Generic
 from typing import TypeVar
 
 from cachekit.cache import _MISSING
+from cachekit.clock import ServerClock
 from cachekit.stampede import CacheEntry
 from cachekit.stampede import _envelope
 from cachekit.stampede import _stale_within
@@ -77,6 +78,9 @@ class _EntryFlow(Generic[T]):
 
     async def run(self) -> T:
         cache, options = self.cache, self.options
+        clock = cache.clock
+        if isinstance(clock, ServerClock) and clock.due:
+            await clock.aresync()  # calling the clock itself must not block the loop
         entry = await self._valid_entry(await cache.get(self.key, _MISSING, self.version))
         now = cache.clock()
         if entry is not None:

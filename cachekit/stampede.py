@@ -26,6 +26,13 @@ probability that rises as expiry nears: a caller recomputes when
 the last computation took. ``beta = 1`` is the paper's optimum; larger values
 refresh earlier, ``0`` disables it. The early refresher holds the lock, so a
 hot key is recomputed by one caller and never expires under load.
+
+Clocks. An envelope's deadline is a wall-clock time written by one machine and
+read by others, through the cache's ``clock``. With the default ``time.time``
+machines whose clocks disagree disagree about freshness (a reader 40 s ahead of
+the writer recomputes a value fresh for 15 s at once); give every cache a
+:class:`cachekit.clock.ServerClock` and they all tell the cache server's time
+(``tests/cachekit/test_clock_skew.py``).
 """
 
 from __future__ import annotations
