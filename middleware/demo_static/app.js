@@ -26,16 +26,21 @@ function drawChart() {
   g.clearRect(0, 0, width, height);
   const pad = { left: 36, right: 62, top: 10, bottom: 20 };
   const w = width - pad.left - pad.right, h = height - pad.top - pad.bottom;
-  const peak = Math.max(5, ...chart.hits, ...chart.misses);
+  // Round the top of the scale up to 1, 2 or 5 times a power of ten, so the grid reads evenly.
+  const nice = (value) => {
+    const power = Math.pow(10, Math.floor(Math.log10(value)));
+    return [1, 2, 5, 10].map((m) => m * power).find((top) => top >= value);
+  };
+  const peak = nice(Math.max(5, ...chart.hits, ...chart.misses));
   const peakMs = Math.max(1, ...chart.latency);
   g.strokeStyle = "#e3e9f0";
   g.fillStyle = "#5c6b7a";
   g.font = "11px system-ui, sans-serif";
-  for (let i = 0; i <= 4; i++) {
-    const y = pad.top + (h * i) / 4;
+  for (let i = 0; i <= 5; i++) {
+    const y = pad.top + (h * i) / 5;
     g.beginPath(); g.moveTo(pad.left, y); g.lineTo(pad.left + w, y); g.stroke();
-    g.fillText(String(Math.round(peak * (1 - i / 4))), 4, y + 4);
-    g.fillText((peakMs * (1 - i / 4)).toFixed(1) + " ms", pad.left + w + 4, y + 4);
+    g.fillText(String(Math.round(peak * (1 - i / 5))), 4, y + 4);
+    g.fillText((peakMs * (1 - i / 5)).toFixed(1) + " ms", pad.left + w + 4, y + 4);
   }
   g.fillText("requests/s (left), latency (right), last " + chart.max + " s", pad.left, height - 4);
   const line = (values, top, color) => {
