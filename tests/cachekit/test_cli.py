@@ -284,3 +284,13 @@ def test_command_line_reference_page_is_current() -> None:
         "bench",
     ):
         assert f"## cachekit {command}\n" in page.read_text()
+
+
+def test_demo_on_a_busy_port_is_a_one_line_error() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        one_line_error(cachekit("demo", "--port", str(port)), 2, f"cannot listen on 127.0.0.1:{port}")
