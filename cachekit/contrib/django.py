@@ -47,9 +47,11 @@ module is first imported).
 
 from __future__ import annotations
 
+import functools
 import pickle
 import re
 import threading
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -269,6 +271,139 @@ class LocMemCache(CacheBackend):
     """:class:`CacheBackend` reading ``LOCATION`` as a store name, as Django's ``LocMemCache``."""
 
     backend_kind = "locmem"
+
+
+# -- per-view page caching --------------------------------------------------------------
+
+
+def _page_store(cache: Cache | str | None) -> Cache:
+    """The cachekit cache pages go to: a cachekit ``Cache``, or the one behind a ``CACHES`` alias."""
+    if isinstance(cache, Cache):
+        return cache
+    from django.core.cache import caches
+
+    alias = cache or "default"
+    django_cache = caches[alias]
+    if not isinstance(django_cache, CacheBackend):
+        raise ConfigurationError(
+            f"cache_page stores pages through cachekit: CACHES[{alias!r}] must use "
+            f"'cachekit.contrib.django.CacheBackend' (it uses {type(django_cache).__name__}), "
+            "or pass cache=<a cachekit Cache>.",
+            setting="CACHES",
+        )
+    # Django builds the keys of its own calls; pages get cachekit's keys under the same prefix.
+    pages: Cache = django_cache.cache.replace(key_function=None, name=f"django:{alias}:pages")
+    return pages
+
+
+def cache_page(
+    timeout: Any = DEFAULT_TIMEOUT,
+    *,
+    cache: Cache | str | None = None,
+    key_prefix: str | None = None,
+    **settings: Any,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Cache a Django view's responses with cachekit's HTTP-correct page engine.
+
+    Django's idiom, ``@cache_page(60 * 15)`` on the view or
+    ``path("news/", cache_page(60)(news))`` in ``urls.py``; ``cache`` is a
+    ``CACHES`` alias (using :class:`CacheBackend`) or a cachekit
+    :class:`~cachekit.Cache`. The engine is :func:`cachekit.pages.cache_page`'s:
+    ``GET``/``HEAD`` only, ``Vary`` honoured (``Vary: Cookie`` is added when the
+    view used ``request.session``, before the engine decides, since Django's
+    session middleware adds it only later), never a response that sets a
+    cookie, is ``private``/``no-store`` or answers ``Authorization``, 304 for
+    conditional requests, ``Age`` on served pages. Other keywords are
+    :class:`~cachekit.pages.PageOptions` fields.
+
+    :raises ConfigurationError: on first use, if the alias is not a cachekit cache.
+    """
+    from cachekit.pages import PageCache
+
+    if key_prefix is not None:
+        settings["key_prefix"] = key_prefix
+    page_timeout = DEFAULT_PAGE_TIMEOUT if timeout is DEFAULT_TIMEOUT else timeout
+    engines: list[PageCache] = []
+    guard = threading.Lock()
+
+    def engine() -> PageCache:
+        if not engines:
+            with guard:
+                if not engines:
+                    engines.append(PageCache(page_timeout, cache=_page_store(cache), **settings))
+        return engines[0]
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
+            return _through_engine(engine(), view, request, args, kwargs)
+
+        wrapper.purge = lambda url: engine().purge(url)  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator
+
+
+def _through_engine(engine: Any, view: Callable[..., Any], request: Any, args: Any, kwargs: Any) -> Any:
+    from django.http import HttpResponse
+    from django.utils.cache import patch_vary_headers
+
+    environ = dict(request.META)
+    environ.setdefault("wsgi.url_scheme", request.scheme)
+    environ.setdefault("REQUEST_METHOD", request.method)
+    environ.setdefault("PATH_INFO", request.path_info)
+    produced: list[Any] = []
+    answer: dict[str, Any] = {}
+
+    def render(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        response = view(request, *args, **kwargs)
+        if callable(getattr(response, "render", None)) and not getattr(response, "is_rendered", True):
+            response = response.render() or response
+        session = getattr(request, "session", None)
+        if session is not None and getattr(session, "accessed", False):
+            patch_vary_headers(response, ("Cookie",))
+        produced.append(response)
+        headers = list(response.items())
+        headers += [("Set-Cookie", morsel.OutputString()) for morsel in response.cookies.values()]
+        start_response(f"{response.status_code} {response.reason_phrase}", headers)
+        # Not the response itself: its close() would fire Django's request_finished mid-request.
+        return iter(response) if response.streaming else [response.content]
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        answer["status"], answer["headers"] = status, headers
+        return lambda data: None
+
+    body_iterable = engine(render, environ, start_response)
+    try:
+        body = b"".join(body_iterable)
+    finally:
+        close = getattr(body_iterable, "close", None)
+        if close is not None:
+            close()
+    status: str = answer["status"]
+    code = int(status[:3])
+    merged: dict[str, list[str]] = {}
+    for name, value in answer["headers"]:
+        if name.lower() != "set-cookie":
+            merged.setdefault(name, []).append(value)
+    original = produced[0] if produced else None
+    if original is not None and original.status_code == code and not original.streaming:
+        response = original
+        for name in [name for name in response.headers if name not in merged]:
+            del response[name]
+        if response.content != body:
+            response.content = body
+    else:
+        response = HttpResponse(body, status=code, reason=status[4:] or None)
+        if original is not None:
+            response.cookies = original.cookies
+    for name, values in merged.items():
+        response[name] = ", ".join(values)
+    return response
+
+
+#: Lifetime of pages whose response states none, when ``cache_page()`` gets no timeout.
+DEFAULT_PAGE_TIMEOUT = 300
 
 
 # -- manage.py check -----------------------------------------------------------------
