@@ -104,7 +104,7 @@ def site(request: pytest.FixtureRequest) -> Iterator[Site]:
 
 @pytest.fixture
 def shared(site: Site) -> Iterator[Cache]:
-    cache = from_url(site.instances["a"].redis_url)
+    cache = from_url(site.instances["a"].cache_url)
     yield cache
     cache.close()
 

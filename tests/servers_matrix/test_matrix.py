@@ -61,8 +61,8 @@ def running(request: pytest.FixtureRequest) -> Iterator[Running]:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    redis_server: servers.ServerProcess = request.getfixturevalue("redis_server")
-    served = run(cell, redis_server, db=10 + CELLS.index(cell) % 5)
+    store: servers.ServerProcess = request.getfixturevalue(f"{cell.scheme}_server")
+    served = run(cell, store, db=10 + CELLS.index(cell) % 5)
     FIGURES[cell.name] = {"cell": cell.name}
     yield served
     served.server.stop()
@@ -80,7 +80,7 @@ def running(request: pytest.FixtureRequest) -> Iterator[Running]:
 @pytest.fixture
 def shared(running: Running) -> Iterator[Cache]:
     """The test's own cache on the cell's Redis database, to read the counters the workers write."""
-    cache = from_url(running.redis_url)
+    cache = from_url(running.cache_url)
     yield cache
     cache.close()
 
