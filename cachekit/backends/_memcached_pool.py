@@ -250,6 +250,10 @@ class PoolClient(HashClient):  # type: ignore[misc]
     hook fails (still unreachable) stays out for another ``dead_timeout``.
     """
 
+    # Set by HashClient; declared for the type checker.
+    _last_dead_check_time: float
+    _dead_clients: dict[Any, float]
+
     def __init__(
         self,
         servers: Sequence[Server],
@@ -287,8 +291,7 @@ class PoolClient(HashClient):  # type: ignore[misc]
         # HashClient's own version, with the rejoin hook run before a node is put back.
         with self._guard:
             now = time.time()
-            last_check: float = getattr(self, "_last_dead_check_time", 0.0)
-            if now - last_check <= self.dead_timeout:
+            if now - self._last_dead_check_time <= self.dead_timeout:
                 return
             self._last_dead_check_time = now
             hook = self._rejoin() if self._rejoin is not None else None

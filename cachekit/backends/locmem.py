@@ -216,22 +216,17 @@ class LocMemBackend:
     def _expiry(self, ttl: float | None) -> float | None:
         return None if ttl is None else self._clock() + ttl
 
-    def _size_checked(self, key: str, value: Any) -> int:
-        """The size of ``value``, or :class:`BackendError` if it is larger than the whole store.
+    def _refusal(self, key: str, size: int) -> BackendError:
+        """The error for a value larger than the whole store.
 
         Keeping such a value would evict everything else, so it is refused;
         saying so (as memcached does past its item size) lets a caller such as a
         session store answer an error instead of acknowledging a write it lost.
         """
-        if self.max_bytes is None:
-            return 0
-        size = _sizeof(value)
-        if size > self.max_bytes:
-            raise BackendError(
-                f"Value for key {key!r} is about {size} bytes, over this local-memory store's "
-                f"max_bytes of {self.max_bytes}; it was not stored."
-            )
-        return size
+        return BackendError(
+            f"Value for key {key!r} is about {size} bytes, over this local-memory store's "
+            f"max_bytes of {self.max_bytes}; it was not stored."
+        )
 
     def _put(self, key: str, value: Any, expires: float | None) -> None:
         """Store an entry and evict as needed. Hold the mutex.
@@ -239,11 +234,12 @@ class LocMemBackend:
         :raises BackendError: if the value is over ``max_bytes``; any old value
             is dropped first, so no reader sees it after a failed write.
         """
-        try:
-            size = self._size_checked(key, value)
-        except BackendError:
-            self._drop(key)
-            raise
+        size = 0
+        if self.max_bytes is not None:
+            size = _sizeof(value)
+            if size > self.max_bytes:
+                self._drop(key)
+                raise self._refusal(key, size)
         old = self._data.get(key)
         if old is not None:
             self._store.size -= old[2]
@@ -309,8 +305,7 @@ class LocMemBackend:
         with self._mutex:
             if self._live(key, self._clock()) is not None:
                 return False
-            self._size_checked(key, value)
-            self._put(key, value, self._expiry(ttl))
+            self._put(key, value, self._expiry(ttl))  # refuses before storing anything
             return True
 
     def delete(self, key: str) -> bool:
@@ -371,7 +366,8 @@ class LocMemBackend:
             entry = self._live(key, self._clock())
             if entry is None or entry[0] is not token:
                 return False
-            self._size_checked(key, value)
+            if self.max_bytes is not None and _sizeof(value) > self.max_bytes:
+                raise self._refusal(key, _sizeof(value))  # before _put, which drops the old value
             self._put(key, value, self._expiry(ttl))
             return True
 

@@ -17,8 +17,6 @@ from collections.abc import Iterator
 import pytest
 
 from cachekit import Cache
-from cachekit.backends._memcached_keys import safe_key
-from cachekit.backends._memcached_pool import server_name
 from cachekit.backends.memcached import MemcachedBackend
 from tests import servers
 from tests.conftest import require_binary
@@ -110,7 +108,7 @@ def test_pool_breakers_are_per_node(memcached: list[servers.ServerProcess]) -> N
     victim = memcached[1]
 
     def home(key: str) -> str:
-        return server_name(backend._node(safe_key("", cache.make_key(key))).server)
+        return backend.server_for(cache.make_key(key))
 
     keys = [f"k{i}" for i in range(60)]
     cache.set_many(dict.fromkeys(keys, "v"))

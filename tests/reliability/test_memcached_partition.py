@@ -19,8 +19,6 @@ from typing import Any
 import pytest
 
 from cachekit import Cache
-from cachekit.backends._memcached_keys import safe_key
-from cachekit.backends._memcached_pool import server_name
 from cachekit.backends.memcached import MemcachedBackend
 from middleware import SessionMiddleware
 from sessions.stores.cache import CacheStore
@@ -57,8 +55,8 @@ def _backend(pool: list[servers.ServerProcess]) -> MemcachedBackend:
 
 
 def _home(backend: MemcachedBackend, key: str) -> str:
-    """The server a backend key maps to now (works on the code before the fix too)."""
-    return server_name(backend._node(safe_key("", key)).server)
+    """The server a backend key maps to now."""
+    return backend.server_for(key)
 
 
 def _app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
