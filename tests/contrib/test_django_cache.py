@@ -428,3 +428,49 @@ def test_an_outage_reads_as_a_miss_and_drops_writes() -> None:
 
     with pytest.raises(BackendUnavailableError):
         raising.get("k")
+
+
+@pytest.mark.parametrize(
+    ("caches_setting", "expected"),
+    [
+        (
+            {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+            "cachekit.E002",
+        ),
+        (
+            {"default": {"BACKEND": "cachekit.contrib.django.CacheBackend", "LOCATION": "127.0.0.1:11211"}},
+            "LOCATION '127.0.0.1:11211' is not a cachekit URL",
+        ),
+    ],
+    ids=["session-alias", "location"],
+)
+def test_manage_py_check_fails_on_bad_cachekit_settings(
+    caches_setting: dict[str, Any], expected: str, tmp_path: Any
+) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "check_settings.py").write_text(
+        f"SECRET_KEY = {'k' * 50!r}\n"
+        "INSTALLED_APPS = ['cachekit.contrib.django.CachekitConfig']\n"
+        f"CACHES = {caches_setting!r}\n"
+        "SESSION_ENGINE = 'sessions.contrib.django'\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}",
+        "DJANGO_SETTINGS_MODULE": "check_settings",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "django", "check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=root,
+    )
+    assert done.returncode != 0
+    assert expected in done.stdout + done.stderr
