@@ -366,6 +366,7 @@ class CountingLocMem(LocMemBackend):
         super().__init__(*args, **kwargs)
         self.gets_calls = 0
         self.cas_calls = 0
+        self.delete_calls = 0
 
     def gets(self, key: str) -> tuple[Any, Any] | None:
         self.gets_calls += 1
@@ -374,6 +375,10 @@ class CountingLocMem(LocMemBackend):
     def cas(self, key: str, value: Any, token: Any, ttl: float | None) -> bool:
         self.cas_calls += 1
         return super().cas(key, value, token, ttl)
+
+    def delete(self, key: str) -> bool:
+        self.delete_calls += 1
+        return super().delete(key)
 
 
 class NoObjectsFlag:
@@ -447,6 +452,7 @@ def test_values_that_are_not_session_ids_are_never_looked_up(wall_clock: WallClo
     assert store.load(value) is None
     store.delete(value)
     assert backend.gets_calls == 0
+    assert backend.delete_calls == 0
     real = _stored(store, a=1)
     assert store.load(real) is not None
     assert backend.gets_calls == 1
@@ -542,3 +548,22 @@ def test_lost_attempts_back_off_at_random(wall_clock: WallClock, monkeypatch: py
     with pytest.raises(SessionConflictError):
         session.save()
     assert slept == pytest.approx([0.0005, 0.001, 0.002])
+
+
+def test_cycle_moves_the_data_to_a_new_id_with_a_new_creation_time(
+    racing_store: CacheStore, wall_clock: WallClock
+) -> None:
+    old = _stored(racing_store, user="ada")
+    wall_clock.advance(60)
+    session = Session(racing_store, old)
+    session.cycle_key()
+    new = session.save()
+    assert new != old
+    assert session.session_key == new
+    assert not session.cycle_pending
+    assert not session.modified
+    assert racing_store.load(old) is None
+    state = racing_store.load(new)
+    assert state is not None
+    assert state.data == {"user": "ada"}
+    assert state.created == pytest.approx(wall_clock.now, abs=0.01)  # the age restarts at login
