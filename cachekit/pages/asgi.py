@@ -33,6 +33,7 @@ from cachekit.pages.engine import LOOKUP_KEY
 from cachekit.pages.engine import PageEngine
 from cachekit.pages.engine import Plan
 from cachekit.pages.engine import Request
+from cachekit.pages.engine import directives
 from cachekit.pages.io import AsyncRecords
 from cachekit.pages.options import PageOptions
 from cachekit.pages.options import page_options
@@ -171,13 +172,26 @@ class AsyncPageCache:
                 await app(scope, receive, send)
             return
         headers = request_headers(scope)
-        if engine.default_lifetime(cache) == 0 or not headers.keys().isdisjoint(
-            self.options.untrusted_forwarded
-        ):
+        if engine.default_lifetime(cache) == 0:
             await app(scope, receive, send)
             return
-        request = Request(method, self._request_hash(scope, headers), headers.get, cache.clock())
-        plan: Plan = await self._records.run(engine.lookup(request))
+        get = headers.get
+        url_hash = self._request_hash(scope, headers)
+        asked = directives(get("cache-control"))
+        has_auth, now = bool(get("authorization")), cache.clock()
+        records = self._records
+        lookup = await records.get(LOOKUP_KEY + url_hash)
+        page_key = engine.page_key_of(url_hash, lookup, get)
+        stored = None if page_key is None or "no-cache" in asked else await records.get(page_key)
+        page = engine.fresh(stored, now, has_auth, asked)
+        if page is not None:
+            await _serve(_answer(page, headers, now, method), send)
+            return
+        if not headers.keys().isdisjoint(self.options.untrusted_forwarded):
+            await app(scope, receive, send)  # built from forwarded inputs no one vouched for: not stored
+            return
+        request = Request(method, url_hash, get, now, asked, has_auth, lookup, page_key)
+        plan: Plan = await records.run(engine.lookup(request, stored))
         if plan.action == "serve":
             if plan.stale:
                 cache._stale_serves += 1

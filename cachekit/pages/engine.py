@@ -28,13 +28,17 @@ import hashlib
 from collections.abc import Callable
 from collections.abc import Generator
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+from typing import NamedTuple
 from typing import TypeAlias
 from urllib.parse import urlsplit
 
 from cachekit.pages.options import PageOptions
+from cachekit.pages.record import AUTH_OK
+from cachekit.pages.record import FIELDS
+from cachekit.pages.record import FRESH_UNTIL
 from cachekit.pages.record import GATEWAY_TIMEOUT
+from cachekit.pages.record import MARK
 from cachekit.pages.record import MUST_REVALIDATE
 from cachekit.pages.record import TAGS
 from cachekit.pages.record import Lookup
@@ -79,6 +83,11 @@ _MEMO_SIZE = 4096
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+def directives(cache_control: str | None) -> Mapping[str, str | None]:
+    """A request's ``Cache-Control`` directives (an empty mapping when it has none)."""
+    return parse_cache_control(cache_control) if cache_control else _EMPTY
+
+
 def digest(*parts: str) -> str:
     """A short hash of ``parts`` for cache keys."""
     data = "\0".join(parts).encode("utf-8", "surrogatepass")
@@ -108,7 +117,17 @@ class Request:
         "url_hash",
     )
 
-    def __init__(self, method: str, url_hash: str, header: HeaderGetter, now: float) -> None:
+    def __init__(
+        self,
+        method: str,
+        url_hash: str,
+        header: HeaderGetter,
+        now: float,
+        directives: Mapping[str, str | None],
+        has_auth: bool,
+        lookup: Any = None,
+        page_key: str | None = None,
+    ) -> None:
         #: The request method.
         self.method = method
         #: The hash naming this URL (with its trusted forwarded inputs) in the engine.
@@ -117,15 +136,14 @@ class Request:
         self.header = header
         #: The cache's clock when the request arrived.
         self.now = now
-        cc = header("cache-control")
-        #: The request's ``Cache-Control`` directives.
-        self.directives = parse_cache_control(cc) if cc else _EMPTY
+        #: The request's ``Cache-Control`` directives (:func:`directives`).
+        self.directives = directives
         #: Whether the request carried ``Authorization``.
-        self.has_auth = bool(header("authorization"))
+        self.has_auth = has_auth
         #: What the URL's lookup record held at lookup (a page is stored only if no purge came since).
-        self.lookup: Any = None
+        self.lookup = lookup
         #: The variant key the request maps to under :attr:`lookup`, if any.
-        self.page_key: str | None = None
+        self.page_key = page_key
         #: The stampede lock this request holds, if any.
         self.lock: Any = None
         #: The session the app used, as the shell found it (read after the response started).
@@ -134,8 +152,7 @@ class Request:
         self.found = False
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """What :meth:`PageEngine.lookup` decided."""
 
     #: ``"serve"`` (answer with :attr:`page`), ``"run"`` (run the app; store if allowed) or ``"pass"``
@@ -221,15 +238,34 @@ class PageEngine:
 
     # -- step 1: lookup ------------------------------------------------------------------
 
-    def lookup(self, request: Request) -> Steps:
-        """Decide how to answer a ``GET``/``HEAD``: a :class:`Plan` (may leave :attr:`Request.lock` held)."""
-        lookup = request.lookup = yield ("get", LOOKUP_KEY + request.url_hash)
-        revalidate = "no-cache" in request.directives
-        entry: Page | None = None
-        if is_lookup(lookup):
-            request.page_key = self.variant_key(request.url_hash, lookup, request.header)
-            if not revalidate:
-                entry = yield from self._read_page(request.page_key, request.has_auth)
+    def page_key_of(self, url_hash: str, lookup: Any, header: HeaderGetter) -> str | None:
+        """The variant's page key under the URL's lookup record (read by the shell), if it holds one."""
+        return self.variant_key(url_hash, lookup, header) if is_lookup(lookup) else None
+
+    def fresh(
+        self, stored: Any, now: float, has_auth: bool, directives: Mapping[str, str | None]
+    ) -> Page | None:
+        """The stored page if it answers at once (fresh, allowed, no tags to check), else ``None``.
+
+        The shells' hit path: two reads and this; no :class:`Request`, no step machinery.
+        """
+        if type(stored) is not tuple or len(stored) != FIELDS or stored[0] != MARK:
+            return None
+        if stored[TAGS] or (has_auth and not stored[AUTH_OK]):
+            return None
+        fresh_until = stored[FRESH_UNTIL]
+        if fresh_until is not None and now >= fresh_until:
+            return None
+        return stored if not directives or servable(stored, now, directives) else None
+
+    def lookup(self, request: Request, stored: Any) -> Steps:
+        """After :meth:`fresh` said no: a :class:`Plan` (may leave :attr:`Request.lock` held).
+
+        :param stored: what the shell read under the variant's page key (``None``: not read).
+        """
+        entry = page_for(stored, has_auth=request.has_auth)
+        if entry is not None and entry[TAGS] and not (yield ("valid", entry[TAGS])):
+            entry = None  # invalidated by tag: not even a stale copy may be served
         now = request.now
         request.found = entry is not None
         if entry is not None and servable(entry, now, request.directives):

@@ -56,6 +56,8 @@ class _Records:
         self.backend: Any = cache.backend
         self.objects = bool(cache._objects)
         self.key = cache.make_key
+        # The hit path's key building, as Cache.get's: the prefix and version in front.
+        self.head = cache._key_head if cache._key_function is None else None
         #: A counter's first value: an int in local memory, ASCII digits elsewhere (``incr`` runs there).
         self.one: Any = 1 if self.objects else b"1"
 
@@ -108,7 +110,17 @@ class SyncRecords(_Records):
             return None, exc
 
     def get(self, key: str) -> Any:
-        return self.load(self.backend.get(self.key(key)))
+        """Read one record; an outage reads as a miss (the shells' hit path calls this directly)."""
+        head = self.head
+        try:
+            stored = self.backend.get(head + key if head is not None else self.key(key))
+        except BackendUnavailableError as exc:
+            self.cache._failed("get", exc)
+            stored = None
+        if self.objects and type(stored) is tuple:
+            self.cache._hits += 1
+            return stored
+        return self.load(stored)
 
     def has(self, key: str) -> bool:
         return self.backend.get(self.key(key)) is not None
@@ -183,7 +195,13 @@ class AsyncRecords(_Records):
             return None, exc
 
     async def get(self, key: str) -> Any:
-        return self.load(await self.backend.get(self.key(key)))
+        """Read one record; an outage reads as a miss (the shells' hit path calls this directly)."""
+        try:
+            stored = await self.backend.get(self.key(key))
+        except BackendUnavailableError as exc:
+            self.cache._failed("get", exc)
+            stored = None
+        return self.load(stored)
 
     async def has(self, key: str) -> bool:
         return await self.backend.get(self.key(key)) is not None

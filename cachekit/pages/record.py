@@ -48,7 +48,9 @@ MARK = "cachekit.page/2"
 LOOKUP_MARK = "cachekit.vary/2"
 STATUS, HEADERS, BODY, STORED_AT, FRESH_UNTIL, STALE_UNTIL, ERROR_UNTIL = 1, 2, 3, 4, 5, 6, 7
 ETAG, LAST_MODIFIED, AUTH_OK, TAGS, MUST_REVALIDATE = 8, 9, 10, 11, 12
-_FIELDS = 13
+#: How many fields a page has.
+FIELDS = 13
+_FIELDS = FIELDS
 
 _PAGE_HEAD = MARK.encode("ascii") + b"\n"
 _LOOKUP_HEAD = LOOKUP_MARK.encode("ascii") + b"\n"

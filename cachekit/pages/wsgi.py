@@ -29,6 +29,7 @@ from cachekit.pages.engine import LOOKUP_KEY
 from cachekit.pages.engine import PageEngine
 from cachekit.pages.engine import Plan
 from cachekit.pages.engine import Request
+from cachekit.pages.engine import directives
 from cachekit.pages.io import SyncRecords
 from cachekit.pages.options import PageOptions
 from cachekit.pages.options import page_options
@@ -218,16 +219,20 @@ class PageCache:
             environ.get("PATH_INFO", ""),
             environ.get("QUERY_STRING", ""),
         )
+        if not self.options.trusted_forwarded:
+            known = self.engine._url_hashes.get(memo_key)  # the hit path's memo, read inline
+            if known is not None:
+                return known
         normalize = self.options.normalize_query
         return self.engine.url_hash(memo_key, lambda: request_url(environ, normalize_query=normalize), header)
 
     def keys_for(self, environ: WSGIEnvironment) -> list[str]:
         """The keys (before the cache prefix) a ``GET`` of ``environ`` reads: lookup record, page."""
         header = _reader(environ)
-        request = Request("GET", self._request_hash(environ, header), header, 0.0)
-        lookup_key = LOOKUP_KEY + request.url_hash
-        lookup = self._io(self.cache).run(_get(lookup_key))
-        return [lookup_key] + ([self.engine.variant_key(request.url_hash, lookup, header)] if lookup else [])
+        url_hash = self._request_hash(environ, header)
+        lookup_key = LOOKUP_KEY + url_hash
+        page_key = self.engine.page_key_of(url_hash, self._io(self.cache).get(lookup_key), header)
+        return [lookup_key] + ([page_key] if page_key else [])
 
     def purge(self, url: str) -> bool:
         """Remove every stored variant of the page at absolute ``url``; return whether it was cached."""
@@ -246,12 +251,26 @@ class PageCache:
                 return self._unsafe(app, environ, start_response)
             return app(environ, start_response)
         cache = self._cache or self.cache
-        if self.engine.default_lifetime(cache) == 0 or not self._forwarded.isdisjoint(environ):
+        if self.engine.default_lifetime(cache) == 0:
             return app(environ, start_response)
         header = _reader(environ)
-        request = Request(method, self._request_hash(environ, header), header, cache.clock())
-        records = self._io(cache)
-        plan: Plan = records.run(self.engine.lookup(request))
+        url_hash = self._request_hash(environ, header)
+        asked = directives(environ.get("HTTP_CACHE_CONTROL"))
+        has_auth, now = bool(environ.get("HTTP_AUTHORIZATION")), cache.clock()
+        records, engine = self._records, self.engine
+        if records is None or records.cache is not cache:
+            records = self._io(cache)
+        lookup = records.get(LOOKUP_KEY + url_hash)
+        page_key = engine.page_key_of(url_hash, lookup, header)
+        stored = None if page_key is None or "no-cache" in asked else records.get(page_key)
+        page = engine.fresh(stored, now, has_auth, asked)
+        if page is not None:
+            inm, ims = environ.get("HTTP_IF_NONE_MATCH"), environ.get("HTTP_IF_MODIFIED_SINCE")
+            return serve_page(page_response(page, now, method, inm, ims), start_response, method)
+        if not environ.keys().isdisjoint(self._forwarded):
+            return app(environ, start_response)  # built from forwarded inputs no one vouched for: not stored
+        request = Request(method, url_hash, header, now, asked, has_auth, lookup, page_key)
+        plan: Plan = records.run(engine.lookup(request, stored))
         if plan.action == "serve":
             if plan.stale:
                 cache._stale_serves += 1
@@ -282,10 +301,6 @@ def _raise(exc: Exception) -> Iterator[bytes]:
 
 def _delete(key: str) -> Any:
     return (yield ("delete", key))
-
-
-def _get(key: str) -> Any:
-    return (yield ("get", key))
 
 
 class _Render:
