@@ -4,8 +4,9 @@ A :class:`Cell` knows the command line that serves tests/servers_matrix/app.py
 (or asgi_app.py) with two worker processes on a free loopback port. :func:`run`
 starts it with :class:`tests.servers.ServerProcess` (stopped by PID) and waits
 until it answers over HTTP. :class:`Running` counts, with psutil, the TCP
-connections each of the server's processes holds to Redis, and reads Redis's
-own ``CLIENT LIST`` for the connections named after the cell.
+connections each of the server's processes holds to the cache server (Redis, or
+memcached for the cells named so), and reads Redis's own ``CLIENT LIST`` for
+the connections named after the cell.
 """
 
 from __future__ import annotations
@@ -239,10 +240,13 @@ CELLS = [
 # The preforking models again on memcached. Its backend drops its clients in a forked child
 # from an os.register_at_fork hook, which uWSGI runs only with --py-call-osafterfork: without
 # it, workers share the master's memcached socket and read each other's replies.
+_BY_NAME = {cell.name: cell for cell in CELLS}
 CELLS += [
-    dataclasses.replace(CELLS[0], name="gunicorn-sync-preload-memcached", scheme="memcached"),
     dataclasses.replace(
-        CELLS[3],
+        _BY_NAME["gunicorn-sync-preload"], name="gunicorn-sync-preload-memcached", scheme="memcached"
+    ),
+    dataclasses.replace(
+        _BY_NAME["uwsgi-prefork"],
         name="uwsgi-prefork-memcached",
         scheme="memcached",
         argv=uwsgi_argv("--py-call-osafterfork"),
@@ -320,7 +324,7 @@ class Running:
         root = psutil.Process(self.server.pid)
         return [root, *root.children(recursive=True)]
 
-    def redis_connections(self) -> dict[int, set[int]]:
+    def store_connections(self) -> dict[int, set[int]]:
         """The local ports of established TCP connections to the cache server, per live process.
 
         A socket inherited across a fork shows in parent and child with the same port.
@@ -365,7 +369,7 @@ def check_connections(running: Running) -> dict[str, Any]:
     """
     deadline = time.monotonic() + 5
     while True:
-        held = running.redis_connections()
+        held = running.store_connections()
         ports = set().union(*held.values())
         clients = running.client_list() if running.client_name else len(ports)
         if clients == len(ports) or time.monotonic() > deadline:
