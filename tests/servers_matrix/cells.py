@@ -59,7 +59,6 @@ class Cell:
     preforked: bool = False
     #: Whether recycling a worker drops connections it had accepted but not served yet.
     drops_on_recycle: bool = False
-    asgi: bool = False
     #: The cache server under the app: ``"redis"`` or ``"memcached"``.
     scheme: str = "redis"
 
@@ -234,8 +233,8 @@ CELLS = [
         drops_on_recycle=True,  # seen: 1 connection in 267 closed unanswered when a worker was recycled
     ),
     Cell("mod_wsgi-daemon", "mod_wsgi-express", _mod_wsgi(WORKERS, 4), concurrency=4),
-    Cell("uvicorn", "uvicorn", _uvicorn, concurrency=16, drops_on_recycle=True, asgi=True),
-    Cell("hypercorn", "hypercorn", _hypercorn, concurrency=16, drops_on_recycle=True, asgi=True),
+    Cell("uvicorn", "uvicorn", _uvicorn, concurrency=16, drops_on_recycle=True),
+    Cell("hypercorn", "hypercorn", _hypercorn, concurrency=16, drops_on_recycle=True),
 ]
 # The preforking models again on memcached. Its backend drops its clients in a forked child
 # from an os.register_at_fork hook, which uWSGI runs only with --py-call-osafterfork: without
