@@ -318,22 +318,58 @@ def test_never_stored(headers: list[tuple[str, str]], reason: str) -> None:
     assert reason in verdict.reason
 
 
-def test_authorization_needs_an_explicit_permission() -> None:
+def test_authorization_needs_public_or_s_maxage() -> None:
     assert _lifetime([], has_authorization=True) is None
-    for directive in ("public", "s-maxage=30", "must-revalidate"):
+    for directive in ("public", "s-maxage=30"):
         verdict = storability(
             200, [("Cache-Control", directive)], default_timeout=300, now=NOW, has_authorization=True
         )
         assert verdict.storable
         assert verdict.shareable_with_auth
+    # RFC 9111 also lets must-revalidate share it; cachekit promises only public or s-maxage.
+    assert _lifetime([("Cache-Control", "must-revalidate")], has_authorization=True) is None
     assert not storability(200, [], default_timeout=300, now=NOW).shareable_with_auth
 
 
 def test_status_and_request_no_store() -> None:
     assert storability(500, [], default_timeout=300, now=NOW).lifetime is None
     assert storability(200, [], default_timeout=300, now=NOW, request_no_store=True).lifetime is None
-    assert storability(404, [], default_timeout=300, now=NOW).lifetime == 300
+    assert storability(308, [], default_timeout=300, now=NOW).lifetime == 300
     assert storability(201, [], default_timeout=300, now=NOW, statuses={201}).lifetime == 300
+
+
+@pytest.mark.parametrize("status", sorted(http.EXPLICIT_STATUSES))
+def test_error_pages_need_their_own_freshness(status: int) -> None:
+    verdict = storability(status, [], default_timeout=300, now=NOW)
+    assert verdict.lifetime is None
+    assert "explicit freshness" in verdict.reason
+    assert storability(status, [("Cache-Control", "max-age=60")], default_timeout=300, now=NOW).lifetime == 60
+    expires = [("Expires", http.http_date(NOW + 30))]
+    assert storability(status, expires, default_timeout=300, now=NOW).lifetime == 30
+    assert storability(status, [], default_timeout=300, now=NOW, explicit_statuses=()).lifetime is None
+
+
+@pytest.mark.parametrize("directive", ["must-revalidate", "proxy-revalidate", "s-maxage=60"])
+def test_no_stale_directives_close_the_stale_windows(directive: str) -> None:
+    headers = [("Cache-Control", f"max-age=60, {directive}, stale-while-revalidate=9, stale-if-error=9")]
+    verdict = storability(
+        200, headers, default_timeout=300, now=NOW, stale_while_revalidate=5, stale_if_error=5
+    )
+    assert verdict.lifetime == 60
+    assert verdict.must_revalidate
+    assert (verdict.stale_while_revalidate, verdict.stale_if_error) == (0.0, 0.0)
+    plain = storability(200, [("Cache-Control", "max-age=60")], default_timeout=300, now=NOW)
+    assert not plain.must_revalidate
+
+
+def test_delta_seconds_are_capped() -> None:
+    cap = http.DELTA_SECONDS_MAX
+    assert cap == 2**31
+    assert delta_seconds({"max-age": str(cap)}, "max-age") == cap
+    assert delta_seconds({"max-age": str(cap + 1)}, "max-age") == cap
+    assert delta_seconds({"max-age": "9999999999"}, "max-age") == cap  # ten digits
+    assert delta_seconds({"max-age": "1" * 11}, "max-age") == cap
+    assert delta_seconds({"max-age": "٣"}, "max-age") is None  # a digit, but not an ASCII one
 
 
 def test_stale_extensions_win_over_the_arguments() -> None:
