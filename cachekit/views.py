@@ -1,46 +1,42 @@
-"""Per-view caching: the page-cache engine, ``@cache_page`` and ``purge``.
+"""Per-view caching: ``@cache_page``, :class:`PageCache` and ``purge`` (they live in :mod:`cachekit.pages`).
 
 :class:`PageCache` caches whole WSGI responses with the rules of a shared HTTP
-cache (:mod:`cachekit.http`). ``@cache_page`` wraps one WSGI callable with it
-and ``middleware.CacheMiddleware`` wraps a whole application; both run this
-one engine.
+cache; ``@cache_page`` wraps one WSGI callable with it, ``middleware.CacheMiddleware``
+a whole application, and the ASGI twins (:mod:`cachekit.aio_views`,
+``middleware.AsgiCacheMiddleware``) drive the same engine
+(:mod:`cachekit.pages.engine`) with the same :class:`PageOptions`.
 
-What is cached: responses to ``GET`` whose status is in ``statuses`` and which
-neither set a cookie, nor say ``private``, ``no-store``, ``no-cache`` or
-``Vary: *``, nor answer a request carrying ``Authorization`` (unless they say
-``public`` or ``s-maxage``). A ``HEAD`` is answered from a stored ``GET``.
-The response's ``s-maxage``/``max-age``/``Expires`` set its lifetime, else the
-``timeout``.
+What is cached: responses to ``GET`` with status 200, 203, 204, 300, 301 or
+308 (404, 405, 410, 414 and 501 only with their own freshness) that neither
+set a cookie, nor say ``private``, ``no-store``, ``no-cache`` or ``Vary: *``,
+nor answer a request carrying ``Authorization`` (unless they say ``public`` or
+``s-maxage``), nor vary on ``Cookie`` for a request that carried cookies
+(unless ``public``, an anonymous session, or only ``shareable_cookies``), nor
+answer a request with a forwarded header not in ``trusted_forwarded``. A
+``HEAD`` is answered from a stored ``GET``; a successful ``POST``/``PUT``/
+``PATCH``/``DELETE`` drops the stored page of its URL.
 
-Sessions: when the engine runs inside a session middleware (``@cache_page``
-on a view of an app wrapped in ``SessionMiddleware``), it sees the response
-before the middleware adds ``Vary: Cookie``, ``Cache-Control: private`` and
-``Set-Cookie``, so it applies the same rules itself from the session at
-``environ["cachekit.session"]``: a page that read a stored session is not
+Sessions: the engine reads the session at ``environ["cachekit.session"]``
+(``scope["session"]`` on ASGI): a page that read a stored session is not
 stored (unless it says ``public``: then it is kept per ``Cookie``), nor one
-whose session will be saved; a page that read an anonymous session is kept
-per ``Cookie`` and served with ``Vary: Cookie``.
+whose session will be saved; a page that read an anonymous session is kept per
+``Cookie`` and served with ``Vary: Cookie``.
 
-How entries are keyed: by scheme, host, path and query string, plus the values
-of the request headers the response varies on. The ``Vary`` list is learned
-per URL (as Django's ``learn_cache_key`` does) and stored with a per-URL
-nonce that is part of every variant's key, so :func:`purge` drops every
-variant of a URL by deleting one key. A render already running when the purge
-happens does not store its page: it may hold data from before the purge.
+Keys: scheme, host, path (with ``SCRIPT_NAME``) and query string, trusted
+forwarded headers, plus the values of the request headers the response varies
+on, learned per URL with a nonce that :func:`purge` deletes in one key. At most
+``max_variants`` variants per path are kept.
 
-What is not changed: a response that is not served from cache passes through
-byte for byte, with its headers untouched, even when it is stored; served
-copies get ``Age`` and, if the app set none, ``Cache-Control: max-age``,
-``Expires`` and a strong ``ETag`` computed from the body. Bodies stream
-through as the app yields them; a body longer than ``max_body_size`` is
-served but not stored. The app's iterable is always closed.
+Stampedes: on a miss one request renders while the others wait (the lock under
+the cache's prefix, one per URL). A storable body is read from the app up to
+``max_body_size`` before it is sent, so the page is stored and the lock
+released when the app is done, never when the client is. Stale pages are
+served within ``stale_while_revalidate``/``stale_if_error``, never against
+``must-revalidate``, ``proxy-revalidate`` or ``s-maxage`` (an origin that
+raises is then a 504).
 
-Stampedes: on a miss, one request per page computes while the others wait for
-it (up to ``lock_timeout``, then compute themselves), across processes through
-the backend's lock. Within a ``stale_while_revalidate`` window one request
-regenerates while the others get the stale page at once; within a
-``stale_if_error`` window a regeneration that raises or answers 5xx is
-replaced by the stale page, and the error logged.
+Pages are plain data (:mod:`cachekit.pages.record`), never pickles. See
+``docs/views.md`` for each rule and the test that shows it.
 """
 
 from __future__ import annotations
