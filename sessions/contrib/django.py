@@ -64,6 +64,7 @@ from django.utils.module_loading import import_string
 
 from cachekit.cache import Cache
 from cachekit.exceptions import BackendUnavailableError
+from cachekit.pages.wsgi import SESSION_ENVIRON_KEY
 from sessions.contrib import RETRY_AFTER
 from sessions.contrib import UNAVAILABLE_BODY
 from sessions.contrib import UNAVAILABLE_STATUS
@@ -370,6 +371,37 @@ def unavailable_response() -> HttpResponse:
     return response
 
 
+class _PageSignal:
+    """What the page cache reads of a Django session (``cachekit.pages.record.session_use``).
+
+    At ``environ["cachekit.session"]``: whether the view read the session, and
+    whether it was a stored one (then the page is one user's and not stored)
+    or an anonymous one (then it is kept per ``Cookie``).
+    """
+
+    __slots__ = ("_session",)
+    flushed = False
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    @property
+    def accessed(self) -> bool:
+        return bool(self._session.accessed)
+
+    @property
+    def modified(self) -> bool:
+        return bool(self._session.modified)
+
+    @property
+    def loaded(self) -> bool:
+        return hasattr(self._session, "_session_cache")
+
+    @property
+    def is_new(self) -> bool:
+        return self._session.session_key is None  # load() found no stored session
+
+
 class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
     """Django's session middleware, answering a session-store outage with 503 and ``Retry-After``.
 
@@ -378,6 +410,11 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
     session) and one the save meets both become the 503; the view's own
     response is then dropped, so nothing half-saved is confirmed to the client.
     """
+
+    def process_request(self, request: HttpRequest) -> None:
+        """Open the session as Django does, and tell a page cache around the app how it is used."""
+        super().process_request(request)
+        request.META.setdefault(SESSION_ENVIRON_KEY, _PageSignal(request.session))
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """Answer 503 for an outage raised inside the view; leave other errors to Django."""

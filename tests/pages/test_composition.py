@@ -236,6 +236,47 @@ def test_13_2_django_own_session_middleware_logout_is_final() -> None:
         pages.clear()
 
 
+def test_13_2_our_django_session_middleware_says_when_the_session_is_anonymous() -> None:
+    """With ``sessions.contrib.django.SessionMiddleware`` anonymous pages stay cacheable, per cookie."""
+    pytest.importorskip("django")
+    from tests.django_settings import configure_django
+
+    configure_django()
+    from django.core.wsgi import get_wsgi_application
+    from django.test import override_settings
+
+    from cachekit import Cache
+    from cachekit.backends.locmem import LocMemBackend
+    from middleware import CacheMiddleware
+    from tests.contrib import django_urls
+
+    pages = Cache(LocMemBackend("django-anon-pages-13-2"))
+    renders: list[int] = []
+    show = django_urls.show
+
+    def counting(request: Any) -> Any:
+        renders.append(1)
+        return show(request)
+
+    try:
+        with override_settings(MIDDLEWARE=["sessions.contrib.django.SessionMiddleware"]):
+            django_urls.urlpatterns[1].callback = counting
+            site = CacheMiddleware(get_wsgi_application(), cache=pages, timeout=60)
+            client = Client(site)
+            client.cookies = {"csrftoken": "a-cookie-of-no-user"}  # not a session: anonymous
+            for _ in range(3):
+                assert b'"data": {}' in client.get("/show")[2]
+            assert len(renders) == 1
+            client.cookies = {}
+            client.get("/login?user=ada")
+            for _ in range(2):
+                assert b'"user": "ada"' in client.get("/show")[2]
+            assert len(renders) == 3  # a stored session's page is never stored
+    finally:
+        django_urls.urlpatterns[1].callback = show
+        pages.clear()
+
+
 def test_13_2_starlette_session_middleware_never_shares_a_logged_in_page() -> None:
     pytest.importorskip("starlette")
     pytest.importorskip("itsdangerous")
