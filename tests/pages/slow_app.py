@@ -45,3 +45,25 @@ wsgi_app = CacheMiddleware(
 asgi_app = AsgiCacheMiddleware(
     _big_asgi, cache=aio.from_url(_URL, key_prefix=_PREFIX), timeout=60, lock_timeout=LOCK_TIMEOUT
 )
+
+
+_renders = {"n": 0}
+
+
+async def _links(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    _renders["n"] += 1
+    host = dict(scope["headers"]).get(b"host", b"").decode()
+    body = f'<a href="{scope["scheme"]}://{host}/next">render {_renders["n"]}</a>'.encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"cache-control", b"max-age=60")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+#: Behind ``uvicorn --proxy-headers``: the scheme comes from X-Forwarded-Proto, which the cache keys.
+links_app = AsgiCacheMiddleware(
+    _links,
+    cache=aio.from_url(_URL, key_prefix=_PREFIX + "links"),
+    timeout=60,
+    trusted_forwarded=["x-forwarded-proto"],
+)

@@ -78,3 +78,37 @@ def test_13_8_a_client_that_stops_reading_holds_no_lock(served: str) -> None:
         assert elapsed < BOUND, f"waited {elapsed:.1f} s behind the slow client's lock"
     finally:
         slow.close()
+
+
+@pytest.fixture
+def uvicorn_proxy_headers(redis_server: servers.ServerProcess) -> Iterator[str]:
+    port = servers.free_port()
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {
+        **os.environ,
+        "CACHEKIT_URL": f"redis://{redis_server.address}/0",
+        "PAGES_PREFIX": f"links{uuid.uuid4().hex[:8]}",
+        "PYTHONPATH": root,
+    }
+    argv = [
+        os.path.join(os.path.dirname(sys.executable), "uvicorn"), "--host", servers.HOST, "--port", str(port),
+        "--proxy-headers", "--forwarded-allow-ips", servers.HOST, "--no-access-log",
+        "tests.pages.slow_app:links_app",
+    ]  # fmt: skip
+    process = servers.ServerProcess("uvicorn-proxy", port, argv, servers._workdir("uvicorn"), env=env)
+    process.workdir.mkdir(parents=True, exist_ok=True)
+    process.start(deadline=30.0)
+    try:
+        yield f"http://{process.address}"
+    finally:
+        process.stop()
+
+
+def test_13_3_uvicorn_proxy_headers_with_the_forwarded_proto_keyed(uvicorn_proxy_headers: str) -> None:
+    """The documented order: uvicorn applies X-Forwarded-Proto first, the cache keys it."""
+    url = f"{uvicorn_proxy_headers}/page"
+    https = {"X-Forwarded-Proto": "https"}
+    first = requests.get(url, headers=https, timeout=BOUND).text
+    assert first.startswith('<a href="https://')
+    assert requests.get(url, timeout=BOUND).text.startswith('<a href="http://')  # its own page
+    assert requests.get(url, headers=https, timeout=BOUND).text == first  # and from the cache
