@@ -267,7 +267,10 @@ class PageEngine:
         if entry is not None and entry[TAGS] and not (yield ("valid", entry[TAGS])):
             entry = None  # invalidated by tag: not even a stale copy may be served
         now = request.now
-        request.found = entry is not None
+        # A known variant: found, or not read because the client asked to revalidate.
+        request.found = entry is not None or (
+            "no-cache" in request.directives and request.page_key is not None
+        )
         if entry is not None and servable(entry, now, request.directives):
             return Plan("serve", entry)
         if request.method == "HEAD":
