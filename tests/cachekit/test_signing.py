@@ -238,6 +238,17 @@ def test_pickle_payload_written_raw_never_runs(
     assert target.exists()
 
 
+def test_get_or_set_recomputes_over_a_forgery(
+    make_cache: Callable[..., Cache], raw_redis: redis.Redis, tmp_path: Path
+) -> None:
+    cache = make_cache(signing_keys=[KEY])
+    target = tmp_path / "pwned"
+    raw_redis.set(cache.make_key("v"), pickle.dumps(_CreatesFile(target)))
+    assert cache.get_or_set("v", lambda: "fresh") == "fresh"
+    assert cache.get("v") == "fresh"  # the forgery was replaced by a signed value
+    assert not target.exists()
+
+
 def test_async_cache_refuses_forgeries(redis_url: str, raw_redis: redis.Redis, tmp_path: Path) -> None:
     target = tmp_path / "pwned"
 
