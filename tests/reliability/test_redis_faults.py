@@ -150,9 +150,7 @@ def test_async_lock_and_add_recognise_their_own_writes(proxy: FaultProxy, direct
 # -- a reply lost to silence: one socket timeout, no orphaned lock ------------------
 
 
-def test_lost_lock_reply_costs_one_timeout_leaves_no_orphan(
-    proxy: FaultProxy, direct: redis.Redis
-) -> None:
+def test_lost_lock_reply_costs_one_timeout_leaves_no_orphan(proxy: FaultProxy, direct: redis.Redis) -> None:
     backend = backend_via(proxy)
     warm(backend)
     proxy.drop_replies(1)
@@ -234,3 +232,38 @@ def test_500_concurrent_calls_no_misses_async(server: servers.ServerProcess) -> 
     results, errors = asyncio.run(scenario())
     assert results.count("v") == 500
     assert errors == 0
+
+
+def test_page_cache_after_a_lost_lock_reply(proxy: FaultProxy, direct: redis.Redis) -> None:
+    """The page path takes the backend lock too: a lost reply on it costs one request one timeout."""
+    from middleware.cache import CacheMiddleware
+    from tests.wsgi import call_app
+    from tests.wsgi import make_environ
+
+    renders: list[str] = []
+
+    def never_stored(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        renders.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Cache-Control", "no-store")])
+        return [b"fresh"]
+
+    backend = backend_via(proxy)
+    app = CacheMiddleware(never_stored, cache=Cache(backend, key_prefix="pg", lock_timeout=5), timeout=60)
+    warm(backend)
+    original = backend.lock
+
+    def lock_then_drop(name: str, *, ttl: float) -> Any:
+        proxy.drop_replies(1)
+        backend.lock = original  # type: ignore[method-assign]
+        return original(name, ttl=ttl)
+
+    backend.lock = lock_then_drop  # type: ignore[method-assign]
+    (status, _, body), took = timed(lambda: call_app(app, make_environ("/never")))
+    assert (status, body) == ("200 OK", b"fresh")
+    assert proxy.dropped == 1
+    assert took < SOCKET_TIMEOUT + SLACK
+    for _ in range(3):  # the next requests do not wait for the orphaned lock
+        (status, _, body), took = timed(lambda: call_app(app, make_environ("/never")))
+        assert status == "200 OK"
+        assert took < SLACK
+    assert len(renders) == 4
