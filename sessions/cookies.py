@@ -72,7 +72,8 @@ def normalize_samesite(value: str | bool | None, *, secure: bool) -> str | None:
     return samesite
 
 
-_last_date: tuple[int, str] = (-1, "")
+# The last second formatted, and its text; starts true (-1 with "" made http_date(-1) "").
+_last_date: tuple[int, str] = (0, EPOCH)
 
 
 def http_date(timestamp: float) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import random
+import subprocess
+import sys
 import zlib
 
 import pytest
@@ -121,10 +123,33 @@ def test_negative_max_age_with_expires_is_zero() -> None:
 def test_memoized_line_changes_with_value_expiry_and_age() -> None:
     cookie = CookieFormat("sid")
     first = cookie.dump("abc", 10, 1000.0)
-    assert cookie.dump("abc", 10, 1000.9) == first  # the same second
-    assert cookie.dump("abd", 10, 1000.0) == first.replace("abc", "abd")
-    assert cookie.dump("abc", 10, 1001.0) != first
-    assert cookie.dump("abc", 11, 1000.0) != first
+    assert cookie.dump("abc", 10, 1000.9) == first  # the same second: the same line
+    later = cookie.dump("abc", 10, 1001.0)  # the next second, straight after
+    assert later != first
+    assert "Expires=Thu, 01 Jan 1970 00:16:41 GMT" in later
+    older = cookie.dump("abc", 11, 1001.0)  # only the age changed
+    assert "; Max-Age=11;" in older
+    assert cookie.dump("abd", 11, 1001.0) == older.replace("abc", "abd")  # only the value changed
+
+
+def test_cookie_format_defaults() -> None:
+    assert CookieFormat("sid").dump("v") == "sid=v; HttpOnly; Path=/; SameSite=Lax"
+    assert CookieFormat("sid").delete() == f"sid=; Expires={EPOCH}; Max-Age=0; HttpOnly; Path=/; SameSite=Lax"
+    assert delete_cookie("sid") == f"sid=; Expires={EPOCH}; Max-Age=0; HttpOnly; Path=/; SameSite=Lax"
+    assert CookieFormat("sid").max_size == MAX_COOKIE_SIZE
+
+
+def test_partitioned_cookies() -> None:
+    line = CookieFormat("sid", secure=True, samesite="None", partitioned=True).dump("v", 10, 0.0)
+    assert line.endswith("; Secure; HttpOnly; Path=/; SameSite=None; Partitioned")
+    assert "Partitioned" not in CookieFormat("sid").dump("v", 10, 0.0)
+
+
+def test_bad_characters_at_exactly_max_size_are_a_value_error() -> None:
+    cookie = CookieFormat("sid", max_size=10)
+    with pytest.raises(ValueError, match="characters") as info:
+        cookie.dump("a b c ", 10, 0.0)  # "sid=" + 6 = exactly 10 bytes
+    assert not isinstance(info.value, CookieTooLargeError)
 
 
 def test_delete_line_matches_the_cookie() -> None:
@@ -177,6 +202,8 @@ def test_http_date_formats_and_remembers_the_last_second() -> None:
     ("header", "expected"),
     [
         pytest.param("session=abc", "abc", id="one"),
+        pytest.param('session=""', "", id="one-empty-quoted"),
+        pytest.param('session="a"', "a", id="one-short-quoted"),
         pytest.param(' session = "abc" ', "abc", id="one-quoted"),
         pytest.param('session="', '"', id="one-lone-quote"),
         pytest.param('a=1; session="abc"; b=2', "abc", id="many-quoted"),
@@ -265,6 +292,23 @@ def test_compression_starts_at_200_bytes_and_only_when_shorter() -> None:
         assert cookie_module._unpack(cookie_module._pack(data)) == data
 
 
+def _saving(saved: int) -> bytes:
+    """Data of 200 bytes or more that zlib shortens by exactly ``saved`` bytes (found by a seeded search)."""
+    for seed in range(2000):
+        rng = random.Random(seed)
+        for run in range(0, 60):
+            data = rng.randbytes(200 - run) + b"a" * run
+            if len(data) - len(zlib.compress(data)) == saved:
+                return data
+    raise AssertionError(f"no data found that zlib shortens by {saved} bytes")  # pragma: no cover
+
+
+def test_compression_must_save_more_than_its_marker() -> None:
+    # The leading "." costs one byte: compression that saves exactly one is not used, two is.
+    assert not cookie_module._pack(_saving(1)).startswith(b".")
+    assert cookie_module._pack(_saving(2)).startswith(b".")
+
+
 def test_non_ascii_cookie_loads_nothing(wall_clock: WallClock) -> None:
     store = SignedCookieStore(KEY, clock=wall_clock)
     value = store.create(_state(wall_clock, a=1))
@@ -340,3 +384,13 @@ def test_delete_does_nothing_and_the_cookie_still_loads(wall_clock: WallClock) -
     value = store.create(_state(wall_clock, a=1))
     store.delete(value)
     assert store.load(value) is not None  # no revocation: documented in the module docstring
+
+
+def test_http_date_is_right_on_its_first_call_in_a_process() -> None:
+    # The memo of the last second starts filled; before the fix it was (-1, ""), so a
+    # fresh process formatted 1969-12-31 23:59:59 as "". A subprocess is a fresh process.
+    code = "from sessions.cookies import http_date; print(http_date(-1)); print(http_date(0))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.splitlines() == ["Wed, 31 Dec 1969 23:59:59 GMT", "Thu, 01 Jan 1970 00:00:00 GMT"]
