@@ -132,6 +132,14 @@ def test_memoized_line_changes_with_value_expiry_and_age() -> None:
     assert cookie.dump("abd", 11, 1001.0) == older.replace("abc", "abd")  # only the value changed
 
 
+def test_memo_fields_are_not_mixed_up() -> None:
+    cookie = CookieFormat("sid")
+    cookie.dump("v", 10, 5.0)
+    assert "Expires=Thu, 01 Jan 1970 00:00:10 GMT" in cookie.dump("v", 10, 10.0)  # second == age
+    cookie.dump("v", 10, 1000.0)
+    assert "; Max-Age=4093;" in cookie.dump("v", 4093, 1000.0)  # age == max_size
+
+
 def test_cookie_format_defaults() -> None:
     assert CookieFormat("sid").dump("v") == "sid=v; HttpOnly; Path=/; SameSite=Lax"
     assert CookieFormat("sid").delete() == f"sid=; Expires={EPOCH}; Max-Age=0; HttpOnly; Path=/; SameSite=Lax"
