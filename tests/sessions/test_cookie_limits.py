@@ -402,3 +402,55 @@ def test_http_date_is_right_on_its_first_call_in_a_process() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.splitlines() == ["Wed, 31 Dec 1969 23:59:59 GMT", "Thu, 01 Jan 1970 00:00:00 GMT"]
+
+
+# -- SignedCookieStore: construction and what a cookie must not smuggle in -------------------
+
+
+@pytest.mark.parametrize(
+    "fallback", [pytest.param("", id="empty"), pytest.param(5, id="int"), pytest.param(None, id="none")]
+)
+def test_every_fallback_key_must_be_a_non_empty_string(fallback: object) -> None:
+    with pytest.raises(ConfigurationError, match="SECRET_KEY") as info:
+        SignedCookieStore([KEY, fallback])  # type: ignore[list-item]
+    assert info.value.setting == "SECRET_KEY"
+
+
+def test_store_attributes_and_repr() -> None:
+    store = SignedCookieStore([KEY, OLD_KEY])
+    assert store.salt == "cachekit.session"
+    assert SignedCookieStore(KEY, salt="other").salt == "other"
+    assert store.encrypt is False
+    assert store.max_size == MAX_COOKIE_SIZE
+    assert repr(store) == "SignedCookieStore(keys=2, encrypt=False)"
+    assert KEY not in repr(store)
+    assert repr(SignedCookieStore(KEY, encrypt=True)) == "SignedCookieStore(keys=1, encrypt=True)"
+
+
+def test_encrypt_without_cryptography_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cryptography.fernet", None)  # import now raises ImportError
+    with pytest.raises(ConfigurationError, match="cryptography") as info:
+        SignedCookieStore(KEY, encrypt=True)
+    assert info.value.setting == "encrypt"
+
+
+def test_a_record_padded_past_the_inflate_limit_loads_nothing(wall_clock: WallClock) -> None:
+    store = SignedCookieStore(KEY, clock=wall_clock)
+    record = store._dump(_state(wall_clock, a=1))
+    # Valid JSON whatever the cut: the record, then whitespace past 64 KiB once inflated.
+    padded = b"." + base64_encode(zlib.compress(record + b" " * (64 * 1024)))
+    value = store._signers[0].sign(padded)
+    assert len(value) < MAX_COOKIE_SIZE
+    assert store.load(value) is None
+    fits = store._signers[0].sign(b"." + base64_encode(zlib.compress(record + b" " * 100)))
+    assert store.load(fits) is not None  # the same record, short enough, loads
+
+
+def test_save_records_the_new_cookie_on_the_session(wall_clock: WallClock) -> None:
+    store = SignedCookieStore(KEY, clock=wall_clock)
+    session = Session(store)
+    session["a"] = 1
+    value = session.save()
+    assert session.session_key == value
+    assert not session.modified
+    assert session.changed_keys == frozenset()
