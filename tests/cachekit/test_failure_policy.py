@@ -79,6 +79,7 @@ _OPERATIONS = frozenset(
         "gets",
         "cas",
         "lock",
+        "clear",
     }
 )
 
@@ -349,3 +350,61 @@ def test_bad_signature_is_a_miss_whatever_the_policy(
     assert levels == ["WARNING", "DEBUG"]  # one warning per cache, then debug
     stats = cache.stats()
     assert (stats["bad_signatures"], stats["errors"], stats["misses"]) == (2, 2, 2)
+
+
+NAMED: list[tuple[str, Callable[[Cache], Any]]] = [
+    ("get", lambda c: c.get("k")),
+    ("get_many", lambda c: c.get_many(["k"])),
+    ("has_key", lambda c: c.has_key("k")),
+    ("set", lambda c: c.set("k", 1)),
+    ("add", lambda c: c.add("k", 1)),
+    ("set_many", lambda c: c.set_many({"k": 1})),
+    ("delete", lambda c: c.delete("k")),
+    ("delete_many", lambda c: c.delete_many(["k"])),
+    ("touch", lambda c: c.touch("k", 5)),
+    ("lock", lambda c: c.get_or_set("k", lambda: 1)),
+    ("clear", lambda c: c.clear()),
+]
+
+
+@pytest.mark.parametrize(("operation", "call"), NAMED, ids=[name for name, _ in NAMED])
+def test_each_warning_names_its_operation(
+    backend: FlakyBackend,
+    sample_every: int,
+    operation: str,
+    call: Callable[[Cache], Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache = _cache(backend, sample_every)
+    backend.down = True
+    caplog.set_level(logging.DEBUG, logger="cachekit")
+    call(cache)
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("cachekit")]
+    assert any(m.startswith(f"cache policy: {operation} failed") for m in messages), messages
+    assert cache.stats()["errors"] >= 1
+
+
+def test_unlock_failure_is_logged_as_unlock(backend: FlakyBackend, caplog: pytest.LogCaptureFixture) -> None:
+    cache = _cache(backend, 0)
+
+    def compute_then_fail() -> str:
+        backend.down = True
+        return "fresh"
+
+    caplog.set_level(logging.DEBUG, logger="cachekit")
+    cache.get_or_set("k", compute_then_fail)
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("cachekit")]
+    assert any(m.startswith("cache policy: unlock failed") for m in messages)
+
+
+def test_unreadable_value_in_get_many_is_logged_and_counted(
+    backend: FlakyBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = _cache(backend, 0)
+    cache.set("good", 1)
+    backend.set(cache.make_key("bad"), b"not a pickle", ttl=None)
+    with caplog.at_level(logging.WARNING, logger="cachekit"):
+        assert cache.get_many(["good", "bad"]) == {"good": 1}
+    assert "unreadable" in caplog.text
+    stats = cache.stats()
+    assert (stats["hits"], stats["misses"], stats["errors"]) == (1, 1, 1)
