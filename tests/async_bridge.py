@@ -66,6 +66,13 @@ class SyncLock:
     def release(self) -> None:
         self._loop.run(self._lock.release())
 
+    def __enter__(self) -> SyncLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
 
 class SyncBackend:
     """The sync :class:`~cachekit.backends.base.Backend` protocol over an async backend."""
