@@ -9,6 +9,7 @@ are checked directly as well.
 from __future__ import annotations
 
 import logging
+import types
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 
 import cachekit
+from cachekit import check
+from cachekit.backends.locmem import LocMemBackend
 from cachekit.exceptions import ConfigurationError
 from middleware import _session_rules
 from middleware._session_rules import UNAVAILABLE_BODY
@@ -382,3 +385,49 @@ def test_setting_for_maps_each_cookie_word() -> None:
     assert _session_rules._setting_for(ValueError("Invalid cookie path 'x'.")) == "SESSION_COOKIE_PATH"
     assert _session_rules._setting_for(ValueError("Invalid cookie domain 'x'.")) == "SESSION_COOKIE_DOMAIN"
     assert _session_rules._setting_for(ValueError("SameSite must be ...")) == "SESSION_COOKIE_SAMESITE"
+
+
+# -- shared helpers of the WSGI and ASGI middleware -------------------------------------------
+
+
+def test_session_backend_finds_the_cache_backend(rules_store: SignedCookieStore) -> None:
+    backend = LocMemBackend("session-backend-test")
+    store = CacheStore(cachekit.Cache(backend))
+    assert _session_rules.session_backend(store) is backend
+    assert _session_rules.session_backend(rules_store) is None  # no cache at all
+    assert (
+        _session_rules.session_backend(types.SimpleNamespace(cache=object())) is None
+    )  # a cache without one
+
+
+def test_eviction_warning_once_per_process_and_only_with_a_reason(caplog: pytest.LogCaptureFixture) -> None:
+    check.reset_warnings()
+    try:
+        with caplog.at_level(logging.WARNING):
+            _session_rules.eviction_warning(None)
+            assert caplog.records == []
+            _session_rules.eviction_warning("an LRU store")
+            _session_rules.eviction_warning("an LRU store")
+        (record,) = caplog.records
+        message = record.getMessage()
+        assert "[sessions-may-be-evicted]" in message
+        assert "sessions are stored where they can be evicted: an LRU store." in message
+    finally:
+        check.reset_warnings()
+
+
+def test_unreachable_session_raises_the_outage_only_when_used() -> None:
+    error = cachekit.BackendUnavailableError("redis down")
+    store = types.SimpleNamespace(server_side=True)
+    session = _session_rules.unreachable_session(store, "cookie-value", error)  # type: ignore[arg-type]
+    assert session.cookie_value == "cookie-value"
+    with pytest.raises(cachekit.BackendUnavailableError, match="redis down") as info:
+        session.get("user")
+    assert info.value.__cause__ is error
+    assert session.store.async_store is store  # type: ignore[attr-defined]
+
+
+def test_rules_objects_take_no_stray_attributes() -> None:
+    rules = SessionCookie()
+    with pytest.raises(AttributeError):
+        rules.cookie_nmae = "typo"  # type: ignore[attr-defined]
