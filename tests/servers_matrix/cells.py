@@ -258,7 +258,9 @@ def installed(cell: Cell) -> bool:
     """Whether the cell's server is installed in the venv (Apache too, for mod_wsgi)."""
     if not (BIN / cell.binary).exists():
         return False
-    return cell.binary != "mod_wsgi-express" or shutil.which("apache2") is not None
+    # apache2 lives in /usr/sbin, which a non-root PATH may lack.
+    apache = shutil.which("apache2", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+    return cell.binary != "mod_wsgi-express" or apache is not None
 
 
 @dataclass
