@@ -431,3 +431,14 @@ def test_rules_objects_take_no_stray_attributes() -> None:
     rules = SessionCookie()
     with pytest.raises(AttributeError):
         rules.cookie_nmae = "typo"  # type: ignore[attr-defined]
+
+
+def test_session_cookie_defaults() -> None:
+    rules = SessionCookie()
+    assert (rules.cookie_name, rules.cookie_path, rules.cookie_domain) == ("session", "/", None)
+    assert rules.cookie_secure is False
+    assert rules.cookie_httponly is True
+    assert rules.cookie_samesite == "Lax"
+    assert rules.save_every_request is False
+    assert rules.cookie_partitioned is False
+    assert rules._format.dump("v") == "session=v; HttpOnly; Path=/; SameSite=Lax"
