@@ -12,6 +12,7 @@ is streamed on, uncached. A body that is not stored is the app's own iterable.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -55,6 +56,7 @@ Write = Callable[[bytes], object]
 SESSION_ENVIRON_KEY = "cachekit.session"
 
 _ENVIRON_KEYS: dict[str, str] = {}
+_OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(PageOptions))
 _DONE = object()
 
 
@@ -190,6 +192,14 @@ class PageCache:
         if name != "options" and "options" in self.__dict__ and hasattr(self.options, name):
             return getattr(self.options, name)
         raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OPTION_NAMES and "options" in self.__dict__:
+            raise AttributeError(
+                f"{name} is a PageOptions setting, fixed at construction: pass {name}={value!r} "
+                "to the constructor (or options=PageOptions(...))."
+            )
+        super().__setattr__(name, value)
 
     @property
     def cache(self) -> Cache:

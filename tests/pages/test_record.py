@@ -101,3 +101,12 @@ def test_options_are_normalized() -> None:
     assert options.trusted_forwarded == ("x-forwarded-host",)
     assert "x-forwarded-host" not in options.untrusted_forwarded
     assert options.statuses == frozenset({200})
+
+
+def test_settings_cannot_be_changed_on_a_built_page_cache() -> None:
+    from cachekit.views import PageCache
+
+    engine = PageCache(60, lock=False)
+    assert engine.lock is False  # read as before
+    with pytest.raises(AttributeError, match="pass lock=True to the constructor"):
+        engine.lock = True  # type: ignore[misc]
