@@ -30,14 +30,11 @@ from typing import Any
 
 from cachekit import check
 from cachekit.aio import AsyncCache
-from cachekit.cache import DEFAULT_TIMEOUT
-from cachekit.cache import Timeout
 from cachekit.pages.asgi import ASGIApp
 from cachekit.pages.asgi import AsyncPageCache
 from cachekit.pages.asgi import Receive
 from cachekit.pages.asgi import Scope
 from cachekit.pages.asgi import Send
-from cachekit.pages.options import PageOptions
 
 
 class AsgiCacheMiddleware:
@@ -45,24 +42,16 @@ class AsgiCacheMiddleware:
 
     :param app: the ASGI application to wrap.
     :param cache: the :class:`~cachekit.aio.AsyncCache` to store pages in.
-    :param timeout: lifetime of responses that state none; ``DEFAULT_TIMEOUT`` uses the cache's.
-    :param options: a ready :class:`~cachekit.pages.options.PageOptions`; or pass its
+    :param settings: ``timeout`` (lifetime of responses that state none; default the
+        cache's), ``options`` (a ready :class:`~cachekit.pages.options.PageOptions`), or its
         fields as keywords (``tags`` may be a function of the ASGI scope).
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        cache: AsyncCache,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        options: PageOptions | None = None,
-        **settings: Any,
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, cache: AsyncCache, **settings: Any) -> None:
         #: The wrapped application.
         self.app = app
         #: The engine doing the work, shared in rules with ``CacheMiddleware`` and ``@cache_page``.
-        self.page_cache = AsyncPageCache(timeout, cache=cache, options=options, **settings)
+        self.page_cache = AsyncPageCache(cache=cache, **settings)
         # Once per process: a proxy-header middleware inside the cache could poison it.
         check.warn_once(check.page_cache_findings(app))
 

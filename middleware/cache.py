@@ -25,10 +25,7 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from cachekit import check
-from cachekit.cache import DEFAULT_TIMEOUT
 from cachekit.cache import Cache
-from cachekit.cache import Timeout
-from cachekit.pages.options import PageOptions
 from cachekit.pages.wsgi import PageCache
 
 if TYPE_CHECKING:
@@ -42,24 +39,16 @@ class CacheMiddleware:
 
     :param app: the WSGI application to wrap.
     :param cache: the :class:`~cachekit.Cache` to store pages in; default ``caches["default"]``.
-    :param timeout: lifetime of responses that state none; ``DEFAULT_TIMEOUT`` uses the cache's.
-    :param options: a ready :class:`~cachekit.pages.options.PageOptions`; or pass its
+    :param settings: ``timeout`` (lifetime of responses that state none; default the
+        cache's), ``options`` (a ready :class:`~cachekit.pages.options.PageOptions`), or its
         fields (``key_prefix``, ``vary_on``, ``trusted_forwarded``...) as keywords.
     """
 
-    def __init__(
-        self,
-        app: WSGIApplication,
-        *,
-        cache: Cache | None = None,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        options: PageOptions | None = None,
-        **settings: Any,
-    ) -> None:
+    def __init__(self, app: WSGIApplication, *, cache: Cache | None = None, **settings: Any) -> None:
         #: The wrapped application.
         self.app = app
         #: The engine doing the work, shared in behaviour with ``@cache_page``.
-        self.page_cache = PageCache(timeout, cache=cache, options=options, **settings)
+        self.page_cache = PageCache(cache=cache, **settings)
         # Once per process: a proxy-header middleware inside the cache could poison it.
         check.warn_once(check.page_cache_findings(app))
 
