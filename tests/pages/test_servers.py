@@ -8,6 +8,7 @@ not after the lock's ``lock_timeout`` (30 s). Each server is stopped by PID.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -41,26 +42,37 @@ def _argv(server: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-@pytest.fixture(params=["gunicorn", "uvicorn"])
-def served(request: pytest.FixtureRequest, redis_server: servers.ServerProcess) -> Iterator[str]:
-    name = str(request.param)
-    if shutil.which(name, path=os.path.dirname(sys.executable)) is None:
-        pytest.skip(f"{name} is not installed")
-    port = servers.free_port()
+@contextlib.contextmanager
+def _running(name: str, argv: list[str], redis_server: servers.ServerProcess) -> Iterator[str]:
+    """Start ``argv`` (listening on its last free port) with the cache on Redis; stop it by PID."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {
         **os.environ,
         "CACHEKIT_URL": f"redis://{redis_server.address}/0",
-        "PAGES_PREFIX": f"slow{uuid.uuid4().hex[:8]}",
+        "PAGES_PREFIX": f"pages{uuid.uuid4().hex[:8]}",
         "PYTHONPATH": root,
     }
-    process = servers.ServerProcess(name, port, _argv(name, port), servers._workdir(name), env=env)
+    port = (
+        int(argv[argv.index("--port") + 1])
+        if "--port" in argv
+        else int(argv[argv.index("-b") + 1].split(":")[1])
+    )
+    process = servers.ServerProcess(name, port, argv, servers._workdir(name), env=env)
     process.workdir.mkdir(parents=True, exist_ok=True)
     process.start(deadline=30.0)
     try:
         yield f"http://{process.address}"
     finally:
         process.stop()
+
+
+@pytest.fixture(params=["gunicorn", "uvicorn"])
+def served(request: pytest.FixtureRequest, redis_server: servers.ServerProcess) -> Iterator[str]:
+    name = str(request.param)
+    if shutil.which(name, path=os.path.dirname(sys.executable)) is None:
+        pytest.skip(f"{name} is not installed")
+    with _running(name, _argv(name, servers.free_port()), redis_server) as url:
+        yield url
 
 
 def test_13_8_a_client_that_stops_reading_holds_no_lock(served: str) -> None:
@@ -82,26 +94,13 @@ def test_13_8_a_client_that_stops_reading_holds_no_lock(served: str) -> None:
 
 @pytest.fixture
 def uvicorn_proxy_headers(redis_server: servers.ServerProcess) -> Iterator[str]:
-    port = servers.free_port()
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {
-        **os.environ,
-        "CACHEKIT_URL": f"redis://{redis_server.address}/0",
-        "PAGES_PREFIX": f"links{uuid.uuid4().hex[:8]}",
-        "PYTHONPATH": root,
-    }
     argv = [
-        os.path.join(os.path.dirname(sys.executable), "uvicorn"), "--host", servers.HOST, "--port", str(port),
-        "--proxy-headers", "--forwarded-allow-ips", servers.HOST, "--no-access-log",
-        "tests.pages.slow_app:links_app",
+        os.path.join(os.path.dirname(sys.executable), "uvicorn"), "--host", servers.HOST,
+        "--port", str(servers.free_port()), "--proxy-headers", "--forwarded-allow-ips", servers.HOST,
+        "--no-access-log", "tests.pages.slow_app:links_app",
     ]  # fmt: skip
-    process = servers.ServerProcess("uvicorn-proxy", port, argv, servers._workdir("uvicorn"), env=env)
-    process.workdir.mkdir(parents=True, exist_ok=True)
-    process.start(deadline=30.0)
-    try:
-        yield f"http://{process.address}"
-    finally:
-        process.stop()
+    with _running("uvicorn-proxy", argv, redis_server) as url:
+        yield url
 
 
 def test_13_3_uvicorn_proxy_headers_with_the_forwarded_proto_keyed(uvicorn_proxy_headers: str) -> None:
