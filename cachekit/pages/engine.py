@@ -10,10 +10,12 @@ every rule below holds, and is fixed, once for both.
 
 The steps of one ``GET``:
 
-1. :meth:`PageEngine.lookup`: read the URL's lookup record (learned ``Vary``
-   and purge nonce) and the request's variant; answer from it if fresh, serve
-   it stale within ``stale-while-revalidate``, or take the URL's one lock
-   (its name under the cache's prefix and version) and look again.
+1. The shell reads the URL's lookup record (learned ``Vary`` and purge
+   nonce) and, under :meth:`PageEngine.page_key_of`, the request's variant;
+   :meth:`PageEngine.fresh` says whether it answers at once (the hit path:
+   two reads, no step machinery). Otherwise :meth:`PageEngine.lookup` serves
+   it stale within ``stale-while-revalidate``, or takes the URL's one lock
+   (its name under the cache's prefix and version) and looks again.
 2. The shell runs the app up to the response start; :meth:`PageEngine.verdict`
    says whether the response may be stored (RFC 9111 and our stricter sharing
    rules: ``Authorization``, cookies and sessions of any session system).
@@ -194,10 +196,6 @@ class PageEngine:
         lifetime: float | None = cache._ttl(self.options.timeout)
         self._lifetime = (cache, lifetime)
         return lifetime
-
-    def bypass(self, header: HeaderGetter) -> bool:
-        """Whether a request must skip the cache: it carries a forwarded header no one declared trusted."""
-        return any(header(name) is not None for name in self.options.untrusted_forwarded)
 
     def url_hash(self, memo_key: tuple[Any, ...], url: Callable[[], str], header: HeaderGetter) -> str:
         """Return the hash naming a request's URL; ``url()`` builds the canonical URL on a memo miss."""
