@@ -8,6 +8,7 @@ errors into cachekit's.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -124,6 +125,11 @@ class Connections:
     generator-based context manager, which costs about 3 µs a call, several
     per cent of a loopback round trip; ``list.pop``/``append`` are atomic, so
     this needs no lock. At most ``max_idle`` idle connections are kept.
+
+    Every borrow checks the process id, as redis-py's pool does: a server that
+    forks without running Python's fork hooks (uWSGI without
+    ``--py-call-osafterfork``) must not hand a worker its master's sockets,
+    or workers read each other's replies.
     """
 
     def __init__(self, server: Any, *, max_idle: int | None = None, **client_options: Any) -> None:
@@ -132,12 +138,22 @@ class Connections:
         self._options = client_options
         self._idle: list[Any] = []
         self._max_idle = max_idle if max_idle is not None else 2**31
+        self._pid = os.getpid()
 
     def _borrow(self) -> Any:
+        if self._pid != os.getpid():
+            self._adopt()
         try:
             return self._idle.pop()
         except IndexError:
             return _CheckedKeysClient(self.server, **self._options)
+
+    def _adopt(self) -> None:
+        # In a forked child: the idle clients' sockets are the parent's; never use them.
+        inherited, self._idle = self._idle, []
+        self._pid = os.getpid()
+        for client in inherited:
+            client.close()
 
     def _give_back(self, client: Any) -> None:
         if len(self._idle) < self._max_idle:

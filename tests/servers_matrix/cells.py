@@ -236,9 +236,9 @@ CELLS = [
     Cell("uvicorn", "uvicorn", _uvicorn, concurrency=16, drops_on_recycle=True),
     Cell("hypercorn", "hypercorn", _hypercorn, concurrency=16, drops_on_recycle=True),
 ]
-# The preforking models again on memcached. Its backend drops its clients in a forked child
-# from an os.register_at_fork hook, which uWSGI runs only with --py-call-osafterfork: without
-# it, workers share the master's memcached socket and read each other's replies.
+# The preforking models again on memcached. uWSGI's default fork runs no Python fork hook
+# (only with --py-call-osafterfork), so this cell shows that the memcached pool's own process
+# id check keeps workers off the master's socket.
 _BY_NAME = {cell.name: cell for cell in CELLS}
 CELLS += [
     dataclasses.replace(
@@ -248,7 +248,6 @@ CELLS += [
         _BY_NAME["uwsgi-prefork"],
         name="uwsgi-prefork-memcached",
         scheme="memcached",
-        argv=uwsgi_argv("--py-call-osafterfork"),
         drops_on_recycle=True,  # seen: 1 connection closed unanswered in about 10 runs
     ),
 ]
