@@ -120,6 +120,26 @@ def cachekit_app(environ: WSGIEnvironment, start_response: StartResponse) -> Ite
     return [str(count).encode()]
 
 
+def cachekit_reader(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """Writes the counter on the first request only; every later request only reads it."""
+    session = environ["cachekit.session"]
+    count = session.get("count")
+    if count is None:
+        session["count"] = count = 1
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(count).encode()]
+
+
+def beaker_reader(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    session = environ["beaker.session"]
+    count = session.get("count")
+    if count is None:
+        session["count"] = count = 1
+        session.save()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(count).encode()]
+
+
 def beaker_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     session = environ["beaker.session"]
     count = session.get("count", 0) + 1
@@ -129,13 +149,13 @@ def beaker_app(environ: WSGIEnvironment, start_response: StartResponse) -> Itera
     return [str(count).encode()]
 
 
-def beaker(kind: str) -> WSGIApplication:
+def beaker(kind: str, inner: WSGIApplication = beaker_app) -> WSGIApplication:
     from beaker.middleware import SessionMiddleware as BeakerSessionMiddleware
 
     options: dict[str, Any] = {"session.type": kind, "session.key": "session"}
     if kind == "cookie":
         options["session.validate_key"] = SECRET
-    app: WSGIApplication = BeakerSessionMiddleware(beaker_app, options)
+    app: WSGIApplication = BeakerSessionMiddleware(inner, options)
     return app
 
 
@@ -223,6 +243,8 @@ SYSTEMS = [
     ("django cache(locmem)", "django, no sessions", "server"),
     ("django signed_cookies", "django, no sessions", "cookie"),
     ("flask cookie session", "flask, no session", "cookie"),
+    ("cachekit CacheStore read-only", "bare WSGI", "read"),
+    ("beaker memory read-only", "bare WSGI", "read"),
 ]
 
 
@@ -248,6 +270,16 @@ def build() -> list[tuple[str, Callable[[], None]]]:
         ("django signed_cookies", browser(django["signed_cookies"], "/s")),
         ("flask, no session", browser(flask, "/b")),
         ("flask cookie session", browser(flask, "/s")),
+        (
+            "cachekit CacheStore read-only",
+            browser(
+                SessionMiddleware(
+                    cachekit_reader, CacheStore(cachekit.from_url("locmem://bench-sessions-ro"))
+                ),
+                "/",
+            ),
+        ),
+        ("beaker memory read-only", browser(beaker("memory", beaker_reader), "/")),
     ]
 
 
@@ -274,6 +306,9 @@ def summarize(results: list[Result]) -> str:
             if peer_kind == kind and not peer.startswith("cachekit"):
                 ratio = added[ours] / added[peer] if added[peer] > 0 else float("nan")
                 lines.append(f"  {ours:<28} / {peer:<24} {ratio:6.2f}")
+    ours, peer = "cachekit CacheStore read-only", "beaker memory read-only"
+    ratio = added[ours] / added[peer] if added[peer] > 0 else float("nan")
+    lines += ["", "A request that only reads its session, ours / beaker memory:", f"  {ratio:6.2f}"]
     return "\n".join(lines)
 
 

@@ -14,6 +14,13 @@ or, for a nested value changed in place, at save.
 Changing a nested value in place (``session["cart"].append(item)``) is not seen;
 assign the value again or set ``session.modified = True``.
 
+**Merged updates.** Plain assignment saves the value: for the same key, the
+last save wins. :meth:`Session.incr`, :meth:`Session.append`,
+:meth:`Session.add` and :meth:`Session.discard` instead record an operation
+that a server-side store replays on the latest stored copy at save time
+(inside its compare-and-set), so 40 concurrent ``incr`` end at 40. A cookie
+store cannot merge: there the operation only changes this request's copy.
+
 Expiry, computed by an :class:`ExpiryPolicy`:
 
 * absolute lifetime: ``age`` seconds after the session was created (or its key
@@ -52,6 +59,47 @@ DEFAULT_AGE = 14 * 24 * 3600
 _ATOMS = frozenset({str, int, float, bool, type(None)})
 _NUMBERS = frozenset({int, float})
 _UTC = datetime.timezone.utc
+
+#: The merge operations a session records: ``incr``, ``append``, ``add``, ``discard``.
+MERGE_OPS = frozenset({"incr", "append", "add", "discard"})
+
+
+def apply_op(data: dict[str, Any], key: str, op: str, arg: Any, *, strict: bool = False) -> Any:
+    """Apply one merge operation to ``data[key]`` in place and return the new value.
+
+    ``incr`` adds ``arg`` to an int (a missing key counts as 0); ``append`` adds
+    ``arg`` at the end of a list; ``add`` appends ``arg`` unless the list holds
+    it (a set kept as a JSON list); ``discard`` removes it if present.
+
+    :param strict: raise :class:`TypeError` when the current value has the
+        wrong type (the caller's own copy); otherwise (a stored copy another
+        request changed) the operation starts from an empty value, so a save
+        never fails on someone else's assignment.
+    """
+    current = data.get(key)
+    if op == "incr":
+        if current is None or type(current) is not int:
+            if current is not None and strict:
+                raise TypeError(
+                    f"session.incr({key!r}) needs an int, the session holds {type(current).__name__}."
+                )
+            current = 0
+        value: Any = current + arg
+    else:
+        if current is None or type(current) is not list:
+            if current is not None and strict:
+                raise TypeError(
+                    f"session.{op}({key!r}) needs a list, the session holds {type(current).__name__}."
+                )
+            current = []
+        if op == "append" or (op == "add" and arg not in current):
+            value = [*current, arg]
+        elif op == "discard":
+            value = [item for item in current if item != arg]
+        else:
+            value = current
+    data[key] = value
+    return value
 
 
 def _positive(value: Any, setting: str, allow_none: bool = False) -> float | None:
@@ -154,6 +202,10 @@ class SessionState:
     #: Not stored: private to the store that loaded the state (``CacheStore``
     #: keeps the cache key and the compare-and-set token here).
     token: Any = field(default=None, init=False, compare=False, repr=False)
+    #: Stored when set: makes a record that carries merge operations unique, so a
+    #: backend whose compare-and-set compares values (Redis) cannot take two
+    #: writers' equal records for one write and lose an increment.
+    nonce: str | None = field(default=None, init=False, compare=False, repr=False)
 
     @classmethod
     def new(cls, now: float) -> SessionState:
@@ -170,6 +222,8 @@ class SessionState:
         }
         if self.expiry is not None:
             record["x"] = round(self.expiry, 3)
+        if self.nonce is not None:
+            record["u"] = self.nonce
         return record
 
     @classmethod
@@ -214,6 +268,7 @@ class Session(MutableMapping[str, Any]):
     _expiry_changed: bool = False
     _cycle: bool = False
     _flushed: bool = False
+    _ops: dict[str, list[tuple[str, Any]]] | None = None
 
     def __init__(self, store: Store, cookie_value: str | None = None) -> None:
         #: The store this session loads from and saves to.
@@ -303,11 +358,15 @@ class Session(MutableMapping[str, Any]):
         self._changed.add(key)
         self._deleted.discard(key)
         self._modified = True
+        if self._ops:
+            self._ops.pop(key, None)
 
     def __delitem__(self, key: str) -> None:
         data = self.state.data
         self.accessed = True
         del data[key]
+        if self._ops:
+            self._ops.pop(key, None)
         self._deleted.add(key)
         self._changed.discard(key)
         self._modified = True
@@ -332,8 +391,77 @@ class Session(MutableMapping[str, Any]):
         self.accessed = True
         self._deleted.update(data)
         self._changed.clear()
+        self._ops = None
         data.clear()
         self._modified = True
+
+    # -- merged updates --------------------------------------------------------
+
+    def _record(self, key: str, op: str, arg: Any) -> Any:
+        if type(key) is not str:
+            raise TypeError(f"Session keys must be str, got {type(key).__name__} {key!r}.")
+        data = (self._state or self._load()).data
+        value = apply_op(data, key, op, arg, strict=True)
+        self.accessed = True
+        self._modified = True
+        if key in self._changed or key in self._deleted:
+            # Assigned or deleted earlier in this request: the value is ours, saved as a plain write.
+            self._deleted.discard(key)
+            self._changed.add(key)
+        else:
+            ops = self._ops
+            if ops is None:
+                ops = self._ops = {}
+            ops.setdefault(key, []).append((op, arg))
+        return value
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        """Add ``delta`` to the int under ``key`` (0 if absent) and return the new value.
+
+        A server-side store adds ``delta`` to the latest stored value at save
+        time, so concurrent requests never lose an increment (the value
+        returned is this request's view). A cookie store cannot merge.
+
+        :raises TypeError: if ``delta`` or the value held is not an int.
+        """
+        if type(delta) is not int:
+            raise TypeError(f"session.incr() takes an int delta, got {delta!r}.")
+        value: int = self._record(key, "incr", delta)
+        return value
+
+    def append(self, key: str, value: Any) -> None:
+        """Append ``value`` to the list under ``key`` (created if absent), merged at save time.
+
+        :raises TypeError: if the value held is not a list.
+        """
+        self._check_op(key, value)
+        self._record(key, "append", value)
+
+    def add(self, key: str, value: Any) -> None:
+        """Add ``value`` to the set under ``key`` (a list without duplicates), merged at save time.
+
+        :raises TypeError: if the value held is not a list.
+        """
+        self._check_op(key, value)
+        self._record(key, "add", value)
+
+    def discard(self, key: str, value: Any) -> None:
+        """Remove ``value`` from the list under ``key`` if it is there, merged at save time.
+
+        :raises TypeError: if the value held is not a list.
+        """
+        self._check_op(key, value)
+        self._record(key, "discard", value)
+
+    def _check_op(self, key: str, value: Any) -> None:
+        if type(value) not in _ATOMS or (type(value) is float and not math.isfinite(value)):
+            self._check(key, value)
+
+    @property
+    def pending_ops(self) -> dict[str, tuple[tuple[str, Any], ...]]:
+        """The merge operations recorded since the load or last save, per key, in order; for stores."""
+        ops = self._ops
+        return {key: tuple(items) for key, items in ops.items()} if ops else {}
 
     def _check(self, key: str, value: Any) -> None:
         try:
@@ -390,6 +518,7 @@ class Session(MutableMapping[str, Any]):
         self._state = state
         self._changed.clear()
         self._deleted.clear()
+        self._ops = None
         self._modified = self._expiry_changed = self._cycle = False
 
     def needs_save(self, *, save_every_request: bool = False) -> bool:
@@ -443,6 +572,7 @@ class Session(MutableMapping[str, Any]):
         self._key = None
         self._changed.clear()
         self._deleted.clear()
+        self._ops = None
         self.accessed = True
         self._modified = self._expiry_changed = self._cycle = False
         self._flushed = True
@@ -487,4 +617,4 @@ class Session(MutableMapping[str, Any]):
         return self.store.policy.browser_session(self.state)
 
 
-__all__ = ["DEFAULT_AGE", "ExpiryPolicy", "Session", "SessionState"]
+__all__ = ["DEFAULT_AGE", "MERGE_OPS", "ExpiryPolicy", "Session", "SessionState", "apply_op"]

@@ -24,6 +24,7 @@ from typing import Any
 from cachekit.exceptions import SerializationError
 from cachekit.serializers import Serializer
 from sessions.session import SessionState
+from sessions.session import apply_op
 
 if TYPE_CHECKING:
     from sessions.session import Session
@@ -100,10 +101,19 @@ def unchanged_since_load(state: SessionState, now: float) -> SessionState:
     return SessionState(state.data, state.created, now, state.expiry)
 
 
+#: Per key, the merge operations a save replays on the stored copy, in order.
+Ops = Mapping[str, tuple[tuple[str, Any], ...]]
+
+
 def session_delta(session: Session) -> tuple[dict[str, Any], frozenset[str]]:
-    """Return ``(changed, deleted)``: the keys this request set, with values, and those it deleted."""
+    """Return ``(changed, deleted)``: the keys this request set, with values, and those it deleted.
+
+    Keys with merge operations are left out of ``changed`` (they are replayed
+    by :func:`merge_delta` instead), even after ``session.modified = True``.
+    """
     data = session.state.data
-    return {name: data[name] for name in session.changed_keys}, session.deleted_keys
+    ops = session.pending_ops
+    return {name: data[name] for name in session.changed_keys if name not in ops}, session.deleted_keys
 
 
 def merge_delta(
@@ -114,19 +124,32 @@ def merge_delta(
     expiry_changed: bool,
     expiry: float | None,
     now: float,
+    ops: Ops | None = None,
 ) -> SessionState:
     """Apply a save's delta to ``current`` (the latest stored copy) in place and return it.
 
-    Keys set elsewhere since our load survive; ours win for the keys we set; a
-    new expiry replaces the stored one only if this request chose it.
+    Keys set elsewhere since our load survive; ours win for the keys we set
+    (last write wins); merge operations (``incr``, ``append``, ``add``,
+    ``discard``) are replayed on the stored values, so none is lost; a new
+    expiry replaces the stored one only if this request chose it.
     """
-    current.data.update(changed)
+    data = current.data
+    data.update(changed)
     for name in deleted:
-        current.data.pop(name, None)
+        data.pop(name, None)
+    if ops:
+        for name, items in ops.items():
+            for op, arg in items:
+                apply_op(data, name, op, arg)
     if expiry_changed:
         current.expiry = expiry
     current.last_active = now
     return current
+
+
+def mark_unique(state: SessionState, ops: Ops) -> None:
+    """Give a record that carries merge operations a random nonce (see :attr:`SessionState.nonce`)."""
+    state.nonce = secrets.token_urlsafe(6) if ops else None
 
 
 def retry_delay(attempt: int) -> float:
@@ -137,11 +160,13 @@ def retry_delay(attempt: int) -> float:
 __all__ = [
     "CREATE_ATTEMPTS",
     "SESSION_ID",
+    "Ops",
     "RawSerializer",
     "decode_state",
     "encode_state",
     "hashed_key",
     "is_session_id",
+    "mark_unique",
     "merge_delta",
     "new_session_id",
     "retry_delay",

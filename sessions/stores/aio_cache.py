@@ -43,6 +43,7 @@ from sessions.stores._merge import decode_state
 from sessions.stores._merge import encode_state
 from sessions.stores._merge import hashed_key
 from sessions.stores._merge import is_session_id
+from sessions.stores._merge import mark_unique
 from sessions.stores._merge import merge_delta
 from sessions.stores._merge import new_session_id
 from sessions.stores._merge import retry_delay
@@ -209,9 +210,11 @@ class AsyncCacheStore(BaseStore):
         if session_key is None or session.cycle_pending:
             return await self.cycle(session)
         state = session.state
+        ops = session.pending_ops
         if state.token is not None:
             key, token = state.token
             current = unchanged_since_load(state, self.clock())
+            mark_unique(current, ops)
             ttl = self._ttl(current)
             if ttl > 0 and await self.records.cas(key, self._encode(current), token, ttl):
                 session.saved(session_key, current)
@@ -225,6 +228,7 @@ class AsyncCacheStore(BaseStore):
             if found is None:
                 raise SessionConflictError("The session was deleted or expired before it could be saved.")
             current, token = found
+            mark_unique(current, ops)
             merge_delta(
                 current,
                 changed,
@@ -232,6 +236,7 @@ class AsyncCacheStore(BaseStore):
                 expiry_changed=session.expiry_changed,
                 expiry=state.expiry,
                 now=self.clock(),
+                ops=ops,
             )
             ttl = self._ttl(current)
             if ttl <= 0:

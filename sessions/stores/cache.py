@@ -47,6 +47,7 @@ from sessions.stores._merge import decode_state
 from sessions.stores._merge import encode_state
 from sessions.stores._merge import hashed_key
 from sessions.stores._merge import is_session_id
+from sessions.stores._merge import mark_unique
 from sessions.stores._merge import merge_delta
 from sessions.stores._merge import new_session_id
 from sessions.stores._merge import retry_delay
@@ -233,7 +234,10 @@ class CacheStore(BaseStore):
         if session_key is None or session.cycle_pending:
             return self.cycle(session)
         state = session.state
+        ops = session.pending_ops
         if state.token is not None:
+            if ops:
+                mark_unique(state, ops)
             # Nobody else saved since our load (the compare-and-set checks it): the
             # local state already is the stored copy plus our changes, with activity
             # now. (On a lost race, the merge below starts from the stored copy.)
@@ -261,8 +265,10 @@ class CacheStore(BaseStore):
                 expiry_changed=session.expiry_changed,
                 expiry=state.expiry,
                 now=self.clock(),
+                ops=ops,
             )
             token = found[1]
+            mark_unique(current, ops)
             ttl = self._ttl(current)
             if ttl <= 0:
                 self.records.delete(key)
