@@ -251,6 +251,7 @@ def test_header_helpers_are_case_insensitive_and_ordered() -> None:
     assert header(headers, "missing") is None
     assert joined(headers, "vary") == "Accept, cookie,  Accept-Encoding ,, "
     assert joined(headers, "missing") is None
+    assert joined(headers, "VARY") == joined(headers, "vary")
     assert header_values(headers, "Vary") == ["Accept", "cookie", "Accept-Encoding"]
     assert vary_headers(headers) == ["accept", "cookie", "accept-encoding"]
     assert vary_headers([("Vary", "Cookie, cookie")]) == ["cookie"]
@@ -262,6 +263,8 @@ def test_parse_cache_control_edges() -> None:
     assert parse_cache_control("Max-Age=5, max-age=9") == {"max-age": "5"}  # the first wins
     assert parse_cache_control('no-cache="a, b", =x, ,private') == {"no-cache": "a, b", "private": None}
     assert parse_cache_control('x="') == {"x": '"'}
+    assert parse_cache_control('no-cache=""') == {"no-cache": ""}
+    assert parse_cache_control('x="a"') == {"x": "a"}
 
 
 @pytest.mark.parametrize(
@@ -370,6 +373,8 @@ def test_delta_seconds_are_capped() -> None:
     assert delta_seconds({"max-age": "9999999999"}, "max-age") == cap  # ten digits
     assert delta_seconds({"max-age": "1" * 11}, "max-age") == cap
     assert delta_seconds({"max-age": "٣"}, "max-age") is None  # a digit, but not an ASCII one
+    for junk in ("1X", "X", "1 ", "+1", "0x10"):
+        assert delta_seconds({"max-age": junk}, "max-age") is None, junk
 
 
 def test_stale_extensions_win_over_the_arguments() -> None:
