@@ -60,6 +60,9 @@ _ATOMS = frozenset({str, int, float, bool, type(None)})
 _NUMBERS = frozenset({int, float})
 _UTC = datetime.timezone.utc
 
+#: The session key that holds the owner's id after :meth:`Session.set_user`.
+USER_KEY = "cachekit.user"
+
 #: The merge operations a session records: ``incr``, ``append``, ``add``, ``discard``.
 MERGE_OPS = frozenset({"incr", "append", "add", "discard"})
 
@@ -269,6 +272,7 @@ class Session(MutableMapping[str, Any]):
     _cycle: bool = False
     _flushed: bool = False
     _ops: dict[str, list[tuple[str, Any]]] | None = None
+    _pending_user: tuple[str | int, dict[str, Any]] | None = None
 
     def __init__(self, store: Store, cookie_value: str | None = None) -> None:
         #: The store this session loads from and saves to.
@@ -457,6 +461,35 @@ class Session(MutableMapping[str, Any]):
         if type(value) not in _ATOMS or (type(value) is float and not math.isfinite(value)):
             self._check(key, value)
 
+    # -- the owner -------------------------------------------------------------
+
+    def set_user(self, user_id: str | int, **metadata: Any) -> None:
+        """Record who owns this session (call it at login, after :meth:`cycle_key`).
+
+        The store then lists the session in :meth:`sessions_of` and ends it in
+        ``revoke_user(user_id)``. ``metadata`` (JSON values, e.g.
+        ``user_agent=...``, ``address=...``) is kept with the listing; the
+        creation and last-seen times come from the session itself.
+
+        :raises TypeError: if ``user_id`` is not a str or an int.
+        """
+        if type(user_id) not in (str, int):
+            raise TypeError(f"set_user() takes a str or int user id, got {type(user_id).__name__}.")
+        self._check(USER_KEY, metadata)
+        self[USER_KEY] = user_id
+        self._pending_user = (user_id, metadata)
+
+    @property
+    def user_id(self) -> str | int | None:
+        """The owner recorded by :meth:`set_user`, or ``None``."""
+        value: str | int | None = (self._state or self._load()).data.get(USER_KEY)
+        return value
+
+    @property
+    def pending_user(self) -> tuple[str | int, dict[str, Any]] | None:
+        """``(user_id, metadata)`` from :meth:`set_user` not saved yet; for stores."""
+        return self._pending_user
+
     @property
     def pending_ops(self) -> dict[str, tuple[tuple[str, Any], ...]]:
         """The merge operations recorded since the load or last save, per key, in order; for stores."""
@@ -519,6 +552,7 @@ class Session(MutableMapping[str, Any]):
         self._changed.clear()
         self._deleted.clear()
         self._ops = None
+        self._pending_user = None
         self._modified = self._expiry_changed = self._cycle = False
 
     def needs_save(self, *, save_every_request: bool = False) -> bool:
@@ -573,6 +607,7 @@ class Session(MutableMapping[str, Any]):
         self._changed.clear()
         self._deleted.clear()
         self._ops = None
+        self._pending_user = None
         self.accessed = True
         self._modified = self._expiry_changed = self._cycle = False
         self._flushed = True
@@ -617,4 +652,4 @@ class Session(MutableMapping[str, Any]):
         return self.store.policy.browser_session(self.state)
 
 
-__all__ = ["DEFAULT_AGE", "MERGE_OPS", "ExpiryPolicy", "Session", "SessionState", "apply_op"]
+__all__ = ["DEFAULT_AGE", "MERGE_OPS", "USER_KEY", "ExpiryPolicy", "Session", "SessionState", "apply_op"]

@@ -18,11 +18,15 @@ import secrets
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
 from typing import TYPE_CHECKING
 from typing import Any
 
 from cachekit.exceptions import SerializationError
 from cachekit.serializers import Serializer
+from sessions.session import USER_KEY
+from sessions.session import ExpiryPolicy
 from sessions.session import SessionState
 from sessions.session import apply_op
 
@@ -152,6 +156,82 @@ def mark_unique(state: SessionState, ops: Ops) -> None:
     state.nonce = secrets.token_urlsafe(6) if ops else None
 
 
+# -- sessions per user ------------------------------------------------------------------
+
+#: A user's index: session ref (the hashed id) -> ``[latest expiry, metadata]``.
+Index = dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class UserSession:
+    """One live session of a user, as ``sessions_of`` lists it.
+
+    ``ref`` is the SHA-256 of the session id (the cookie value never appears);
+    pass the current session to ``sessions_of`` to have it marked ``current``.
+    """
+
+    ref: str
+    created: float
+    last_seen: float
+    expires: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    current: bool = False
+
+
+def session_ref(session_key: str) -> str:
+    """The reference of a session id in user indexes: its SHA-256, as in its cache key."""
+    return hashlib.sha256(session_key.encode()).hexdigest()
+
+
+def user_index_key(key_prefix: str, user_id: str | int) -> str:
+    """The cache key of a user's index of sessions (the user id is hashed, typed)."""
+    kind = "i" if type(user_id) is int else "s"
+    return f"{key_prefix}user.{hashlib.sha256(f'{kind}:{user_id}'.encode()).hexdigest()}"
+
+
+def latest_expiry(policy: ExpiryPolicy, state: SessionState) -> float:
+    """The latest moment ``state`` can be live (an idle timeout only brings it closer)."""
+    expiry = state.expiry
+    end: float = expiry if expiry else state.created + policy.age
+    return end
+
+
+def decode_index(stored: Any, serializer: Serializer) -> Index:
+    """Return a user's index from its stored bytes; anything malformed reads as empty."""
+    try:
+        index = serializer.loads(bytes(stored))
+    except (SerializationError, ValueError, TypeError):
+        return {}
+    if type(index) is not dict:
+        return {}
+    return {
+        ref: entry
+        for ref, entry in index.items()
+        if type(entry) is list
+        and len(entry) == 2
+        and type(entry[0]) in (int, float)
+        and type(entry[1]) is dict
+    }
+
+
+def prune_index(index: Index, now: float) -> Index:
+    """The entries of ``index`` that may still be live at ``now``."""
+    return {ref: entry for ref, entry in index.items() if entry[0] > now}
+
+
+def index_ttl(index: Index, now: float) -> float:
+    """Seconds a user's index must live: until its last entry can expire (at least one)."""
+    last: float = max([entry[0] for entry in index.values()] + [now + 1.0])
+    return last - now
+
+
+def live_user_session(
+    state: SessionState | None, user_id: str | int, policy: ExpiryPolicy, now: float
+) -> bool:
+    """Whether a stored ``state`` is a live session of ``user_id`` (the index alone is never trusted)."""
+    return state is not None and state.data.get(USER_KEY) == user_id and policy.expires_at(state) > now
+
+
 def retry_delay(attempt: int) -> float:
     """Seconds to back off after losing compare-and-set attempt ``attempt`` (0-based): random, capped."""
     return random.uniform(0, min(0.05, 0.0005 * 2**attempt))
@@ -160,12 +240,21 @@ def retry_delay(attempt: int) -> float:
 __all__ = [
     "CREATE_ATTEMPTS",
     "SESSION_ID",
+    "Index",
     "Ops",
+    "UserSession",
     "RawSerializer",
     "decode_state",
     "encode_state",
     "hashed_key",
+    "decode_index",
+    "index_ttl",
     "is_session_id",
+    "latest_expiry",
+    "live_user_session",
+    "prune_index",
+    "session_ref",
+    "user_index_key",
     "mark_unique",
     "merge_delta",
     "new_session_id",
