@@ -372,6 +372,8 @@ def test_delta_seconds_are_capped() -> None:
     assert delta_seconds({"max-age": str(cap + 1)}, "max-age") == cap
     assert delta_seconds({"max-age": "9999999999"}, "max-age") == cap  # ten digits
     assert delta_seconds({"max-age": "1" * 11}, "max-age") == cap
+    assert delta_seconds({"max-age": "1000000000"}, "max-age") == 1000000000  # ten digits, under the cap
+    assert delta_seconds({"max-age": "9" * 5000}, "max-age") == cap  # longer than int() parses by default
     assert delta_seconds({"max-age": "٣"}, "max-age") is None  # a digit, but not an ASCII one
     for junk in ("1X", "X", "1 ", "+1", "0x10"):
         assert delta_seconds({"max-age": junk}, "max-age") is None, junk
