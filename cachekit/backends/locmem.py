@@ -1,18 +1,34 @@
-"""The local-memory backend: a thread-safe LRU store inside this process.
+"""The local-memory backend: a thread-safe store inside this process, evicting by sampled LRU.
 
 Backends with the same ``location`` share one store, as Django's locmem does,
 so two :class:`~cachekit.Cache` objects built from ``locmem://sessions`` see
 the same data. Nothing is shared between processes: use Redis or memcached
 for that.
+
+Reads take no lock. Under the GIL one ``dict.get`` and attribute reads are
+atomic, and writers never leave an entry half-written for a reader: a new
+entry is complete before it is inserted, and an overwrite stores the value
+before the expiry, which readers load in the other order (so a reader sees the
+old value with the old expiry or the new value). A read only stamps the entry
+with a tick of a global counter. Writers, eviction and expiry drops hold the
+store's mutex.
+
+Eviction is sampled LRU, as Redis does it, so a read moves nothing: keys wait
+in a queue in insertion order; eviction takes the ``_SAMPLES`` oldest, drops
+the one used least recently (smallest tick) and puts the others at the back.
+A store of up to that many entries is therefore exact LRU, a larger one a close
+approximation. Deleted keys stay in the queue as "ghosts", counted so that they
+are skipped; the queue is rebuilt when ghosts outnumber the live keys.
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -31,16 +47,38 @@ Clock = Callable[[], float]
 #: process without limit. ``max_bytes=None`` removes the bound.
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
-# An entry is [value, expires_at or None, size in bytes]. A list, not a tuple,
-# so touch() can change the expiry in place.
-_Entry = list[Any]
+
+#: How many of the oldest queued keys one eviction compares (Redis's ``maxmemory-samples``).
+_SAMPLES = 5
+
+# Ticks of last use: one C call, atomic under the GIL, no lock.
+_tick = itertools.count(1).__next__
+
+
+class _Entry:
+    """One stored value: its expiry (monotonic seconds or ``None``), counted size and last use.
+
+    Slots, not a list: 64 bytes instead of 88, and a value can be replaced in place.
+    """
+
+    __slots__ = ("expires", "size", "used", "value")
+
+    def __init__(self, value: Any, expires: float | None, size: int) -> None:
+        self.value = value
+        self.expires = expires
+        self.size = size
+        self.used = _tick()
 
 
 class _Store:
     """The data, lock table and condition shared by all backends of one location."""
 
     def __init__(self) -> None:
-        self.data: OrderedDict[str, _Entry] = OrderedDict()
+        self.data: dict[str, _Entry] = {}
+        #: Keys in insertion order, oldest first, including ghosts (deleted keys).
+        self.order: deque[str] = deque()
+        #: How many times each deleted key is still in ``order``.
+        self.ghosts: dict[str, int] = {}
         self.size = 0
         self.mutex = threading.Lock()
         self.locks: dict[str, tuple[str, float]] = {}
@@ -62,9 +100,12 @@ def _shared_store(location: str) -> _Store:
 
 def _sizeof(value: Any) -> int:
     """Approximate bytes held by a value; tuples (pages, sessions) count their contents."""
+    kind = type(value)
+    if kind is str or kind is bytes:  # the common cases first: one identity test each
+        return len(value)
     if isinstance(value, (bytes, str)):
         return len(value)
-    if type(value) is tuple:
+    if kind is tuple:
         return sys.getsizeof(value) + sum(_sizeof(item) for item in value)
     return sys.getsizeof(value)
 
@@ -119,10 +160,10 @@ class LocMemLock:
 
 
 class LocMemBackend:
-    """Thread-safe in-process LRU store.
+    """Thread-safe in-process store; reads take no lock, eviction is sampled LRU.
 
     :param location: stores are shared by name within the process.
-    :param max_entries: least recently used entries are evicted above this count.
+    :param max_entries: the least recently used entries are evicted above this count.
     :param max_bytes: bound on the summed size of stored values
         (:data:`DEFAULT_MAX_BYTES` unless given; ``None``: no bound).
     :param clock: a monotonic clock in seconds; tests pass a fake one.
@@ -173,45 +214,54 @@ class LocMemBackend:
     def __repr__(self) -> str:
         return f"LocMemBackend(location={self.location!r}, max_entries={self.max_entries})"
 
-    # -- reads -------------------------------------------------------------
+    # -- reads (no lock: see the module docstring) ----------------------------
 
     def _live(self, key: str, now: float) -> _Entry | None:
         """Return the entry under ``key`` unless expired (then drop it). Hold the mutex."""
         entry = self._data.get(key)
         if entry is None:
             return None
-        expires = entry[1]
+        expires = entry.expires
         if expires is not None and expires <= now:
             self._drop(key)
             return None
         return entry
 
+    def _expired(self, key: str) -> None:
+        """Drop ``key`` if it is (still) expired; a reader found it so."""
+        with self._mutex:
+            self._live(key, self._clock())
+
     def get(self, key: str) -> Any:
         """Return the stored value or ``None``."""
-        with self._mutex:
-            entry = self._data.get(key)
-            if entry is None:
-                return None
-            expires = entry[1]
-            if expires is not None and expires <= self._clock():
-                self._drop(key)
-                return None
-            self._data.move_to_end(key)
-            return entry[0]
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        expires = entry.expires  # before the value: see the module docstring
+        if expires is not None and expires <= self._clock():
+            self._expired(key)
+            return None
+        entry.used = _tick()
+        return entry.value
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         """Return the found keys only."""
         found: dict[str, Any] = {}
-        with self._mutex:
-            now = self._clock()
-            for key in keys:
-                entry = self._live(key, now)
-                if entry is not None:
-                    self._data.move_to_end(key)
-                    found[key] = entry[0]
+        data = self._data
+        now = self._clock()
+        for key in keys:
+            entry = data.get(key)
+            if entry is None:
+                continue
+            expires = entry.expires
+            if expires is not None and expires <= now:
+                self._expired(key)
+                continue
+            entry.used = _tick()
+            found[key] = entry.value
         return found
 
-    # -- writes ------------------------------------------------------------
+    # -- writes (under the mutex) ----------------------------------------------
 
     def _expiry(self, ttl: float | None) -> float | None:
         return None if ttl is None else self._clock() + ttl
@@ -235,50 +285,98 @@ class LocMemBackend:
             is dropped first, so no reader sees it after a failed write.
         """
         size = 0
-        if self.max_bytes is not None:
-            size = _sizeof(value)
-            if size > self.max_bytes:
+        max_bytes = self.max_bytes
+        if max_bytes is not None:
+            kind = type(value)
+            size = len(value) if kind is str or kind is bytes else _sizeof(value)
+            if size > max_bytes:
                 self._drop(key)
                 raise self._refusal(key, size)
-        old = self._data.get(key)
-        if old is not None:
-            self._store.size -= old[2]
-        self._data[key] = [value, expires, size]
-        self._data.move_to_end(key)
-        self._store.size += size
-        if len(self._data) > self.max_entries or (
-            self.max_bytes is not None and self._store.size > self.max_bytes
-        ):
-            self._evict()
+        store = self._store
+        entry = self._data.get(key)
+        if entry is None:
+            self._data[key] = _Entry(value, expires, size)
+            store.order.append(key)
+            store.size += size
+        else:
+            # In place, value first: a lock-free reader loads the expiry first.
+            entry.value = value
+            entry.expires = expires
+            entry.used = _tick()
+            store.size += size - entry.size
+            entry.size = size
+        if len(self._data) > self.max_entries or (max_bytes is not None and store.size > max_bytes):
+            self._evict(key)
 
     def _drop(self, key: str) -> bool:
         entry = self._data.pop(key, None)
         if entry is None:
             return False
-        self._store.size -= entry[2]
+        store = self._store
+        store.size -= entry.size
+        ghosts = store.ghosts
+        ghosts[key] = ghosts.get(key, 0) + 1
+        if len(ghosts) > 64 and len(store.order) > 2 * len(self._data):
+            self._compact()
         return True
 
-    def _evict(self) -> None:
-        """Drop expired entries (at most once a second), then the least recently used."""
-        now = self._clock()
-        if now - self._store.last_sweep >= 1.0:
-            self._store.last_sweep = now
-            for key in [k for k, e in self._data.items() if e[1] is not None and e[1] <= now]:
-                self._drop(key)
+    def _compact(self) -> None:
+        """Rebuild the queue without ghosts (amortized: ghosts outnumber live keys)."""
+        store = self._store
+        ghosts = store.ghosts
+        live: deque[str] = deque()
+        for key in store.order:
+            count = ghosts.get(key)
+            if count:
+                if count == 1:
+                    del ghosts[key]
+                else:
+                    ghosts[key] = count - 1
+            else:
+                live.append(key)
+        store.order = live
+        store.ghosts = {}
+
+    def _evict(self, keep: str) -> None:
+        """Drop expired entries (at most once a second), then by sampled LRU, never ``keep``."""
+        store = self._store
         data = self._data
+        now = self._clock()
+        if now - store.last_sweep >= 1.0:
+            store.last_sweep = now
+            for key in [k for k, e in data.items() if e.expires is not None and e.expires <= now]:
+                self._drop(key)
+        max_bytes = self.max_bytes
         while len(data) > self.max_entries or (
-            self.max_bytes is not None and self._store.size > self.max_bytes and len(data) > 1
+            max_bytes is not None and store.size > max_bytes and len(data) > 1
         ):
-            _key, entry = data.popitem(last=False)
-            self._store.size -= entry[2]
+            order = store.order
+            ghosts = store.ghosts
+            sample: list[str] = []
+            while order and len(sample) < _SAMPLES:
+                key = order.popleft()
+                count = ghosts.get(key)
+                if count:  # a deleted key's old place
+                    if count == 1:
+                        del ghosts[key]
+                    else:
+                        ghosts[key] = count - 1
+                else:
+                    sample.append(key)
+            victim = min((k for k in sample if k != keep), key=lambda k: data[k].used)
+            for key in sample:
+                if key != victim:
+                    order.append(key)
+            store.size -= data.pop(victim).size
 
     def set(self, key: str, value: Any, ttl: float | None) -> None:
         """Store ``value`` under ``key``.
 
         :raises BackendError: if the value is over ``max_bytes`` (the old value is deleted).
         """
+        expires = None if ttl is None else self._clock() + ttl
         with self._mutex:
-            self._put(key, value, self._expiry(ttl))
+            self._put(key, value, expires)
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None) -> None:
         """Store every item with the same ``ttl``.
@@ -327,17 +425,17 @@ class LocMemBackend:
             entry = self._live(key, self._clock())
             if entry is None:
                 raise MissingKeyError(key)
-            value = entry[0]
+            value = entry.value
             if type(value) is int:
                 result = value + delta
-                entry[0] = result
+                entry.value = result
             else:
                 try:
                     result = int(value) + delta
                 except (TypeError, ValueError):
                     raise BackendError(f"Value under {key!r} is not an integer.") from None
-                entry[0] = str(result).encode()
-            self._data.move_to_end(key)
+                entry.value = str(result).encode()
+            entry.used = _tick()
             return result
 
     def touch(self, key: str, ttl: float | None) -> bool:
@@ -346,7 +444,7 @@ class LocMemBackend:
             entry = self._live(key, self._clock())
             if entry is None:
                 return False
-            entry[1] = self._expiry(ttl)
+            entry.expires = self._expiry(ttl)
             return True
 
     def gets(self, key: str) -> tuple[Any, Any] | None:
@@ -355,7 +453,7 @@ class LocMemBackend:
             entry = self._live(key, self._clock())
             if entry is None:
                 return None
-            return entry[0], entry[0]
+            return entry.value, entry.value
 
     def cas(self, key: str, value: Any, token: Any, ttl: float | None) -> bool:
         """Store ``value`` only if ``key`` still holds the object :meth:`gets` returned.
@@ -364,7 +462,7 @@ class LocMemBackend:
         """
         with self._mutex:
             entry = self._live(key, self._clock())
-            if entry is None or entry[0] is not token:
+            if entry is None or entry.value is not token:
                 return False
             if self.max_bytes is not None and _sizeof(value) > self.max_bytes:
                 raise self._refusal(key, _sizeof(value))  # before _put, which drops the old value
@@ -375,8 +473,11 @@ class LocMemBackend:
         """Remove every key starting with ``prefix``."""
         with self._mutex:
             if not prefix:
+                store = self._store
                 self._data.clear()
-                self._store.size = 0
+                store.order = deque()
+                store.ghosts = {}
+                store.size = 0
                 return
             for key in [k for k in self._data if k.startswith(prefix)]:
                 self._drop(key)
@@ -395,7 +496,7 @@ class LocMemBackend:
             return sum(
                 1
                 for key, entry in self._data.items()
-                if key.startswith(prefix) and (entry[1] is None or entry[1] > now)
+                if key.startswith(prefix) and (entry.expires is None or entry.expires > now)
             )
 
     def __len__(self) -> int:
