@@ -15,6 +15,7 @@ import hashlib
 import random
 import re
 import secrets
+import threading
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -232,6 +233,33 @@ def live_user_session(
     return state is not None and state.data.get(USER_KEY) == user_id and policy.expires_at(state) > now
 
 
+class SessionCounters:
+    """What a server-side store counts (``stats()``): thread-safe, since the last build.
+
+    ``created`` sessions (new ids, cycles included), ``revoked`` by
+    ``revoke_user``, ``expired`` (found expired on load or in a user's index;
+    sessions the server dropped by TTL unseen are not counted),
+    ``conflicts_retried`` (compare-and-set attempts lost to a concurrent writer
+    and retried).
+    """
+
+    NAMES = ("created", "revoked", "expired", "conflicts_retried")
+
+    def __init__(self) -> None:
+        self._counts = dict.fromkeys(self.NAMES, 0)
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str, amount: int = 1) -> None:
+        """Add ``amount`` to counter ``name``."""
+        with self._lock:
+            self._counts[name] += amount
+
+    def snapshot(self) -> dict[str, int]:
+        """The counters now."""
+        with self._lock:
+            return dict(self._counts)
+
+
 def retry_delay(attempt: int) -> float:
     """Seconds to back off after losing compare-and-set attempt ``attempt`` (0-based): random, capped."""
     return random.uniform(0, min(0.05, 0.0005 * 2**attempt))
@@ -244,6 +272,7 @@ __all__ = [
     "Ops",
     "UserSession",
     "RawSerializer",
+    "SessionCounters",
     "decode_state",
     "encode_state",
     "hashed_key",

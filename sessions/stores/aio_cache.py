@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 from typing import Any
 
 from cachekit.aio import AsyncCache
@@ -36,24 +35,33 @@ from cachekit.serializers import Serializer
 from sessions.exceptions import SessionConflictError
 from sessions.exceptions import SessionCreateError
 from sessions.session import DEFAULT_AGE
+from sessions.session import USER_KEY
+from sessions.session import Session
 from sessions.session import SessionState
 from sessions.stores._merge import CREATE_ATTEMPTS
+from sessions.stores._merge import Index
 from sessions.stores._merge import RawSerializer
+from sessions.stores._merge import SessionCounters
+from sessions.stores._merge import UserSession
+from sessions.stores._merge import decode_index
 from sessions.stores._merge import decode_state
 from sessions.stores._merge import encode_state
 from sessions.stores._merge import hashed_key
+from sessions.stores._merge import index_ttl
 from sessions.stores._merge import is_session_id
+from sessions.stores._merge import latest_expiry
+from sessions.stores._merge import live_user_session
 from sessions.stores._merge import mark_unique
 from sessions.stores._merge import merge_delta
 from sessions.stores._merge import new_session_id
+from sessions.stores._merge import prune_index
 from sessions.stores._merge import retry_delay
 from sessions.stores._merge import session_delta
+from sessions.stores._merge import session_ref
 from sessions.stores._merge import unchanged_since_load
+from sessions.stores._merge import user_index_key
 from sessions.stores.base import BaseStore
 from sessions.stores.cache import durable_backend
-
-if TYPE_CHECKING:
-    from sessions.session import Session
 
 
 class AsyncCacheStore(BaseStore):
@@ -135,6 +143,14 @@ class AsyncCacheStore(BaseStore):
             on_error="raise",
             backend=durable_backend(cache.backend, replicas, replica_timeout),
         )
+        self._count = SessionCounters()
+
+    def stats(self) -> dict[str, int]:
+        """Session counters of this store object since it was built (:class:`SessionCounters`).
+
+        Live sessions are not counted: no cache can list them without a scan.
+        """
+        return self._count.snapshot()
 
     def __repr__(self) -> str:
         return f"AsyncCacheStore({self.cache!r})"
@@ -170,7 +186,10 @@ class AsyncCacheStore(BaseStore):
         if not is_session_id(cookie_value):
             return None
         found = await self._fetch(self.store_key(cookie_value))
-        if found is None or not self._live(found[0]):
+        if found is None:
+            return None
+        if not self._live(found[0]):
+            self._count("expired")
             return None
         return found[0]
 
@@ -194,6 +213,7 @@ class AsyncCacheStore(BaseStore):
             session_key = new_session_id()
             key = self.store_key(session_key)
             if await self.records.add(key, record, ttl):
+                self._count("created")
                 return session_key
         raise SessionCreateError(f"No new session id could be stored after {CREATE_ATTEMPTS} attempts.")
 
@@ -206,6 +226,18 @@ class AsyncCacheStore(BaseStore):
             meanwhile, or every compare-and-set attempt lost.
         :raises BackendUnavailableError: if the cache is down.
         """
+        owner: tuple[str | int, dict[str, Any] | None] | None = session.pending_user
+        replaces = None
+        if owner is None and (session.cycle_pending or session.expiry_changed):
+            user_id = session.state.data.get(USER_KEY)
+            if user_id is not None:
+                owner, replaces = (user_id, None), session.session_key
+        session_key = await self._save(session)
+        if owner is not None:
+            await self._register(owner[0], session_key, session.state, owner[1], replaces)
+        return session_key
+
+    async def _save(self, session: Session) -> str:
         session_key = session.session_key
         if session_key is None or session.cycle_pending:
             return await self.cycle(session)
@@ -245,6 +277,7 @@ class AsyncCacheStore(BaseStore):
             if await self.records.cas(key, self._encode(current), token, ttl):
                 session.saved(session_key, current)
                 return session_key
+            self._count("conflicts_retried")
             await asyncio.sleep(retry_delay(attempt))
         raise SessionConflictError(
             f"The session could not be saved: {self.max_retries} compare-and-set attempts lost to "
@@ -270,6 +303,125 @@ class AsyncCacheStore(BaseStore):
             return
         key = self.store_key(cookie_value)
         await self.records.delete(key)
+
+    # -- sessions per user -------------------------------------------------------
+
+    def _user_key(self, user_id: str | int) -> str:
+        return user_index_key(self.key_prefix, user_id)
+
+    async def _write_index(self, key: str, index: Index, found: tuple[Any, Any] | None, now: float) -> bool:
+        data = self.serializer.dumps(index)
+        if found is None:
+            return await self.records.add(key, data, index_ttl(index, now))
+        return await self.records.cas(key, data, found[1], index_ttl(index, now))
+
+    async def _register(
+        self,
+        user_id: str | int,
+        session_key: str,
+        state: SessionState,
+        metadata: dict[str, Any] | None,
+        replaces: str | None,
+    ) -> None:
+        """Enter a session in its owner's index (moving the entry of the id it replaces)."""
+        key = self._user_key(user_id)
+        ref = session_ref(session_key)
+        old = session_ref(replaces) if replaces else None
+        for attempt in range(self.max_retries):
+            found = await self.records.gets(key)
+            now = self.clock()
+            index = prune_index(decode_index(found[0], self.serializer), now) if found else {}
+            previous = index.pop(old, None) if old else index.get(ref)
+            meta = metadata if metadata is not None else (previous[1] if previous else {})
+            index[ref] = [latest_expiry(self.policy, state), meta]
+            if await self._write_index(key, index, found, now):
+                return
+            self._count("conflicts_retried")
+            await asyncio.sleep(retry_delay(attempt))
+        raise SessionConflictError(
+            f"The index of sessions per user could not be updated in {self.max_retries} attempts."
+        )
+
+    async def sessions_of(
+        self, user_id: str | int, current: str | Session | None = None
+    ) -> list[UserSession]:
+        """The live sessions of ``user_id``, most recently seen first.
+
+        Each entry of the owner's index is checked against the stored session
+        (live, and still this user's), so an expired, deleted or revoked session
+        is never listed; stale entries are pruned.
+
+        :param current: the request's session (or its id), marked ``current``.
+        :raises BackendUnavailableError: if the cache is down.
+        """
+        key = self._user_key(user_id)
+        found = await self.records.gets(key)
+        if found is None:
+            return []
+        now = self.clock()
+        index = decode_index(found[0], self.serializer)
+        refs = list(index)
+        stored = await self.records.get_many([self.key_prefix + ref for ref in refs])
+        current_key = current.session_key if isinstance(current, Session) else current
+        current_ref = session_ref(current_key) if current_key else None
+        listed: list[UserSession] = []
+        live: Index = {}
+        for ref in refs:
+            record = stored.get(self.key_prefix + ref)
+            state = None if record is None else decode_state(record, self.serializer)
+            if not live_user_session(state, user_id, self.policy, now):
+                if state is not None and self.policy.expires_at(state) <= now:
+                    self._count("expired")
+                continue
+            assert state is not None
+            live[ref] = index[ref]
+            meta = dict(index[ref][1])
+            listed.append(
+                UserSession(
+                    ref,
+                    state.created,
+                    state.last_active,
+                    self.policy.expires_at(state),
+                    meta,
+                    ref == current_ref,
+                )
+            )
+        if len(live) < len(index):
+            # Best effort: one attempt; a concurrent writer's index is as good.
+            await self._write_index(key, live, found, now)
+        listed.sort(key=lambda entry: entry.last_seen, reverse=True)
+        return listed
+
+    async def revoke_user(self, user_id: str | int, keep: str | Session | None = None) -> int:
+        """End every session of ``user_id`` except ``keep``; return how many were ended.
+
+        "Log out other devices" passes the current session as ``keep``; a
+        password change passes it too, after :meth:`Session.cycle_key`. Every
+        session the owner's index lists is deleted, then the index is
+        rewritten with only the kept one (compare-and-set, retried, so a
+        session registered meanwhile is ended too).
+
+        :raises BackendUnavailableError: if the cache is down (some sessions may remain).
+        """
+        key = self._user_key(user_id)
+        keep_key = keep.session_key if isinstance(keep, Session) else keep
+        keep_ref = session_ref(keep_key) if keep_key else None
+        ended: set[str] = set()
+        for attempt in range(self.max_retries):
+            found = await self.records.gets(key)
+            if found is None:
+                break
+            index = decode_index(found[0], self.serializer)
+            victims = [ref for ref in index if ref != keep_ref and ref not in ended]
+            await self.records.delete_many([self.key_prefix + ref for ref in victims])
+            ended.update(victims)
+            kept: Index = {ref: entry for ref, entry in index.items() if ref == keep_ref}
+            if await self._write_index(key, kept, found, self.clock()):
+                break
+            self._count("conflicts_retried")
+            await asyncio.sleep(retry_delay(attempt))
+        self._count("revoked", len(ended))
+        return len(ended)
 
 
 __all__ = ["AsyncCacheStore"]

@@ -26,7 +26,6 @@ answers such requests with ``503 Service Unavailable``.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from hashlib import sha256
@@ -46,6 +45,7 @@ from sessions.stores._merge import CREATE_ATTEMPTS
 from sessions.stores._merge import SESSION_ID
 from sessions.stores._merge import Index
 from sessions.stores._merge import RawSerializer
+from sessions.stores._merge import SessionCounters
 from sessions.stores._merge import UserSession
 from sessions.stores._merge import decode_index
 from sessions.stores._merge import decode_state
@@ -163,25 +163,14 @@ class CacheStore(BaseStore):
             on_error="raise",
             backend=durable_backend(cache.backend, replicas, replica_timeout),
         )
-        self._counts = {"created": 0, "revoked": 0, "expired": 0, "conflicts_retried": 0}
-        self._count_lock = threading.Lock()
-
-    def _count(self, name: str, amount: int = 1) -> None:
-        with self._count_lock:
-            self._counts[name] += amount
+        self._count = SessionCounters()
 
     def stats(self) -> dict[str, int]:
-        """Session counters of this store object since it was built.
+        """Session counters of this store object since it was built (:class:`SessionCounters`).
 
-        ``created`` sessions (new ids, cycles included), ``revoked`` by
-        :meth:`revoke_user`, ``expired`` (found expired on load or in a user's
-        index; sessions the server dropped by TTL unseen are not counted),
-        ``conflicts_retried`` (compare-and-set attempts lost to a concurrent
-        writer and retried). Live sessions are not counted: no cache can list
-        them without a scan.
+        Live sessions are not counted: no cache can list them without a scan.
         """
-        with self._count_lock:
-            return dict(self._counts)
+        return self._count.snapshot()
 
     def __repr__(self) -> str:
         return f"CacheStore({self.cache!r})"
