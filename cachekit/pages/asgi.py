@@ -94,6 +94,11 @@ async def send_plain(send: Send, status: int, body: bytes, headers: Iterable[tup
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """The engine's header reader for ASGI headers gathered by :func:`request_headers`."""
+    return headers.get(name)
+
+
 def _status_line(status: int) -> str:
     try:
         return f"{status} {HTTPStatus(status).phrase}"
@@ -140,6 +145,7 @@ class AsyncPageCache:
         #: The cache pages are stored in.
         self.cache = cache
         self._records = AsyncRecords(cache)
+        self._forwarded = frozenset(self.options.untrusted_forwarded)
 
     async def purge(self, url: str) -> bool:
         """Remove every stored variant of the page at absolute ``url``; return whether it was cached."""
@@ -158,7 +164,7 @@ class AsyncPageCache:
         normalize = self.options.normalize_query
         host = headers.get("host")
         return self.engine.url_hash(
-            memo_key, lambda: scope_url(scope, host, normalize_query=normalize), headers.get
+            memo_key, lambda: scope_url(scope, host, normalize_query=normalize), _header, headers
         )
 
     async def __call__(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -172,8 +178,8 @@ class AsyncPageCache:
                 await app(scope, receive, send)
             return
         headers = request_headers(scope)
-        if engine.default_lifetime(cache) == 0:
-            await app(scope, receive, send)
+        if engine.default_lifetime(cache) == 0 or not headers.keys().isdisjoint(self._forwarded):
+            await app(scope, receive, send)  # off, or forwarded inputs no one vouched for: bypass
             return
         get = headers.get
         url_hash = self._request_hash(scope, headers)
@@ -181,16 +187,13 @@ class AsyncPageCache:
         has_auth, now = bool(get("authorization")), cache.clock()
         records = self._records
         lookup = await records.get(LOOKUP_KEY + url_hash)
-        page_key = engine.page_key_of(url_hash, lookup, get)
+        page_key = engine.page_key_of(url_hash, lookup, _header, headers)
         stored = None if page_key is None or "no-cache" in asked else await records.get(page_key)
         page = engine.fresh(stored, now, has_auth, asked)
         if page is not None:
             await _serve(_answer(page, headers, now, method), send)
             return
-        if not headers.keys().isdisjoint(self.options.untrusted_forwarded):
-            await app(scope, receive, send)  # built from forwarded inputs no one vouched for: not stored
-            return
-        request = Request(method, url_hash, get, now, asked, has_auth, lookup, page_key)
+        request = Request(method, url_hash, _header, headers, now, asked, has_auth, lookup, page_key)
         plan: Plan = await records.run(engine.lookup(request, stored))
         if plan.action == "serve":
             if plan.stale:

@@ -40,6 +40,7 @@ from cachekit.pages.record import AUTH_OK
 from cachekit.pages.record import FIELDS
 from cachekit.pages.record import FRESH_UNTIL
 from cachekit.pages.record import GATEWAY_TIMEOUT
+from cachekit.pages.record import LOOKUP_MARK
 from cachekit.pages.record import MARK
 from cachekit.pages.record import MUST_REVALIDATE
 from cachekit.pages.record import TAGS
@@ -68,8 +69,9 @@ from cachekit.tags import Generations
 Op: TypeAlias = tuple[Any, ...]
 #: A step: yields operations, receives their results, returns its decision.
 Steps: TypeAlias = Generator[Op, Any, Any]
-#: Reads a request header by lower-case name.
-HeaderGetter: TypeAlias = Callable[[str], "str | None"]
+#: Reads a request header: ``read(source, lower-case name)``, where ``source`` is the
+#: shell's request (a WSGI environ; ASGI headers as a dict, read with ``dict.get``).
+HeaderReader: TypeAlias = Callable[[Any, str], "str | None"]
 
 LOOKUP_KEY = "cachekit.page.headers."
 PAGE_KEY = "cachekit.page.GET."
@@ -109,7 +111,8 @@ class Request:
         "directives",
         "found",
         "has_auth",
-        "header",
+        "read",
+        "source",
         "lock",
         "lookup",
         "method",
@@ -123,7 +126,8 @@ class Request:
         self,
         method: str,
         url_hash: str,
-        header: HeaderGetter,
+        read: HeaderReader,
+        source: Any,
         now: float,
         directives: Mapping[str, str | None],
         has_auth: bool,
@@ -134,8 +138,10 @@ class Request:
         self.method = method
         #: The hash naming this URL (with its trusted forwarded inputs) in the engine.
         self.url_hash = url_hash
-        #: Reads a request header by lower-case name.
-        self.header = header
+        #: Reads a request header from :attr:`source` (see :meth:`header`).
+        self.read = read
+        #: The shell's request that :attr:`read` reads.
+        self.source = source
         #: The cache's clock when the request arrived.
         self.now = now
         #: The request's ``Cache-Control`` directives (:func:`directives`).
@@ -152,6 +158,10 @@ class Request:
         self.session: Any = None
         #: Whether a page (fresh or stale) was stored for the request's variant at lookup.
         self.found = False
+
+    def header(self, name: str) -> str | None:
+        """The request header ``name`` (lower-case), or ``None``."""
+        return self.read(self.source, name)
 
 
 class Plan(NamedTuple):
@@ -197,17 +207,19 @@ class PageEngine:
         self._lifetime = (cache, lifetime)
         return lifetime
 
-    def url_hash(self, memo_key: tuple[Any, ...], url: Callable[[], str], header: HeaderGetter) -> str:
+    def url_hash(
+        self, memo_key: tuple[Any, ...], url: Callable[[], str], read: HeaderReader, source: Any
+    ) -> str:
         """Return the hash naming a request's URL; ``url()`` builds the canonical URL on a memo miss."""
         trusted = self.options.trusted_forwarded
         if trusted:
-            memo_key = (*memo_key, *(header(name) for name in trusted))
+            memo_key = (*memo_key, *(read(source, name) for name in trusted))
         known = self._url_hashes.get(memo_key)
         if known is None:
             if len(self._url_hashes) >= _MEMO_SIZE:
                 self._url_hashes.clear()
                 self._path_hashes.clear()
-            forwarded = [f"{name}={header(name)}" for name in trusted if header(name) is not None]
+            forwarded = [f"{name}={read(source, name)}" for name in trusted if read(source, name) is not None]
             full = url()
             known = self._url_hashes[memo_key] = self.hash_url(full, *forwarded)
             # Variants are counted per path: junk query strings are variants of one page.
@@ -222,10 +234,10 @@ class PageEngine:
         """The hash of absolute ``url`` as :meth:`purge` keys it."""
         return self.hash_url(canonical_url(url, normalize_query=self.options.normalize_query))
 
-    def variant_key(self, url_hash: str, lookup: Lookup, header: HeaderGetter) -> str:
+    def variant_key(self, url_hash: str, lookup: Lookup, read: HeaderReader, source: Any) -> str:
         """The page key of one variant: URL, learned ``Vary`` names and nonce, the request's values."""
         _, names, nonce = lookup
-        values = tuple([header(name) or "" for name in names])
+        values = tuple([read(source, name) or "" for name in names])
         memo_key = (url_hash, lookup, values)
         page_key = self._page_keys.get(memo_key)
         if page_key is None:
@@ -236,9 +248,11 @@ class PageEngine:
 
     # -- step 1: lookup ------------------------------------------------------------------
 
-    def page_key_of(self, url_hash: str, lookup: Any, header: HeaderGetter) -> str | None:
+    def page_key_of(self, url_hash: str, lookup: Any, read: HeaderReader, source: Any) -> str | None:
         """The variant's page key under the URL's lookup record (read by the shell), if it holds one."""
-        return self.variant_key(url_hash, lookup, header) if is_lookup(lookup) else None
+        if type(lookup) is not tuple or len(lookup) != 3 or lookup[0] != LOOKUP_MARK:
+            return None
+        return self.variant_key(url_hash, lookup, read, source)
 
     def fresh(
         self, stored: Any, now: float, has_auth: bool, directives: Mapping[str, str | None]
@@ -288,7 +302,9 @@ class PageEngine:
                 # Whoever held the lock may have stored the page meanwhile.
                 lookup = request.lookup = yield ("get", LOOKUP_KEY + request.url_hash)
                 if is_lookup(lookup):
-                    request.page_key = self.variant_key(request.url_hash, lookup, request.header)
+                    request.page_key = self.variant_key(
+                        request.url_hash, lookup, request.read, request.source
+                    )
                     found = yield from self._read_page(request.page_key, request.has_auth)
                     if found is not None and is_fresh(found, now):
                         yield from self.release(request)
@@ -468,7 +484,12 @@ class PageEngine:
         if not (yield from self._within_variant_cap(request, keep_lookup)):
             return  # served, not stored: one more variant of a page that has its fill
         if (yield from self._claim(LOOKUP_KEY + request.url_hash, previous, lookup, keep_lookup)):
-            yield ("set", self.variant_key(request.url_hash, lookup, request.header), page, keep)
+            yield (
+                "set",
+                self.variant_key(request.url_hash, lookup, request.read, request.source),
+                page,
+                keep,
+            )
 
     def _within_variant_cap(self, request: Request, keep: float | None) -> Steps:
         """Count a new variant of the request's path; ``False`` once past ``max_variants``."""

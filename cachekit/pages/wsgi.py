@@ -26,16 +26,17 @@ from typing import cast
 from cachekit.cache import DEFAULT_TIMEOUT
 from cachekit.cache import Cache
 from cachekit.cache import Timeout
+from cachekit.pages.engine import _EMPTY
 from cachekit.pages.engine import LOOKUP_KEY
 from cachekit.pages.engine import PageEngine
 from cachekit.pages.engine import Plan
 from cachekit.pages.engine import Request
-from cachekit.pages.engine import directives
 from cachekit.pages.io import SyncRecords
 from cachekit.pages.options import PageOptions
 from cachekit.pages.options import page_options
 from cachekit.pages.record import Page
 from cachekit.pages.record import page_response
+from cachekit.pages.rules import parse_cache_control
 from cachekit.pages.urls import environ_key
 from cachekit.pages.urls import request_url
 
@@ -60,14 +61,13 @@ _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(PageOptions
 _DONE = object()
 
 
-def _reader(environ: WSGIEnvironment) -> Callable[[str], str | None]:
-    def header(name: str) -> str | None:
-        key = _ENVIRON_KEYS.get(name)
-        if key is None:
-            key = _ENVIRON_KEYS[name] = environ_key(name)
-        return environ.get(key)
-
-    return header
+def _environ_header(environ: WSGIEnvironment, name: str) -> str | None:
+    """The engine's header reader for a WSGI environ (lower-case name in, value out)."""
+    key = _ENVIRON_KEYS.get(name)
+    if key is None:
+        key = _ENVIRON_KEYS[name] = environ_key(name)
+    value: str | None = environ.get(key)
+    return value
 
 
 def close_iterable(iterable: Iterable[bytes]) -> None:
@@ -220,7 +220,7 @@ class PageCache:
         """Return the hash that names the page at canonical ``url`` in this engine."""
         return self.engine.hash_url(url)
 
-    def _request_hash(self, environ: WSGIEnvironment, header: Callable[[str], str | None]) -> str:
+    def _request_hash(self, environ: WSGIEnvironment) -> str:
         memo_key = (
             environ.get("wsgi.url_scheme", "http"),
             environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
@@ -234,14 +234,16 @@ class PageCache:
             if known is not None:
                 return known
         normalize = self.options.normalize_query
-        return self.engine.url_hash(memo_key, lambda: request_url(environ, normalize_query=normalize), header)
+        return self.engine.url_hash(
+            memo_key, lambda: request_url(environ, normalize_query=normalize), _environ_header, environ
+        )
 
     def keys_for(self, environ: WSGIEnvironment) -> list[str]:
         """The keys (before the cache prefix) a ``GET`` of ``environ`` reads: lookup record, page."""
-        header = _reader(environ)
-        url_hash = self._request_hash(environ, header)
+        url_hash = self._request_hash(environ)
         lookup_key = LOOKUP_KEY + url_hash
-        page_key = self.engine.page_key_of(url_hash, self._io(self.cache).get(lookup_key), header)
+        lookup = self._io(self.cache).get(lookup_key)
+        page_key = self.engine.page_key_of(url_hash, lookup, _environ_header, environ)
         return [lookup_key] + ([page_key] if page_key else [])
 
     def purge(self, url: str) -> bool:
@@ -261,25 +263,23 @@ class PageCache:
                 return self._unsafe(app, environ, start_response)
             return app(environ, start_response)
         cache = self._cache or self.cache
-        if self.engine.default_lifetime(cache) == 0:
-            return app(environ, start_response)
-        header = _reader(environ)
-        url_hash = self._request_hash(environ, header)
-        asked = directives(environ.get("HTTP_CACHE_CONTROL"))
+        if self.engine.default_lifetime(cache) == 0 or not environ.keys().isdisjoint(self._forwarded):
+            return app(environ, start_response)  # off, or forwarded inputs no one vouched for: bypass
+        url_hash = self._request_hash(environ)
+        cc = environ.get("HTTP_CACHE_CONTROL")
+        asked = parse_cache_control(cc) if cc else _EMPTY
         has_auth, now = bool(environ.get("HTTP_AUTHORIZATION")), cache.clock()
         records, engine = self._records, self.engine
         if records is None or records.cache is not cache:
             records = self._io(cache)
         lookup = records.get(LOOKUP_KEY + url_hash)
-        page_key = engine.page_key_of(url_hash, lookup, header)
+        page_key = engine.page_key_of(url_hash, lookup, _environ_header, environ)
         stored = None if page_key is None or "no-cache" in asked else records.get(page_key)
         page = engine.fresh(stored, now, has_auth, asked)
         if page is not None:
             inm, ims = environ.get("HTTP_IF_NONE_MATCH"), environ.get("HTTP_IF_MODIFIED_SINCE")
             return serve_page(page_response(page, now, method, inm, ims), start_response, method)
-        if not environ.keys().isdisjoint(self._forwarded):
-            return app(environ, start_response)  # built from forwarded inputs no one vouched for: not stored
-        request = Request(method, url_hash, header, now, asked, has_auth, lookup, page_key)
+        request = Request(method, url_hash, _environ_header, environ, now, asked, has_auth, lookup, page_key)
         plan: Plan = records.run(engine.lookup(request, stored))
         if plan.action == "serve":
             if plan.stale:
@@ -293,8 +293,7 @@ class PageCache:
         self, app: WSGIApplication, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         cache = self._cache or self.cache
-        header = _reader(environ)
-        url_hash = self._request_hash(environ, header)
+        url_hash = self._request_hash(environ)
         url = request_url(environ, normalize_query=self.options.normalize_query)
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> Write:
