@@ -9,6 +9,7 @@ freshness and of conditional requests. They import the public
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -308,17 +309,36 @@ def test_no_default_lifetime_means_until_evicted() -> None:
 @pytest.mark.parametrize(
     ("headers", "reason"),
     [
-        pytest.param([("Set-Cookie", "a=1")], "cookie", id="set-cookie"),
-        pytest.param([("Vary", "Accept, *")], "Vary", id="vary-star"),
-        pytest.param([("Cache-Control", "no-store")], "no-store", id="no-store"),
-        pytest.param([("Cache-Control", "Private")], "private", id="private"),
-        pytest.param([("Cache-Control", "public"), ("Cache-Control", "no-cache")], "no-cache", id="no-cache"),
+        pytest.param([("Set-Cookie", "a=1")], "response sets a cookie", id="set-cookie"),
+        pytest.param([("Vary", "Accept, *")], "Vary: *", id="vary-star"),
+        pytest.param([("Cache-Control", "no-store")], "Cache-Control: no-store", id="no-store"),
+        pytest.param([("Cache-Control", "Private")], "Cache-Control: private", id="private"),
+        pytest.param(
+            [("Cache-Control", "public"), ("Cache-Control", "no-cache")],
+            "Cache-Control: no-cache",
+            id="no-cache",
+        ),
     ],
 )
 def test_never_stored(headers: list[tuple[str, str]], reason: str) -> None:
     verdict = storability(200, headers, default_timeout=300, now=NOW)
     assert verdict.lifetime is None
-    assert reason in verdict.reason
+    assert verdict.reason == reason
+    assert not verdict.shareable_with_auth
+
+
+def test_verdict_reasons_and_defaults() -> None:
+    assert storability(
+        500, [("Cache-Control", "max-age=60")], default_timeout=300, now=NOW
+    ) == http.Storability(None, "status 500 is not cacheable")
+    assert (
+        storability(200, [], default_timeout=300, now=NOW, request_no_store=True).reason
+        == "request said no-store"
+    )
+    verdict = storability(200, [], default_timeout=300, now=NOW)
+    assert verdict == http.Storability(300, "", 0.0, 0.0, False, False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        verdict.lifetime = 1  # type: ignore[misc]
 
 
 def test_authorization_needs_public_or_s_maxage() -> None:
