@@ -20,9 +20,11 @@ import signal
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import redis
@@ -224,3 +226,42 @@ def test_error_reply_is_classified(world: World, row: Row) -> None:
     finally:
         undo()
         backend.close()
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        pytest.param(misconf, id="MISCONF"),
+        pytest.param(config("min-replicas-to-write", "1", "0"), id="NOREPLICAS"),
+        pytest.param(replica("yes"), id="READONLY"),
+        pytest.param(config("maxmemory", "1", "0"), id="OOM"),
+    ],
+)
+def test_write_refusals_under_the_middleware_are_never_500(
+    world: World, refusal: Callable[[World], Undo], record_property: Any
+) -> None:
+    """The issue's scenario: with writes refused, pages render (200) and session writes answer 503."""
+    from tests.reliability.app import build_app
+    from tests.wsgi import Client
+
+    world.admin.flushdb()
+    app = build_app(f"redis://127.0.0.1:{world.server.port}/0?socket_timeout=2")
+    users = [Client(app) for _ in range(5)]
+    for user in users:
+        assert user.request("/count")[0].startswith("200")  # logged-in sessions exist before
+    undo = refusal(world)
+    statuses: Counter[str] = Counter()
+    try:
+        for round_ in range(4):
+            for index, user in enumerate(users):
+                statuses["count " + user.request("/count")[0][:3]] += 1
+                statuses["page " + user.request(f"/page/{round_}-{index}")[0][:3]] += 1
+                statuses["me " + user.request("/me")[0][:3]] += 1
+    finally:
+        undo()
+    record_property("statuses", dict(statuses))
+    print(refusal, dict(statuses))
+    assert not [key for key in statuses if key.endswith("500")], statuses
+    assert statuses["count 503"] == 20
+    assert statuses["page 200"] == 20
+    assert statuses["me 200"] == 20
