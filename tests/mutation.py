@@ -266,7 +266,11 @@ def _variants(node: ast.AST, parent_body: bool) -> Iterator[tuple[str, str]]:
             yield "const", f"{value!r} -> 'XX' + ... + 'XX'"
         elif isinstance(value, str):
             yield "const", "'' -> 'XX'"
-    if parent_body and isinstance(node, _DROPPABLE):
+    if (
+        parent_body
+        and isinstance(node, _DROPPABLE)
+        and not (isinstance(node, ast.AnnAssign) and node.value is None)
+    ):
         yield "drop", "statement -> pass"
 
 

@@ -289,6 +289,8 @@ def test_lifetime_sources_in_order() -> None:
     assert _lifetime([("Cache-Control", "max-age=60")]) == 60
     assert _lifetime([("Expires", http.http_date(NOW + 90)), ("Date", http.http_date(NOW))]) == 90
     assert _lifetime([("Expires", http.http_date(NOW + 90))]) == 90  # no Date: now
+    # Expires counts from the response's Date, not from our clock (RFC 9111 section 4.2.1).
+    assert _lifetime([("Expires", http.http_date(NOW + 90)), ("Date", http.http_date(NOW - 100))]) == 190
     assert _lifetime([]) == 300
 
 
@@ -342,7 +344,9 @@ def test_verdict_reasons_and_defaults() -> None:
 
 
 def test_authorization_needs_public_or_s_maxage() -> None:
-    assert _lifetime([], has_authorization=True) is None
+    refused = storability(200, [], default_timeout=300, now=NOW, has_authorization=True)
+    assert refused.lifetime is None
+    assert refused.reason == "request carried Authorization and the response is not public"
     for directive in ("public", "s-maxage=30"):
         verdict = storability(
             200, [("Cache-Control", directive)], default_timeout=300, now=NOW, has_authorization=True
