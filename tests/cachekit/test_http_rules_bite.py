@@ -300,6 +300,8 @@ def test_lifetime_of_zero_or_past_is_not_stored() -> None:
     assert _lifetime([("Expires", http.http_date(NOW))]) is None
     assert _lifetime([("Expires", "garbage")]) is None  # an invalid Expires is already expired
     assert _lifetime([("Cache-Control", "max-age=1")]) == 1
+    stale = storability(200, [("Cache-Control", "max-age=0")], default_timeout=300, now=NOW)
+    assert stale.reason == "response is already stale (max-age=0 or past Expires)"
 
 
 def test_no_default_lifetime_means_until_evicted() -> None:
