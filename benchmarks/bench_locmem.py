@@ -8,15 +8,23 @@ Run from the repository root::
 Compares, in one run with the order of systems rotated each round, ``get`` hit,
 ``get`` miss and ``set`` of a 100-byte string and a 50-field dict, through
 ``Cache`` with a key prefix and stats on, against a plain ``dict`` (the floor),
-``cachetools.TTLCache`` under a lock, cachelib's ``SimpleCache`` and Django's
-``LocMemCache``. The last column is cachekit's time divided by the peer's:
+``cachetools.TTLCache`` under a lock, cachelib's ``SimpleCache``, Django's
+``LocMemCache`` and dogpile.cache's ``memory`` backend (no lock, no copy) and
+``memory_pickle``. The last column is cachekit's time divided by the peer's:
 below 1 means cachekit is faster.
+
+Then ``get`` hits over 1,000 and over 1,000,000 stored keys (random order, the
+same loop), and the memory each stored entry adds (``tracemalloc``, 100,000
+entries of one shared value, the same key strings for every system).
 """
 
 from __future__ import annotations
 
+import itertools
+import random
 import sys
 import threading
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +35,8 @@ from cachekit import from_url
 
 STRING = "x" * 100
 RECORD = {f"field{i}": i for i in range(50)}
+# The issue's "50-field dict with lists": not flat, so it cannot be copied shallowly.
+NESTED = {f"field{i}": [i, f"v{i}", i / 2] if i % 2 else i for i in range(50)}
 
 
 def _django_cache() -> Any:
@@ -62,6 +72,12 @@ def systems_for(value: Any) -> dict[str, dict[str, Callable[[], object]]]:
     simple.set("hit", value)
     django = _django_cache()
     django.set("hit", value, 3600)
+    from dogpile.cache import make_region
+
+    dogpile = make_region().configure("dogpile.cache.memory", expiration_time=3600)
+    dogpile.set("hit", value)
+    dogpile_pickle = make_region().configure("dogpile.cache.memory_pickle", expiration_time=3600)
+    dogpile_pickle.set("hit", value)
 
     def ttl_get(key: str) -> Any:
         with ttl_lock:
@@ -79,6 +95,8 @@ def systems_for(value: Any) -> dict[str, dict[str, Callable[[], object]]]:
             "cachetools TTLCache+lock": lambda: ttl_get("hit"),
             "cachelib SimpleCache": lambda: simple.get("hit"),
             "django LocMemCache": lambda: django.get("hit"),
+            "dogpile memory": lambda: dogpile.get("hit"),
+            "dogpile memory_pickle": lambda: dogpile_pickle.get("hit"),
         },
         "get miss": {
             "cachekit locmem": lambda: ours.get("miss"),
@@ -86,6 +104,7 @@ def systems_for(value: Any) -> dict[str, dict[str, Callable[[], object]]]:
             "cachetools TTLCache+lock": lambda: ttl_get("miss"),
             "cachelib SimpleCache": lambda: simple.get("miss"),
             "django LocMemCache": lambda: django.get("miss"),
+            "dogpile memory": lambda: dogpile.get("miss"),
         },
         "set": {
             "cachekit locmem": lambda: ours.set("k", value),
@@ -94,21 +113,103 @@ def systems_for(value: Any) -> dict[str, dict[str, Callable[[], object]]]:
             "cachetools TTLCache+lock": ttl_set,
             "cachelib SimpleCache": lambda: simple.set("k", value),
             "django LocMemCache": lambda: django.set("k", value),
+            "dogpile memory": lambda: dogpile.set("k", value),
+            "dogpile memory_pickle": lambda: dogpile_pickle.set("k", value),
         },
     }
 
 
+def _hits_over(count: int, number: int, rounds: int) -> list[Result]:
+    """``get`` hits on ``count`` stored keys in a shuffled order, ours against cachelib."""
+    import cachelib
+
+    names = [f"key{i}" for i in range(count)]
+    ours = from_url(f"locmem://bench-{count}?max_entries={count}&key_prefix=bench&max_bytes=none")
+    simple = cachelib.SimpleCache(threshold=count + 1, default_timeout=3600)
+    for name in names:
+        ours.set(name, STRING, timeout=3600)
+        simple.set(name, STRING)
+    order = random.Random(count).sample(names, min(count, 200_000))
+    ours_keys = itertools.cycle(order)
+    simple_keys = itertools.cycle(order)
+    systems: list[tuple[str, Callable[[], object]]] = [
+        ("cachekit locmem", lambda: ours.get(next(ours_keys))),
+        ("cachelib SimpleCache", lambda: simple.get(next(simple_keys))),
+    ]
+    results = measure(f"get hit, {count:,} keys", systems, number=number, rounds=rounds)
+    ours.clear()
+    simple.clear()
+    return results
+
+
+def bytes_per_entry(count: int = 100_000) -> dict[str, float]:
+    """Memory each entry adds, measured with ``tracemalloc``; keys built beforehand."""
+    import cachetools
+
+    from cachekit.backends.locmem import LocMemBackend
+
+    keys = [f"bench:1:key{i}" for i in range(count)]
+    short = [f"key{i}" for i in range(count)]
+
+    def ours_backend() -> object:
+        backend = LocMemBackend("bench-memory", max_entries=count, max_bytes=None)
+        for key in keys:
+            backend.set(key, STRING, 3600)
+        return backend
+
+    def ours_cache() -> object:  # counts the prefixed key string the cache builds, too
+        cache = from_url(f"locmem://bench-memory-cache?max_entries={count}&max_bytes=none&key_prefix=bench")
+        for key in short:
+            cache.set(key, STRING, timeout=3600)
+        return cache
+
+    def ttl_cache() -> object:
+        ttl: cachetools.TTLCache[str, str] = cachetools.TTLCache(maxsize=count, ttl=3600)
+        for key in keys:
+            ttl[key] = STRING
+        return ttl
+
+    def lru_cache() -> object:
+        lru: cachetools.LRUCache[str, str] = cachetools.LRUCache(maxsize=count)
+        for key in keys:
+            lru[key] = STRING
+        return lru
+
+    sizes: dict[str, float] = {}
+    for name, fill in (
+        ("cachekit LocMemBackend", ours_backend),
+        ("cachekit Cache (incl. its key strings)", ours_cache),
+        ("cachetools TTLCache", ttl_cache),
+        ("cachetools LRUCache", lru_cache),
+    ):
+        tracemalloc.start()
+        before, _ = tracemalloc.get_traced_memory()
+        held = fill()
+        after, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        sizes[name] = (after - before) / count
+        if hasattr(held, "clear"):
+            held.clear()
+        del held
+    return sizes
+
+
 def run(number: int = 20000, rounds: int = 7) -> list[Result]:
     results: list[Result] = []
-    for label, value in (("100-byte str", STRING), ("50-field dict", RECORD)):
+    for label, value in (("100-byte str", STRING), ("50-field dict", RECORD), ("50-field nested", NESTED)):
         for operation, systems in systems_for(value).items():
             results += measure(f"{operation} ({label})", list(systems.items()), number=number, rounds=rounds)
+    for count in (1000, 1_000_000):
+        results += _hits_over(count, number, rounds)
     return results
 
 
 def main() -> None:
     number = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
     print(report(run(number), "cachekit locmem", "locmem: time per operation, medians"))
+    print("## memory per entry (100,000 entries, 100-byte str, tracemalloc)\n")
+    for name, size in bytes_per_entry().items():
+        print(f"{name:<40} {size:>7.1f} B")
 
 
 if __name__ == "__main__":
