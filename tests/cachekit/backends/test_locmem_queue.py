@@ -1,0 +1,87 @@
+"""The local-memory store's eviction queue: ghosts of deleted keys, sampled LRU, lock-free reads."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from cachekit.backends.locmem import _SAMPLES
+from cachekit.backends.locmem import LocMemBackend
+
+
+def _backend(request: pytest.FixtureRequest, **options: object) -> LocMemBackend:
+    backend = LocMemBackend(f"queue-{request.node.nodeid}", **options)  # type: ignore[arg-type]
+    backend.clear()
+    return backend
+
+
+def test_a_key_deleted_and_added_again_is_not_evicted_from_its_old_place(
+    request: pytest.FixtureRequest,
+) -> None:
+    backend = _backend(request, max_entries=3, max_bytes=None)
+    for name in ("a", "b", "c"):
+        backend.set(name, b"1", ttl=None)
+    backend.delete("a")
+    backend.set("a", b"2", ttl=None)  # now the newest; its old place is a ghost
+    backend.set("d", b"1", ttl=None)
+    assert backend.get("b") is None  # the oldest live key went, not a
+    assert backend.get_many(["a", "c", "d"]) == {"a": b"2", "c": b"1", "d": b"1"}
+
+
+def test_delete_churn_keeps_the_queue_bounded(request: pytest.FixtureRequest) -> None:
+    backend = _backend(request, max_entries=100, max_bytes=None)
+    backend.set("kept", b"v", ttl=None)
+    for i in range(5000):
+        backend.set(f"k{i}", b"v", ttl=None)
+        backend.delete(f"k{i}")
+    store = backend._store
+    assert len(store.order) <= 2 * len(store.data) + 64 + 1
+    assert backend.get("kept") == b"v"
+
+
+def test_eviction_drops_the_least_recently_used_of_the_oldest_sample(
+    request: pytest.FixtureRequest,
+) -> None:
+    backend = _backend(request, max_entries=_SAMPLES, max_bytes=None)
+    names = [f"k{i}" for i in range(_SAMPLES)]
+    for name in names:
+        backend.set(name, b"v", ttl=None)
+    for name in reversed(names):  # k0 is now the most recently used, the last one the least
+        assert backend.get(name) == b"v"
+    backend.set("new", b"v", ttl=None)
+    assert backend.get(names[-1]) is None
+    assert all(backend.get(name) == b"v" for name in names[:-1])
+
+
+def test_lock_free_reads_see_whole_values_while_writers_overwrite(
+    request: pytest.FixtureRequest,
+) -> None:
+    backend = _backend(request, max_entries=8, max_bytes=10_000)
+    values = [bytes([n]) * 100 for n in range(4)]
+    stop = threading.Event()
+    seen: set[bytes | None] = set()
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set():
+            backend.set("hot", values[n % 4], ttl=60)
+            backend.set(f"cold{n % 32}", b"c", ttl=60)  # evictions under the readers
+            n += 1
+
+    def read() -> None:
+        for _ in range(20_000):
+            seen.add(backend.get("hot"))
+
+    writers = [threading.Thread(target=write) for _ in range(2)]
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for thread in writers + readers:
+        thread.start()
+    for thread in readers:
+        thread.join(timeout=30)
+    stop.set()
+    for thread in writers:
+        thread.join(timeout=30)
+    assert seen - {None} <= set(values)
+    assert backend._store.size == sum(entry.size for entry in backend._store.data.values())
+    assert len(backend) <= 8
