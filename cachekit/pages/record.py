@@ -264,7 +264,9 @@ def session_use(session: Any, headers: Sequence[tuple[str, str]]) -> SessionUse:
     """
     if session is None:
         return SessionUse.UNUSED
-    if not hasattr(session, "is_new"):
+    # Looked up on the type: on our Session ``is_new`` is a property that reads the store, and a
+    # page that never touched its session must not read it (during an outage that raises).
+    if not hasattr(type(session), "is_new"):
         # Not ours: a mapping such as Starlette's session, which holds the data itself.
         if isinstance(session, Mapping) and session:
             return SessionUse.PER_COOKIE if is_public(headers) else SessionUse.PRIVATE

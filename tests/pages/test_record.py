@@ -10,10 +10,12 @@ import pytest
 
 from cachekit.pages.options import PageOptions
 from cachekit.pages.record import MARK
+from cachekit.pages.record import SessionUse
 from cachekit.pages.record import decode
 from cachekit.pages.record import encode
 from cachekit.pages.record import make_page
 from cachekit.pages.record import new_lookup
+from cachekit.pages.record import session_use
 from cachekit.pages.rules import Storability
 
 PAGE = make_page(
@@ -110,3 +112,21 @@ def test_settings_cannot_be_changed_on_a_built_page_cache() -> None:
     assert engine.lock is False  # read as before
     with pytest.raises(AttributeError, match="pass lock=True to the constructor"):
         engine.lock = True  # type: ignore[misc]
+
+
+class _UnreadableSession:
+    """Our Session's shape, whose store is down: reading anything that loads it raises."""
+
+    accessed = False
+    modified = False
+    flushed = False
+    loaded = False
+
+    @property
+    def is_new(self) -> bool:
+        raise ConnectionError("the session store is down")
+
+
+def test_an_untouched_session_is_never_read() -> None:
+    # A page that never touched its session must not load it: during an outage that raised (a 500).
+    assert session_use(_UnreadableSession(), []) is SessionUse.UNUSED
