@@ -19,12 +19,27 @@ What cookie sessions cannot do, by design:
 * **no merge of concurrent changes**: each response carries the whole session,
   so of two overlapping requests the later ``Set-Cookie`` wins and the other's
   changes are lost;
-* **no revocation**: :meth:`~sessions.session.Session.flush` deletes the
-  browser's cookie, but a copy taken earlier stays valid until it expires.
-  Keep ``SESSION_COOKIE_AGE`` short, or use ``CacheStore``;
+* **no revocation without a cache**: :meth:`~sessions.session.Session.flush`
+  deletes the browser's cookie, but a copy taken earlier stays valid until it
+  expires. Give the store a ``revocation_cache`` (below), keep
+  ``SESSION_COOKIE_AGE`` short, or use ``CacheStore``;
 * **about 4 KB**: a session whose cookie would exceed ``max_size`` bytes raises
   :class:`~sessions.exceptions.CookieTooLargeError` at save, and the client
   keeps its previous cookie.
+
+**Revocation with a cache.** ``SignedCookieStore(..., revocation_cache=cache)``
+makes cookies of sessions with an owner (:meth:`~sessions.session.Session.set_user`)
+revocable. Such a cookie carries the owner's *generation* (a random token kept
+in the cache, one small key per user, without expiry) and a random id of its
+own; loading it reads both from the cache in one ``get_many``.
+:meth:`SignedCookieStore.revoke_user` replaces the generation, so every cookie
+of that user issued before stops loading, copies included; logout
+(``flush``) records the cookie's id as revoked until the cookie would have
+expired, so a replayed copy stops loading too. A user whose generation is
+missing from the cache (evicted, or the cache emptied) is logged out, never
+let back in: revocation fails closed. A cache outage raises
+:class:`~cachekit.exceptions.BackendUnavailableError` (the middleware answers
+503), as ``CacheStore`` does. Cookies without an owner cost nothing extra.
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 import time
 import zlib
 from collections.abc import Callable
@@ -44,23 +60,27 @@ from itsdangerous import URLSafeSerializer
 from itsdangerous.encoding import base64_decode
 from itsdangerous.encoding import base64_encode
 
+from cachekit.cache import Cache
 from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import SerializationError
 from cachekit.serializers import Serializer
 from sessions.exceptions import CookieTooLargeError
 from sessions.session import DEFAULT_AGE
+from sessions.session import USER_KEY
+from sessions.session import Session
 from sessions.session import SessionState
 from sessions.stores.base import BaseStore
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
 
-    from sessions.session import Session
-
 #: The largest cookie browsers keep, as Werkzeug and Django count it.
 MAX_COOKIE_SIZE = 4093
 _COMPRESS_FROM = 200
 _MAX_INFLATED = 64 * 1024
+#: Session keys of a revocable cookie: the owner's generation and the cookie's own id.
+GENERATION_KEY = "cachekit.gen"
+COOKIE_ID_KEY = "cachekit.sid"
 
 
 class _Signer:
@@ -159,6 +179,10 @@ class SignedCookieStore(BaseStore):
     :param expire_at_browser_close: send cookies without ``Max-Age``.
     :param serializer: defaults to tagged JSON.
     :param clock: Unix time in seconds.
+    :param revocation_cache: a cache (Redis or memcached for more than one
+        process) that makes cookies of sessions with an owner revocable by
+        :meth:`revoke_user` and logout; see the module docstring.
+    :param revocation_prefix: prepended to the keys kept in ``revocation_cache``.
     :raises ConfigurationError: for a missing or empty secret key, a signing
         (first) key shorter than :data:`MIN_SECRET_BYTES`, or ``encrypt=True``
         without ``cryptography``.
@@ -179,6 +203,8 @@ class SignedCookieStore(BaseStore):
         expire_at_browser_close: bool = False,
         serializer: Serializer | None = None,
         clock: Callable[[], float] = time.time,
+        revocation_cache: Cache | None = None,
+        revocation_prefix: str = "cachekit.revoked.",
     ) -> None:
         super().__init__(
             age=age,
@@ -212,6 +238,18 @@ class SignedCookieStore(BaseStore):
             # One signer per key (rather than itsdangerous's key list) tells us
             # which key verified, so fallback-signed cookies can be re-signed.
             self._signers = [_Signer(key, salt) for key in keys]
+        if revocation_cache is not None and not isinstance(revocation_cache, Cache):
+            raise ConfigurationError(
+                f"revocation_cache must be a cachekit.Cache, got {revocation_cache!r}.",
+                setting="revocation_cache",
+            )
+        #: Where generations and revoked cookie ids are kept (``None``: cookies cannot be revoked).
+        #: Outages raise, whatever the cache's ``on_error``: a check that silently passed would
+        #: let a revoked cookie in.
+        self.revocation_cache = (
+            None if revocation_cache is None else revocation_cache.replace(on_error="raise")
+        )
+        self.revocation_prefix = revocation_prefix
 
     def __repr__(self) -> str:
         keys = len(self._fernets or self._signers)
@@ -263,6 +301,8 @@ class SignedCookieStore(BaseStore):
             return None
         if not self._live(state):
             return None
+        if self.revocation_cache is not None and USER_KEY in state.data and not self._unrevoked(state.data):
+            return None
         state.stale = not current
         return state
 
@@ -284,6 +324,8 @@ class SignedCookieStore(BaseStore):
         """
         fresh = session.session_key is None or session.cycle_pending
         state = self._next_state(session, fresh=fresh)
+        if self.revocation_cache is not None:
+            self._mark(session, state, fresh)
         value = self.create(state)
         session.saved(value, state)
         return value
@@ -291,12 +333,113 @@ class SignedCookieStore(BaseStore):
     def cycle(self, session: Session) -> str:
         """Return a newly signed cookie value with the same data and a new creation time."""
         state = self._next_state(session, fresh=True)
+        if self.revocation_cache is not None:
+            self._mark(session, state, True)
         value = self.create(state)
         session.saved(value, state)
         return value
 
     def delete(self, cookie_value: str) -> None:
-        """Do nothing: a cookie cannot be revoked from the server (see the module docstring)."""
+        """Revoke this cookie with a ``revocation_cache`` (logout); without one, do nothing.
+
+        Without a cache a cookie cannot be revoked: a copy stays valid until it expires.
+
+        :raises BackendUnavailableError: if the revocation cache is down.
+        """
+        if self.revocation_cache is None:
+            return
+        state = self.load(cookie_value)
+        if state is not None:
+            self._revoke_cookie(state)
+
+    # -- revocation ------------------------------------------------------------
+
+    def _generation_key(self, user_id: str | int) -> str:
+        kind = "i" if type(user_id) is int else "s"
+        return self.revocation_prefix + "gen." + hashlib.sha256(f"{kind}:{user_id}".encode()).hexdigest()
+
+    def _cookie_key(self, cookie_id: str) -> str:
+        return self.revocation_prefix + "sid." + cookie_id
+
+    def _unrevoked(self, data: dict[str, Any]) -> bool:
+        cache = self.revocation_cache
+        assert cache is not None
+        generation_key = self._generation_key(data[USER_KEY])
+        cookie_id = data.get(COOKIE_ID_KEY)
+        keys = (
+            [generation_key] if type(cookie_id) is not str else [generation_key, self._cookie_key(cookie_id)]
+        )
+        found = cache.get_many(keys)
+        generation = found.get(generation_key)
+        return generation is not None and generation == data.get(GENERATION_KEY) and len(found) == 1
+
+    def _generation(self, user_id: str | int) -> str:
+        cache = self.revocation_cache
+        assert cache is not None
+        key = self._generation_key(user_id)
+        generation = cache.get(key)
+        if generation is None:
+            cache.add(key, secrets.token_urlsafe(12), timeout=None)
+            generation = cache.get(key)
+        if type(generation) is not str:
+            raise SerializationError(f"The revocation generation under {key!r} is not a token.", key=key)
+        return generation
+
+    def _revoke_cookie(self, state: SessionState) -> None:
+        cookie_id = state.data.get(COOKIE_ID_KEY)
+        cache = self.revocation_cache
+        if type(cookie_id) is str and cache is not None:
+            left = self.policy.expires_at(state) - self.clock()
+            if left > 0:
+                cache.set(self._cookie_key(cookie_id), 1, timeout=left)
+
+    def _mark(self, session: Session, state: SessionState, fresh: bool) -> None:
+        """Put the owner's generation and a cookie id in an owned cookie; on a cycle, revoke the old one."""
+        pending = session.pending_user
+        user_id = state.data.get(USER_KEY)
+        if user_id is None:
+            return
+        if fresh and session.session_key is not None:
+            self._revoke_cookie(session.state)  # the cookie before cycle_key() ends
+        if pending is not None or fresh or GENERATION_KEY not in state.data:
+            state.data[GENERATION_KEY] = self._generation(user_id)
+        if fresh or COOKIE_ID_KEY not in state.data:
+            state.data[COOKIE_ID_KEY] = secrets.token_urlsafe(12)
+
+    def revoke_user(self, user_id: str | int, keep: Session | None = None) -> None:
+        """End every cookie session of ``user_id`` issued so far, copies included, except ``keep``.
+
+        Needs a ``revocation_cache``. ``keep`` (the request's session, loaded)
+        gets the new generation and is saved again by the middleware, so the
+        browser receives a fresh cookie; the copy of its old cookie ends too.
+        Cookies cannot be counted, so nothing is returned.
+
+        :raises ConfigurationError: without a ``revocation_cache``: cookie sessions cannot be revoked.
+        :raises TypeError: if ``keep`` is a cookie value (pass the Session, whose cookie must be re-issued).
+        :raises BackendUnavailableError: if the revocation cache is down.
+        """
+        cache = self.revocation_cache
+        if cache is None:
+            raise ConfigurationError(
+                "SignedCookieStore cannot revoke sessions without revocation_cache=<a cachekit.Cache>.",
+                setting="revocation_cache",
+            )
+        if keep is not None and not isinstance(keep, Session):
+            raise TypeError(
+                "revoke_user(keep=) on a cookie store takes the Session, whose cookie is re-issued."
+            )
+        generation = secrets.token_urlsafe(12)
+        cache.set(self._generation_key(user_id), generation, timeout=None)
+        if keep is not None and keep.state.data.get(USER_KEY) == user_id:
+            keep.state.data[GENERATION_KEY] = generation
+            keep.modified = True
+
+    def sessions_of(self, user_id: str | int, current: object = None) -> list[Any]:
+        """Cookie sessions cannot be listed: the server does not keep them.
+
+        :raises NotImplementedError: always; use ``CacheStore`` to list a user's sessions.
+        """
+        raise NotImplementedError("SignedCookieStore cannot list sessions; use CacheStore for sessions_of().")
 
 
-__all__ = ["MAX_COOKIE_SIZE", "MIN_SECRET_BYTES", "SignedCookieStore"]
+__all__ = ["COOKIE_ID_KEY", "GENERATION_KEY", "MAX_COOKIE_SIZE", "MIN_SECRET_BYTES", "SignedCookieStore"]
