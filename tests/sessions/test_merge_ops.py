@@ -186,3 +186,26 @@ def test_async_concurrent_incr_all_survive(kind: str, request: pytest.FixtureReq
             await cache.close()
 
     assert asyncio.run(main()) == WRITERS
+
+
+def test_redis_cluster_concurrent_incr_and_per_user(request: pytest.FixtureRequest) -> None:
+    import cachekit
+
+    cluster = request.getfixturevalue("redis_cluster")
+    cache = cachekit.from_url(cluster.url, key_prefix=f"t{uuid.uuid4().hex[:12]}")
+    request.addfinalizer(cache.close)
+    store = CacheStore(cache)
+    key = new_session(store, n=0)
+    race(store, key, lambda session: session.incr("n") and None)
+    assert Session(store, key)["n"] == WRITERS
+    # sessions per user: the index and the sessions live on different slots
+    logins = []
+    for number in range(5):
+        session = Session(store)
+        session["n"] = number
+        session.set_user("alice", device=number)
+        logins.append(session.save())
+    assert sorted(entry.metadata["device"] for entry in store.sessions_of("alice")) == list(range(5))
+    assert store.revoke_user("alice", keep=logins[0]) == 4
+    assert [Session(store, login).is_new for login in logins] == [False] + [True] * 4
+    assert len(store.sessions_of("alice")) == 1
