@@ -88,6 +88,8 @@ class _Copied:
 _INFINITY = float("inf")
 _ATOMS = frozenset({str, bytes, int, float, bool, complex, type(None)})
 _FLAT_CONTAINERS = frozenset({dict, list, set})
+# Immutable values an object-storing backend keeps as they are (None is pickled: it means a miss).
+_STORED_AS_IS = _ATOMS - {type(None)}
 
 
 def _all_atoms(items: Iterable[Any]) -> bool:
@@ -523,19 +525,27 @@ class Cache(_CacheCore[Backend]):
 
         :raises SerializationError: if the value cannot be serialized.
         """
-        stored_key = self.make_key(key, version)
-        ttl = self._ttl(timeout)
+        # The common case inlined (key, default timeout, an atom in local memory, no
+        # sample): each helper call measured 40-70 ns of a 0.7 µs local-memory set.
+        if type(key) is str and version is None and self._key_function is None:
+            stored_key = self._key_head + key
+        else:
+            stored_key = self.make_key(key, version)
+        ttl = self.default_timeout if timeout is DEFAULT_TIMEOUT else self._ttl(timeout)
         if ttl == 0:
             self._delete_stored(stored_key)
             return
-        data = self._dumps(key, value)
+        data = value if self._objects and type(value) in _STORED_AS_IS else self._dumps(key, value)
         try:
-            if self._due():
+            countdown = self._countdown - 1
+            if countdown:
+                self._countdown = countdown
+                self.backend.set(stored_key, data, ttl)
+            else:
+                self._countdown = self.latency_sample_every
                 started = time.perf_counter()
                 self.backend.set(stored_key, data, ttl)
                 self._record("set", started)
-            else:
-                self.backend.set(stored_key, data, ttl)
         except BackendUnavailableError as exc:
             self._failed("set", exc)
             return
