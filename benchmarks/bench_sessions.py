@@ -19,7 +19,10 @@ adds per request.
 * Beaker ``SessionMiddleware`` (``memory`` and ``cookie``) around the same app;
 * Django ``SessionMiddleware`` (``cache`` engine on locmem, ``signed_cookies``)
   against a Django handler without it;
-* Flask's default signed-cookie session against a Flask view that does not use it.
+* Flask's default signed-cookie session against a Flask view that does not use it;
+* a request that only reads its (stored) session, ours and Beaker memory's;
+* the counter as ``session.incr`` and with ``session.set_user`` on every request,
+  against the plain write (goal: within 1.5x of its added cost).
 
 The acceptance goal: ours at most half the cost of the cheapest peer of the
 same kind (Beaker memory for server-side stores, Beaker cookie for cookies).
@@ -126,6 +129,23 @@ def cachekit_reader(environ: WSGIEnvironment, start_response: StartResponse) -> 
     count = session.get("count")
     if count is None:
         session["count"] = count = 1
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(count).encode()]
+
+
+def cachekit_incr(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """The counter as a merge operation: the store adds 1 to the stored value at save."""
+    count = environ["cachekit.session"].incr("count")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(count).encode()]
+
+
+def cachekit_set_user(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """The counter, and the owner recorded on every request (the store updates its index)."""
+    session = environ["cachekit.session"]
+    count = session.get("count", 0) + 1
+    session["count"] = count
+    session.set_user("user-1", user_agent="bench")
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [str(count).encode()]
 
@@ -244,6 +264,8 @@ SYSTEMS = [
     ("django signed_cookies", "django, no sessions", "cookie"),
     ("flask cookie session", "flask, no session", "cookie"),
     ("cachekit CacheStore read-only", "bare WSGI", "read"),
+    ("cachekit CacheStore incr", "bare WSGI", "ops"),
+    ("cachekit CacheStore set_user", "bare WSGI", "ops"),
     ("beaker memory read-only", "bare WSGI", "read"),
 ]
 
@@ -280,6 +302,19 @@ def build() -> list[tuple[str, Callable[[], None]]]:
             ),
         ),
         ("beaker memory read-only", browser(beaker("memory", beaker_reader), "/")),
+        (
+            "cachekit CacheStore incr",
+            browser(
+                SessionMiddleware(cachekit_incr, CacheStore(cachekit.from_url("locmem://bench-incr"))), "/"
+            ),
+        ),
+        (
+            "cachekit CacheStore set_user",
+            browser(
+                SessionMiddleware(cachekit_set_user, CacheStore(cachekit.from_url("locmem://bench-user"))),
+                "/",
+            ),
+        ),
     ]
 
 
@@ -309,6 +344,11 @@ def summarize(results: list[Result]) -> str:
     ours, peer = "cachekit CacheStore read-only", "beaker memory read-only"
     ratio = added[ours] / added[peer] if added[peer] > 0 else float("nan")
     lines += ["", "A request that only reads its session, ours / beaker memory:", f"  {ratio:6.2f}"]
+    lines += ["", "Merge operations and owners, added cost / a plain write (goal <= 1.5):"]
+    plain = added["cachekit CacheStore(locmem)"]
+    for ours in ("cachekit CacheStore incr", "cachekit CacheStore set_user"):
+        ratio = added[ours] / plain if plain > 0 else float("nan")
+        lines.append(f"  {ours:<28} {ratio:6.2f}")
     return "\n".join(lines)
 
 

@@ -36,6 +36,7 @@ Expiry, computed by an :class:`ExpiryPolicy`:
 from __future__ import annotations
 
 import datetime
+import hashlib
 import math
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -62,6 +63,8 @@ _UTC = datetime.timezone.utc
 
 #: The session key that holds the owner's id after :meth:`Session.set_user`.
 USER_KEY = "cachekit.user"
+#: A fingerprint of the metadata last given to :meth:`Session.set_user`.
+USER_META_KEY = "cachekit.user_meta"
 
 #: The merge operations a session records: ``incr``, ``append``, ``add``, ``discard``.
 MERGE_OPS = frozenset({"incr", "append", "add", "discard"})
@@ -471,12 +474,31 @@ class Session(MutableMapping[str, Any]):
         ``user_agent=...``, ``address=...``) is kept with the listing; the
         creation and last-seen times come from the session itself.
 
+        Calling it again with the same owner and metadata on a stored session
+        changes nothing and costs no write.
+
         :raises TypeError: if ``user_id`` is not a str or an int.
+        :raises SerializationError: if ``metadata`` cannot be stored.
         """
         if type(user_id) not in (str, int):
             raise TypeError(f"set_user() takes a str or int user id, got {type(user_id).__name__}.")
-        self._check(USER_KEY, metadata)
+        try:
+            encoded = self.store.serializer.dumps(metadata)
+        except (SerializationError, TypeError, ValueError) as exc:
+            raise SerializationError(f"Cannot store set_user() metadata: {exc}", key=USER_KEY) from exc
+        fingerprint = hashlib.sha256(encoded).hexdigest()[:16]
+        data = (self._state or self._load()).data
+        self.accessed = True
+        if (
+            self._key is not None
+            and not self._cycle
+            and data.get(USER_META_KEY) == fingerprint
+            and data.get(USER_KEY) == user_id
+            and type(data.get(USER_KEY)) is type(user_id)
+        ):
+            return
         self[USER_KEY] = user_id
+        self[USER_META_KEY] = fingerprint
         self._pending_user = (user_id, metadata)
 
     @property
@@ -652,4 +674,13 @@ class Session(MutableMapping[str, Any]):
         return self.store.policy.browser_session(self.state)
 
 
-__all__ = ["DEFAULT_AGE", "MERGE_OPS", "USER_KEY", "ExpiryPolicy", "Session", "SessionState", "apply_op"]
+__all__ = [
+    "DEFAULT_AGE",
+    "MERGE_OPS",
+    "USER_KEY",
+    "USER_META_KEY",
+    "ExpiryPolicy",
+    "Session",
+    "SessionState",
+    "apply_op",
+]

@@ -133,3 +133,22 @@ def test_concurrent_logins_all_indexed(server_store: CacheStore) -> None:
     counts = server_store.stats()
     assert counts["created"] == 20
     assert set(counts) == {"created", "revoked", "expired", "conflicts_retried"}
+
+
+def test_set_user_again_writes_only_what_changed(server_store: CacheStore) -> None:
+    key = login(server_store, "alice", "phone")
+    same = Session(server_store, key)
+    same.set_user("alice", user_agent="phone", address="127.0.0.1")
+    assert not same.needs_save()  # nothing changed: no write at all
+    moved = Session(server_store, key)
+    moved.set_user("alice", user_agent="phone", address="10.0.0.1")
+    assert moved.needs_save()
+    moved.save()
+    assert [entry.metadata["address"] for entry in server_store.sessions_of("alice")] == ["10.0.0.1"]
+    handed = Session(server_store, key)
+    handed.set_user("bob")
+    handed.save()
+    assert [entry.ref for entry in server_store.sessions_of("bob")] == [
+        entry.ref for entry in server_store.sessions_of("bob", current=key) if entry.current
+    ]
+    assert server_store.sessions_of("alice") == []  # the session is bob's now
