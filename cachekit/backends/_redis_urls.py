@@ -248,6 +248,7 @@ class SentinelURL:
     service: str
     db: int
     max_connections: int
+    pool_timeout: float
     retries: int
     #: Keyword arguments for redis-py's ``Sentinel`` (and so the master's connections).
     connection: dict[str, Any]
@@ -383,7 +384,6 @@ def _sentinel(url: str, host_list: str, path: str, options: dict[str, Any]) -> S
         )
     if db_text and "db" not in options:
         options["db"] = _db_number(db_text, url)
-    _refuse_pool_timeout(options, "redis-py's Sentinel pool does not wait for a free connection")
     # Userinfo in the URL authenticates at the master (the data), not at the sentinels.
     sentinel_auth = {
         "username": options.pop("sentinel_username", None),
@@ -392,7 +392,9 @@ def _sentinel(url: str, host_list: str, path: str, options: dict[str, Any]) -> S
     conn, backend_options = _split_backend_options(options)
     db = conn.pop("db", 0)
     max_connections = conn.pop("max_connections", DEFAULT_MAX_CONNECTIONS)
+    pool_timeout = conn.pop("pool_timeout", DEFAULT_POOL_TIMEOUT)
     _check_positive("max_connections", max_connections)
+    _check_positive("pool_timeout", pool_timeout)
     nodes = _split_hosts(host_list, 26379, url)
     retries = conn.pop("retries", 1)
     return SentinelURL(
@@ -400,6 +402,7 @@ def _sentinel(url: str, host_list: str, path: str, options: dict[str, Any]) -> S
         service=service,
         db=db,
         max_connections=max_connections,
+        pool_timeout=pool_timeout,
         retries=retries,
         connection=_connection_kwargs(**conn),
         sentinel_auth={k: v for k, v in sentinel_auth.items() if v is not None},
@@ -435,7 +438,7 @@ def _refuse_pool_timeout(options: Mapping[str, Any], why: str) -> None:
     """:raises ConfigurationError: if ``pool_timeout`` is given where it cannot apply."""
     if "pool_timeout" in options:
         raise ConfigurationError(
-            f"pool_timeout applies to redis://, rediss:// and unix:// URLs only ({why}; "
+            f"pool_timeout does not apply to redis+cluster:// URLs ({why}; "
             "max_connections bounds it, and a call beyond the bound is an outage).",
             setting="pool_timeout",
         )

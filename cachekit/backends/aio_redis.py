@@ -38,6 +38,7 @@ from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.backoff import NoBackoff
 
@@ -665,9 +666,18 @@ def _sentinel_master(parsed: SentinelURL) -> aioredis.Redis:
     sentinel_kwargs = {**parsed.sentinel_kwargs(), "retry": Retry(NoBackoff(), 0)}
     sentinel = Sentinel(parsed.nodes, sentinel_kwargs=sentinel_kwargs, **parsed.connection)  # type: ignore[no-untyped-call]
     client: aioredis.Redis = sentinel.master_for(
-        parsed.service, db=parsed.db, max_connections=parsed.max_connections, retry=Retry(NoBackoff(), 0)
+        parsed.service,
+        db=parsed.db,
+        max_connections=parsed.max_connections,
+        timeout=parsed.pool_timeout,
+        retry=Retry(NoBackoff(), 0),
+        connection_pool_class=AsyncBlockingSentinelPool,
     )
     return client
+
+
+class AsyncBlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """:class:`~cachekit.backends.redis.BlockingSentinelPool` for ``redis.asyncio``."""
 
 
 def _cluster_client(parsed: ClusterURL) -> RedisCluster:

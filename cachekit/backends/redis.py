@@ -1028,10 +1028,19 @@ def _sentinel_master(parsed: SentinelURL) -> redis.Redis:
         parsed.service,
         db=parsed.db,
         max_connections=parsed.max_connections,
+        timeout=parsed.pool_timeout,
         retry=no_retry(),
-        connection_pool_class=SentinelConnectionPool,
+        connection_pool_class=BlockingSentinelPool,
     )
     return client
+
+
+class BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):
+    """redis-py's Sentinel pool (finds the master) that waits for a free connection (blocks).
+
+    The two compose: the Sentinel pool only decides where connections go, the
+    blocking pool how many there are and how long a caller waits for one.
+    """
 
 
 def _cluster_client(parsed: ClusterURL) -> RedisCluster:

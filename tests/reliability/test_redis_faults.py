@@ -22,8 +22,10 @@ from typing import Any
 import pytest
 import redis
 
+import cachekit
 from cachekit import Cache
 from cachekit.aio import AsyncCache
+from cachekit.aio import from_url as aio_from_url
 from cachekit.backends.aio_redis import AsyncRedisBackend
 from cachekit.backends.redis import RedisBackend
 from cachekit.exceptions import BackendUnavailableError
@@ -267,3 +269,30 @@ def test_page_cache_after_a_lost_lock_reply(proxy: FaultProxy, direct: redis.Red
         assert status == "200 OK"
         assert took < SLACK
     assert len(renders) == 4
+
+
+def test_500_concurrent_calls_through_sentinel_no_misses() -> None:
+    """The Sentinel pool blocks too (redis-py's Sentinel pool composed with its blocking pool)."""
+    require_binary("redis-server")
+    group = servers.start_redis_sentinel()
+    try:
+        url = f"{group.url}?max_connections=20&key_prefix=sb"
+        cache = cachekit.from_url(url)
+        cache.set("k", "v")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=500) as pool:
+            results = list(pool.map(lambda _: cache.get("k"), range(500)))
+        assert results.count("v") == 500
+        assert cache.stats()["errors"] == 0
+
+        async def scenario() -> tuple[list[Any], int | float]:
+            acache = aio_from_url(url)
+            found = await asyncio.gather(*(acache.get("k") for _ in range(500)))
+            errors = acache.stats()["errors"]
+            await acache.close()
+            return list(found), errors
+
+        found, errors = asyncio.run(scenario())
+        assert found.count("v") == 500
+        assert errors == 0
+    finally:
+        group.stop()
