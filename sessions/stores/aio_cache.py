@@ -393,7 +393,7 @@ class AsyncCacheStore(BaseStore):
         return listed
 
     async def revoke_user(self, user_id: str | int, keep: str | Session | None = None) -> int:
-        """End every session of ``user_id`` except ``keep``; return how many were ended.
+        """End every session of ``user_id`` except ``keep``; return how many live ones were ended.
 
         "Log out other devices" passes the current session as ``keep``; a
         password change passes it too, after :meth:`Session.cycle_key`. Every
@@ -412,9 +412,13 @@ class AsyncCacheStore(BaseStore):
             if found is None:
                 break
             index = decode_index(found[0], self.serializer)
-            victims = [ref for ref in index if ref != keep_ref and ref not in ended]
-            await self.records.delete_many([self.key_prefix + ref for ref in victims])
-            ended.update(victims)
+            victims = [self.key_prefix + ref for ref in index if ref != keep_ref]
+            stored = await self.records.get_many(victims)
+            now = self.clock()
+            for victim, record in stored.items():
+                if live_user_session(decode_state(record, self.serializer), user_id, self.policy, now):
+                    ended.add(victim)
+            await self.records.delete_many(victims)
             kept: Index = {ref: entry for ref, entry in index.items() if ref == keep_ref}
             if await self._write_index(key, kept, found, self.clock()):
                 break
