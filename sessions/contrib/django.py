@@ -70,7 +70,9 @@ from sessions.contrib import UNAVAILABLE_BODY
 from sessions.contrib import UNAVAILABLE_STATUS
 from sessions.exceptions import SessionConflictError
 from sessions.exceptions import SessionCreateError
+from sessions.session import USER_KEY
 from sessions.session import Session
+from sessions.session import apply_op
 from sessions.stores.base import Store
 from sessions.stores.cache import CacheStore
 
@@ -194,6 +196,53 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         # copy of the data as last loaded or saved: the delta is taken against it.
         self._backing: Session | None = None
         self._snapshot: dict[str, Any] = {}
+        # set_user() and merge operations, handed to the backing session at save.
+        self._owner: tuple[str | int, dict[str, Any]] | None = None
+        self._ops: dict[str, list[tuple[str, Any]]] = {}
+
+    def set_user(self, user_id: str | int, **metadata: Any) -> None:
+        """Record the session's owner, as :meth:`sessions.Session.set_user` (call it after ``login()``)."""
+        self[USER_KEY] = user_id
+        self._owner = (user_id, metadata)
+
+    def _op(self, key: str, op: str, arg: Any) -> Any:
+        data = self._get_session()
+        # A key assigned in this request is saved as a plain write, the op included.
+        plain = key not in self._ops and self._snapshot.get(key, _MISSING) != data.get(key, _MISSING)
+        value = apply_op(data, key, op, arg, strict=True)
+        if not plain:
+            self._ops.setdefault(key, []).append((op, arg))
+        self.modified = True
+        return value
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        """Add ``delta`` to ``key``, merged into the stored value at save (:meth:`sessions.Session.incr`)."""
+        value: int = self._op(key, "incr", delta)
+        return value
+
+    def append(self, key: str, value: Any) -> None:
+        """Append to the list under ``key``, merged at save (:meth:`sessions.Session.append`)."""
+        self._op(key, "append", value)
+
+    def add(self, key: str, value: Any) -> None:
+        """Add to the set (list) under ``key``, merged at save (:meth:`sessions.Session.add`)."""
+        self._op(key, "add", value)
+
+    def discard(self, key: str, value: Any) -> None:
+        """Remove from the list under ``key``, merged at save (:meth:`sessions.Session.discard`)."""
+        self._op(key, "discard", value)
+
+    def _hand_over(self, backing: Session) -> None:
+        for key, ops in self._ops.items():
+            for op, arg in ops:
+                getattr(backing, op)(key, arg)
+        owner = self._owner
+        if owner is not None:
+            backing.set_user(owner[0], **owner[1])
+        elif backing.session_key is None and USER_KEY in backing:
+            backing.set_user(backing[USER_KEY])  # cycle_key() of an owned session: index the new id
+        self._owner = None
+        self._ops = {}
 
     @classmethod
     def get_store(cls) -> Store:
@@ -289,6 +338,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             backing[key] = value
         if EXPIRY_KEY in data:
             backing.set_expiry(_store_expiry(data[EXPIRY_KEY]))
+        self._ops = {}  # a new session stores its values as they are
+        self._hand_over(backing)
         try:
             session_key = backing.save()
         except SessionCreateError as exc:
@@ -325,7 +376,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             self._snapshot = copy.deepcopy(backing.state.data)
         snapshot = self._snapshot
         for key, value in data.items():
-            if snapshot.get(key, _MISSING) != value:
+            if snapshot.get(key, _MISSING) != value and key not in self._ops:
                 backing[key] = value
         for key in snapshot:
             if key not in data and key in backing:
@@ -334,6 +385,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         # An int expiry counts from each save, as in Django; others only change when set.
         if expiry != snapshot.get(EXPIRY_KEY) or (isinstance(expiry, (int, float)) and expiry):
             backing.set_expiry(_store_expiry(expiry))
+        self._hand_over(backing)
         try:
             session_key = backing.save()
         except SessionConflictError as exc:
