@@ -278,17 +278,19 @@ class LocMemBackend:
             f"max_bytes of {self.max_bytes}; it was not stored."
         )
 
-    def _put(self, key: str, value: Any, expires: float | None) -> None:
-        """Store an entry and evict as needed. Hold the mutex.
+    def _put(self, key: str, value: Any, expires: float | None, size: int = -1) -> None:
+        """Store an entry and evict as needed (``size``: of the value, if known). Hold the mutex.
 
         :raises BackendError: if the value is over ``max_bytes``; any old value
             is dropped first, so no reader sees it after a failed write.
         """
-        size = 0
         max_bytes = self.max_bytes
-        if max_bytes is not None:
-            kind = type(value)
-            size = len(value) if kind is str or kind is bytes else _sizeof(value)
+        if max_bytes is None:
+            size = 0
+        else:
+            if size < 0:
+                kind = type(value)
+                size = len(value) if kind is str or kind is bytes else _sizeof(value)
             if size > max_bytes:
                 self._drop(key)
                 raise self._refusal(key, size)
@@ -375,8 +377,29 @@ class LocMemBackend:
         :raises BackendError: if the value is over ``max_bytes`` (the old value is deleted).
         """
         expires = None if ttl is None else self._clock() + ttl
-        with self._mutex:
-            self._put(key, value, expires)
+        max_bytes = self.max_bytes
+        size = 0
+        if max_bytes is not None:  # sized before taking the lock
+            kind = type(value)
+            size = len(value) if kind is str or kind is bytes else _sizeof(value)
+        mutex = self._mutex
+        mutex.acquire()  # not ``with``: 20-30 ns less, and this is the hot write path
+        try:
+            entry = self._data.get(key)
+            if entry is None or (max_bytes is not None and size > max_bytes):
+                self._put(key, value, expires, size)
+                return
+            # An overwrite, in place, value first: a lock-free reader loads the expiry first.
+            entry.value = value
+            entry.expires = expires
+            entry.used = _tick()
+            store = self._store
+            store.size += size - entry.size
+            entry.size = size
+            if max_bytes is not None and store.size > max_bytes:
+                self._evict(key)
+        finally:
+            mutex.release()
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None) -> None:
         """Store every item with the same ``ttl``.
