@@ -76,10 +76,13 @@ def run_failover(group: servers.RedisSentinelProcesses, replicas: int) -> dict[s
         assert status.startswith("200"), status
         assert cookie is not None
         acknowledged[user] = cookie
+    admin = redis.Redis(servers.HOST, group.master.port)
+    # The replica holds everything so far (a write of ours, then WAIT: offsets only grow).
+    admin.set("synced", 1)
+    assert admin.wait(1, 5000) == 1
     os.kill(group.replica.pid, signal.SIGSTOP)
     # Drop the master's link to the paused replica, so what follows never reaches it
     # (bytes already sent would sit in the replica's socket buffer and survive).
-    admin = redis.Redis(servers.HOST, group.master.port)
     assert admin.client_kill_filter(_type="replica") == 1
     admin.close()
     for user in ("b0", "b1", "b2", "b3"):
