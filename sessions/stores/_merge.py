@@ -152,9 +152,13 @@ def merge_delta(
     return current
 
 
-def mark_unique(state: SessionState, ops: Ops) -> None:
-    """Give a record that carries merge operations a random nonce (see :attr:`SessionState.nonce`)."""
-    state.nonce = secrets.token_urlsafe(6) if ops else None
+def mark_unique(state: SessionState, ops: Ops, *, objects: bool) -> None:
+    """Give a record that carries merge operations a random nonce (see :attr:`SessionState.nonce`).
+
+    Not for a backend that keeps objects (local memory): its compare-and-set
+    compares identity, never values.
+    """
+    state.nonce = secrets.token_urlsafe(6) if ops and not objects else None
 
 
 # -- sessions per user ------------------------------------------------------------------

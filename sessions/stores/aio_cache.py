@@ -246,7 +246,7 @@ class AsyncCacheStore(BaseStore):
         if state.token is not None:
             key, token = state.token
             current = unchanged_since_load(state, self.clock())
-            mark_unique(current, ops)
+            mark_unique(current, ops, objects=self._objects)
             ttl = self._ttl(current)
             if ttl > 0 and await self.records.cas(key, self._encode(current), token, ttl):
                 session.saved(session_key, current)
@@ -260,7 +260,7 @@ class AsyncCacheStore(BaseStore):
             if found is None:
                 raise SessionConflictError("The session was deleted or expired before it could be saved.")
             current, token = found
-            mark_unique(current, ops)
+            mark_unique(current, ops, objects=self._objects)
             merge_delta(
                 current,
                 changed,

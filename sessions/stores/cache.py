@@ -272,7 +272,7 @@ class CacheStore(BaseStore):
         ops = session.pending_ops
         if state.token is not None:
             if ops:
-                mark_unique(state, ops)
+                mark_unique(state, ops, objects=self._objects)
             # Nobody else saved since our load (the compare-and-set checks it): the
             # local state already is the stored copy plus our changes, with activity
             # now. (On a lost race, the merge below starts from the stored copy.)
@@ -303,7 +303,7 @@ class CacheStore(BaseStore):
                 ops=ops,
             )
             token = found[1]
-            mark_unique(current, ops)
+            mark_unique(current, ops, objects=self._objects)
             ttl = self._ttl(current)
             if ttl <= 0:
                 self.records.delete(key)
