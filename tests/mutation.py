@@ -140,6 +140,8 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 
 def _is_log_call(node: ast.AST) -> bool:
     """``logger.info(...)`` and friends: dropping or rewording one changes no behaviour."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "log":
+        return True  # log = logger.warning if ... else logger.debug; log(...)
     return (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
