@@ -120,21 +120,25 @@ def systems_for(value: Any) -> dict[str, dict[str, Callable[[], object]]]:
 
 
 def _hits_over(count: int, number: int, rounds: int) -> list[Result]:
-    """``get`` hits on ``count`` stored keys in a shuffled order, ours against cachelib."""
+    """``get`` hits on ``count`` stored keys in a shuffled order: ours, cachelib, a bare dict (the floor)."""
     import cachelib
 
     names = [f"key{i}" for i in range(count)]
     ours = from_url(f"locmem://bench-{count}?max_entries={count}&key_prefix=bench&max_bytes=none")
     simple = cachelib.SimpleCache(threshold=count + 1, default_timeout=3600)
+    plain: dict[str, str] = {}
     for name in names:
         ours.set(name, STRING, timeout=3600)
         simple.set(name, STRING)
+        plain[f"bench:{name}"] = STRING
     order = random.Random(count).sample(names, min(count, 200_000))
     ours_keys = itertools.cycle(order)
     simple_keys = itertools.cycle(order)
+    plain_keys = itertools.cycle(order)
     systems: list[tuple[str, Callable[[], object]]] = [
         ("cachekit locmem", lambda: ours.get(next(ours_keys))),
         ("cachelib SimpleCache", lambda: simple.get(next(simple_keys))),
+        ("dict, key built as ours", lambda: plain.get("bench:" + next(plain_keys))),
     ]
     results = measure(f"get hit, {count:,} keys", systems, number=number, rounds=rounds)
     ours.clear()
@@ -194,6 +198,34 @@ def bytes_per_entry(count: int = 100_000) -> dict[str, float]:
     return sizes
 
 
+def hit_ratios(keys: int = 100_000, capacity: int = 5_000, operations: int = 300_000) -> dict[str, float]:
+    """Hit ratio of the store's sampled LRU against exact LRU (an OrderedDict), Zipf-like reads."""
+    from collections import OrderedDict
+
+    from cachekit.backends.locmem import LocMemBackend
+
+    weights = [1 / (rank + 1) ** 0.9 for rank in range(keys)]
+    stream = [f"k{n}" for n in random.Random(7).choices(range(keys), weights=weights, k=operations)]
+    ours = LocMemBackend("bench-hit-ratio", max_entries=capacity, max_bytes=None)
+    ours.clear()
+    exact: OrderedDict[str, bool] = OrderedDict()
+    ours_hits = exact_hits = 0
+    for key in stream:  # read-through: a miss stores the key
+        if ours.get(key) is not None:
+            ours_hits += 1
+        else:
+            ours.set(key, b"v", None)
+        if key in exact:
+            exact_hits += 1
+            exact.move_to_end(key)
+        else:
+            exact[key] = True
+            if len(exact) > capacity:
+                exact.popitem(last=False)
+    ours.clear()
+    return {"cachekit sampled LRU": ours_hits / operations, "exact LRU": exact_hits / operations}
+
+
 def run(number: int = 20000, rounds: int = 7) -> list[Result]:
     results: list[Result] = []
     for label, value in (("100-byte str", STRING), ("50-field dict", RECORD), ("50-field nested", NESTED)):
@@ -210,6 +242,9 @@ def main() -> None:
     print("## memory per entry (100,000 entries, 100-byte str, tracemalloc)\n")
     for name, size in bytes_per_entry().items():
         print(f"{name:<40} {size:>7.1f} B")
+    print("\n## hit ratio (100,000 keys, Zipf 0.9, 5,000 entries, 300,000 reads)\n")
+    for name, ratio in hit_ratios().items():
+        print(f"{name:<40} {ratio:>7.4f}")
 
 
 if __name__ == "__main__":
