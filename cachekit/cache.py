@@ -76,13 +76,15 @@ class _Copied:
     unpickling and several times cheaper.
     """
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "nbytes")
 
     def __init__(self, data: dict[Any, Any] | list[Any] | set[Any]) -> None:
         self.data = data
+        #: Approximate bytes held, read by the local-memory store's byte bound.
+        self.nbytes = sys.getsizeof(data) + 64 * len(data)
 
     def __sizeof__(self) -> int:
-        return sys.getsizeof(self.data) + 64 * len(self.data)
+        return self.nbytes
 
 
 _INFINITY = float("inf")

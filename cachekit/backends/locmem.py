@@ -98,6 +98,9 @@ def _shared_store(location: str) -> _Store:
         return store
 
 
+_SIZED_BY_GETSIZEOF = frozenset({int, float, bool, complex, type(None), dict, list, set, frozenset})
+
+
 def _sizeof(value: Any) -> int:
     """Approximate bytes held by a value; tuples (pages, sessions) count their contents."""
     kind = type(value)
@@ -107,6 +110,14 @@ def _sizeof(value: Any) -> int:
         return len(value)
     if kind is tuple:
         return sys.getsizeof(value) + sum(_sizeof(item) for item in value)
+    if kind not in _SIZED_BY_GETSIZEOF:
+        # A front's wrapper (cachekit.cache._Copied), memoryview, numpy: no Python __sizeof__ call.
+        try:
+            nbytes = value.nbytes
+        except Exception:  # no such attribute, or a property that fails: size it as below
+            nbytes = None
+        if type(nbytes) is int:
+            return nbytes
     return sys.getsizeof(value)
 
 

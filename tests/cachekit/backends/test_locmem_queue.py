@@ -85,3 +85,23 @@ def test_lock_free_reads_see_whole_values_while_writers_overwrite(
     assert seen - {None} <= set(values)
     assert backend._store.size == sum(entry.size for entry in backend._store.data.values())
     assert len(backend) <= 8
+
+
+def test_the_byte_bound_reads_nbytes_and_survives_a_failing_one(request: pytest.FixtureRequest) -> None:
+    class Reported:
+        nbytes = 500
+
+    class Broken:
+        @property
+        def nbytes(self) -> int:
+            raise RuntimeError("no size")
+
+    backend = _backend(request, max_entries=10, max_bytes=1000)
+    backend.set("view", memoryview(b"x" * 400), ttl=None)
+    backend.set("reported", Reported(), ttl=None)
+    assert backend._store.size == 900
+    backend.set("broken", Broken(), ttl=None)  # sized by sys.getsizeof instead
+    assert backend.get("broken") is not None
+    backend.set("more", b"x" * 200, ttl=None)  # over 1000 bytes: the oldest goes
+    assert backend.get("view") is None
+    assert backend._store.size <= 1000
