@@ -703,21 +703,21 @@ def test_locmem_sweeps_expired_entries_at_most_once_a_second(
     fake_clock: FakeClock, request: pytest.FixtureRequest
 ) -> None:
     backend = _locmem(fake_clock, request, max_entries=2, max_bytes=None)
-    backend.set("short1", b"1", ttl=0.5)
-    backend.set("live", b"1", ttl=None)
-    fake_clock.advance(1)
-    backend.set("new1", b"1", ttl=None)  # over the bound: the sweep drops short1, nothing live goes
-    assert backend.get("live") == b"1"
-    assert backend.get("new1") == b"1"
-    backend.set("short2", b"1", ttl=0.1)  # over again: evicts the least recently used (live)
-    fake_clock.advance(0.5)  # short2 has expired, but the last sweep was 0.5 s ago
-    backend.set("new2", b"1", ttl=None)  # so the LRU entry (new1) goes, not the expired one
-    assert len(backend) == 2
-    assert backend.get("new1") is None
-    fake_clock.advance(0.5)  # exactly a second since the sweep: the next eviction sweeps
-    backend.set("short3", b"1", ttl=10)  # the sweep drops short2, so new2 stays
-    assert backend.get("new2") == b"1"
-    assert backend.get("short3") == b"1"
+    backend.set("a", b"1", ttl=None)
+    backend.set("b", b"1", ttl=None)
+    backend.set("x", b"1", ttl=1)  # over the bound at t=1000: the first sweep finds nothing, a goes
+    assert backend.get("a") is None
+    fake_clock.advance(1)  # x expires exactly now, a second after the last sweep
+    backend.set("y", b"1", ttl=None)  # over again: the sweep drops x, so b (the LRU entry) stays
+    assert backend.get("b") == b"1"
+    assert backend.get("y") == b"1"
+    fake_clock.advance(0.5)
+    backend.set("s", b"1", ttl=0.1)  # over: half a second since the sweep, so the LRU entry (b) goes
+    assert backend.get("b") is None
+    fake_clock.advance(0.2)  # s has expired, but no sweep is due
+    backend.set("w", b"1", ttl=None)  # the live LRU entry goes, not the expired s
+    assert backend.get("y") is None
+    assert backend.get("w") == b"1"
 
 
 def test_locmem_max_bytes_keeps_at_least_the_newest_entry(
@@ -793,3 +793,97 @@ def test_locmem_lock_non_blocking_and_foreign_release(
     assert backend.lock("L", ttl=5).acquire(blocking=False) is False
     first.release()
     assert backend.lock("L", ttl=5).acquire(blocking=False) is True
+
+
+def test_locmem_eviction_stops_at_exactly_max_bytes(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request, max_bytes=10)
+    backend.set("a", b"12345", ttl=None)
+    backend.set("b", b"12345", ttl=None)
+    backend.set("c", b"12345", ttl=None)  # 15: a goes, and 10 is within the bound
+    assert backend.get("a") is None
+    assert backend.get("b") == b"12345"
+    assert backend.get("c") == b"12345"
+
+
+def test_locmem_replacing_a_value_makes_it_most_recent(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request, max_entries=3, max_bytes=None)
+    for name in ("a", "b", "c"):
+        backend.set(name, b"1", ttl=None)
+    backend.set("a", b"2", ttl=None)
+    backend.set("d", b"1", ttl=None)
+    assert backend.get("b") is None
+    assert backend.get("a") == b"2"
+
+
+def test_locmem_unbounded_view_does_not_count_against_a_bounded_one(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    unbounded = _locmem(fake_clock, request, max_bytes=None)
+    bounded = LocMemBackend(unbounded.location, clock=fake_clock, max_bytes=10)
+    for n in range(5):
+        unbounded.set(f"u{n}", b"x", ttl=None)  # counted as 0 bytes: the view has no bound
+    bounded.set("b", b"0123456789", ttl=None)
+    assert [unbounded.get(f"u{n}") for n in range(5)] == [b"x"] * 5
+    assert bounded.get("b") == b"0123456789"
+
+
+def test_locmem_expired_entries_are_freed_when_read(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request)
+    backend.set("k", b"v", ttl=1)
+    backend.set("j", b"v", ttl=1)
+    fake_clock.advance(1)  # expires exactly now
+    assert backend.get("k") is None
+    assert len(backend) == 1  # the read dropped it
+    assert backend.get_many(["j"]) == {}
+    assert len(backend) == 0
+
+
+def test_locmem_cas_refuses_an_oversized_value_and_keeps_the_old(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request, max_bytes=10)
+    backend.set("k", b"old", ttl=None)
+    found = backend.gets("k")
+    assert found is not None
+    with pytest.raises(BackendError, match="max_bytes"):
+        backend.cas("k", b"0123456789X", found[1], ttl=None)
+    assert backend.get("k") == b"old"
+    assert backend.cas("k", b"0123456789", found[1], ttl=None) is True  # exactly max_bytes fits
+    assert backend.get("k") == b"0123456789"
+
+
+def test_locmem_defaults() -> None:
+    backend = LocMemBackend()
+    assert backend.location == ""
+    assert backend.max_entries == 1000
+    assert backend.max_bytes == 64 * 1024 * 1024
+    assert LocMemBackend.from_url("locmem://aX/").location == "aX"
+
+
+def test_locmem_blocking_acquire_waits_for_release(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request)
+    holder = backend.lock("L", ttl=60)
+    assert holder.acquire(blocking=False)
+    for timeout in (-1, 0.9):  # no deadline, and one under a second
+        got: list[bool] = []
+        waiter = threading.Thread(
+            target=lambda t=timeout, out=got: out.append(backend.lock("L", ttl=60).acquire(timeout=t))
+        )
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive(), "a blocking acquire returned while the lock was held"
+        holder.release()
+        waiter.join(5)
+        assert got == [True]
+        holder = backend.lock("L", ttl=60)
+        fake_clock.advance(61)  # the waiter's lock expires, so the next holder can take it
+        assert holder.acquire(blocking=False)
+    holder.release()
