@@ -34,6 +34,7 @@ from cachekit.pages.engine import PageEngine
 from cachekit.pages.engine import Plan
 from cachekit.pages.engine import Request
 from cachekit.pages.engine import directives
+from cachekit.pages.fields import with_status
 from cachekit.pages.io import AsyncRecords
 from cachekit.pages.options import PageOptions
 from cachekit.pages.options import page_options
@@ -117,6 +118,31 @@ def _answer(
     return page_response(page, now, method, headers.get("if-none-match"), headers.get("if-modified-since"))
 
 
+Answer: TypeAlias = "tuple[str, list[tuple[str, str]], bytes]"
+
+
+def _marked(answer: Answer, member: str | None) -> Answer:
+    """``answer`` with the ``Cache-Status`` member added (unchanged when ``member`` is ``None``)."""
+    if member is None:
+        return answer
+    status, headers, body = answer
+    return status, with_status(headers, member), body
+
+
+def _marking(send: Send, member_of: Callable[[int], str | None]) -> Send:
+    """A ``send`` that adds the ``Cache-Status`` member ``member_of(status)`` to the response start."""
+
+    async def marked(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            member = member_of(message["status"])
+            if member is not None:
+                headers = with_status(to_str_headers(message.get("headers", ())), member)
+                message = {**message, "headers": to_raw_headers(headers)}
+        await send(message)
+
+    return marked
+
+
 class AsyncPageCache:
     """The page cache for ASGI apps; call it as ``await engine(app, scope, receive, send)``.
 
@@ -171,15 +197,23 @@ class AsyncPageCache:
         """Answer one request from the cache, or through ``app`` while storing its response."""
         method = scope.get("method", "GET") if scope["type"] == "http" else ""
         engine, cache = self.engine, self.cache
+        status_on = self.options.cache_status
         if method != "GET" and method != "HEAD":
+            if status_on and method:
+                send = self._passing(send, "method", f"{method} is not cached")
             if engine.is_unsafe(method):
                 await self._unsafe(app, scope, receive, send)
             else:
                 await app(scope, receive, send)
             return
         headers = request_headers(scope)
-        if engine.default_lifetime(cache) == 0 or not headers.keys().isdisjoint(self._forwarded):
-            await app(scope, receive, send)  # off, or forwarded inputs no one vouched for: bypass
+        off = engine.default_lifetime(cache) == 0
+        if off or not headers.keys().isdisjoint(self._forwarded):
+            # Off, or forwarded inputs no one vouched for: bypass.
+            if status_on:
+                why = "caching is off (timeout 0)" if off else "request carries an untrusted forwarded header"
+                send = self._passing(send, "bypass", why)
+            await app(scope, receive, send)
             return
         get = headers.get
         url_hash = self._request_hash(scope, headers)
@@ -191,18 +225,31 @@ class AsyncPageCache:
         stored = None if page_key is None or "no-cache" in asked else await records.get(page_key)
         page = engine.fresh(stored, now, has_auth, asked)
         if page is not None:
-            await _serve(_answer(page, headers, now, method), send)
+            answer = _answer(page, headers, now, method)
+            if status_on:
+                answer = _marked(answer, engine.hit_status(page, now))
+            await _serve(answer, send)
             return
         request = Request(method, url_hash, _header, headers, now, asked, has_auth, lookup, page_key)
         plan: Plan = await records.run(engine.lookup(request, stored))
         if plan.action == "serve":
             if plan.stale:
                 cache._stale_serves += 1
-            await _serve(_answer(plan.page, headers, request.now, method), send)  # type: ignore[arg-type]
+            served: Page = plan.page  # type: ignore[assignment]
+            answer = _answer(served, headers, request.now, method)
+            if status_on:
+                answer = _marked(answer, engine.hit_status(served, request.now, plan, request.fwd))
+            await _serve(answer, send)
         elif plan.action == "pass":
+            if status_on:
+                send = self._passing(send, request.fwd, "HEAD responses are not stored")
             await app(scope, receive, send)
         else:
             await _Render(self, request, plan, scope, send, headers).run(app, receive)
+
+    def _passing(self, send: Send, fwd: str, detail: str) -> Send:
+        engine = self.engine
+        return _marking(send, lambda code: engine.pass_status(fwd, code, detail))
 
     async def _unsafe(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         headers = request_headers(scope)
@@ -303,7 +350,7 @@ class _Render:
         else:
             self.mode = "pass"
             self.forwarded = True
-            await self.server_send(message)
+            await self.server_send(self.outgoing(message, stored=False))
 
     async def hold(self, message: Message) -> None:
         self.held.append(message)
@@ -328,14 +375,29 @@ class _Render:
             self.verdict,
             self.generations,
         )
+        stored = False
         try:
-            await self.records.run(steps)
+            stored = await self.records.run(steps)
         except Exception:
+            self.request.detail = "the cache failed to store it"
             logger.exception("page %s could not be stored", self.url())
         held, self.held = self.held, []
         self.forwarded = True
+        held[0] = self.outgoing(held[0], stored=stored)
         for message in held:
             await self.server_send(message)
+
+    def outgoing(self, start: Message, *, stored: bool) -> Message:
+        """The client's response start: surrogate keys dropped, CDN-Cache-Control and Cache-Status added."""
+        assert self.verdict is not None
+        engine = self.engine
+        headers = engine.page_headers(self.response_headers, self.verdict)
+        member = engine.render_status(self.request, self.status, self.verdict, stored)
+        if member is not None:
+            headers = with_status(headers, member)
+        if headers is self.response_headers:
+            return start  # nothing to change: the app's message as it was
+        return {**start, "headers": to_raw_headers(headers)}
 
     def url(self) -> str:
         return scope_url(self.scope, self.headers.get("host"))
@@ -350,12 +412,15 @@ class _Render:
                 logger.error("page %s %s; serving the stale copy", self.url(), what)
             cache = self.shell.cache
             cache._stale_serves += 1
-            await _serve(_answer(plan.fallback, self.headers, cache.clock(), "GET"), self.server_send)
+            now = cache.clock()
+            member = self.engine.error_status(self.request, self.status, plan.fallback, now)
+            await _serve(_marked(_answer(plan.fallback, self.headers, now, "GET"), member), self.server_send)
             return
         gateway = self.engine.error_answer(plan)
         if gateway is not None:
             logger.exception("page %s %s; it must be revalidated: 504", self.url(), what)
-            await _serve(gateway, self.server_send)
+            member = self.engine.error_status(self.request, self.status, None, self.request.now)
+            await _serve(_marked(gateway, member), self.server_send)
             return
         if reraise:
             raise  # the app's exception, which the caller is handling

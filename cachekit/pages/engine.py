@@ -35,6 +35,11 @@ from typing import NamedTuple
 from typing import TypeAlias
 from urllib.parse import urlsplit
 
+from cachekit.pages.fields import CACHE_STATUS
+from cachekit.pages.fields import effective_headers
+from cachekit.pages.fields import status_member
+from cachekit.pages.fields import surrogate_keys
+from cachekit.pages.fields import without
 from cachekit.pages.options import PageOptions
 from cachekit.pages.record import AUTH_OK
 from cachekit.pages.record import FIELDS
@@ -43,6 +48,7 @@ from cachekit.pages.record import GATEWAY_TIMEOUT
 from cachekit.pages.record import LOOKUP_MARK
 from cachekit.pages.record import MARK
 from cachekit.pages.record import MUST_REVALIDATE
+from cachekit.pages.record import STATUS
 from cachekit.pages.record import TAGS
 from cachekit.pages.record import Lookup
 from cachekit.pages.record import Page
@@ -108,8 +114,10 @@ class Request:
     """One request's facts, gathered once by a shell; the steps read and update them."""
 
     __slots__ = (
+        "detail",
         "directives",
         "found",
+        "fwd",
         "has_auth",
         "read",
         "source",
@@ -158,6 +166,10 @@ class Request:
         self.session: Any = None
         #: Whether a page (fresh or stale) was stored for the request's variant at lookup.
         self.found = False
+        #: Why the request went to the app, as ``Cache-Status`` ``fwd`` says it (RFC 9211).
+        self.fwd = "uri-miss"
+        #: Why a storable response was not stored, if it was not (``Cache-Status`` ``detail``).
+        self.detail = ""
 
     def header(self, name: str) -> str | None:
         """The request header ``name`` (lower-case), or ``None``."""
@@ -178,6 +190,8 @@ class Plan(NamedTuple):
     revalidate: bool = False
     #: Counted as a stale serve.
     stale: bool = False
+    #: Served from the page another request rendered while this one waited for the lock.
+    collapsed: bool = False
 
 
 _PASS = Plan("pass")
@@ -276,8 +290,9 @@ class PageEngine:
         :param stored: what the shell read under the variant's page key (``None``: not read).
         """
         entry = page_for(stored, has_auth=request.has_auth)
+        invalidated = False
         if entry is not None and entry[TAGS] and not (yield ("valid", entry[TAGS])):
-            entry = None  # invalidated by tag: not even a stale copy may be served
+            entry, invalidated = None, True  # invalidated by tag: not even a stale copy may be served
         now = request.now
         # A known variant: found, or not read because the client asked to revalidate.
         request.found = entry is not None or (
@@ -285,6 +300,7 @@ class PageEngine:
         )
         if entry is not None and servable(entry, now, request.directives):
             return Plan("serve", entry)
+        request.fwd = self._fwd_reason(request, entry, invalidated)
         if request.method == "HEAD":
             return _PASS  # a HEAD response has no body to store
         fallback = error_fallback(entry, now)
@@ -308,10 +324,25 @@ class PageEngine:
                     found = yield from self._read_page(request.page_key, request.has_auth)
                     if found is not None and is_fresh(found, now):
                         yield from self.release(request)
-                        return Plan("serve", found)
+                        return Plan("serve", found, collapsed=True)
         if fallback is None and not must:
             return _RUN
         return Plan("run", fallback=fallback, revalidate=must)
+
+    def _fwd_reason(self, request: Request, entry: Page | None, invalidated: bool) -> str:
+        """Why the request goes to the app: an RFC 9211 ``fwd`` value."""
+        if entry is not None:
+            # Stored but not servable: stale, or too old for the request's own max-age.
+            return "stale" if not is_fresh(entry, request.now) else "request"
+        if invalidated:
+            return "stale"
+        if "no-cache" in request.directives and request.page_key is not None:
+            return "request"
+        lookup = request.lookup
+        if not is_lookup(lookup):
+            return "uri-miss"
+        # The URL is known: with learned Vary names this variant is missing, else the page expired.
+        return "vary-miss" if lookup[1] else "miss"
 
     def _may_lock(self, request: Request) -> bool:
         """Whether a missing page is computed under the stampede lock.
@@ -349,6 +380,7 @@ class PageEngine:
         if failed:
             return Storability(None, "the app reported an error")
         options = self.options
+        headers = self.effective(headers)
         length = header(headers, "content-length")
         if (
             length is not None
@@ -383,9 +415,13 @@ class PageEngine:
             return COOKIE_PRIVATE
         return verdict
 
+    def effective(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The response headers as this cache's storage rules read them (targeted fields first, RFC 9213)."""
+        return list(effective_headers(headers, self.options.target_fields))  # type: ignore[arg-type]
+
     def session_use(self, request: Request, headers: list[tuple[str, str]]) -> SessionUse:
         """How the response used the request's session (see :func:`cachekit.pages.record.session_use`)."""
-        return session_use(request.session, headers)
+        return session_use(request.session, self.effective(headers))
 
     def identifying_cookies(self, cookie: str | None) -> bool:
         """Whether a ``Cookie`` header holds a cookie not named in ``shareable_cookies``."""
@@ -408,7 +444,7 @@ class PageEngine:
             return False
         own = storability(
             status,
-            headers,
+            self.effective(headers),
             default_timeout=self._lifetime[1] if self._lifetime else None,
             now=request.now,
             statuses=self.options.statuses,
@@ -436,13 +472,23 @@ class PageEngine:
         verdict: Storability,
         generations: Generations,
     ) -> Steps:
-        """Store the produced response (``body`` ``None``: too large or unusable), then release the lock."""
+        """Store the produced response (``body`` ``None``: too large or unusable), then release the lock.
+
+        Returns whether the page was stored; if not, :attr:`Request.detail` says why.
+        """
         try:
-            if body is not None and verdict.storable:
-                use = self.session_use(request, headers)
-                # The body may have used the session after the response started.
-                if use is not SessionUse.PRIVATE:
-                    yield from self._store(request, status, headers, body, verdict, generations, use)
+            if not verdict.storable:
+                request.detail = verdict.reason
+                return False
+            if body is None:
+                request.detail = "body larger than max_body_size or not replayable"
+                return False
+            use = self.session_use(request, headers)
+            # The body may have used the session after the response started.
+            if use is SessionUse.PRIVATE:
+                request.detail = SESSION_PRIVATE.reason
+                return False
+            return (yield from self._store(request, status, headers, body, verdict, generations, use))
         finally:
             yield from self.release(request)
 
@@ -458,9 +504,17 @@ class PageEngine:
     ) -> Steps:
         options = self.options
         per_cookie = use is SessionUse.PER_COOKIE
+        declared = surrogate_keys(headers, options.surrogate_key_headers)  # type: ignore[arg-type]
+        if declared:
+            known = {tag for tag, _ in generations}
+            new = [tag for tag in declared if tag not in known]
+            if new:
+                # Read after the render: an invalidation of these tags during it is not seen (see docs).
+                generations = (*generations, *(yield ("generations", new)))
         page = stored_page(
             status,
-            headers,
+            # An inner cache's Cache-Status told of this render, not of later hits.
+            without(self.page_headers(headers, verdict), (CACHE_STATUS,)),
             body,
             now=request.now,
             verdict=verdict,
@@ -482,7 +536,8 @@ class PageEngine:
         # one variant key across processes until it is rendered again.
         keep_lookup = None if keep is None else 2 * keep + 60.0
         if not (yield from self._within_variant_cap(request, keep_lookup)):
-            return  # served, not stored: one more variant of a page that has its fill
+            request.detail = "max_variants reached for this path"
+            return False  # served, not stored: one more variant of a page that has its fill
         if (yield from self._claim(LOOKUP_KEY + request.url_hash, previous, lookup, keep_lookup)):
             yield (
                 "set",
@@ -490,6 +545,83 @@ class PageEngine:
                 page,
                 keep,
             )
+            return True
+        request.detail = "purged during the render"
+        return False
+
+    # -- the fields shared with other caches ---------------------------------------------------
+
+    def page_headers(self, headers: list[tuple[str, str]], verdict: Storability) -> list[tuple[str, str]]:
+        """The headers a produced response goes on with: to the client, and into the stored page.
+
+        Surrogate-key headers are dropped unless ``expose_surrogate_keys``; a
+        storable response gets the configured ``CDN-Cache-Control`` when it has none.
+        """
+        options = self.options
+        if options.surrogate_key_headers and not options.expose_surrogate_keys:
+            names = options.surrogate_key_headers
+            if any(name.lower() in names for name, _ in headers):
+                headers = without(headers, names)
+        cdn = options.cdn_cache_control
+        if cdn is not None and verdict.storable and header(headers, "cdn-cache-control") is None:
+            headers = [*headers, ("CDN-Cache-Control", cdn)]
+        return headers
+
+    def hit_status(self, page: Page, now: float, plan: Plan | None = None, fwd: str = "miss") -> str | None:
+        """The ``Cache-Status`` member for a response served from ``page`` (``None`` when off).
+
+        A collapsed request (``plan.collapsed``: it waited for another's render)
+        reports why it would have gone to the app (``fwd``) and ``collapsed``.
+        """
+        options = self.options
+        if not options.cache_status:
+            return None
+        fresh_until = page[FRESH_UNTIL]
+        ttl = None if fresh_until is None else fresh_until - now
+        if plan is not None and plan.collapsed:
+            return status_member(
+                options.cache_status_name,
+                fwd=fwd,
+                fwd_status=int(page[STATUS][:3]),
+                ttl=ttl,
+                collapsed=True,
+            )
+        return status_member(options.cache_status_name, hit=True, ttl=ttl)
+
+    def render_status(self, request: Request, status: int, verdict: Storability, stored: bool) -> str | None:
+        """The ``Cache-Status`` member for a response the app produced (``None`` when off)."""
+        options = self.options
+        if not options.cache_status:
+            return None
+        return status_member(
+            options.cache_status_name,
+            fwd=request.fwd,
+            fwd_status=status or None,
+            ttl=verdict.lifetime if stored else None,
+            stored=stored,
+            detail=None if stored else (request.detail or verdict.reason),
+        )
+
+    def error_status(self, request: Request, status: int | None, page: Page | None, now: float) -> str | None:
+        """The ``Cache-Status`` member when the app failed and ``page`` (stale) or a 504 answers."""
+        options = self.options
+        if not options.cache_status:
+            return None
+        stale_for = None if page is None or page[FRESH_UNTIL] is None else page[FRESH_UNTIL] - now
+        return status_member(
+            options.cache_status_name,
+            fwd=request.fwd,
+            fwd_status=status or None,
+            ttl=stale_for,
+            detail="stale-if-error" if page is not None else "must-revalidate and the origin failed",
+        )
+
+    def pass_status(self, fwd: str, status: int, detail: str) -> str | None:
+        """The ``Cache-Status`` member for a request passed to the app untouched by the cache."""
+        options = self.options
+        if not options.cache_status:
+            return None
+        return status_member(options.cache_status_name, fwd=fwd, fwd_status=status or None, detail=detail)
 
     def _within_variant_cap(self, request: Request, keep: float | None) -> Steps:
         """Count a new variant of the request's path; ``False`` once past ``max_variants``."""

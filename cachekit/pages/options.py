@@ -16,6 +16,9 @@ from typing import TypeAlias
 
 from cachekit.cache import DEFAULT_TIMEOUT
 from cachekit.cache import Timeout
+from cachekit.pages.fields import SURROGATE_KEY_HEADERS
+from cachekit.pages.fields import TARGET_FIELDS
+from cachekit.pages.fields import parse_dictionary
 from cachekit.pages.rules import CACHEABLE_STATUSES
 from cachekit.pages.rules import EXPLICIT_STATUSES
 
@@ -79,6 +82,20 @@ class PageOptions:
         A request carrying any other of :data:`FORWARDED_HEADERS` bypasses the cache.
     :param max_variants: variants kept per URL path (``Vary`` values times
         query strings); past it, new variants are served uncached.
+    :param cache_status: add ``Cache-Status`` (RFC 9211) to every response
+        the cache handled. Off unless set: it tells clients how the cache
+        decided (turn it on in development, or behind a proxy that strips it).
+    :param cache_status_name: this cache's name in ``Cache-Status``.
+    :param target_fields: targeted cache-control fields (RFC 9213) read ahead
+        of ``Cache-Control`` for this cache, first valid one wins; ``()``
+        reads ``Cache-Control`` only.
+    :param cdn_cache_control: a ``CDN-Cache-Control`` value (RFC 9213) for
+        caches downstream, added to responses this cache stores when the app
+        set none; never added to a response it may not store.
+    :param surrogate_key_headers: response headers listing tags the page
+        declares (space- or comma-separated); they become tags of the stored page.
+    :param expose_surrogate_keys: send those headers on to the client (by
+        default they are stripped, as Fastly and Varnish do).
     """
 
     timeout: Timeout = DEFAULT_TIMEOUT
@@ -97,6 +114,12 @@ class PageOptions:
     shareable_cookies: Iterable[str] = ()
     trusted_forwarded: Iterable[str] = ()
     max_variants: int = MAX_VARIANTS
+    cache_status: bool = False
+    cache_status_name: str = "cachekit"
+    target_fields: Iterable[str] = TARGET_FIELDS
+    cdn_cache_control: str | None = None
+    surrogate_key_headers: Iterable[str] = SURROGATE_KEY_HEADERS
+    expose_surrogate_keys: bool = False
     #: Every header of :data:`FORWARDED_HEADERS` that is not trusted (derived).
     untrusted_forwarded: tuple[str, ...] = field(init=False, default=())
 
@@ -114,6 +137,13 @@ class PageOptions:
                 f"trusted_forwarded names headers that are not forwarding headers: {sorted(unknown)!r}; "
                 f"expected some of {list(FORWARDED_HEADERS)!r}."
             )
+        if not isinstance(self.cache_status_name, str) or not self.cache_status_name.strip():
+            raise ValueError(f"cache_status_name must be a non-empty str, got {self.cache_status_name!r}.")
+        if self.cdn_cache_control is not None and parse_dictionary(self.cdn_cache_control) is None:
+            raise ValueError(
+                f"cdn_cache_control must be a structured-field dictionary such as 'max-age=600' "
+                f"(RFC 9213), got {self.cdn_cache_control!r}."
+            )
         set_ = object.__setattr__
         set_(self, "key_prefix", self.key_prefix or "")
         set_(self, "vary_on", _names(self.vary_on, "vary_on"))
@@ -126,6 +156,8 @@ class PageOptions:
         set_(self, "explicit_statuses", frozenset(self.explicit_statuses))
         set_(self, "shareable_cookies", frozenset(_names(self.shareable_cookies, "shareable_cookies")))
         set_(self, "trusted_forwarded", trusted)
+        set_(self, "target_fields", _names(self.target_fields, "target_fields"))
+        set_(self, "surrogate_key_headers", _names(self.surrogate_key_headers, "surrogate_key_headers"))
         set_(self, "untrusted_forwarded", tuple(name for name in FORWARDED_HEADERS if name not in trusted))
 
 

@@ -31,11 +31,13 @@ from cachekit.pages.engine import LOOKUP_KEY
 from cachekit.pages.engine import PageEngine
 from cachekit.pages.engine import Plan
 from cachekit.pages.engine import Request
+from cachekit.pages.fields import with_status
 from cachekit.pages.io import SyncRecords
 from cachekit.pages.options import PageOptions
 from cachekit.pages.options import page_options
 from cachekit.pages.record import Page
 from cachekit.pages.record import page_response
+from cachekit.pages.rules import Storability
 from cachekit.pages.rules import parse_cache_control
 from cachekit.pages.urls import environ_key
 from cachekit.pages.urls import request_url
@@ -158,6 +160,27 @@ def _answer(
     )
 
 
+Answer = tuple[str, list[tuple[str, str]], bytes]
+
+
+def _marked(answer: Answer, member: str | None) -> Answer:
+    """``answer`` with the ``Cache-Status`` member added (unchanged when ``member`` is ``None``)."""
+    if member is None:
+        return answer
+    status, headers, body = answer
+    return status, with_status(headers, member), body
+
+
+def _marking(start_response: StartResponse, member_of: Callable[[int], str | None]) -> StartResponse:
+    """A ``start_response`` that adds the ``Cache-Status`` member ``member_of(status code)``."""
+
+    def start(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> Write:
+        member = member_of(status_code(status))
+        return start_response(status, headers if member is None else with_status(headers, member), exc_info)
+
+    return cast("StartResponse", start)
+
+
 class PageCache:
     """The page cache for WSGI, shared by ``@cache_page`` and ``CacheMiddleware``.
 
@@ -258,13 +281,21 @@ class PageCache:
     ) -> Iterable[bytes]:
         """Answer one request from the cache, or through ``app`` while storing its response."""
         method = environ.get("REQUEST_METHOD", "GET")
+        status_on = self.options.cache_status
         if method != "GET" and method != "HEAD":
+            if status_on:
+                start_response = self._passing(start_response, "method", f"{method} is not cached")
             if self.engine.is_unsafe(method):
                 return self._unsafe(app, environ, start_response)
             return app(environ, start_response)
         cache = self._cache or self.cache
-        if self.engine.default_lifetime(cache) == 0 or not environ.keys().isdisjoint(self._forwarded):
-            return app(environ, start_response)  # off, or forwarded inputs no one vouched for: bypass
+        off = self.engine.default_lifetime(cache) == 0
+        if off or not environ.keys().isdisjoint(self._forwarded):
+            # Off, or forwarded inputs no one vouched for: bypass.
+            if status_on:
+                why = "caching is off (timeout 0)" if off else "request carries an untrusted forwarded header"
+                start_response = self._passing(start_response, "bypass", why)
+            return app(environ, start_response)
         url_hash = self._request_hash(environ)
         cc = environ.get("HTTP_CACHE_CONTROL")
         asked = parse_cache_control(cc) if cc else _EMPTY
@@ -278,16 +309,29 @@ class PageCache:
         page = engine.fresh(stored, now, has_auth, asked)
         if page is not None:
             inm, ims = environ.get("HTTP_IF_NONE_MATCH"), environ.get("HTTP_IF_MODIFIED_SINCE")
-            return serve_page(page_response(page, now, method, inm, ims), start_response, method)
+            answer = page_response(page, now, method, inm, ims)
+            if status_on:
+                answer = _marked(answer, engine.hit_status(page, now))
+            return serve_page(answer, start_response, method)
         request = Request(method, url_hash, _environ_header, environ, now, asked, has_auth, lookup, page_key)
         plan: Plan = records.run(engine.lookup(request, stored))
         if plan.action == "serve":
             if plan.stale:
                 cache._stale_serves += 1
-            return serve_page(_answer(plan.page, environ, request.now, method), start_response, method)  # type: ignore[arg-type]
+            served: Page = plan.page  # type: ignore[assignment]
+            answer = _answer(served, environ, request.now, method)
+            if status_on:
+                answer = _marked(answer, engine.hit_status(served, request.now, plan, request.fwd))
+            return serve_page(answer, start_response, method)
         if plan.action == "pass":
+            if status_on:
+                start_response = self._passing(start_response, request.fwd, "HEAD responses are not stored")
             return app(environ, start_response)
         return _Render(self, records, request, plan, environ).run(app, start_response)
+
+    def _passing(self, start_response: StartResponse, fwd: str, detail: str) -> StartResponse:
+        engine = self.engine
+        return _marking(start_response, lambda code: engine.pass_status(fwd, code, detail))
 
     def _unsafe(
         self, app: WSGIApplication, environ: WSGIEnvironment, start_response: StartResponse
@@ -324,6 +368,8 @@ class _Render:
         self.request = request
         self.plan = plan
         self.environ = environ
+        #: The app's status code, once it started its response (0 before).
+        self.code = 0
 
     def release(self) -> None:
         self.records.run(self.engine.release(self.request))
@@ -350,7 +396,7 @@ class _Render:
             close_iterable(result)
             self.release()
             return self.failed(start_response, "raised", reraise=True)
-        code = status_code(capture.status)
+        code = self.code = status_code(capture.status)
         if self.plan.fallback is not None and (capture.status is None or code >= 500):
             close_iterable(result)
             self.release()
@@ -358,6 +404,7 @@ class _Render:
         request.session = environ.get(SESSION_ENVIRON_KEY)
         verdict = records.run(engine.on_start(request, code, capture.headers, capture.exc_info is not None))
         if not verdict.storable:
+            self.outgoing(capture, code, verdict, stored=False)
             head = capture.send()
             if not head and not held:
                 return result  # not stored: the app's own iterable, untouched
@@ -381,11 +428,23 @@ class _Render:
             return _Chained(capture.send() + held, _raise(exc), result)
         body = b"".join([*capture.written, *held]) if complete and len(capture.written) == written else None
         assert capture.status is not None
+        stored = False
         try:
-            records.run(engine.finish(request, capture.status, capture.headers, body, verdict, generations))
+            stored = records.run(
+                engine.finish(request, capture.status, capture.headers, body, verdict, generations)
+            )
         except Exception:
+            request.detail = "the cache failed to store it"
             logger.exception("page %s could not be stored", request_url(environ))
+        self.outgoing(capture, code, verdict, stored=stored)
         return _Chained(capture.send() + held, iterator, result)
+
+    def outgoing(self, capture: Capture, code: int, verdict: Storability, *, stored: bool) -> None:
+        """The client's headers: surrogate keys dropped, ``CDN-Cache-Control`` and ``Cache-Status`` added."""
+        engine = self.engine
+        headers = engine.page_headers(capture.headers, verdict)
+        member = engine.render_status(self.request, code, verdict, stored)
+        capture.headers = headers if member is None else with_status(headers, member)
 
     def failed(self, start_response: StartResponse, what: str, *, reraise: bool) -> Iterable[bytes]:
         """The app failed: the stale copy (stale-if-error), a 504 (must-revalidate), or the failure."""
@@ -397,13 +456,15 @@ class _Render:
                 logger.error("page %s %s; serving the stale copy", url, what)
             cache = self.records.cache
             cache._stale_serves += 1
-            return serve_page(
-                _answer(plan.fallback, self.environ, cache.clock(), "GET"), start_response, "GET"
-            )
+            now = cache.clock()
+            member = self.engine.error_status(self.request, self.code, plan.fallback, now)
+            answer = _marked(_answer(plan.fallback, self.environ, now, "GET"), member)
+            return serve_page(answer, start_response, "GET")
         gateway = self.engine.error_answer(plan)
         if gateway is not None:
             logger.exception("page %s %s; it must be revalidated: 504", url, what)
-            return serve_page(gateway, start_response, "GET")
+            member = self.engine.error_status(self.request, self.code, None, self.request.now)
+            return serve_page(_marked(gateway, member), start_response, "GET")
         if reraise:
             raise  # the app's exception, which the caller is handling
         return []

@@ -470,6 +470,9 @@ def test_caller_that_never_closes_still_stores_and_releases_the_lock() -> None:
 class FakeSession:
     """Duck-types ``sessions.Session`` as the engine reads it (cachekit may not import sessions)."""
 
+    #: On the type, as ``Session.is_new`` (a property) is: the engine looks there to tell our sessions.
+    is_new: bool = True
+
     def __init__(self, *, stored: bool, user: str = "anonymous") -> None:
         self.user = user
         self.accessed = False
