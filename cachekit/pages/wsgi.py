@@ -470,6 +470,16 @@ class _Render:
         return []
 
 
+def _not_wsgi(view: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """The message for ``@cache_page`` put on something that is not called as a WSGI app."""
+    called = ", ".join([*(type(arg).__name__ for arg in args), *(f"{name}=..." for name in kwargs)])
+    return (
+        f"cache_page wraps WSGI callables, called as (environ, start_response); "
+        f"{getattr(view, '__qualname__', view)!s} was called with ({called}). For a Flask view use "
+        "cachekit.contrib.flask.cache_page, for a Django view cachekit.contrib.django.cache_page."
+    )
+
+
 def cache_page(
     timeout: Timeout = DEFAULT_TIMEOUT,
     *,
@@ -496,7 +506,9 @@ def cache_page(
 
     def decorator(view: F) -> F:
         @functools.wraps(view)
-        def wrapper(*args: Any) -> Iterable[bytes]:
+        def wrapper(*args: Any, **kwargs: Any) -> Iterable[bytes]:
+            if kwargs or len(args) < 2 or not isinstance(args[-2], dict) or not callable(args[-1]):
+                raise TypeError(_not_wsgi(view, args, kwargs))
             if len(args) == 2:
                 return engine(view, args[0], args[1])
             *bound, environ, start_response = args

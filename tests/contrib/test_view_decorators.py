@@ -253,3 +253,41 @@ def test_django_cache_page_uses_the_default_alias_and_refuses_others() -> None:
         refused = cache_page(60)(page)
         with pytest.raises(ConfigurationError, match="CacheBackend"):
             refused(factory.get("/alias"))
+
+
+def test_plain_wsgi_cache_page_on_a_flask_view_says_what_to_use() -> None:
+    flask = pytest.importorskip("flask")
+    from cachekit.pages import cache_page
+
+    app = flask.Flask(__name__)
+
+    @app.get("/")
+    @cache_page(60)
+    def index() -> str:
+        return "x"
+
+    @app.get("/item/<int:item>")
+    @cache_page(60)
+    def item(item: int) -> str:
+        return str(item)
+
+    client = app.test_client()
+    for path in ("/", "/item/1"):
+        app.testing = True
+        with pytest.raises(TypeError, match=r"cachekit\.contrib\.flask\.cache_page"):
+            client.get(path)
+
+
+def test_plain_wsgi_cache_page_on_a_django_view_says_what_to_use() -> None:
+    django_setup()
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from cachekit.pages import cache_page
+
+    @cache_page(60)
+    def view(request: Any) -> HttpResponse:
+        return HttpResponse("x")
+
+    with pytest.raises(TypeError, match=r"cachekit\.contrib\.django\.cache_page"):
+        view(RequestFactory().get("/"))
