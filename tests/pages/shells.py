@@ -182,6 +182,12 @@ class Shell:
             return bool(self.engine.purge(url))
         return bool(self._runner.run(self.engine.purge(url)))
 
+    def invalidate_tags(self, *tags: str) -> None:
+        if self._runner is None:
+            self.cache.invalidate_tags(*tags)
+        else:
+            self._runner.run(self.cache.invalidate_tags(*tags))
+
     def close(self) -> None:
         if self._runner is None:
             self.cache.clear()
