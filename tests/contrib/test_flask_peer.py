@@ -274,8 +274,8 @@ def test_values_round_trip_with_their_types(kind: str, name: str, request: pytes
     assert client.get("/get").data.decode() == f"True {type(value).__name__}"
 
 
-def test_decimal_is_refused_as_flask_refuses_it(kind: str, request: pytest.FixtureRequest) -> None:
-    # Flask's tagged JSON has no Decimal tag: it turns it into a str. Ours keeps it. Documented.
+def test_decimal_reads_back_as_its_text(kind: str, request: pytest.FixtureRequest) -> None:
+    # Flask's tagged JSON has no Decimal tag and stores its text; ours keeps the Decimal. Both print alike.
     app = make_app(kind, request)
 
     @app.get("/dec")
