@@ -39,6 +39,7 @@ from cachekit.pages.fields import CACHE_STATUS
 from cachekit.pages.fields import effective_headers
 from cachekit.pages.fields import status_member
 from cachekit.pages.fields import surrogate_keys
+from cachekit.pages.fields import targeted_directives
 from cachekit.pages.fields import without
 from cachekit.pages.options import PageOptions
 from cachekit.pages.record import AUTH_OK
@@ -521,6 +522,8 @@ class PageEngine:
             generations=generations,
             etag=options.etag,
             per_cookie=per_cookie,
+            # Directives from a targeted field are for this cache: not told to the client.
+            patch_freshness=targeted_directives(headers, options.target_fields) is None,  # type: ignore[arg-type]
         )
         names = dict.fromkeys((*options.vary_on, *vary_headers(page[2])))
         previous = request.lookup

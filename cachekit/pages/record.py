@@ -69,14 +69,19 @@ def make_page(
     verdict: Storability,
     etag: str | None,
     generations: Generations,
+    patch_freshness: bool = True,
 ) -> Page:
     """Build the stored page for a response whose hop-by-hop headers are already stripped.
 
     The stored headers are those a hit serves, less ``Age``: with
-    ``Cache-Control: max-age``, ``Expires`` and ``ETag`` added where missing.
+    ``Cache-Control: max-age``, ``Expires`` and ``ETag`` added where missing
+    (the first two not when ``patch_freshness`` is false: the lifetime came
+    from a targeted field, meant for this cache only).
     """
     lifetime = verdict.lifetime
-    served = patch_served_headers(headers, age=None, lifetime=lifetime, stored_at=now, etag=etag)
+    served = patch_served_headers(
+        headers, age=None, lifetime=lifetime if patch_freshness else None, stored_at=now, etag=etag
+    )
     return (
         MARK,
         status,
@@ -104,11 +109,13 @@ def stored_page(
     generations: Generations,
     etag: bool,
     per_cookie: bool,
+    patch_freshness: bool = True,
 ) -> Page:
     """Build the page for a response whose hop-by-hop headers are not yet stripped.
 
     :param etag: add a strong ``ETag`` to a ``200`` response that has none.
     :param per_cookie: serve it with ``Vary: Cookie`` (it used an anonymous session).
+    :param patch_freshness: add ``Cache-Control: max-age`` and ``Expires`` where missing.
     """
     kept = strip_hop_by_hop(headers)
     if per_cookie:
@@ -116,7 +123,16 @@ def stored_page(
     page_etag = header(kept, "etag")
     if page_etag is None and etag and status[:3] == "200":
         page_etag = make_etag(body)
-    return make_page(status, kept, body, now=now, verdict=verdict, etag=page_etag, generations=generations)
+    return make_page(
+        status,
+        kept,
+        body,
+        now=now,
+        verdict=verdict,
+        etag=page_etag,
+        generations=generations,
+        patch_freshness=patch_freshness,
+    )
 
 
 def vary_on_cookie(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

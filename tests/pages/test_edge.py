@@ -316,6 +316,41 @@ def test_a_collapsed_request_says_so(clock: FakeClock) -> None:
     assert "hit" not in params
 
 
+def test_a_stale_page_served_while_another_renders_is_a_hit_with_negative_ttl() -> None:
+    """stale-while-revalidate: the request that finds the lock taken gets the stale page at once."""
+    clock = FakeClock(NOW)
+    cache = Cache(LocMemBackend("edge-swr", clock=clock), clock=clock, lock_timeout=5)
+    rendering, finish = threading.Event(), threading.Event()
+    renders: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        renders.append(1)
+        if len(renders) == 2:
+            rendering.set()
+            assert finish.wait(5)
+        start_response("200 OK", [("Cache-Control", "max-age=10, stale-while-revalidate=60")])
+        return [b"v%d" % len(renders)]
+
+    engine = PageCache(cache=cache, cache_status=True)
+
+    def fetch() -> tuple[str, Headers, bytes]:
+        return wsgi.call_app(lambda e, s: engine(app, e, s), environ_for("/swr"))
+
+    fetch()
+    clock.advance(15)
+    refresher = threading.Thread(target=fetch)
+    refresher.start()
+    assert rendering.wait(5)
+    try:
+        _, headers, body = fetch()
+    finally:
+        finish.set()
+        refresher.join(5)
+        cache.clear()
+    assert body == b"v1"
+    assert members(http.header(headers, "cache-status")) == [("cachekit", {"hit": True, "ttl": -5})]
+
+
 def test_status_member_serialization() -> None:
     assert fields.status_member("cachekit", hit=True, ttl=12.7) == "cachekit;hit;ttl=12"
     assert (
@@ -411,7 +446,26 @@ def test_targeted_field_precedence(case: TargetCase, shell: str, clock: FakeCloc
     # The client and downstream caches get the response's own Cache-Control.
     own = dict(case.headers).get("Cache-Control")
     if own is not None:
-        assert (http.header(headers, "cache-control") or "").startswith(own)
+        assert http.header(headers, "cache-control") == own
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_targeted_lifetime_is_not_told_to_the_client(shell: str, clock: FakeClock) -> None:
+    """A page kept for CDN-Cache-Control's max-age gets no Cache-Control or Expires of ours."""
+    plain = Shell(shell, App(), clock=clock)
+    targeted = Shell(shell, App(headers=[("CDN-Cache-Control", "max-age=600")]), clock=clock)
+    try:
+        plain(environ_for())
+        told = plain(environ_for())
+        targeted(environ_for())
+        hit = targeted(environ_for())
+    finally:
+        plain.close()
+        targeted.close()
+    assert http.header(told[1], "cache-control") == "max-age=60"  # the default lifetime is told
+    assert hit[2] == b"v1"
+    assert http.header(hit[1], "cache-control") is None
+    assert http.header(hit[1], "expires") is None
 
 
 @pytest.mark.parametrize("shell", SHELLS)
