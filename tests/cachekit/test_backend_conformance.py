@@ -863,7 +863,7 @@ def test_locmem_defaults() -> None:
     assert backend.location == ""
     assert backend.max_entries == 1000
     assert backend.max_bytes == 64 * 1024 * 1024
-    assert LocMemBackend.from_url("locmem://aX/").location == "aX"
+    assert LocMemBackend.from_url("locmem://a/bX/").location == "a/bX"  # only the trailing slash goes
 
 
 def test_locmem_blocking_acquire_waits_for_release(
@@ -887,3 +887,19 @@ def test_locmem_blocking_acquire_waits_for_release(
         fake_clock.advance(61)  # the waiter's lock expires, so the next holder can take it
         assert holder.acquire(blocking=False)
     holder.release()
+
+
+def test_locmem_sizes_str_and_bytes_subclasses_by_length(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    class Tag(bytes):
+        pass
+
+    class Name(str):
+        pass
+
+    backend = _locmem(fake_clock, request, max_bytes=6)
+    backend.set("b", Tag(b"abc"), ttl=None)  # 3 bytes each, not sys.getsizeof's 36 or more
+    backend.set("s", Name("xyz"), ttl=None)
+    assert backend.get("b") == b"abc"
+    assert backend.get("s") == "xyz"
