@@ -498,18 +498,24 @@ class AsyncRedisBackend(BreakerMixin):
         return bool(await self._write(key, "SET NX", key, first, again))
 
     async def cas(self, key: str, value: bytes, token: Any, ttl: float | None) -> bool:
-        """Store ``value`` only if ``key`` still holds ``token``; one atomic script run, safe to retry."""
+        """Store ``value`` only if ``key`` still holds ``token``; one atomic script run.
+
+        Retried after a lost connection as the sync backend's :meth:`~RedisBackend.cas` is.
+        """
         if len(value) > self.max_value_size:
             self._check_size(key, value)
         if not isinstance(token, bytes):
             return False
-        script = self._script("cas")
+        script, script_again = self._script("cas"), self._script("cas_again")
         args = [token, value, "" if ttl is None else _ms(ttl)]
 
-        def run(target: Any) -> Any:
+        def first(target: Any) -> Any:
             return script(keys=[key], args=args, client=target)
 
-        return bool(await self._write(key, "cas", key, run, run))
+        def again(target: Any) -> Any:
+            return script_again(keys=[key], args=args, client=target)
+
+        return bool(await self._write(key, "cas", key, first, again))
 
     async def delete(self, key: str) -> bool:
         """Remove ``key`` (``UNLINK``); return whether it was there."""

@@ -104,9 +104,16 @@ for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'PX', px) end
 return #KEYS
 """
 # The token is the value gets() saw; a vanished key reads as false and never matches.
-# A key already holding the new value counts as stored, so a run retried after a lost
-# reply (the first run applied) reports what happened instead of a conflict.
 _CAS = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2])
+else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+"""
+# Only when retried after a lost reply: a key already holding the new value counts as
+# stored, because the first run most likely applied. Never on a first run: two writers
+# that read the same token and write equal bytes (both turn 5 into 6) must not both win.
+_CAS_AGAIN = """
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[2] and current ~= ARGV[1] then return 1 end
 if current ~= ARGV[1] then return 0 end
@@ -164,6 +171,7 @@ def register_scripts(client: Any) -> dict[str, Any]:
             ("persist", _PERSIST),
             ("set_many_px", _SET_MANY_PX),
             ("cas", _CAS),
+            ("cas_again", _CAS_AGAIN),
             ("add_again", _ADD_AGAIN),
             ("add_again_forever", _ADD_AGAIN_FOREVER),
             ("lock_acquire", _LOCK_ACQUIRE),
@@ -781,21 +789,25 @@ class RedisBackend(BreakerMixin):
         """Store ``value`` only if ``key`` still holds ``token`` (the value :meth:`gets` read).
 
         One script run, atomic on the server; ``False`` if the key changed or vanished.
-        A key already holding ``value`` counts as stored, so a run retried after a lost
-        reply reports the truth.
+        Retried after a lost connection by a script that counts the key already holding
+        ``value`` as stored (the lost run applied); the first run never does, so two
+        writers of equal bytes from one token cannot both win.
         """
         if len(value) > self.max_value_size:
             self._check_size(key, value)
         if not isinstance(token, bytes):
             return False
         wire = _wire(key)
-        script = self._script("cas")
+        script, script_again = self._script("cas"), self._script("cas_again")
         args = [token, value, "" if ttl is None else _ms(ttl)]
 
-        def run(target: Any) -> Any:
+        def first(target: Any) -> Any:
             return script(keys=[wire], args=args, client=target)
 
-        return bool(self._write(wire, "cas", key, run, run))
+        def again(target: Any) -> Any:
+            return script_again(keys=[wire], args=args, client=target)
+
+        return bool(self._write(wire, "cas", key, first, again))
 
     def delete(self, key: str) -> bool:
         """Remove ``key`` (``UNLINK``); return whether it was there."""

@@ -456,6 +456,19 @@ def test_cas_token_is_used_up_by_its_own_write(backend: Backend) -> None:
     assert backend.get("k") == b"two"
 
 
+def test_cas_of_the_same_value_from_a_spent_token_is_refused(backend: Backend) -> None:
+    # Two writers that read 5 and both write 6 (an increment): the second must lose, or one
+    # increment is gone. Equal bytes are no proof that the write was this caller's.
+    cas = _cas_backend(backend)
+    backend.set("k", b"5", ttl=None)
+    first = cas.gets("k")
+    second = cas.gets("k")
+    assert first is not None
+    assert second is not None
+    assert cas.cas("k", b"6", first[1], ttl=None) is True
+    assert cas.cas("k", b"6", second[1], ttl=None) is False
+
+
 def test_cas_on_a_deleted_key_is_refused(backend: Backend) -> None:
     cas = _cas_backend(backend)
     backend.set("k", b"one", ttl=None)
