@@ -1,6 +1,7 @@
 """The page cache: one I/O-free engine (:mod:`.engine`) driven by a WSGI and an ASGI shell.
 
-``options`` (the one options object), ``rules`` (RFC 9111, pure), ``record``
+``options`` (the one options object), ``rules`` (RFC 9111, pure), ``fields``
+(Cache-Status, targeted Cache-Control, surrogate keys; pure), ``record``
 (the stored page as plain data), ``engine`` (sans-I/O decisions), ``io`` (the
 engine's cache operations, sync and async), ``urls`` (canonical URLs),
 ``wsgi`` and ``asgi`` (the shells).

@@ -210,6 +210,8 @@ class PageEngine:
         self._url_hashes: dict[tuple[Any, ...], str] = {}
         self._path_hashes: dict[str, str] = {}
         self._page_keys: dict[tuple[Any, ...], str] = {}
+        # The cache's name as Cache-Status writes it (a token, or a quoted string), serialized once.
+        self._status_name = status_member(options.cache_status_name)
 
     # -- keys ----------------------------------------------------------------------
 
@@ -589,7 +591,8 @@ class PageEngine:
                 ttl=ttl,
                 collapsed=True,
             )
-        return status_member(options.cache_status_name, hit=True, ttl=ttl)
+        # The hit path's member by hand: a serialized name and an integer need no serializer.
+        return f"{self._status_name};hit" if ttl is None else f"{self._status_name};hit;ttl={int(ttl // 1)}"
 
     def render_status(self, request: Request, status: int, verdict: Storability, stored: bool) -> str | None:
         """The ``Cache-Status`` member for a response the app produced (``None`` when off)."""

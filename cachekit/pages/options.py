@@ -137,8 +137,9 @@ class PageOptions:
                 f"trusted_forwarded names headers that are not forwarding headers: {sorted(unknown)!r}; "
                 f"expected some of {list(FORWARDED_HEADERS)!r}."
             )
-        if not isinstance(self.cache_status_name, str) or not self.cache_status_name.strip():
-            raise ValueError(f"cache_status_name must be a non-empty str, got {self.cache_status_name!r}.")
+        name = self.cache_status_name
+        if not isinstance(name, str) or not name.strip() or not (name.isascii() and name.isprintable()):
+            raise ValueError(f"cache_status_name must be non-empty printable ASCII, got {name!r}.")
         if self.cdn_cache_control is not None and parse_dictionary(self.cdn_cache_control) is None:
             raise ValueError(
                 f"cdn_cache_control must be a structured-field dictionary such as 'max-age=600' "

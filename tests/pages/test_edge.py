@@ -501,6 +501,8 @@ def test_cdn_cache_control_must_be_a_dictionary() -> None:
         PageOptions(cdn_cache_control="max-age=6 0")
     with pytest.raises(TypeError, match="target_fields"):
         PageOptions(target_fields="cdn-cache-control")
+    with pytest.raises(ValueError, match="cache_status_name"):
+        PageOptions(cache_status_name="caché")
 
 
 @pytest.mark.parametrize(
