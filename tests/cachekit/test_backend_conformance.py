@@ -916,3 +916,29 @@ def test_locmem_sizes_str_and_bytes_subclasses_by_length(
     backend.set("s", Name("xyz"), ttl=None)
     assert backend.get("b") == b"abc"
     assert backend.get("s") == "xyz"
+
+
+def test_locmem_lru_survives_deletes_and_queue_compaction(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request, max_entries=3, max_bytes=None)
+    backend.set("once", b"1", ttl=None)
+    backend.delete("once")
+    backend.set("once", b"1", ttl=None)  # its old place in the queue is a ghost now
+    backend.set("twice", b"1", ttl=None)
+    for _ in range(2):
+        backend.delete("twice")
+        backend.set("twice", b"1", ttl=None)  # two ghosts of one key
+    for n in range(70):  # churn: enough ghosts to compact the queue
+        backend.set(f"t{n}", b"x", ttl=None)
+        backend.delete(f"t{n}")
+    assert len(backend._store.order) < 70  # compacted: the queue does not grow with churn
+    backend.set("a", b"1", ttl=None)  # full: once, twice, a
+    backend.set("b", b"1", ttl=None)  # once is the least recently used: it goes
+    assert backend.get("once") is None
+    backend.set("c", b"1", ttl=None)  # then twice
+    assert backend.get("twice") is None
+    for n in range(10):  # keep cycling: every queued key is a live one or a counted ghost
+        backend.set(f"n{n}", b"1", ttl=None)
+    assert len(backend) == 3
+    assert [backend.get(f"n{n}") for n in (7, 8, 9)] == [b"1"] * 3
