@@ -295,6 +295,24 @@ def test_a_collapsed_request_says_so(clock: FakeClock) -> None:
 
     engine = PageCache(60, cache=cache, cache_status=True)
     results: dict[str, Headers] = {}
+    backend_lock, acquires, waiting = cache.backend.lock, [], threading.Event()
+
+    class Probe:
+        """The backend's lock, telling when the second request asks for it."""
+
+        def __init__(self, name: str, ttl: Any) -> None:
+            self.real = backend_lock(name, ttl=ttl)
+
+        def acquire(self, blocking: bool, wait: float) -> bool:
+            acquires.append(blocking)
+            if len(acquires) == 2:
+                waiting.set()
+            return bool(self.real.acquire(blocking, wait))
+
+        def release(self) -> None:
+            self.real.release()
+
+    cache.backend.lock = Probe  # type: ignore[method-assign,assignment]
 
     def fetch(name: str) -> None:
         results[name] = wsgi.call_app(lambda e, s: engine(app, e, s), environ_for("/collapse"))[1]
@@ -304,7 +322,7 @@ def test_a_collapsed_request_says_so(clock: FakeClock) -> None:
     assert rendering.wait(5)
     second = threading.Thread(target=fetch, args=("second",))
     second.start()
-    second.join(0.2)  # it is waiting for the lock
+    assert waiting.wait(5)  # the second request asks for the lock the first holds
     finish.set()
     first.join(5)
     second.join(5)
