@@ -942,3 +942,46 @@ def test_locmem_lru_survives_deletes_and_queue_compaction(
         backend.set(f"n{n}", b"1", ttl=None)
     assert len(backend) == 3
     assert [backend.get(f"n{n}") for n in (7, 8, 9)] == [b"1"] * 3
+
+
+def test_locmem_overwrite_replaces_the_expiry(fake_clock: FakeClock, request: pytest.FixtureRequest) -> None:
+    backend = _locmem(fake_clock, request)
+    backend.set("k", b"1", ttl=1)
+    backend.set("k", b"2", ttl=None)  # an overwrite in place: the new expiry too
+    backend.set("j", b"1", ttl=None)
+    backend.set("j", b"2", ttl=1)
+    fake_clock.advance(2)
+    assert backend.get("k") == b"2"
+    assert backend.get("j") is None
+
+
+def test_locmem_overwrite_that_grows_evicts(fake_clock: FakeClock, request: pytest.FixtureRequest) -> None:
+    backend = _locmem(fake_clock, request, max_bytes=10)
+    backend.set("a", b"12345", ttl=None)
+    backend.set("b", b"1234", ttl=None)
+    backend.set("b", b"123456", ttl=None)  # 11 bytes in all: a goes
+    assert backend.get("a") is None
+    assert backend.get("b") == b"123456"
+
+
+def test_locmem_set_many_overwrite_refreshes_lru_order(
+    fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> None:
+    backend = _locmem(fake_clock, request, max_entries=3, max_bytes=None)
+    for name in ("a", "b", "c"):
+        backend.set(name, b"1", ttl=None)
+    backend.set_many({"a": b"2"}, ttl=None)
+    backend.set("d", b"1", ttl=None)
+    assert backend.get("b") is None
+    assert backend.get("a") == b"2"
+
+
+def test_locmem_evicts_normally_after_clear(fake_clock: FakeClock, request: pytest.FixtureRequest) -> None:
+    backend = _locmem(fake_clock, request, max_entries=3, max_bytes=None)
+    for name in ("a", "b", "c"):
+        backend.set(name, b"1", ttl=None)
+    backend.clear()
+    for name in ("d", "e", "f", "g"):
+        backend.set(name, b"1", ttl=None)
+    assert backend.get("d") is None
+    assert [backend.get(name) for name in ("e", "f", "g")] == [b"1"] * 3
