@@ -444,7 +444,7 @@ class Cache(_CacheCore[Backend]):
 
     def get(self, key: str, default: Any = None, version: int | None = None) -> Any:
         """Return the value stored under ``key``, or ``default`` on a miss."""
-        if type(key) is str and version is None and self._key_function is None:
+        if version is None and type(key) is str and self._key_function is None:
             stored_key = self._key_head + key  # the hot path: skip make_key's checks
         else:
             stored_key = self.make_key(key, version)
@@ -465,11 +465,10 @@ class Cache(_CacheCore[Backend]):
         if stored is None:
             self._misses += 1
             return default
-        if self._objects:
-            kind = type(stored)
-            if kind is not _Pickled:
-                self._hits += 1
-                return stored.data.copy() if kind is _Copied else stored
+        kind = type(stored)
+        if self._objects and kind is not _Pickled:
+            self._hits += 1
+            return stored if kind is not _Copied else stored.data.copy()
         try:
             signed = self._signed
             if signed is None:
