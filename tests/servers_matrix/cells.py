@@ -222,7 +222,14 @@ CELLS = [
         16,
         preforked=True,
     ),
-    Cell("uwsgi-prefork", "uwsgi", uwsgi_argv(), concurrency=1, preforked=True),
+    Cell(
+        "uwsgi-prefork",
+        "uwsgi",
+        uwsgi_argv(),
+        concurrency=1,
+        preforked=True,
+        drops_on_recycle=True,  # seen: a connection closed unanswered during 160 writes with recycling
+    ),
     Cell("uwsgi-lazy-apps", "uwsgi", uwsgi_argv("--lazy-apps"), concurrency=1),
     Cell(
         "uwsgi-threads",
