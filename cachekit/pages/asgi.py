@@ -70,10 +70,15 @@ def request_header(scope: Scope, name: bytes) -> str | None:
 
 
 def request_headers(scope: Scope) -> dict[str, str]:
-    """Return every request header as ``{lower-case name: value}``, repeated ones joined with ``", "``."""
+    """Return every request header as ``{lower-case name: value}``, repeated ones joined with ``", "``.
+
+    A ``_`` in a name reads as ``-``: WSGI bridges (asgiref's ``WsgiToAsgi``) give
+    ``x_forwarded_host`` to the app as ``HTTP_X_FORWARDED_HOST``, so the cache must
+    bypass or key it as ``X-Forwarded-Host`` (and ``accept_language`` as a ``Vary`` value).
+    """
     headers: dict[str, str] = {}
     for key, value in scope.get("headers", ()):
-        name = key.decode("latin-1").lower()
+        name = key.decode("latin-1").lower().replace("_", "-")
         text = value.decode("latin-1")
         headers[name] = f"{headers[name]}, {text}" if name in headers else text
     return headers
