@@ -385,6 +385,8 @@ class _CacheCore(Generic[_B]):
             "hit_ratio": self._hits / lookups if lookups else 0.0,
             # Breaker state lives in the backend (one per server or node), not here.
             **breaker_stats(self.backend),
+            # near_hits, near_misses, ... from a Redis backend with a near cache; nothing otherwise.
+            **getattr(self.backend, "near_stats", dict)(),
         }
 
     def latency(self) -> dict[str, LatencyHistogram]:

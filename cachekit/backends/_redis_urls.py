@@ -63,6 +63,8 @@ OPTIONS: Mapping[str, type] = {
     "breaker_failures": int,
     "breaker_window": float,
     "breaker_cooldown": float,
+    "near_cache": int,
+    "near_cache_bytes": int,
     "sentinel_username": str,
     "sentinel_password": str,
 }
@@ -75,6 +77,8 @@ _BACKEND_ONLY = (
     "breaker_failures",
     "breaker_window",
     "breaker_cooldown",
+    "near_cache",
+    "near_cache_bytes",
 )
 
 

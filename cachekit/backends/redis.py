@@ -396,11 +396,22 @@ class RedisBackend(BreakerMixin):
         callable returning one on first use (a ``RedisCluster`` connects as it is
         built, so a callable keeps construction from failing while the cluster is
         down); the connection parameters above are then ignored.
+    :param near_cache: keep up to this many values in local memory in front of Redis,
+        kept exact by ``CLIENT TRACKING`` invalidations (see :mod:`cachekit.backends._near`
+        and docs/backends.md); 0 (the default) turns it off. Standalone servers only.
+    :param near_cache_bytes: bound on the summed size of the near cache's values.
     """
 
     #: Options accepted by :meth:`from_url`/:meth:`from_location` (and URL query strings).
     OPTIONS: ClassVar[Mapping[str, type]] = URL_OPTIONS
     stores_objects: ClassVar[bool] = False
+
+    def __new__(cls, *args: Any, near_cache: int = 0, **options: Any) -> RedisBackend:
+        if near_cache and cls is RedisBackend:
+            from cachekit.backends._near import NearRedisBackend
+
+            cls = NearRedisBackend
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -431,7 +442,10 @@ class RedisBackend(BreakerMixin):
         breaker_window: float = DEFAULT_BREAKER_WINDOW,
         breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN,
         client: redis.Redis | RedisCluster | Callable[[], redis.Redis | RedisCluster] | None = None,
+        near_cache: int = 0,
+        near_cache_bytes: int | None = None,
     ) -> None:
+        _check_near(near_cache, near_cache_bytes, client)
         server = Standalone(
             host=host,
             port=port,
@@ -462,6 +476,7 @@ class RedisBackend(BreakerMixin):
         self.scan_count = scan_count
         #: Times a call is retried after a lost connection.
         self.retries = retries
+        self._socket_timeout = socket_timeout
         self._breaker_options: dict[str, Any] = {
             "failures": breaker_failures,
             "window": breaker_window,
@@ -981,6 +996,25 @@ def _incr_error(exc: BackendError, key: str, delta: int) -> BackendError:
     if "overflow" in text:
         return BackendError(f"Adding {delta!r} to {key!r} would overflow 64 bits.")
     return exc
+
+
+def _check_near(near_cache: int, near_cache_bytes: int | None, client: object) -> None:
+    """:raises ConfigurationError: for a bad near-cache option, or one where it is not built yet."""
+    if near_cache < 0:
+        raise ConfigurationError(
+            f"near_cache must be 0 (off) or more, got {near_cache!r}.", setting="near_cache"
+        )
+    if near_cache_bytes is not None and (not near_cache or near_cache_bytes < 1):
+        raise ConfigurationError(
+            f"near_cache_bytes={near_cache_bytes!r} needs near_cache > 0 and a positive size.",
+            setting="near_cache_bytes",
+        )
+    if near_cache and client is not None:
+        raise ConfigurationError(
+            "near_cache is built for standalone redis://, rediss:// and unix:// servers only so far "
+            "(not for Sentinel, Cluster or a ready client).",
+            setting="near_cache",
+        )
 
 
 def no_retry() -> Retry:
