@@ -34,7 +34,7 @@ BACKENDS = [
 ]
 if HAVE_REDIS or IN_CI:
     # Sentinel and Cluster need the real binaries; fakeredis has no stand-in for them.
-    BACKENDS += ["redis-cluster", "redis-sentinel"]
+    BACKENDS += ["redis-cluster", "redis-sentinel", "redis-near"]
 
 #: The async backends (cachekit.backends.aio_*) the same suites run on, through the sync
 #: bridge in tests/async_bridge.py; see the ``async_backend_harness`` fixture.
@@ -175,6 +175,19 @@ def redis_fake_backend() -> Iterator[BackendHarness]:
     backend = RedisBackend(client=fakeredis.FakeRedis())
     yield BackendHarness(backend, "redis-fake")
     backend.clear()
+
+
+@pytest.fixture
+def redis_near_backend(redis_server: servers.ServerProcess) -> Iterator[BackendHarness]:
+    """Redis with a near cache (issue 17), its invalidation listener subscribed."""
+    from cachekit.backends.redis import RedisBackend
+
+    backend = RedisBackend.from_url(f"redis://{redis_server.address}/0", near_cache=1000)
+    backend.clear()
+    assert backend.near.wait_ready(5.0), "near-cache listener did not subscribe"
+    yield BackendHarness(backend, "redis-near")
+    backend.clear()
+    backend.close()
 
 
 @pytest.fixture
