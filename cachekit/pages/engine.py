@@ -127,7 +127,9 @@ class Request:
         "method",
         "now",
         "page_key",
+        "prior_tags",
         "session",
+        "static_tags",
         "url_hash",
     )
 
@@ -171,6 +173,10 @@ class Request:
         self.fwd = "uri-miss"
         #: Why a storable response was not stored, if it was not (``Cache-Status`` ``detail``).
         self.detail = ""
+        #: Tags of the page stored for the variant at lookup (fresh, stale or invalidated).
+        self.prior_tags: tuple[str, ...] = ()
+        #: The tags the options name for this request (``tags=``), read before the render.
+        self.static_tags: tuple[str, ...] = ()
 
     def header(self, name: str) -> str | None:
         """The request header ``name`` (lower-case), or ``None``."""
@@ -293,6 +299,8 @@ class PageEngine:
         :param stored: what the shell read under the variant's page key (``None``: not read).
         """
         entry = page_for(stored, has_auth=request.has_auth)
+        if entry is not None and entry[TAGS] and self.options.surrogate_key_headers:
+            request.prior_tags = tuple(tag for tag, _ in entry[TAGS])
         invalidated = False
         if entry is not None and entry[TAGS] and not (yield ("valid", entry[TAGS])):
             entry, invalidated = None, True  # invalidated by tag: not even a stale copy may be served
@@ -369,9 +377,15 @@ class PageEngine:
             yield ("release", lock)
 
     def generations(self, request: Request, source: Any) -> Steps:
-        """The tags' generations before the render (so an invalidation during it wins)."""
+        """The tags' generations before the render (so an invalidation during it wins).
+
+        Besides the ``tags=`` names, the tags the previously stored page
+        declared: a re-render that declares them again keeps these generations,
+        so an invalidation during the re-render wins for them too.
+        """
         tags = self.options.tags
-        names = tags(source) if callable(tags) else tags
+        request.static_tags = tuple(tags(source) if callable(tags) else tags)
+        names = tuple(dict.fromkeys((*request.static_tags, *request.prior_tags)))
         return (yield ("generations", names)) if names else ()
 
     # -- step 2: the verdict -------------------------------------------------------------------
@@ -508,11 +522,15 @@ class PageEngine:
         options = self.options
         per_cookie = use is SessionUse.PER_COOKIE
         declared = surrogate_keys(headers, options.surrogate_key_headers)  # type: ignore[arg-type]
+        if request.prior_tags:
+            # Only tags this response names: a previous page's tag it dropped is not kept.
+            named = {*request.static_tags, *declared}
+            generations = tuple(pair for pair in generations if pair[0] in named)
         if declared:
             known = {tag for tag, _ in generations}
             new = [tag for tag in declared if tag not in known]
             if new:
-                # Read after the render: an invalidation of these tags during it is not seen (see docs).
+                # New tags are read after the render: an invalidation of them during it is missed (docs).
                 generations = (*generations, *(yield ("generations", new)))
         page = stored_page(
             status,

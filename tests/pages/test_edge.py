@@ -618,3 +618,81 @@ def test_surrogate_key_parsing() -> None:
     headers = [("Surrogate-Key", "a b  a"), ("cache-tag", "c, d,e"), ("XKEY", "f")]
     assert fields.surrogate_keys(headers, fields.SURROGATE_KEY_HEADERS) == ("a", "b", "c", "d", "e", "f")
     assert fields.surrogate_keys(headers, ()) == ()
+
+
+def test_an_invalidation_during_a_re_render_wins_for_tags_the_page_declared_before() -> None:
+    """WSGI: the stored page's declared tags are read before the re-render, as ``tags=`` are.
+
+    Re-renders of a page invalidated by tag, and of a stale page within its
+    stale windows (the page is still stored, so its tags are known).
+    """
+    clock = FakeClock(NOW)
+    cache = Cache(LocMemBackend("edge-rerender", clock=clock), clock=clock)
+    invalidate_on: set[int] = {2, 4}
+
+    def headers(n: int) -> Headers:
+        if n in invalidate_on:
+            cache.invalidate_tags("story-1")  # lands while the page is (re-)rendered
+        declared = "story-1" if n < 6 else "story-2"
+        return [("Cache-Control", "max-age=10, stale-while-revalidate=30"), ("Surrogate-Key", declared)]
+
+    app = App(headers=headers)
+    engine = PageCache(cache=cache)
+
+    def fetch() -> bytes:
+        return wsgi.call_app(lambda e, s: engine(app, e, s), environ_for("/story"))[2]
+
+    try:
+        bodies = [fetch()]
+        cache.invalidate_tags("story-1")  # published: the page goes
+        bodies += [fetch(), fetch()]  # v2 rendered while story-1 changed again: not kept
+        bodies.append(fetch())
+        clock.advance(15)  # stale, within stale-while-revalidate: this request re-renders
+        bodies += [fetch(), fetch(), fetch()]  # v4 rendered while story-1 changed: not kept
+        clock.advance(15)
+        bodies.append(fetch())  # v6 declares story-2 only: story-1 of the page before is dropped
+        cache.invalidate_tags("story-1")
+        bodies.append(fetch())
+    finally:
+        cache.clear()
+    assert bodies == [b"v1", b"v2", b"v3", b"v3", b"v4", b"v5", b"v5", b"v6", b"v6"]
+
+
+def test_an_invalidation_during_a_re_render_wins_under_asgi() -> None:
+    """ASGI: a page invalidated by tag, re-rendered while the tag changes again, is not kept."""
+    import asyncio
+
+    from cachekit.aio import AsyncCache
+    from cachekit.aio_views import AsyncPageCache
+    from cachekit.backends.aio_locmem import AsyncLocMemBackend
+    from tests.asgi import call_asgi
+    from tests.pages.shells import scope_for
+
+    clock = FakeClock(NOW)
+    calls: list[int] = []
+
+    async def scenario() -> list[bytes]:
+        cache = AsyncCache(AsyncLocMemBackend("edge-rerender-asgi", clock=clock), clock=clock)
+        engine = AsyncPageCache(cache=cache)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            calls.append(1)
+            if len(calls) == 2:
+                await cache.invalidate_tags("story-1")
+            headers = [(b"cache-control", b"max-age=60"), (b"surrogate-key", b"story-1")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"v%d" % len(calls)})
+
+        async def served(scope: Any, receive: Any, send: Any) -> None:
+            await engine(app, scope, receive, send)
+
+        async def fetch() -> bytes:
+            return (await call_asgi(served, scope_for(environ_for("/story")), b"")).body
+
+        bodies = [await fetch()]
+        await cache.invalidate_tags("story-1")
+        bodies += [await fetch(), await fetch(), await fetch()]
+        await cache.clear()
+        return bodies
+
+    assert asyncio.run(scenario()) == [b"v1", b"v2", b"v3", b"v3"]
