@@ -1,0 +1,249 @@
+"""The Redis near cache (issue 17): exact across processes, through lost connections and restarts.
+
+Every test runs on a real redis-server (``tests/servers.py``); the cross-process tests use
+a second real process started with ``multiprocessing`` (spawn).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import time
+from collections.abc import Callable
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+import cachekit
+from cachekit.backends.redis import RedisBackend
+from cachekit.exceptions import ConfigurationError
+from tests import servers
+from tests.conftest import require_binary
+
+ROUNDS = 200
+
+
+def _until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.0005)
+    return True
+
+
+def _near(url: str) -> RedisBackend:
+    backend = RedisBackend.from_url(url, near_cache=100)
+    assert backend.near.wait_ready(5.0)  # type: ignore[attr-defined]
+    return backend
+
+
+@pytest.fixture
+def url(redis_server: servers.ServerProcess) -> Iterator[str]:
+    address = f"redis://{redis_server.address}/0"
+    yield address
+    redis.Redis.from_url(address).flushdb()
+
+
+def _reader(url: str, commands: Any, replies: Any) -> None:
+    """Process B: keeps the key in near memory, reports when each invalidation arrived."""
+    backend = _near(url)
+    near = backend.near  # type: ignore[attr-defined]
+    arrivals: list[float] = []
+    original = near._on_invalidate
+
+    def record(keys: Any) -> None:
+        original(keys)
+        arrivals.append(time.monotonic())
+
+    near._on_invalidate = record
+    replies.put("ready")
+    while (expected := commands.get()) is not None:
+        seen = len(arrivals)
+        # Warm: the current value served from local memory (a near hit).
+        assert _until(lambda: backend.get("k") == expected)
+        hits = near.hits
+        assert backend.get("k") == expected and near.hits == hits + 1
+        replies.put(("warm", seen))
+        written_at, version = commands.get()
+        assert _until(lambda: len(arrivals) > seen)
+        value = backend.get("k")  # after the invalidation arrived: never the old value
+        replies.put(("read", value, version, arrivals[seen] - written_at))
+    backend.close()
+
+
+def test_a_write_in_one_process_is_never_read_stale_in_another(url: str) -> None:
+    """A writes; once A's write returned and the invalidation reached B, B reads the new value.
+
+    Also measures the delivery time (A's SET returned -> B's listener had the invalidation).
+    """
+    writer = RedisBackend.from_url(url)
+    writer.set("k", b"0", None)
+    ctx = multiprocessing.get_context("spawn")
+    commands, replies = ctx.Queue(), ctx.Queue()
+    reader = ctx.Process(target=_reader, args=(url, commands, replies), daemon=True)
+    reader.start()
+    try:
+        assert replies.get(timeout=30) == "ready"
+        delays: list[float] = []
+        for version in range(1, ROUNDS + 1):
+            commands.put(str(version - 1).encode())
+            assert replies.get(timeout=10)[0] == "warm"
+            writer.set("k", str(version).encode(), None)
+            commands.put((time.monotonic(), version))
+            kind, value, seen_version, delay = replies.get(timeout=10)
+            assert (kind, value, seen_version) == ("read", str(version).encode(), version)
+            delays.append(delay)
+        commands.put(None)
+        reader.join(timeout=10)
+        assert reader.exitcode == 0
+    finally:
+        if reader.is_alive():
+            reader.kill()
+    delays.sort()
+    p50 = statistics.median(delays) * 1e6
+    p99 = delays[int(len(delays) * 0.99) - 1] * 1e6
+    print(
+        f"\ninvalidation delivery after the write returned, {ROUNDS} writes: p50 {p50:.0f} us, p99 {p99:.0f} us"
+    )
+
+
+def test_own_writes_are_seen_at_once(url: str) -> None:
+    backend = _near(url)
+    backend.set("k", b"1", None)
+    assert backend.get("k") == b"1"
+    assert _until(lambda: backend.get("k") == b"1" and backend.near.hits > 0)  # type: ignore[attr-defined]
+    for write, expected in (
+        (lambda: backend.set("k", b"2", None), b"2"),
+        (lambda: backend.set_many({"k": b"3"}, 60), b"3"),
+        (lambda: backend.incr("k", 1), b"4"),
+        (lambda: backend.cas("k", b"5", b"4", None), b"5"),
+        (lambda: backend.delete("k"), None),
+        (lambda: backend.add("k", b"6", None), b"6"),
+        (lambda: backend.delete_many(["k"]), None),
+    ):
+        backend.get("k")
+        backend.get("k")  # in local memory now (when the value exists)
+        write()
+        assert backend.get("k") == expected  # without waiting for the server's invalidation
+    backend.close()
+
+
+def test_gets_locks_and_incr_go_to_the_server(url: str) -> None:
+    backend = _near(url)
+    near = backend.near  # type: ignore[attr-defined]
+    backend.set("k", b"1", None)
+    backend.get("k")
+    hits, misses = near.hits, near.misses
+    assert backend.gets("k") == (b"1", b"1")
+    assert backend.incr("k", 1) == 2
+    lock = backend.lock("l", ttl=5)
+    assert lock.acquire(blocking=False)
+    assert not backend.lock("l", ttl=5).acquire(blocking=False)
+    lock.release()
+    assert (near.hits, near.misses) == (hits, misses)
+    backend.close()
+
+
+def test_a_read_in_flight_during_an_invalidation_does_not_fill(url: str) -> None:
+    """The classic client-side-caching race: the reply left Redis before another client's write."""
+    backend = _near(url)
+    near = backend.near  # type: ignore[attr-defined]
+    other = redis.Redis.from_url(url)
+    other.set("k", b"old")
+    original = backend._call
+
+    def slow_reply(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)  # holds b"old"
+        seen = near.invalidations
+        other.set("k", b"new")
+        assert _until(lambda: near.invalidations > seen)  # the invalidation won the race
+        return result
+
+    backend._call = slow_reply  # type: ignore[method-assign]
+    assert backend.get("k") == b"old"  # the value as it was when read
+    backend._call = original  # type: ignore[method-assign]
+    assert backend.get("k") == b"new"  # not the in-flight b"old" from local memory
+    backend.close()
+
+
+def test_flushdb_empties_local_memory(url: str) -> None:
+    backend = _near(url)
+    near = backend.near  # type: ignore[attr-defined]
+    backend.set("k", b"1", None)
+    backend.get("k")
+    assert _until(lambda: backend.get("k") == b"1" and near.hits > 0)
+    flushes = near.flushes
+    redis.Redis.from_url(url).flushdb()
+    assert _until(lambda: near.flushes > flushes)
+    assert backend.get("k") is None
+    backend.close()
+
+
+def test_a_killed_listener_connection_flushes_before_serving_again(url: str) -> None:
+    backend = _near(url)
+    near = backend.near  # type: ignore[attr-defined]
+    other = redis.Redis.from_url(url)
+    backend.set("k", b"1", None)
+    assert _until(lambda: backend.get("k") == b"1" and near.hits > 0)
+    flushes = near.flushes
+    other.client_kill_filter(_type="pubsub")
+    other.set("k", b"2")  # written while nobody listens for this process
+    assert _until(lambda: near.flushes > flushes)
+    assert backend.get("k") == b"2"
+    assert near.wait_ready(5.0)
+    assert _until(lambda: backend.get("k") == b"2" and near.hits > 0)
+    seen = near.invalidations
+    other.set("k", b"3")
+    assert _until(lambda: near.invalidations > seen)
+    assert backend.get("k") == b"3"
+    backend.close()
+
+
+def test_a_redis_restart_leaves_nothing_stale() -> None:
+    require_binary("redis-server")
+    server = servers.start_redis()
+    try:
+        url = f"redis://{server.address}/0"
+        backend = _near(url)
+        near = backend.near  # type: ignore[attr-defined]
+        backend.set("k", b"1", None)
+        assert _until(lambda: backend.get("k") == b"1" and near.hits > 0)
+        flushes = near.flushes
+        server.restart()  # no persistence: the server comes back empty
+        assert _until(lambda: near.flushes > flushes and near.ready, timeout=10.0)
+        assert backend.get("k") is None
+        redis.Redis.from_url(url).set("k", b"2")
+        assert _until(lambda: backend.get("k") == b"2")
+        backend.close()
+    finally:
+        server.stop()
+
+
+def test_the_option_in_urls_settings_and_stats(url: str) -> None:
+    cache = cachekit.from_url(url + "?near_cache=10&near_cache_bytes=100000")
+    assert cache.backend.near.max_entries == 10
+    assert cache.backend.near.max_bytes == 100000
+    assert cache.backend.near.wait_ready(5.0)
+    cache.set("a", 1)
+    cache.get("a")
+    assert _until(lambda: cache.get("a") == 1 and cache.stats()["near_hits"] > 0)
+    assert {"near_misses", "near_invalidations", "near_flushes"} <= set(cache.stats())
+    assert "near_hits" not in cachekit.from_url(url).stats()
+    cache.backend.close()
+
+
+@pytest.mark.parametrize(
+    ("location", "options"),
+    [
+        ("redis+cluster://127.0.0.1:7000", {"near_cache": 10}),
+        ("redis+sentinel://127.0.0.1:26379/mymaster", {"near_cache": 10}),
+        ("redis://127.0.0.1:6379/0", {"near_cache": -1}),
+        ("redis://127.0.0.1:6379/0", {"near_cache_bytes": 100}),
+    ],
+)
+def test_where_it_is_not_built_yet_it_says_so(location: str, options: dict[str, int]) -> None:
+    with pytest.raises(ConfigurationError):
+        RedisBackend.from_url(location, **options)
