@@ -218,7 +218,8 @@ class SessionMiddleware:
         [None], ``SESSION_IDLE_REFRESH_INTERVAL`` [a tenth of the idle
         timeout], ``SESSION_SERIALIZER`` [``"json"`` or a dotted path; pickle is
         refused], ``SESSION_COOKIE_ENCRYPT`` [False; signed cookies only, needs
-        ``cryptography``], ``SECRET_KEY`` (required for signed cookies) and
+        ``cryptography``], ``SESSION_REVOCATION_CACHE`` [None; a ``CACHES`` alias
+        that makes signed cookies revocable], ``SECRET_KEY`` (required for signed cookies) and
         ``SECRET_KEY_FALLBACKS`` [()].
 
         An unknown ``SESSION_*`` name (neither these nor Django's or Flask's) is
@@ -389,8 +390,18 @@ def store_from_settings(settings: Any) -> Store:
             ) from None
         return CacheStore(cache, **options)
     if engine in ("signed_cookies", "signed_cookie", "cookie"):
+        revocation = get("SESSION_REVOCATION_CACHE", None, str)
+        try:
+            revocation_cache = None if revocation is None else caches[revocation]
+        except KeyError as exc:
+            raise ConfigurationError(
+                f"SESSION_REVOCATION_CACHE: {exc.args[0]}", setting="SESSION_REVOCATION_CACHE"
+            ) from None
         return SignedCookieStore(
-            _secret_keys(settings), encrypt=get("SESSION_COOKIE_ENCRYPT", False, bool), **options
+            _secret_keys(settings),
+            encrypt=get("SESSION_COOKIE_ENCRYPT", False, bool),
+            revocation_cache=revocation_cache,
+            **options,
         )
     if isinstance(engine, str) and "." in engine:
         factory = _import(engine, "SESSION_ENGINE")

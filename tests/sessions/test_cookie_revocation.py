@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+import cachekit
 from cachekit.exceptions import ConfigurationError
+from middleware.sessions import store_from_settings
 from sessions.session import Session
 from sessions.stores.cookie import SignedCookieStore
 from tests.sessions.helpers import SECRET
@@ -92,3 +94,26 @@ def test_without_a_revocation_cache_cookies_cannot_be_revoked() -> None:
         store.revoke_user("alice")
     with pytest.raises(NotImplementedError):
         store.sessions_of("alice")
+
+
+
+def test_the_revocation_cache_comes_from_settings() -> None:
+    cachekit.configure(CACHES={"revocations": {"BACKEND": "locmem", "LOCATION": "revocation-settings"}})
+    try:
+        settings = {
+            "SESSION_ENGINE": "signed_cookies",
+            "SECRET_KEY": SECRET,
+            "SESSION_REVOCATION_CACHE": "revocations",
+        }
+        store = store_from_settings(settings)
+        assert isinstance(store, SignedCookieStore)
+        cookie = login(store)
+        store.revoke_user("alice")
+        assert store.load(cookie) is None  # revoked through the cache the setting named
+        with pytest.raises(ConfigurationError, match="SESSION_REVOCATION_CACHE"):
+            store_from_settings({**settings, "SESSION_REVOCATION_CACHE": "nosuch"})
+        without = store_from_settings({**settings, "SESSION_REVOCATION_CACHE": None})
+        with pytest.raises(ConfigurationError):
+            without.revoke_user("alice")
+    finally:
+        cachekit.configure(CACHES=None)
