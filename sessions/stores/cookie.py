@@ -33,11 +33,14 @@ revocable. Such a cookie carries the owner's *generation* (a random token kept
 in the cache, one small key per user, without expiry) and a random id of its
 own; loading it reads both from the cache in one ``get_many``.
 :meth:`SignedCookieStore.revoke_user` replaces the generation, so every cookie
-of that user issued before stops loading, copies included; logout
-(``flush``) records the cookie's id as revoked until the cookie would have
-expired, so a replayed copy stops loading too. A user whose generation is
-missing from the cache (evicted, or the cache emptied) is logged out, never
-let back in: revocation fails closed. A cache outage raises
+of that user issued before stops loading, copies included. Each such cookie
+id is also recorded in the cache as *live* until the cookie would expire;
+logout (``flush``) and ``cycle_key`` delete that record, so a replayed copy
+stops loading too. A cookie loads only while both its generation and its live
+record are in the cache: whatever the cache forgets (an eviction, an emptied
+cache), a user is logged out, never let back in: revocation fails closed. (A
+*revoked* record instead would fail open: evicting it, as Redis's
+``volatile-lru`` does first of all, would revive the cookie.) A cache outage raises
 :class:`~cachekit.exceptions.BackendUnavailableError` (the middleware answers
 503), as ``CacheStore`` does. Cookies without an owner cost nothing extra.
 """
@@ -359,19 +362,20 @@ class SignedCookieStore(BaseStore):
         return self.revocation_prefix + "gen." + hashlib.sha256(f"{kind}:{user_id}".encode()).hexdigest()
 
     def _cookie_key(self, cookie_id: str) -> str:
-        return self.revocation_prefix + "sid." + cookie_id
+        # "live.", not the "sid." of the revoked marks that came before: such a mark is not a live record.
+        return self.revocation_prefix + "live." + cookie_id
 
     def _unrevoked(self, data: dict[str, Any]) -> bool:
         cache = self.revocation_cache
         assert cache is not None
         generation_key = self._generation_key(data[USER_KEY])
         cookie_id = data.get(COOKIE_ID_KEY)
-        keys = (
-            [generation_key] if type(cookie_id) is not str else [generation_key, self._cookie_key(cookie_id)]
-        )
-        found = cache.get_many(keys)
+        if type(cookie_id) is not str:
+            return False
+        cookie_key = self._cookie_key(cookie_id)
+        found = cache.get_many([generation_key, cookie_key])
         generation = found.get(generation_key)
-        return generation is not None and generation == data.get(GENERATION_KEY) and len(found) == 1
+        return generation is not None and generation == data.get(GENERATION_KEY) and cookie_key in found
 
     def _generation(self, user_id: str | int) -> str:
         cache = self.revocation_cache
@@ -389,9 +393,7 @@ class SignedCookieStore(BaseStore):
         cookie_id = state.data.get(COOKIE_ID_KEY)
         cache = self.revocation_cache
         if type(cookie_id) is str and cache is not None:
-            left = self.policy.expires_at(state) - self.clock()
-            if left > 0:
-                cache.set(self._cookie_key(cookie_id), 1, timeout=left)
+            cache.delete(self._cookie_key(cookie_id))
 
     def _mark(self, session: Session, state: SessionState, fresh: bool) -> None:
         """Put the owner's generation and a cookie id in an owned cookie; on a cycle, revoke the old one."""
@@ -403,8 +405,15 @@ class SignedCookieStore(BaseStore):
             self._revoke_cookie(session.state)  # the cookie before cycle_key() ends
         if pending is not None or fresh or GENERATION_KEY not in state.data:
             state.data[GENERATION_KEY] = self._generation(user_id)
+        cache = self.revocation_cache
+        assert cache is not None
+        left = self.policy.expires_at(state) - self.clock()
         if fresh or COOKIE_ID_KEY not in state.data:
-            state.data[COOKIE_ID_KEY] = secrets.token_urlsafe(12)
+            state.data[COOKIE_ID_KEY] = cookie_id = secrets.token_urlsafe(12)
+            cache.set(self._cookie_key(cookie_id), 1, timeout=max(left, 1.0))
+        else:
+            # Only extended, never re-created: a copy saved after its logout must stay dead.
+            cache.touch(self._cookie_key(state.data[COOKIE_ID_KEY]), timeout=max(left, 1.0))
 
     def revoke_user(self, user_id: str | int, keep: Session | None = None) -> None:
         """End every cookie session of ``user_id`` issued so far, copies included, except ``keep``.
