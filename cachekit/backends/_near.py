@@ -214,20 +214,23 @@ class NearCache:
             self._healthy = True
 
     def _pump(self, conn: Any) -> None:
+        """Apply invalidations; PING after ``ping_interval`` of silence, give up without an answer."""
+        heard = time.monotonic()
         ping_deadline: float | None = None
         while not self._stop.is_set():
-            if conn.can_read(timeout=min(self._ping_interval, 0.2)):
+            if conn.can_read(timeout=0.1):
                 message = conn.read_response()
-                ping_deadline = None  # any traffic proves the connection alive
+                heard, ping_deadline = time.monotonic(), None  # any traffic proves the link alive
                 if isinstance(message, list) and len(message) == 3 and message[0] == b"message":
                     self._on_invalidate(message[2])
                 continue
             now = time.monotonic()
-            if ping_deadline is None:
+            if ping_deadline is not None:
+                if now > ping_deadline:
+                    raise redis.TimeoutError("near cache listener: no answer to PING")
+            elif now - heard >= self._ping_interval:
                 conn.send_command("PING")
-                ping_deadline = now + self._ping_interval + self._socket_timeout
-            elif now > ping_deadline:
-                raise redis.TimeoutError("near cache listener: no answer to PING")
+                ping_deadline = now + self._socket_timeout
 
     def _on_invalidate(self, keys: list[bytes] | None) -> None:
         if keys is None:

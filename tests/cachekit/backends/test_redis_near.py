@@ -7,6 +7,8 @@ a second real process started with ``multiprocessing`` (spawn).
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import statistics
 import time
 from collections.abc import Callable
@@ -250,3 +252,26 @@ def test_the_option_in_urls_settings_and_stats(url: str) -> None:
 def test_where_it_is_not_built_yet_it_says_so(location: str, options: dict[str, int]) -> None:
     with pytest.raises(ConfigurationError):
         RedisBackend.from_url(location, **options)
+
+
+def test_a_silent_listener_stops_local_serving() -> None:
+    """A server that stops answering (SIGSTOP: no reset, no invalidations) is noticed by PING."""
+    require_binary("redis-server")
+    server = servers.start_redis()
+    try:
+        backend = _near(f"redis://{server.address}/0")
+        near = backend.near  # type: ignore[attr-defined]
+        near._ping_interval = 0.2
+        backend.set("k", b"1", None)
+        assert _until(lambda: backend.get("k") == b"1" and near.hits > 0)
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            # ping_interval + socket_timeout (0.5 s) plus slack for a loaded machine.
+            assert _until(lambda: not near.ready, timeout=5.0)
+            assert near.lookup("k") is None
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert near.wait_ready(10.0)
+        backend.close()
+    finally:
+        server.stop()
