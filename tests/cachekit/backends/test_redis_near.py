@@ -133,6 +133,15 @@ def test_own_writes_are_seen_at_once(url: str) -> None:
         backend.get("k")  # in local memory now (when the value exists)
         write()
         assert backend.get("k") == expected  # without waiting for the server's invalidation
+    backend.set("k", b"7", None)
+    backend.get("k")
+    backend.get("k")  # held locally with no expiry
+    backend.touch("k", 0.2)
+    assert _until(lambda: backend.get("k") is None, timeout=5.0)  # the new TTL applies locally
+    backend.set("k", b"8", None)
+    backend.get("k")
+    backend.clear()
+    assert backend.get("k") is None
     backend.close()
 
 
