@@ -42,7 +42,7 @@ def request_url(environ: WSGIEnvironment, *, normalize_query: bool = False) -> s
     """Return the canonical ``scheme://host/path?query`` of a request, as the page cache keys it."""
     scheme = environ.get("wsgi.url_scheme", "http")
     host = environ.get("HTTP_HOST")
-    if not host:
+    if host is None:  # an empty Host is kept: apps build URLs from it as it is ("http:///")
         host = f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     # WSGI hands over the decoded path as latin-1 text; re-encode it the one canonical way.

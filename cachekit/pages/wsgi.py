@@ -246,7 +246,9 @@ class PageCache:
     def _request_hash(self, environ: WSGIEnvironment) -> str:
         memo_key = (
             environ.get("wsgi.url_scheme", "http"),
-            environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
+            # Host and SERVER_NAME apart: "Host: a" on port 8080 is not "no Host, a:8080".
+            environ.get("HTTP_HOST"),
+            environ.get("SERVER_NAME", ""),
             environ.get("SERVER_PORT", ""),
             environ.get("SCRIPT_NAME", ""),
             environ.get("PATH_INFO", ""),
