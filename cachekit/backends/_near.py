@@ -24,6 +24,7 @@ and losing one of them loses no invalidation. The rules:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -41,6 +42,8 @@ from cachekit.backends.locmem import LocMemBackend
 from cachekit.backends.redis import RedisBackend
 from cachekit.backends.redis import _wire_all
 from cachekit.backends.redis import redact_url
+
+logger = logging.getLogger(__name__)
 
 #: Seconds between PINGs on an idle listener; a listener that does not answer within
 #: ``socket_timeout`` after one is treated as lost and local memory is flushed.
@@ -193,8 +196,10 @@ class NearCache:
                 self._subscribe(conn)
                 pause = 0.05
                 self._pump(conn)
-            except (redis.RedisError, OSError):
-                pass
+            except (redis.RedisError, OSError) as exc:
+                logger.info("near cache listener lost (%s); local memory dropped, reconnecting", exc)
+            except Exception:  # a bug must not leave the listener dead and local memory off for good
+                logger.exception("near cache listener failed; local memory dropped, reconnecting")
             finally:
                 self._lost()
                 conn.disconnect()
@@ -236,7 +241,12 @@ class NearCache:
         if keys is None:
             self.flush()
             return
-        names = [key.decode("utf-8", "surrogatepass") for key in keys]
+        names: list[str] = []
+        for key in keys:
+            try:
+                names.append(key.decode("utf-8", "surrogatepass"))
+            except UnicodeDecodeError:
+                continue  # not UTF-8, so not a key this backend wrote or reads
         self.invalidations += len(names)
         self.invalidate(names)
 
