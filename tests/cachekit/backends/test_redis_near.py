@@ -290,13 +290,14 @@ def test_keys_that_are_not_utf8_do_not_stop_the_listener(url: str) -> None:
     backend = _near(url)
     near = backend.near  # type: ignore[attr-defined]
     other = redis.Redis.from_url(url)
-    other.set(b"\xff\xfe", b"binary")  # another application's key
     backend.set("k", b"1", None)
     assert _until(lambda: backend.get("k") == b"1" and near.hits > 0)
-    seen = near.invalidations
+    seen, flushes = near.invalidations, near.flushes
+    other.set(b"\xff\xfe", b"binary")  # another application's key
     other.set("k", b"2")
     assert _until(lambda: near.invalidations > seen)
     assert near.ready
+    assert near.flushes == flushes  # the listener did not fall over and reconnect
     assert backend.get("k") == b"2"
     assert type(RedisBackend.from_url(url)) is RedisBackend  # off: the plain backend
     backend.close()
