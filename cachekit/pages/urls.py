@@ -89,14 +89,17 @@ def scope_url(scope: Mapping[str, Any], host: str | None, *, normalize_query: bo
         host = f"{server[0]}:{server[1]}"
     root = scope.get("root_path", "") or ""
     raw_path = scope.get("raw_path")
-    if raw_path:
-        # The request target as the client sent it: unambiguous, whatever path holds.
-        path_bytes = unquote_to_bytes(raw_path.decode("latin-1").partition("?")[0])
+    path = scope.get("path", "")
+    raw_bytes = unquote_to_bytes(raw_path.decode("latin-1").partition("?")[0]) if raw_path else b""
+    # raw_path is what the client sent, unambiguous ("%2F" stays apart from "/"), but only while
+    # path (what the app routes on) still says the same: an outer middleware may have rewritten it.
+    raw_text = raw_bytes.decode("utf-8", "replace")
+    if raw_path and (path == raw_text or path == root + raw_text or root + path == raw_text):
+        path_bytes = raw_bytes
         root_bytes = root.encode("utf-8", "surrogateescape")
         if root_bytes and not path_bytes.startswith(root_bytes):
             path_bytes = root_bytes + path_bytes
     else:
-        path = scope.get("path", "")
         path_bytes = (path if path.startswith(root) else root + path).encode("utf-8", "surrogateescape")
     path_text = quote(path_bytes, safe=_PATH_SAFE) or "/"
     query = _canonical_query(scope.get("query_string", b"").decode("latin-1"), normalize_query)
