@@ -44,7 +44,7 @@ ASYNC_BACKENDS = [
     "memcached-async",
 ]
 if HAVE_REDIS or IN_CI:
-    ASYNC_BACKENDS += ["redis-cluster-async", "redis-sentinel-async"]
+    ASYNC_BACKENDS += ["redis-cluster-async", "redis-sentinel-async", "redis-near-async"]
 
 
 def require_binary(name: str) -> None:
@@ -322,6 +322,21 @@ def _redis_async(url: str, name: str, loop: Any) -> Iterator[BackendHarness]:
 @pytest.fixture
 def redis_async_backend(redis_server: servers.ServerProcess, bridge_loop: Any) -> Iterator[BackendHarness]:
     yield from _redis_async(f"redis://{redis_server.address}/0", "redis-async", bridge_loop)
+
+
+@pytest.fixture
+def redis_near_async_backend(
+    redis_server: servers.ServerProcess, bridge_loop: Any
+) -> Iterator[BackendHarness]:
+    """The async Redis backend with a near cache (issue 17), its listener subscribed."""
+    from cachekit.backends.aio_redis import AsyncRedisBackend
+
+    backend = AsyncRedisBackend.from_url(f"redis://{redis_server.address}/0", near_cache=1000)
+    bridge_loop.run(backend.clear())
+    assert backend.near.wait_ready(5.0), "near-cache listener did not subscribe"
+    yield _bridged(backend, "redis-near-async", bridge_loop)
+    bridge_loop.run(backend.clear())
+    bridge_loop.run(backend.close())
 
 
 @pytest.fixture

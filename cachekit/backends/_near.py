@@ -283,6 +283,18 @@ def _after_fork(ref: weakref.ref[NearCache]) -> None:
     near._new_store()
 
 
+def listener_factory(pool: Any) -> Callable[[], Any]:
+    """New RESP2 connections like ``pool``'s (TCP, TLS or Unix socket), for the listener.
+
+    Without health checks: redis-py's would expect ``PONG``, which a subscribed
+    connection answers as ``["pong", ""]``; the listener pings by itself.
+    """
+    kwargs = {**pool.connection_kwargs, "protocol": 2, "health_check_interval": 0}
+    kwargs.pop("retry", None)
+    connection_class = pool.connection_class
+    return lambda: connection_class(**kwargs)
+
+
 class NearRedisBackend(RedisBackend):
     """A standalone :class:`RedisBackend` with a :class:`NearCache` in front of its reads.
 
@@ -293,12 +305,8 @@ class NearRedisBackend(RedisBackend):
 
     def __init__(self, *, near_cache: int, near_cache_bytes: int | None = None, **options: Any) -> None:
         super().__init__(near_cache=near_cache, near_cache_bytes=near_cache_bytes, **options)
-        pool = self._client.connection_pool
-        kwargs = {**pool.connection_kwargs, "protocol": 2, "health_check_interval": 0}
-        kwargs.pop("retry", None)
-        connection_class = pool.connection_class
         self._near = NearCache(
-            lambda: connection_class(**kwargs),
+            listener_factory(self._client.connection_pool),
             max_entries=near_cache,
             max_bytes=near_cache_bytes,
             socket_timeout=self._socket_timeout,

@@ -60,6 +60,7 @@ from cachekit.backends.redis import _BATCH
 from cachekit.backends.redis import _LOCK_POLL
 from cachekit.backends.redis import BreakerMixin
 from cachekit.backends.redis import RedisBackend
+from cachekit.backends.redis import _check_near
 from cachekit.backends.redis import _glob_escape
 from cachekit.backends.redis import _incr_error
 from cachekit.backends.redis import _ms
@@ -198,6 +199,13 @@ class AsyncRedisBackend(BreakerMixin):
     OPTIONS: ClassVar[Mapping[str, type]] = RedisBackend.OPTIONS
     stores_objects: ClassVar[bool] = False
 
+    def __new__(cls, *args: Any, near_cache: int = 0, **options: Any) -> AsyncRedisBackend:
+        if near_cache and cls is AsyncRedisBackend:
+            from cachekit.backends._aio_near import AsyncNearRedisBackend
+
+            cls = AsyncNearRedisBackend
+        return super().__new__(cls)
+
     def __init__(
         self,
         *,
@@ -208,8 +216,11 @@ class AsyncRedisBackend(BreakerMixin):
         breaker_window: float = DEFAULT_BREAKER_WINDOW,
         breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN,
         client: AsyncClient | Callable[[], AsyncClient] | None = None,
+        near_cache: int = 0,
+        near_cache_bytes: int | None = None,
         **connection: Any,
     ) -> None:
+        _check_near(near_cache, near_cache_bytes, client)
         if client is not None and set(connection) - {"retries"}:
             raise ConfigurationError(
                 f"AsyncRedisBackend takes either client= or connection options, not both "

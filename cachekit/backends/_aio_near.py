@@ -1,0 +1,170 @@
+"""The near cache in front of :class:`~cachekit.backends.aio_redis.AsyncRedisBackend`.
+
+The same :class:`~cachekit.backends._near.NearCache` as the sync backend's: its store
+and its listener (a thread with one blocking RESP2 connection) need no event loop, and
+a near hit never awaits. Only the reads that miss locally and the writes are awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from cachekit.backends._near import NearCache
+from cachekit.backends._near import listener_factory
+from cachekit.backends._redis_urls import Standalone
+from cachekit.backends.aio_redis import AsyncRedisBackend
+from cachekit.backends.redis import blocking_client
+from cachekit.backends.redis import redact_url
+
+_CONNECTION_FIELDS = {f.name for f in dataclasses.fields(Standalone)}
+
+
+class AsyncNearRedisBackend(AsyncRedisBackend):
+    """A standalone :class:`AsyncRedisBackend` with a near cache; see ``NearRedisBackend``."""
+
+    def __init__(self, *, near_cache: int, near_cache_bytes: int | None = None, **options: Any) -> None:
+        super().__init__(near_cache=near_cache, near_cache_bytes=near_cache_bytes, **options)
+        server = Standalone(**{name: value for name, value in options.items() if name in _CONNECTION_FIELDS})
+        # A sync pool only to learn the connection class and arguments; it never connects.
+        pool = blocking_client(redis, server).connection_pool
+        self._near = NearCache(
+            listener_factory(pool),
+            max_entries=near_cache,
+            max_bytes=near_cache_bytes,
+            socket_timeout=server.socket_timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"AsyncRedisBackend({redact_url(self._location)!r}, near_cache={self._near.max_entries})"
+
+    @property
+    def near(self) -> NearCache:
+        """The near cache (its counters, ``ready``, ``wait_ready()``)."""
+        return self._near
+
+    def near_stats(self) -> dict[str, int]:
+        """``near_hits``, ``near_misses``, ``near_invalidations``, ``near_flushes``, ``near_ready``."""
+        return self._near.stats()
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the local value of ``key`` if exact, else read Redis (and keep it locally)."""
+        value = self._near.lookup(key)
+        if value is not None:
+            return value
+        return (await self._read_through([key])).get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """Local values where held, one pipelined ``MGET`` + ``PTTL`` round trip for the rest."""
+        near = self._near
+        found: dict[str, bytes] = {}
+        missing: list[str] = []
+        for key in keys:
+            value = near.lookup(key)
+            if value is None:
+                missing.append(key)
+            else:
+                found[key] = value
+        if missing:
+            found.update(await self._read_through(list(dict.fromkeys(missing))))
+        return found
+
+    async def _read_through(self, keys: list[str]) -> dict[str, bytes]:
+        near = self._near
+        client = self._client or self._connect()
+
+        async def run() -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            pipe.mget(keys)
+            for name in keys:
+                pipe.pttl(name)
+            results: list[Any] = await pipe.execute()
+            return results
+
+        ticket = near.begin(keys)
+        results: list[Any] = []
+        try:
+            results = await self._call(None, "MGET", keys[0] if len(keys) == 1 else None, run, run)
+        finally:
+            values = results[0] if results else [None] * len(keys)
+            ttls = results[1:] if results else [-2] * len(keys)
+            near.end(ticket, zip(keys, values, ttls, strict=True))
+        return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+
+    async def gets(self, key: str) -> tuple[bytes, Any] | None:
+        """Always from Redis: a ``cas`` token must be the server's current value."""
+        value = await AsyncRedisBackend.get(self, key)
+        return None if value is None else (value, value)
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """``SET``, then drop ``key`` locally."""
+        try:
+            await super().set(key, value, ttl)
+        finally:
+            self._near.invalidate((key,))
+
+    async def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        """``MSET``/script, then drop the keys locally."""
+        try:
+            await super().set_many(items, ttl)
+        finally:
+            self._near.invalidate(items)
+
+    async def add(self, key: str, value: bytes, ttl: float | None) -> bool:
+        """``SET NX``, then drop ``key`` locally."""
+        try:
+            return await super().add(key, value, ttl)
+        finally:
+            self._near.invalidate((key,))
+
+    async def cas(self, key: str, value: bytes, token: Any, ttl: float | None) -> bool:
+        """The compare-and-set script, then drop ``key`` locally."""
+        try:
+            return await super().cas(key, value, token, ttl)
+        finally:
+            self._near.invalidate((key,))
+
+    async def delete(self, key: str) -> bool:
+        """``UNLINK``, then drop ``key`` locally."""
+        try:
+            return await super().delete(key)
+        finally:
+            self._near.invalidate((key,))
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """``UNLINK``, then drop the keys locally."""
+        try:
+            await super().delete_many(keys)
+        finally:
+            self._near.invalidate(keys)
+
+    async def incr(self, key: str, delta: int) -> int:
+        """``INCRBY`` on the server, then drop ``key`` locally."""
+        try:
+            return await super().incr(key, delta)
+        finally:
+            self._near.invalidate((key,))
+
+    async def touch(self, key: str, ttl: float | None) -> bool:
+        """``PEXPIRE``/``PERSIST``, then drop ``key`` locally (its local expiry is stale)."""
+        try:
+            return await super().touch(key, ttl)
+        finally:
+            self._near.invalidate((key,))
+
+    async def clear(self, prefix: str = "") -> None:
+        """Clear Redis, then drop all local memory."""
+        try:
+            await super().clear(prefix)
+        finally:
+            self._near.flush()
+
+    async def close(self) -> None:
+        """Stop the listener (off the event loop), drop local memory, close pooled connections."""
+        await asyncio.to_thread(self._near.close)
+        await super().close()
