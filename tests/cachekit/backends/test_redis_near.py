@@ -6,6 +6,7 @@ a second real process started with ``multiprocessing`` (spawn).
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import signal
@@ -301,3 +302,29 @@ def test_keys_that_are_not_utf8_do_not_stop_the_listener(url: str) -> None:
     assert backend.get("k") == b"2"
     assert type(RedisBackend.from_url(url)) is RedisBackend  # off: the plain backend
     backend.close()
+
+
+def test_the_async_backend_is_kept_exact_too(url: str) -> None:
+    from cachekit.backends.aio_redis import AsyncRedisBackend
+
+    async def scenario() -> None:
+        backend = AsyncRedisBackend.from_url(url, near_cache=100)
+        near = backend.near  # type: ignore[attr-defined]
+        assert near.wait_ready(5.0)
+        other = redis.Redis.from_url(url)
+        await backend.set("k", b"1", None)
+        await backend.get("k")
+        hits = near.hits
+        assert await backend.get("k") == b"1"
+        assert near.hits == hits + 1  # served from local memory
+        seen = near.invalidations
+        other.set("k", b"2")
+        assert _until(lambda: near.invalidations > seen)
+        assert await backend.get("k") == b"2"
+        await backend.get("k")
+        await backend.delete("k")  # own write: seen at once
+        assert await backend.get("k") is None
+        assert await backend.gets("k") is None
+        await backend.close()
+
+    asyncio.run(scenario())
