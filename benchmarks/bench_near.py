@@ -9,6 +9,7 @@ as in :mod:`benchmarks.bench_redis`). Reports, on one server in one run:
 
 * ``get`` hit of a 100-byte value on the backend and through ``Cache`` (pickle, key
   prefix, stats): Redis with ``near_cache``, plain local memory, plain Redis;
+* a page-cache hit (``@cache_page`` on the same three caches, the 2 KB page of ``bench_views``);
 * bytes of Python heap per near-cached entry (100-byte values, 10,000 entries);
 * invalidation delivery: from another client's ``SET`` sent until this process's
   listener has dropped the key (p50/p99 of 500 writes).
@@ -30,9 +31,12 @@ import redis
 from benchmarks._harness import measure
 from benchmarks._harness import report
 from benchmarks.bench_redis import pinned_server
+from benchmarks.bench_views import plain_view
+from benchmarks.bench_views import requester
 from cachekit import Cache
 from cachekit.backends.locmem import LocMemBackend
 from cachekit.backends.redis import RedisBackend
+from cachekit.pages import cache_page
 
 VALUE = "x" * 100
 RAW = pickle.dumps(VALUE, pickle.HIGHEST_PROTOCOL)
@@ -114,6 +118,23 @@ def run(number: int = 20_000, rounds: int = 15) -> None:
                 ("redis (plain GET)", lambda: caches["redis"].get("hit")),
             ],
             number=number // 10,
+            rounds=rounds,
+        )
+        pages = {
+            name: requester(cache_page(600, cache=cache)(plain_view), f"/{name}")
+            for name, cache in caches.items()
+        }
+        for request in pages.values():
+            for _ in range(3):
+                request()  # stored, then served from the cache (and, for near, from local memory)
+        results += measure(
+            "page-cache hit",
+            [
+                ("redis + near_cache", pages["near"]),
+                ("locmem", pages["locmem"]),
+                ("redis (plain GET)", pages["redis"]),
+            ],
+            number=number // 20,
             rounds=rounds,
         )
         print(report(results, "redis + near_cache", "near hit vs local memory vs Redis (same run)"))
