@@ -42,6 +42,7 @@ from cachekit.backends.locmem import LocMemBackend
 from cachekit.backends.redis import RedisBackend
 from cachekit.backends.redis import _wire_all
 from cachekit.backends.redis import redact_url
+from cachekit.exceptions import BackendError
 
 logger = logging.getLogger(__name__)
 
@@ -191,18 +192,20 @@ class NearCache:
     def _listen(self) -> None:
         pause = 0.05
         while not self._stop.is_set():
-            conn = self._connect()
+            conn: Any = None
             try:
+                conn = self._connect()
                 self._subscribe(conn)
                 pause = 0.05
                 self._pump(conn)
-            except (redis.RedisError, OSError) as exc:
+            except (redis.RedisError, OSError, BackendError) as exc:
                 logger.info("near cache listener lost (%s); local memory dropped, reconnecting", exc)
             except Exception:  # a bug must not leave the listener dead and local memory off for good
                 logger.exception("near cache listener failed; local memory dropped, reconnecting")
             finally:
                 self._lost()
-                conn.disconnect()
+                if conn is not None:
+                    conn.disconnect()
             self._stop.wait(pause)
             pause = min(1.0, pause * 2)
 
@@ -306,11 +309,15 @@ class NearRedisBackend(RedisBackend):
     def __init__(self, *, near_cache: int, near_cache_bytes: int | None = None, **options: Any) -> None:
         super().__init__(near_cache=near_cache, near_cache_bytes=near_cache_bytes, **options)
         self._near = NearCache(
-            listener_factory(self._client.connection_pool),
+            self._listener_connection,
             max_entries=near_cache,
             max_bytes=near_cache_bytes,
             socket_timeout=self._socket_timeout,
         )
+
+    def _listener_connection(self) -> Any:
+        # Through the client's pool: a Sentinel-managed pool points it at the current master.
+        return listener_factory(self.client.connection_pool)()
 
     def __repr__(self) -> str:
         return f"RedisBackend({redact_url(self._location)!r}, near_cache={self._near.max_entries})"

@@ -1009,10 +1009,11 @@ def _check_near(near_cache: int, near_cache_bytes: int | None, client: object) -
             f"near_cache_bytes={near_cache_bytes!r} needs near_cache > 0 and a positive size.",
             setting="near_cache_bytes",
         )
-    if near_cache and client is not None:
+    sentinel = isinstance(client, partial) and client.func is _sentinel_master
+    if near_cache and client is not None and not sentinel:
         raise ConfigurationError(
-            "near_cache is built for standalone redis://, rediss:// and unix:// servers only so far "
-            "(not for Sentinel, Cluster or a ready client).",
+            "near_cache is built for redis://, rediss://, unix:// and (sync only) redis+sentinel:// "
+            "so far, not for Cluster or a ready client.",
             setting="near_cache",
         )
 

@@ -254,7 +254,6 @@ def test_the_option_in_urls_settings_and_stats(url: str) -> None:
     ("location", "options"),
     [
         ("redis+cluster://127.0.0.1:7000", {"near_cache": 10}),
-        ("redis+sentinel://127.0.0.1:26379/mymaster", {"near_cache": 10}),
         ("redis://127.0.0.1:6379/0", {"near_cache": -1}),
         ("redis://127.0.0.1:6379/0", {"near_cache_bytes": 100}),
     ],
@@ -328,3 +327,37 @@ def test_the_async_backend_is_kept_exact_too(url: str) -> None:
         await backend.close()
 
     asyncio.run(scenario())
+
+
+def test_a_sentinel_failover_leaves_nothing_stale() -> None:
+    """The master dies, Sentinel promotes the replica: local memory is dropped, then kept exact again."""
+    require_binary("redis-server")
+    group = servers.start_redis_sentinel(down_after_ms=300)
+    try:
+        backend = RedisBackend.from_url(group.url, near_cache=100, socket_timeout=0.3)
+        near = backend.near  # type: ignore[attr-defined]
+        assert near.wait_ready(10.0)
+        backend.set("k", b"1", None)
+        assert _until(lambda: backend.get("k") == b"1" and near.hits > 0)
+        master = redis.Redis(servers.HOST, group.master.port)
+        assert master.wait(1, 2000) == 1  # the replica has it before the master dies
+        master.close()
+        flushes = near.flushes
+
+        group.master.kill()
+
+        assert _until(lambda: near.flushes > flushes)
+        assert near.lookup("k") is None
+        assert _until(lambda: group.master_port() == group.replica.port, timeout=30.0)
+        assert near.wait_ready(30.0)
+        promoted = redis.Redis(servers.HOST, group.replica.port)
+        promoted.set("k", b"2")  # written on the new master by someone else
+        assert _until(lambda: backend.get("k") == b"2", timeout=10.0)
+        assert _until(lambda: backend.get("k") == b"2" and near.lookup("k") == b"2")
+        seen = near.invalidations
+        promoted.set("k", b"3")
+        assert _until(lambda: near.invalidations > seen)
+        assert backend.get("k") == b"3"
+        backend.close()
+    finally:
+        group.stop()
