@@ -28,8 +28,20 @@ _CONNECTION_FIELDS = {f.name for f in dataclasses.fields(Standalone)}
 class AsyncNearRedisBackend(AsyncRedisBackend):
     """A standalone :class:`AsyncRedisBackend` with a near cache; see ``NearRedisBackend``."""
 
-    def __init__(self, *, near_cache: int, near_cache_bytes: int | None = None, **options: Any) -> None:
-        super().__init__(near_cache=near_cache, near_cache_bytes=near_cache_bytes, **options)
+    def __init__(
+        self,
+        *,
+        near_cache: int,
+        near_cache_bytes: int | None = None,
+        near_cache_prefix: str = "",
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            near_cache=near_cache,
+            near_cache_bytes=near_cache_bytes,
+            near_cache_prefix=near_cache_prefix,
+            **options,
+        )
         server = Standalone(**{name: value for name, value in options.items() if name in _CONNECTION_FIELDS})
         # A sync pool only to learn the connection class and arguments; it never connects.
         pool = blocking_client(redis, server).connection_pool
@@ -37,6 +49,7 @@ class AsyncNearRedisBackend(AsyncRedisBackend):
             listener_factory(pool),
             max_entries=near_cache,
             max_bytes=near_cache_bytes,
+            prefix=near_cache_prefix,
             socket_timeout=server.socket_timeout,
         )
 
@@ -54,7 +67,10 @@ class AsyncNearRedisBackend(AsyncRedisBackend):
 
     async def get(self, key: str) -> bytes | None:
         """Return the local value of ``key`` if exact, else read Redis (and keep it locally)."""
-        value = self._near.lookup(key)
+        near = self._near
+        if near.prefix and not key.startswith(near.prefix):
+            return await AsyncRedisBackend.get(self, key)
+        value = near.lookup(key)
         if value is not None:
             return value
         return (await self._read_through([key])).get(key)
@@ -64,6 +80,8 @@ class AsyncNearRedisBackend(AsyncRedisBackend):
         near = self._near
         found: dict[str, bytes] = {}
         missing: list[str] = []
+        if near.prefix and not all(key.startswith(near.prefix) for key in keys):
+            return await AsyncRedisBackend.get_many(self, keys)
         for key in keys:
             value = near.lookup(key)
             if value is None:

@@ -59,6 +59,8 @@ class NearCache:
     :param max_entries: least recently used entries are evicted above this count.
     :param max_bytes: bound on the summed size of the stored values (``None``: locmem's default).
     :param socket_timeout: seconds the listener waits for a PING's answer.
+    :param prefix: only keys starting with this are kept locally; Redis then sends
+        invalidations for those only (``BCAST PREFIX``).
     """
 
     def __init__(
@@ -69,8 +71,11 @@ class NearCache:
         max_bytes: int | None = None,
         socket_timeout: float = 0.5,
         ping_interval: float = PING_INTERVAL,
+        prefix: str = "",
     ) -> None:
         self._connect = connect
+        #: Only keys starting with this are kept (and invalidated by the server).
+        self.prefix = prefix
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._socket_timeout = socket_timeout
@@ -213,7 +218,8 @@ class NearCache:
         conn.connect()
         conn.send_command("CLIENT", "ID")
         own_id = conn.read_response()
-        conn.send_command("CLIENT", "TRACKING", "on", "BCAST", "REDIRECT", own_id)
+        prefix = ("PREFIX", self.prefix.encode("utf-8", "surrogatepass")) if self.prefix else ()
+        conn.send_command("CLIENT", "TRACKING", "on", "BCAST", "REDIRECT", own_id, *prefix)
         conn.read_response()
         conn.send_command("SUBSCRIBE", _CHANNEL)
         conn.read_response()
@@ -306,10 +312,23 @@ class NearRedisBackend(RedisBackend):
     lock and every script always go to Redis, and every write drops its keys locally.
     """
 
-    def __init__(self, *, near_cache: int, near_cache_bytes: int | None = None, **options: Any) -> None:
-        super().__init__(near_cache=near_cache, near_cache_bytes=near_cache_bytes, **options)
+    def __init__(
+        self,
+        *,
+        near_cache: int,
+        near_cache_bytes: int | None = None,
+        near_cache_prefix: str = "",
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            near_cache=near_cache,
+            near_cache_bytes=near_cache_bytes,
+            near_cache_prefix=near_cache_prefix,
+            **options,
+        )
         self._near = NearCache(
             self._listener_connection,
+            prefix=near_cache_prefix,
             max_entries=near_cache,
             max_bytes=near_cache_bytes,
             socket_timeout=self._socket_timeout,
@@ -334,6 +353,8 @@ class NearRedisBackend(RedisBackend):
     def get(self, key: str) -> bytes | None:
         """Return the local value of ``key`` if exact, else read Redis (and keep it locally)."""
         near = self._near
+        if near.prefix and not key.startswith(near.prefix):
+            return RedisBackend.get(self, key)
         value = near.lookup(key)
         if value is not None:
             return value
@@ -345,6 +366,8 @@ class NearRedisBackend(RedisBackend):
         near = self._near
         found: dict[str, bytes] = {}
         missing: list[str] = []
+        if near.prefix and not all(key.startswith(near.prefix) for key in keys):
+            return RedisBackend.get_many(self, keys)
         for key in keys:
             value = near.lookup(key)
             if value is None:

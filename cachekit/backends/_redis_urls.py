@@ -65,6 +65,7 @@ OPTIONS: Mapping[str, type] = {
     "breaker_cooldown": float,
     "near_cache": int,
     "near_cache_bytes": int,
+    "near_cache_prefix": str,
     "sentinel_username": str,
     "sentinel_password": str,
 }
@@ -79,6 +80,7 @@ _BACKEND_ONLY = (
     "breaker_cooldown",
     "near_cache",
     "near_cache_bytes",
+    "near_cache_prefix",
 )
 
 

@@ -218,9 +218,10 @@ class AsyncRedisBackend(BreakerMixin):
         client: AsyncClient | Callable[[], AsyncClient] | None = None,
         near_cache: int = 0,
         near_cache_bytes: int | None = None,
+        near_cache_prefix: str = "",
         **connection: Any,
     ) -> None:
-        _check_near(near_cache, near_cache_bytes, client)
+        _check_near(near_cache, near_cache_bytes, client, near_cache_prefix)
         if client is not None and set(connection) - {"retries"}:
             raise ConfigurationError(
                 f"AsyncRedisBackend takes either client= or connection options, not both "

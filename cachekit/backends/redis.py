@@ -400,6 +400,8 @@ class RedisBackend(BreakerMixin):
         kept exact by ``CLIENT TRACKING`` invalidations (see :mod:`cachekit.backends._near`
         and docs/backends.md); 0 (the default) turns it off. Standalone servers only.
     :param near_cache_bytes: bound on the summed size of the near cache's values.
+    :param near_cache_prefix: keep only keys starting with this locally, and ask Redis for
+        invalidations of those only (``BCAST PREFIX``); other keys are read from Redis.
     """
 
     #: Options accepted by :meth:`from_url`/:meth:`from_location` (and URL query strings).
@@ -444,8 +446,9 @@ class RedisBackend(BreakerMixin):
         client: redis.Redis | RedisCluster | Callable[[], redis.Redis | RedisCluster] | None = None,
         near_cache: int = 0,
         near_cache_bytes: int | None = None,
+        near_cache_prefix: str = "",
     ) -> None:
-        _check_near(near_cache, near_cache_bytes, client)
+        _check_near(near_cache, near_cache_bytes, client, near_cache_prefix)
         server = Standalone(
             host=host,
             port=port,
@@ -998,7 +1001,7 @@ def _incr_error(exc: BackendError, key: str, delta: int) -> BackendError:
     return exc
 
 
-def _check_near(near_cache: int, near_cache_bytes: int | None, client: object) -> None:
+def _check_near(near_cache: int, near_cache_bytes: int | None, client: object, prefix: str = "") -> None:
     """:raises ConfigurationError: for a bad near-cache option, or one where it is not built yet."""
     if near_cache < 0:
         raise ConfigurationError(
@@ -1009,6 +1012,8 @@ def _check_near(near_cache: int, near_cache_bytes: int | None, client: object) -
             f"near_cache_bytes={near_cache_bytes!r} needs near_cache > 0 and a positive size.",
             setting="near_cache_bytes",
         )
+    if prefix and not near_cache:
+        raise ConfigurationError("near_cache_prefix needs near_cache > 0.", setting="near_cache_prefix")
     sentinel = isinstance(client, partial) and client.func is _sentinel_master
     if near_cache and client is not None and not sentinel:
         raise ConfigurationError(

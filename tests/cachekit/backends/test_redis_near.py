@@ -364,3 +364,25 @@ def test_a_sentinel_failover_leaves_nothing_stale() -> None:
         backend.close()
     finally:
         group.stop()
+
+
+def test_a_prefix_keeps_and_tracks_only_its_keys(url: str) -> None:
+    backend = RedisBackend.from_url(url, near_cache=100, near_cache_prefix="app:")
+    near = backend.near  # type: ignore[attr-defined]
+    assert near.wait_ready(5.0)
+    other = redis.Redis.from_url(url)
+    other.set("app:k", b"1")
+    other.set("elsewhere", b"1")
+    assert _until(lambda: backend.get("app:k") == b"1" and near.lookup("app:k") == b"1")
+    backend.get("elsewhere")
+    assert near.lookup("elsewhere") is None  # never kept locally
+    seen = near.invalidations
+    other.set("elsewhere", b"2")  # no invalidation is sent for a key outside the prefix
+    other.set("app:k", b"2")
+    assert _until(lambda: near.invalidations > seen)
+    assert near.invalidations == seen + 1
+    assert backend.get("app:k") == b"2"
+    assert backend.get("elsewhere") == b"2"
+    backend.close()
+    with pytest.raises(ConfigurationError):
+        RedisBackend.from_url(url, near_cache_prefix="app:")
