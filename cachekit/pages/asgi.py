@@ -213,10 +213,19 @@ class AsyncPageCache:
             return
         headers = request_headers(scope)
         off = engine.default_lifetime(cache) == 0
-        if off or not headers.keys().isdisjoint(self._forwarded):
-            # Off, or forwarded inputs no one vouched for: bypass.
+        length = headers.get("content-length")
+        # A body the app may read ("fat GET") is not in the key, so such a request is never cached.
+        fat = bool(length and length != "0") or "transfer-encoding" in headers
+        if off or fat or not headers.keys().isdisjoint(self._forwarded):
+            # Off, a body, or forwarded inputs no one vouched for: bypass.
             if status_on:
-                why = "caching is off (timeout 0)" if off else "request carries an untrusted forwarded header"
+                why = (
+                    "caching is off (timeout 0)"
+                    if off
+                    else "request carries a body"
+                    if fat
+                    else "request carries an untrusted forwarded header"
+                )
                 send = self._passing(send, "bypass", why)
             await app(scope, receive, send)
             return

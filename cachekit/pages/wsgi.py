@@ -292,10 +292,19 @@ class PageCache:
             return app(environ, start_response)
         cache = self._cache or self.cache
         off = self.engine.default_lifetime(cache) == 0
-        if off or not environ.keys().isdisjoint(self._forwarded):
-            # Off, or forwarded inputs no one vouched for: bypass.
+        length = environ.get("CONTENT_LENGTH")
+        # A body the app may read ("fat GET") is not in the key, so such a request is never cached.
+        fat = bool(length and length != "0") or "HTTP_TRANSFER_ENCODING" in environ
+        if off or fat or not environ.keys().isdisjoint(self._forwarded):
+            # Off, a body, or forwarded inputs no one vouched for: bypass.
             if status_on:
-                why = "caching is off (timeout 0)" if off else "request carries an untrusted forwarded header"
+                why = (
+                    "caching is off (timeout 0)"
+                    if off
+                    else "request carries a body"
+                    if fat
+                    else "request carries an untrusted forwarded header"
+                )
                 start_response = self._passing(start_response, "bypass", why)
             return app(environ, start_response)
         url_hash = self._request_hash(environ)
