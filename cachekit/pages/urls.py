@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from typing import Any
 from urllib.parse import quote
+from urllib.parse import unquote_plus
 from urllib.parse import unquote_to_bytes
 from urllib.parse import urlsplit
 
@@ -30,11 +31,18 @@ def _canonical_host(scheme: str, host: str) -> str:
     return host
 
 
+def _param_name(piece: str) -> str:
+    """A query piece's parameter name as apps decode it (``%61`` and ``a`` are one name)."""
+    return unquote_plus(piece.partition("=")[0])
+
+
 def _canonical_query(query: str, normalize: bool) -> str:
     if normalize and query:
-        # Sort the raw pieces, decoding nothing: decoding and re-encoding would make
+        # Keep the raw pieces, decoding nothing: decoding and re-encoding would make
         # "a=%FE" and "a=%FF", or "x=1%3By%3D2" and "x=1;y=2", share one cache entry.
-        return "&".join(sorted(query.split("&")))
+        # Sort by name only, stably: repeated parameters keep their order, because apps
+        # read the first (Werkzeug) or the last (Django) and "a=2&a=1" is not "a=1&a=2".
+        return "&".join(sorted(query.split("&"), key=_param_name))
     return query
 
 
