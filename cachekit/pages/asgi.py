@@ -235,7 +235,8 @@ class AsyncPageCache:
         has_auth, now = bool(get("authorization")), cache.clock()
         records = self._records
         lookup = await records.get(LOOKUP_KEY + url_hash)
-        page_key = engine.page_key_of(url_hash, lookup, _header, headers)
+        split = scope.get("root_path", "") or ""
+        page_key = engine.page_key_of(url_hash, lookup, _header, headers, split)
         stored = None if page_key is None or "no-cache" in asked else await records.get(page_key)
         page = engine.fresh(stored, now, has_auth, asked)
         if page is not None:
@@ -244,7 +245,7 @@ class AsyncPageCache:
                 answer = _marked(answer, engine.hit_status(page, now))
             await _serve(answer, send)
             return
-        request = Request(method, url_hash, _header, headers, now, asked, has_auth, lookup, page_key)
+        request = Request(method, url_hash, _header, headers, now, asked, has_auth, lookup, page_key, split)
         plan: Plan = await records.run(engine.lookup(request, stored))
         if plan.action == "serve":
             if plan.stale:

@@ -129,6 +129,7 @@ class Request:
         "page_key",
         "prior_tags",
         "session",
+        "split",
         "static_tags",
         "url_hash",
     )
@@ -144,6 +145,7 @@ class Request:
         has_auth: bool,
         lookup: Any = None,
         page_key: str | None = None,
+        split: str = "",
     ) -> None:
         #: The request method.
         self.method = method
@@ -163,6 +165,8 @@ class Request:
         self.lookup = lookup
         #: The variant key the request maps to under :attr:`lookup`, if any.
         self.page_key = page_key
+        #: The mount prefix (``SCRIPT_NAME`` / ``root_path``), keyed in the variant.
+        self.split = split
         #: The stampede lock this request holds, if any.
         self.lock: Any = None
         #: The session the app used, as the shell found it (read after the response started).
@@ -257,25 +261,37 @@ class PageEngine:
         """The hash of absolute ``url`` as :meth:`purge` keys it."""
         return self.hash_url(canonical_url(url, normalize_query=self.options.normalize_query))
 
-    def variant_key(self, url_hash: str, lookup: Lookup, read: HeaderReader, source: Any) -> str:
-        """The page key of one variant: URL, learned ``Vary`` names and nonce, the request's values."""
+    def variant_key(
+        self, url_hash: str, lookup: Lookup, read: HeaderReader, source: Any, split: str = ""
+    ) -> str:
+        """The page key of one variant: URL, learned ``Vary`` names and nonce, the request's values.
+
+        ``split`` is the mount prefix (``SCRIPT_NAME``, ASGI ``root_path``): the URL joins it
+        with the path, so where it ends is keyed here (an outer middleware may move it, from
+        a header). In the variant, not the URL, so purging the URL drops every split.
+        """
         _, names, nonce = lookup
         values = tuple([read(source, name) or "" for name in names])
-        memo_key = (url_hash, lookup, values)
+        memo_key = (url_hash, lookup, values, split)
         page_key = self._page_keys.get(memo_key)
         if page_key is None:
             if len(self._page_keys) >= _MEMO_SIZE:
                 self._page_keys.clear()
-            page_key = self._page_keys[memo_key] = PAGE_KEY + digest(url_hash, nonce, *names, *values)
+            parts = (url_hash, nonce, *names, *values)
+            # "split" never starts a hex url_hash: no split-less key can equal one with a split.
+            page_key = PAGE_KEY + (digest("split", split, *parts) if split else digest(*parts))
+            self._page_keys[memo_key] = page_key
         return page_key
 
     # -- step 1: lookup ------------------------------------------------------------------
 
-    def page_key_of(self, url_hash: str, lookup: Any, read: HeaderReader, source: Any) -> str | None:
+    def page_key_of(
+        self, url_hash: str, lookup: Any, read: HeaderReader, source: Any, split: str = ""
+    ) -> str | None:
         """The variant's page key under the URL's lookup record (read by the shell), if it holds one."""
         if type(lookup) is not tuple or len(lookup) != 3 or lookup[0] != LOOKUP_MARK:
             return None
-        return self.variant_key(url_hash, lookup, read, source)
+        return self.variant_key(url_hash, lookup, read, source, split)
 
     def fresh(
         self, stored: Any, now: float, has_auth: bool, directives: Mapping[str, str | None]
@@ -330,7 +346,7 @@ class PageEngine:
                 lookup = request.lookup = yield ("get", LOOKUP_KEY + request.url_hash)
                 if is_lookup(lookup):
                     request.page_key = self.variant_key(
-                        request.url_hash, lookup, request.read, request.source
+                        request.url_hash, lookup, request.read, request.source, request.split
                     )
                     found = yield from self._read_page(request.page_key, request.has_auth)
                     if found is not None and is_fresh(found, now):
@@ -564,7 +580,7 @@ class PageEngine:
         if (yield from self._claim(LOOKUP_KEY + request.url_hash, previous, lookup, keep_lookup)):
             yield (
                 "set",
-                self.variant_key(request.url_hash, lookup, request.read, request.source),
+                self.variant_key(request.url_hash, lookup, request.read, request.source, request.split),
                 page,
                 keep,
             )

@@ -268,7 +268,9 @@ class PageCache:
         url_hash = self._request_hash(environ)
         lookup_key = LOOKUP_KEY + url_hash
         lookup = self._io(self.cache).get(lookup_key)
-        page_key = self.engine.page_key_of(url_hash, lookup, _environ_header, environ)
+        page_key = self.engine.page_key_of(
+            url_hash, lookup, _environ_header, environ, environ.get("SCRIPT_NAME", "")
+        )
         return [lookup_key] + ([page_key] if page_key else [])
 
     def purge(self, url: str) -> bool:
@@ -315,7 +317,8 @@ class PageCache:
         if records is None or records.cache is not cache:
             records = self._io(cache)
         lookup = records.get(LOOKUP_KEY + url_hash)
-        page_key = engine.page_key_of(url_hash, lookup, _environ_header, environ)
+        split = environ.get("SCRIPT_NAME", "")
+        page_key = engine.page_key_of(url_hash, lookup, _environ_header, environ, split)
         stored = None if page_key is None or "no-cache" in asked else records.get(page_key)
         page = engine.fresh(stored, now, has_auth, asked)
         if page is not None:
@@ -324,7 +327,9 @@ class PageCache:
             if status_on:
                 answer = _marked(answer, engine.hit_status(page, now))
             return serve_page(answer, start_response, method)
-        request = Request(method, url_hash, _environ_header, environ, now, asked, has_auth, lookup, page_key)
+        request = Request(
+            method, url_hash, _environ_header, environ, now, asked, has_auth, lookup, page_key, split
+        )
         plan: Plan = records.run(engine.lookup(request, stored))
         if plan.action == "serve":
             if plan.stale:
