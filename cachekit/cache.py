@@ -385,9 +385,14 @@ class _CacheCore(Generic[_B]):
             "hit_ratio": self._hits / lookups if lookups else 0.0,
             # Breaker state lives in the backend (one per server or node), not here.
             **breaker_stats(self.backend),
-            # near_hits, near_misses, ... from a Redis backend with a near cache; nothing otherwise.
-            **getattr(self.backend, "near_stats", dict)(),
+            **self._near_stats(),
         }
+
+    def _near_stats(self) -> dict[str, int]:
+        """``near_hits``, ``near_misses``, ... of a Redis backend with a near cache; nothing otherwise."""
+        # Looked up on the class: a proxy or test double answering every attribute is not one.
+        near_stats = getattr(type(self.backend), "near_stats", None)
+        return near_stats(self.backend) if near_stats is not None else {}
 
     def latency(self) -> dict[str, LatencyHistogram]:
         """Return the sampled backend-call latency histogram of each operation (``"get"``, ``"set"``...)."""
