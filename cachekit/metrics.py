@@ -51,10 +51,18 @@ COUNTERS = {
         "breaker_rejections",
         "Backend calls failed fast by an open circuit breaker, without touching the server.",
     ),
+    "near_hits": ("near_hits", "Reads answered from the near cache's local memory (0 without one)."),
+    "near_misses": ("near_misses", "Near-cache reads that went to Redis."),
+    "near_invalidations": ("near_invalidations", "Keys dropped from the near cache by Redis invalidations."),
+    "near_flushes": (
+        "near_flushes",
+        "Times the near cache emptied itself: invalidation stream lost, restart, FLUSHDB.",
+    ),
 }
 #: Gauge name in ``Cache.stats()`` -> (metric name, help text).
 GAUGES = {
     "breaker_open": ("breaker_open", "Circuit breakers of the cache's backend open now (0: all closed)."),
+    "near_ready": ("near_ready", "1 while the near cache receives invalidations and may serve; else 0."),
 }
 
 CacheSource = Callable[[], Iterable[Cache]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import re
 import signal
 import statistics
 import time
@@ -22,6 +23,7 @@ import redis
 import cachekit
 from cachekit.backends.redis import RedisBackend
 from cachekit.exceptions import ConfigurationError
+from cachekit.metrics import render_text
 from tests import servers
 from tests.conftest import require_binary
 
@@ -247,6 +249,11 @@ def test_the_option_in_urls_settings_and_stats(url: str) -> None:
     assert _until(lambda: cache.get("a") == 1 and cache.stats()["near_hits"] > 0)
     assert {"near_misses", "near_invalidations", "near_flushes"} <= set(cache.stats())
     assert "near_hits" not in cachekit.from_url(url).stats()
+    exported = render_text(lambda: [cache])  # the counters reach Prometheus
+    hits = re.search(r'^cachekit_near_hits_total\{cache="[^"]*"\} (\d+)$', exported, re.MULTILINE)
+    assert hits is not None
+    assert int(hits.group(1)) > 0
+    assert re.search(r'^cachekit_near_ready\{cache="[^"]*"\} 1$', exported, re.MULTILINE)
     cache.backend.close()
 
 
