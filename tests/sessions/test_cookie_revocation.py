@@ -96,7 +96,6 @@ def test_without_a_revocation_cache_cookies_cannot_be_revoked() -> None:
         store.sessions_of("alice")
 
 
-
 def test_the_revocation_cache_comes_from_settings() -> None:
     cachekit.configure(CACHES={"revocations": {"BACKEND": "locmem", "LOCATION": "revocation-settings"}})
     try:
