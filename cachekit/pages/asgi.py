@@ -34,6 +34,7 @@ from cachekit.pages.engine import PageEngine
 from cachekit.pages.engine import Plan
 from cachekit.pages.engine import Request
 from cachekit.pages.engine import directives
+from cachekit.pages.fields import marked
 from cachekit.pages.fields import with_status
 from cachekit.pages.io import AsyncRecords
 from cachekit.pages.options import PageOptions
@@ -41,6 +42,7 @@ from cachekit.pages.options import page_options
 from cachekit.pages.record import Page
 from cachekit.pages.record import page_response
 from cachekit.pages.rules import Storability
+from cachekit.pages.rules import bypass_reason
 from cachekit.pages.urls import scope_url
 from cachekit.tags import Generations
 
@@ -123,17 +125,6 @@ def _answer(
     return page_response(page, now, method, headers.get("if-none-match"), headers.get("if-modified-since"))
 
 
-Answer: TypeAlias = "tuple[str, list[tuple[str, str]], bytes]"
-
-
-def _marked(answer: Answer, member: str | None) -> Answer:
-    """``answer`` with the ``Cache-Status`` member added (unchanged when ``member`` is ``None``)."""
-    if member is None:
-        return answer
-    status, headers, body = answer
-    return status, with_status(headers, member), body
-
-
 def _marking(send: Send, member_of: Callable[[int], str | None]) -> Send:
     """A ``send`` that adds the ``Cache-Status`` member ``member_of(status)`` to the response start."""
 
@@ -212,20 +203,14 @@ class AsyncPageCache:
                 await app(scope, receive, send)
             return
         headers = request_headers(scope)
-        off = engine.default_lifetime(cache) == 0
         length = headers.get("content-length")
-        # A body the app may read ("fat GET") is not in the key, so such a request is never cached.
-        fat = bool(length and length != "0") or "transfer-encoding" in headers
-        if off or fat or not headers.keys().isdisjoint(self._forwarded):
-            # Off, a body, or forwarded inputs no one vouched for: bypass.
+        why = bypass_reason(
+            off=engine.default_lifetime(cache) == 0,
+            has_body=bool(length and length != "0") or "transfer-encoding" in headers,
+            untrusted_forwarded=not headers.keys().isdisjoint(self._forwarded),
+        )
+        if why is not None:
             if status_on:
-                why = (
-                    "caching is off (timeout 0)"
-                    if off
-                    else "request carries a body"
-                    if fat
-                    else "request carries an untrusted forwarded header"
-                )
                 send = self._passing(send, "bypass", why)
             await app(scope, receive, send)
             return
@@ -242,7 +227,7 @@ class AsyncPageCache:
         if page is not None:
             answer = _answer(page, headers, now, method)
             if status_on:
-                answer = _marked(answer, engine.hit_status(page, now))
+                answer = marked(answer, engine.hit_status(page, now))
             await _serve(answer, send)
             return
         request = Request(method, url_hash, _header, headers, now, asked, has_auth, lookup, page_key, split)
@@ -250,11 +235,9 @@ class AsyncPageCache:
         if plan.action == "serve":
             if plan.stale:
                 cache._stale_serves += 1
-            served: Page = plan.page  # type: ignore[assignment]
-            answer = _answer(served, headers, request.now, method)
-            if status_on:
-                answer = _marked(answer, engine.hit_status(served, request.now, plan, request.fwd))
-            await _serve(answer, send)
+            await _serve(
+                engine.serve_plan(plan, request, lambda page, at: _answer(page, headers, at, method)), send
+            )
         elif plan.action == "pass":
             if status_on:
                 send = self._passing(send, request.fwd, "HEAD responses are not stored")
@@ -429,13 +412,13 @@ class _Render:
             cache._stale_serves += 1
             now = cache.clock()
             member = self.engine.error_status(self.request, self.status, plan.fallback, now)
-            await _serve(_marked(_answer(plan.fallback, self.headers, now, "GET"), member), self.server_send)
+            await _serve(marked(_answer(plan.fallback, self.headers, now, "GET"), member), self.server_send)
             return
         gateway = self.engine.error_answer(plan)
         if gateway is not None:
             logger.exception("page %s %s; it must be revalidated: 504", self.url(), what)
             member = self.engine.error_status(self.request, self.status, None, self.request.now)
-            await _serve(_marked(gateway, member), self.server_send)
+            await _serve(marked(gateway, member), self.server_send)
             return
         if reraise:
             raise  # the app's exception, which the caller is handling

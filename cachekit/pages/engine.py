@@ -36,7 +36,9 @@ from typing import TypeAlias
 from urllib.parse import urlsplit
 
 from cachekit.pages.fields import CACHE_STATUS
+from cachekit.pages.fields import Answer
 from cachekit.pages.fields import effective_headers
+from cachekit.pages.fields import marked
 from cachekit.pages.fields import status_member
 from cachekit.pages.fields import surrogate_keys
 from cachekit.pages.fields import targeted_directives
@@ -627,6 +629,14 @@ class PageEngine:
             )
         # The hit path's member by hand: a serialized name and an integer need no serializer.
         return f"{self._status_name};hit" if ttl is None else f"{self._status_name};hit;ttl={int(ttl // 1)}"
+
+    def serve_plan(self, plan: Plan, request: Request, answer: Callable[[Page, float], Answer]) -> Answer:
+        """The response for a ``serve`` plan: its page as the shell's ``answer`` renders it, marked."""
+        served: Page = plan.page  # type: ignore[assignment]
+        out = answer(served, request.now)
+        if self.options.cache_status:
+            out = marked(out, self.hit_status(served, request.now, plan, request.fwd))
+        return out
 
     def render_status(self, request: Request, status: int, verdict: Storability, stored: bool) -> str | None:
         """The ``Cache-Status`` member for a response the app produced (``None`` when off)."""

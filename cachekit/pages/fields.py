@@ -183,12 +183,26 @@ def with_status(headers: Iterable[tuple[str, str]], member: str) -> list[tuple[s
     return out
 
 
+#: A response as the page cache serves it: status line, headers, body.
+Answer = tuple[str, list[tuple[str, str]], bytes]
+
+
+def marked(answer: Answer, member: str | None) -> Answer:
+    """``answer`` with the ``Cache-Status`` member added (unchanged when ``member`` is ``None``)."""
+    if member is None:
+        return answer
+    status, headers, body = answer
+    return status, with_status(headers, member), body
+
+
 __all__ = [
     "CACHE_STATUS",
+    "Answer",
     "FWD_REASONS",
     "SURROGATE_KEY_HEADERS",
     "TARGET_FIELDS",
     "effective_headers",
+    "marked",
     "parse_dictionary",
     "status_member",
     "surrogate_keys",

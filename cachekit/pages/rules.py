@@ -365,6 +365,24 @@ def not_modified_headers(headers: Headers) -> list[tuple[str, str]]:
     return [(name, value) for name, value in headers if name.lower() in NOT_MODIFIED_HEADERS]
 
 
+def bypass_reason(*, off: bool, has_body: bool, untrusted_forwarded: bool) -> str | None:
+    """Why a ``GET``/``HEAD`` must go past the page cache untouched, or ``None`` if it need not.
+
+    :param off: the cache's default lifetime is 0.
+    :param has_body: the request carries a body (a "fat GET"): the app may read it, and it is
+        not part of the key, so its answer must never be shared.
+    :param untrusted_forwarded: it carries a forwarded header (host, scheme, prefix) the
+        operator did not declare trusted, which an app may use to build absolute URLs.
+    """
+    if off:
+        return "caching is off (timeout 0)"
+    if has_body:
+        return "request carries a body"
+    if untrusted_forwarded:
+        return "request carries an untrusted forwarded header"
+    return None
+
+
 __all__ = [
     "CACHEABLE_METHODS",
     "CACHEABLE_STATUSES",
@@ -373,6 +391,7 @@ __all__ = [
     "HOP_BY_HOP",
     "NOT_MODIFIED_HEADERS",
     "Storability",
+    "bypass_reason",
     "delta_seconds",
     "etag_matches",
     "header",

@@ -31,6 +31,7 @@ from cachekit.pages.engine import LOOKUP_KEY
 from cachekit.pages.engine import PageEngine
 from cachekit.pages.engine import Plan
 from cachekit.pages.engine import Request
+from cachekit.pages.fields import marked
 from cachekit.pages.fields import with_status
 from cachekit.pages.io import SyncRecords
 from cachekit.pages.options import PageOptions
@@ -38,6 +39,7 @@ from cachekit.pages.options import page_options
 from cachekit.pages.record import Page
 from cachekit.pages.record import page_response
 from cachekit.pages.rules import Storability
+from cachekit.pages.rules import bypass_reason
 from cachekit.pages.rules import parse_cache_control
 from cachekit.pages.urls import environ_key
 from cachekit.pages.urls import request_url
@@ -158,17 +160,6 @@ def _answer(
     return page_response(
         page, now, method, environ.get("HTTP_IF_NONE_MATCH"), environ.get("HTTP_IF_MODIFIED_SINCE")
     )
-
-
-Answer = tuple[str, list[tuple[str, str]], bytes]
-
-
-def _marked(answer: Answer, member: str | None) -> Answer:
-    """``answer`` with the ``Cache-Status`` member added (unchanged when ``member`` is ``None``)."""
-    if member is None:
-        return answer
-    status, headers, body = answer
-    return status, with_status(headers, member), body
 
 
 def _marking(start_response: StartResponse, member_of: Callable[[int], str | None]) -> StartResponse:
@@ -293,20 +284,14 @@ class PageCache:
                 return self._unsafe(app, environ, start_response)
             return app(environ, start_response)
         cache = self._cache or self.cache
-        off = self.engine.default_lifetime(cache) == 0
         length = environ.get("CONTENT_LENGTH")
-        # A body the app may read ("fat GET") is not in the key, so such a request is never cached.
-        fat = bool(length and length != "0") or "HTTP_TRANSFER_ENCODING" in environ
-        if off or fat or not environ.keys().isdisjoint(self._forwarded):
-            # Off, a body, or forwarded inputs no one vouched for: bypass.
+        why = bypass_reason(
+            off=self.engine.default_lifetime(cache) == 0,
+            has_body=bool(length and length != "0") or "HTTP_TRANSFER_ENCODING" in environ,
+            untrusted_forwarded=not environ.keys().isdisjoint(self._forwarded),
+        )
+        if why is not None:
             if status_on:
-                why = (
-                    "caching is off (timeout 0)"
-                    if off
-                    else "request carries a body"
-                    if fat
-                    else "request carries an untrusted forwarded header"
-                )
                 start_response = self._passing(start_response, "bypass", why)
             return app(environ, start_response)
         url_hash = self._request_hash(environ)
@@ -325,7 +310,7 @@ class PageCache:
             inm, ims = environ.get("HTTP_IF_NONE_MATCH"), environ.get("HTTP_IF_MODIFIED_SINCE")
             answer = page_response(page, now, method, inm, ims)
             if status_on:
-                answer = _marked(answer, engine.hit_status(page, now))
+                answer = marked(answer, engine.hit_status(page, now))
             return serve_page(answer, start_response, method)
         request = Request(
             method, url_hash, _environ_header, environ, now, asked, has_auth, lookup, page_key, split
@@ -334,10 +319,7 @@ class PageCache:
         if plan.action == "serve":
             if plan.stale:
                 cache._stale_serves += 1
-            served: Page = plan.page  # type: ignore[assignment]
-            answer = _answer(served, environ, request.now, method)
-            if status_on:
-                answer = _marked(answer, engine.hit_status(served, request.now, plan, request.fwd))
+            answer = engine.serve_plan(plan, request, lambda page, at: _answer(page, environ, at, method))
             return serve_page(answer, start_response, method)
         if plan.action == "pass":
             if status_on:
@@ -474,13 +456,13 @@ class _Render:
             cache._stale_serves += 1
             now = cache.clock()
             member = self.engine.error_status(self.request, self.code, plan.fallback, now)
-            answer = _marked(_answer(plan.fallback, self.environ, now, "GET"), member)
+            answer = marked(_answer(plan.fallback, self.environ, now, "GET"), member)
             return serve_page(answer, start_response, "GET")
         gateway = self.engine.error_answer(plan)
         if gateway is not None:
             logger.exception("page %s %s; it must be revalidated: 504", url, what)
             member = self.engine.error_status(self.request, self.code, None, self.request.now)
-            return serve_page(_marked(gateway, member), start_response, "GET")
+            return serve_page(marked(gateway, member), start_response, "GET")
         if reraise:
             raise  # the app's exception, which the caller is handling
         return []

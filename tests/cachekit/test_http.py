@@ -454,3 +454,18 @@ def test_absurd_http_dates_are_no_date(value: str) -> None:
     from cachekit.http import parse_http_date
 
     assert parse_http_date(value) is None
+
+
+@pytest.mark.parametrize(
+    ("off", "has_body", "untrusted", "reason"),
+    [
+        (False, False, False, None),
+        (True, True, True, "caching is off (timeout 0)"),
+        (False, True, True, "request carries a body"),
+        (False, False, True, "request carries an untrusted forwarded header"),
+    ],
+)
+def test_bypass_reason(off: bool, has_body: bool, untrusted: bool, reason: str | None) -> None:
+    from cachekit.pages.rules import bypass_reason
+
+    assert bypass_reason(off=off, has_body=has_body, untrusted_forwarded=untrusted) == reason
