@@ -237,6 +237,47 @@ def live_user_session(
     return state is not None and state.data.get(USER_KEY) == user_id and policy.expires_at(state) > now
 
 
+def live_sessions(
+    index: Index,
+    stored: Mapping[str, Any],
+    *,
+    key_prefix: str,
+    serializer: Serializer,
+    user_id: str | int,
+    policy: ExpiryPolicy,
+    now: float,
+    current_ref: str | None,
+) -> tuple[list[UserSession], Index, int]:
+    """Check a user's ``index`` against the ``stored`` records (by store key) it names.
+
+    :returns: the live sessions most recently seen first, the index with only
+        their entries (to prune it), and how many listed sessions had expired.
+    """
+    listed: list[UserSession] = []
+    live: Index = {}
+    expired = 0
+    for ref, entry in index.items():
+        record = stored.get(key_prefix + ref)
+        state = None if record is None else decode_state(record, serializer)
+        if state is None or not live_user_session(state, user_id, policy, now):
+            if state is not None and policy.expires_at(state) <= now:
+                expired += 1
+            continue
+        live[ref] = entry
+        listed.append(
+            UserSession(
+                ref,
+                state.created,
+                state.last_active,
+                policy.expires_at(state),
+                dict(entry[1]),
+                ref == current_ref,
+            )
+        )
+    listed.sort(key=lambda session: session.last_seen, reverse=True)
+    return listed, live, expired
+
+
 class SessionCounters:
     """What a server-side store counts (``stats()``): thread-safe, since the last build.
 

@@ -54,6 +54,7 @@ from sessions.stores._merge import hashed_key
 from sessions.stores._merge import index_ttl
 from sessions.stores._merge import is_session_id
 from sessions.stores._merge import latest_expiry
+from sessions.stores._merge import live_sessions
 from sessions.stores._merge import live_user_session
 from sessions.stores._merge import mark_unique
 from sessions.stores._merge import merge_delta
@@ -393,36 +394,23 @@ class CacheStore(BaseStore):
             return []
         now = self.clock()
         index = decode_index(found[0], self.serializer)
-        refs = list(index)
-        stored = self.records.get_many([self.key_prefix + ref for ref in refs])
+        stored = self.records.get_many([self.key_prefix + ref for ref in index])
         current_key = current.session_key if isinstance(current, Session) else current
-        current_ref = session_ref(current_key) if current_key else None
-        listed: list[UserSession] = []
-        live: Index = {}
-        for ref in refs:
-            record = stored.get(self.key_prefix + ref)
-            state = None if record is None else decode_state(record, self.serializer)
-            if not live_user_session(state, user_id, self.policy, now):
-                if state is not None and self.policy.expires_at(state) <= now:
-                    self._count("expired")
-                continue
-            assert state is not None
-            live[ref] = index[ref]
-            meta = dict(index[ref][1])
-            listed.append(
-                UserSession(
-                    ref,
-                    state.created,
-                    state.last_active,
-                    self.policy.expires_at(state),
-                    meta,
-                    ref == current_ref,
-                )
-            )
+        listed, live, expired = live_sessions(
+            index,
+            stored,
+            key_prefix=self.key_prefix,
+            serializer=self.serializer,
+            user_id=user_id,
+            policy=self.policy,
+            now=now,
+            current_ref=session_ref(current_key) if current_key else None,
+        )
+        if expired:
+            self._count("expired", expired)
         if len(live) < len(index):
             # Best effort: one attempt; a concurrent writer's index is as good.
             self._write_index(key, live, found, now)
-        listed.sort(key=lambda entry: entry.last_seen, reverse=True)
         return listed
 
     def revoke_user(self, user_id: str | int, keep: str | Session | None = None) -> int:
