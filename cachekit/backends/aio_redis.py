@@ -64,8 +64,10 @@ from cachekit.backends.redis import _check_near
 from cachekit.backends.redis import _glob_escape
 from cachekit.backends.redis import _incr_error
 from cachekit.backends.redis import _ms
+from cachekit.backends.redis import add_calls
 from cachekit.backends.redis import backoff
 from cachekit.backends.redis import blocking_client
+from cachekit.backends.redis import cas_calls
 from cachekit.backends.redis import check_value_size
 from cachekit.backends.redis import register_scripts
 from cachekit.backends.redis import retryable
@@ -493,20 +495,7 @@ class AsyncRedisBackend(BreakerMixin):
         """Store ``value`` only if ``key`` holds nothing (``SET NX PX``); retried as the sync backend is."""
         if len(value) > self.max_value_size:
             self._check_size(key, value)
-        args: list[Any]
-        if ttl is None:
-            script, args = self._script("add_again_forever"), [value]
-            command: tuple[Any, ...] = ("SET", key, value, "NX")
-        else:
-            script, args = self._script("add_again"), [value, _ms(ttl)]
-            command = ("SET", key, value, "PX", _ms(ttl), "NX")
-
-        def first(target: Any) -> Any:
-            return target.execute_command(*command)
-
-        def again(target: Any) -> Any:
-            return script(keys=[key], args=args, client=target)
-
+        first, again = add_calls(self._script, key, value, ttl)
         return bool(await self._write(key, "SET NX", key, first, again))
 
     async def cas(self, key: str, value: bytes, token: Any, ttl: float | None) -> bool:
@@ -518,15 +507,7 @@ class AsyncRedisBackend(BreakerMixin):
             self._check_size(key, value)
         if not isinstance(token, bytes):
             return False
-        script, script_again = self._script("cas"), self._script("cas_again")
-        args = [token, value, "" if ttl is None else _ms(ttl)]
-
-        def first(target: Any) -> Any:
-            return script(keys=[key], args=args, client=target)
-
-        def again(target: Any) -> Any:
-            return script_again(keys=[key], args=args, client=target)
-
+        first, again = cas_calls(self._script, key, token, value, ttl)
         return bool(await self._write(key, "cas", key, first, again))
 
     async def delete(self, key: str) -> bool:

@@ -180,6 +180,48 @@ def register_scripts(client: Any) -> dict[str, Any]:
     }
 
 
+#: A write as the backends send it: ``first(target)`` once, ``again(target)`` after a lost reply.
+WriteCalls = tuple[Callable[[Any], Any], Callable[[Any], Any]]
+
+
+def add_calls(script: Callable[[str], Any], wire: str | bytes, value: bytes, ttl: float | None) -> WriteCalls:
+    """``add``'s two calls, for the sync and async clients alike: ``SET NX``, then the retry script.
+
+    The retry counts the key already holding this very value as added (the lost attempt stored it).
+    """
+    args: list[Any]
+    if ttl is None:
+        again_script, args = script("add_again_forever"), [value]
+        command: tuple[Any, ...] = ("SET", wire, value, "NX")
+    else:
+        again_script, args = script("add_again"), [value, _ms(ttl)]
+        command = ("SET", wire, value, "PX", _ms(ttl), "NX")
+
+    def first(target: Any) -> Any:
+        return target.execute_command(*command)
+
+    def again(target: Any) -> Any:
+        return again_script(keys=[wire], args=args, client=target)
+
+    return first, again
+
+
+def cas_calls(
+    script: Callable[[str], Any], wire: str | bytes, token: bytes, value: bytes, ttl: float | None
+) -> WriteCalls:
+    """``cas``'s two calls: the strict script, then the retry that counts ``value`` there as stored."""
+    first_script, again_script = script("cas"), script("cas_again")
+    args = [token, value, "" if ttl is None else _ms(ttl)]
+
+    def first(target: Any) -> Any:
+        return first_script(keys=[wire], args=args, client=target)
+
+    def again(target: Any) -> Any:
+        return again_script(keys=[wire], args=args, client=target)
+
+    return first, again
+
+
 def check_value_size(backend: Any, key: str, value: bytes) -> None:
     """Refuse a value over ``backend.max_value_size``; a method of both backends."""
     if len(value) > backend.max_value_size:
@@ -787,20 +829,7 @@ class RedisBackend(BreakerMixin):
         if len(value) > self.max_value_size:
             self._check_size(key, value)
         wire = _wire(key)
-        args: list[Any]
-        if ttl is None:
-            script, args = self._script("add_again_forever"), [value]
-            command: tuple[Any, ...] = ("SET", wire, value, "NX")
-        else:
-            script, args = self._script("add_again"), [value, _ms(ttl)]
-            command = ("SET", wire, value, "PX", _ms(ttl), "NX")
-
-        def first(target: Any) -> Any:
-            return target.execute_command(*command)
-
-        def again(target: Any) -> Any:
-            return script(keys=[wire], args=args, client=target)
-
+        first, again = add_calls(self._script, wire, value, ttl)
         return bool(self._write(wire, "SET NX", key, first, again))
 
     def cas(self, key: str, value: bytes, token: Any, ttl: float | None) -> bool:
@@ -816,15 +845,7 @@ class RedisBackend(BreakerMixin):
         if not isinstance(token, bytes):
             return False
         wire = _wire(key)
-        script, script_again = self._script("cas"), self._script("cas_again")
-        args = [token, value, "" if ttl is None else _ms(ttl)]
-
-        def first(target: Any) -> Any:
-            return script(keys=[wire], args=args, client=target)
-
-        def again(target: Any) -> Any:
-            return script_again(keys=[wire], args=args, client=target)
-
+        first, again = cas_calls(self._script, wire, token, value, ttl)
         return bool(self._write(wire, "cas", key, first, again))
 
     def delete(self, key: str) -> bool:
