@@ -2,6 +2,6 @@
 
 import sys
 
-from cachekit.cli import main
+from cachekit.ops.cli import main
 
 sys.exit(main())

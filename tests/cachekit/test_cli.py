@@ -136,7 +136,7 @@ def test_stats_human_raw_and_json(url: str) -> None:
 
 
 def test_stats_shows_the_breaker_when_the_backend_has_one() -> None:
-    from cachekit._cli_stats import format_stats
+    from cachekit.ops.stats import format_stats
 
     closed = format_stats("redis://x", {"redis_version": "7"}, {"breaker_open": 0, "breaker_trips": 2})
     assert re.search(r"breaker\s+closed \(2 trips, 0 calls refused", closed)
@@ -265,10 +265,10 @@ def test_bench_writes_a_png_chart(tmp_path: Path) -> None:
 
 
 def test_command_line_reference_page_is_current() -> None:
-    from cachekit._cli_docs import render
+    from cachekit.ops.cli_docs import render
 
     page = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
-    assert page.read_text() == render(), "regenerate: python -m cachekit._cli_docs > docs/cli.md"
+    assert page.read_text() == render(), "regenerate: python -m cachekit.ops.cli_docs > docs/cli.md"
     for command in (
         "demo",
         "ping",

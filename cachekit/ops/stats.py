@@ -1,4 +1,4 @@
-"""``cachekit stats`` for people: the few numbers that matter, from the server's own counters.
+"""``cachekit stats``: the few numbers that matter, from the server's own counters.
 
 The ``Cache`` counters of the ``cachekit`` process itself say nothing about the
 applications using the cache (they are this one run's), so the human report reads
@@ -8,8 +8,18 @@ circuit breaker only when the backend has one. ``--raw`` and ``--json`` show all
 
 from __future__ import annotations
 
+import argparse
+import json
+from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
+
+from cachekit.ops.common import EXIT_OK
+from cachekit.ops.common import URL_HELP
+from cachekit.ops.common import Register
+from cachekit.ops.common import redact
+from cachekit.ops.common import shared
+from cachekit.ops.common import using
 
 
 def _number(value: Any) -> float:
@@ -121,3 +131,39 @@ def format_stats(url: str, server: Mapping[str, Any], cache_stats: Mapping[str, 
             lines = [*lines, breaker]
         out.extend(f"  {name:<12}{value}" for name, value in lines)
     return "\n".join(out)
+
+
+def _print_raw(values: Mapping[str, Any], indent: str) -> None:
+    """Print ``name: value`` lines, one level of indentation per nested mapping (a node, a Redis db)."""
+    for name, value in sorted(values.items(), key=lambda item: str(item[0])):
+        if isinstance(value, Mapping):
+            print(f"{indent}{name}:")
+            _print_raw(value, indent + "  ")
+        else:
+            print(f"{indent}{name}: {value}")
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Run ``cachekit stats``."""
+    with using(shared(args.url)) as cache:
+        server_stats: Callable[[], dict[str, Any]] | None = getattr(cache.backend, "server_stats", None)
+        server = server_stats() if server_stats is not None else {}
+        report: dict[str, Any] = {"cache": cache.stats(), "server": server}
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True, default=str))
+    elif args.raw:
+        for section, values in report.items():
+            print(f"[{section}]")
+            _print_raw(values, "  ")
+    else:
+        print(format_stats(redact(args.url), report["server"], report["cache"]))
+    return EXIT_OK
+
+
+def register(command: Register) -> None:
+    """Add ``cachekit stats`` to the parser."""
+    stats = command("stats", "show hit ratio, memory, evictions, connections and breaker state", cmd_stats)
+    stats.add_argument("url", metavar="URL", help=URL_HELP)
+    shape = stats.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print everything as JSON")
+    shape.add_argument("--raw", action="store_true", help="print every counter the server reports")
