@@ -219,10 +219,10 @@ class AsyncPageCache:
         asked = directives(get("cache-control"))
         has_auth, now = bool(get("authorization")), cache.clock()
         records = self._records
-        lookup = await records.get(LOOKUP_KEY + url_hash)
         split = scope.get("root_path", "") or ""
-        page_key = engine.page_key_of(url_hash, lookup, _header, headers, split)
-        stored = None if page_key is None or "no-cache" in asked else await records.get(page_key)
+        lookup, page_key, stored = await records.variant(
+            engine, url_hash, _header, headers, split, "no-cache" in asked
+        )
         page = engine.fresh(stored, now, has_auth, asked)
         if page is not None:
             answer = _answer(page, headers, now, method)

@@ -13,7 +13,8 @@ The steps of one ``GET``:
 1. The shell reads the URL's lookup record (learned ``Vary`` and purge
    nonce) and, under :meth:`PageEngine.page_key_of`, the request's variant;
    :meth:`PageEngine.fresh` says whether it answers at once (the hit path:
-   two reads, no step machinery). Otherwise :meth:`PageEngine.lookup` serves
+   no step machinery; on a server one round trip, as the record and the page
+   :meth:`PageEngine.hinted_key` guesses are read together). Otherwise :meth:`PageEngine.lookup` serves
    it stale within ``stale-while-revalidate``, or takes the URL's one lock
    (its name under the cache's prefix and version) and looks again.
 2. The shell runs the app up to the response start; :meth:`PageEngine.verdict`
@@ -223,6 +224,9 @@ class PageEngine:
         self._url_hashes: dict[tuple[Any, ...], str] = {}
         self._path_hashes: dict[str, str] = {}
         self._page_keys: dict[tuple[Any, ...], str] = {}
+        # The lookup record this process last read or wrote per URL hash: the hit path reads
+        # the page it names together with the record itself (one round trip), then checks it.
+        self._hints: dict[str, Lookup] = {}
         # The cache's name as Cache-Status writes it (a token, or a quoted string), serialized once.
         self._status_name = status_member(options.cache_status_name)
 
@@ -294,14 +298,31 @@ class PageEngine:
         """The variant's page key under the URL's lookup record (read by the shell), if it holds one."""
         if type(lookup) is not tuple or len(lookup) != 3 or lookup[0] != LOOKUP_MARK:
             return None
+        if self._hints.get(url_hash) != lookup:
+            self._remember(url_hash, lookup)
         return self.variant_key(url_hash, lookup, read, source, split)
+
+    def hinted_key(self, url_hash: str, read: HeaderReader, source: Any, split: str = "") -> str | None:
+        """The page key the URL's last-seen lookup record gives the request (``None``: none seen).
+
+        Only a guess, to read with the record in one round trip: the shell keeps the page
+        only if the record it read names the same key (:meth:`page_key_of`).
+        """
+        hint = self._hints.get(url_hash)
+        return None if hint is None else self.variant_key(url_hash, hint, read, source, split)
+
+    def _remember(self, url_hash: str, lookup: Lookup) -> None:
+        hints = self._hints
+        if len(hints) >= _MEMO_SIZE:
+            hints.clear()
+        hints[url_hash] = lookup
 
     def fresh(
         self, stored: Any, now: float, has_auth: bool, directives: Mapping[str, str | None]
     ) -> Page | None:
         """The stored page if it answers at once (fresh, allowed, no tags to check), else ``None``.
 
-        The shells' hit path: two reads and this; no :class:`Request`, no step machinery.
+        The shells' hit path: the reads and this; no :class:`Request`, no step machinery.
         """
         if type(stored) is not tuple or len(stored) != FIELDS or stored[0] != MARK:
             return None
@@ -581,6 +602,7 @@ class PageEngine:
             request.detail = "max_variants reached for this path"
             return False  # served, not stored: one more variant of a page that has its fill
         if (yield from self._claim(LOOKUP_KEY + request.url_hash, previous, lookup, keep_lookup)):
+            self._remember(request.url_hash, lookup)
             yield (
                 "set",
                 self.variant_key(request.url_hash, lookup, request.read, request.source, request.split),

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from cachekit.exceptions import BackendUnavailableError
+from cachekit.pages.engine import LOOKUP_KEY
+from cachekit.pages.engine import HeaderReader
+from cachekit.pages.engine import PageEngine
 from cachekit.pages.engine import Steps
 from cachekit.pages.record import decode
 from cachekit.pages.record import encode
@@ -122,6 +125,36 @@ class SyncRecords(_Records):
             return stored
         return self.load(stored)
 
+    def variant(
+        self, engine: PageEngine, url_hash: str, read: HeaderReader, source: Any, split: str, no_cache: bool
+    ) -> tuple[Any, str | None, Any]:
+        """The hit path's reads: ``(lookup record, page key, page)``; the page ``None`` if not read.
+
+        On a server, one round trip while the process's hint holds (the record and the
+        page it names, in one ``get_many``); a hint the record disowns costs one more read.
+        """
+        lookup_key = LOOKUP_KEY + url_hash
+        hint = None if no_cache or self.objects else engine.hinted_key(url_hash, read, source, split)
+        if hint is None:
+            lookup = self.get(lookup_key)
+            page_key = engine.page_key_of(url_hash, lookup, read, source, split)
+            return lookup, page_key, None if page_key is None or no_cache else self.get(page_key)
+        head = self.head
+        if head is not None:
+            keys = [head + lookup_key, head + hint]
+        else:
+            keys = [self.key(lookup_key), self.key(hint)]
+        try:
+            found = self.backend.get_many(keys)
+        except BackendUnavailableError as exc:
+            self.cache._failed("get_many", exc)
+            found = {}
+        lookup = self.load(found.get(keys[0]))
+        page_key = engine.page_key_of(url_hash, lookup, read, source, split)
+        if page_key == hint:
+            return lookup, page_key, self.load(found.get(keys[1]))
+        return lookup, page_key, None if page_key is None else self.get(page_key)
+
     def has(self, key: str) -> bool:
         return self.backend.get(self.key(key)) is not None
 
@@ -202,6 +235,28 @@ class AsyncRecords(_Records):
             self.cache._failed("get", exc)
             stored = None
         return self.load(stored)
+
+    async def variant(
+        self, engine: PageEngine, url_hash: str, read: HeaderReader, source: Any, split: str, no_cache: bool
+    ) -> tuple[Any, str | None, Any]:
+        """The hit path's reads, as :meth:`SyncRecords.variant`: one round trip while the hint holds."""
+        lookup_key = LOOKUP_KEY + url_hash
+        hint = None if no_cache or self.objects else engine.hinted_key(url_hash, read, source, split)
+        if hint is None:
+            lookup = await self.get(lookup_key)
+            page_key = engine.page_key_of(url_hash, lookup, read, source, split)
+            return lookup, page_key, None if page_key is None or no_cache else await self.get(page_key)
+        keys = [self.key(lookup_key), self.key(hint)]
+        try:
+            found = await self.backend.get_many(keys)
+        except BackendUnavailableError as exc:
+            self.cache._failed("get_many", exc)
+            found = {}
+        lookup = self.load(found.get(keys[0]))
+        page_key = engine.page_key_of(url_hash, lookup, read, source, split)
+        if page_key == hint:
+            return lookup, page_key, self.load(found.get(keys[1]))
+        return lookup, page_key, None if page_key is None else await self.get(page_key)
 
     async def has(self, key: str) -> bool:
         return await self.backend.get(self.key(key)) is not None
