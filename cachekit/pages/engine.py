@@ -197,7 +197,8 @@ class Plan(NamedTuple):
     #: (run the app and touch nothing).
     action: str
     #: The page to serve, for ``"serve"``; for a ``"run"`` in the stale-while-revalidate window
-    #: (the lock taken), the stale page a shell may answer with while it re-renders in the background.
+    #: (the lock taken), the stale page a shell may answer with while it re-renders in the background
+    #: (``None`` when the page is fresh but older than the request's ``max-age``: that one renders).
     page: Page | None = None
     #: A stale page that may stand in for an error (stale-if-error), for ``"run"``.
     fallback: Page | None = None
@@ -362,7 +363,7 @@ class PageEngine:
             request.lock = yield ("lock", lock_name, False, self.options.lock_timeout)
             if request.lock is None:
                 return Plan("serve", entry, stale=True)
-            return Plan("run", entry, fallback=fallback)
+            return Plan("run", None if is_fresh(entry, now) else entry, fallback=fallback)
         if self._may_lock(request) and not (yield ("has", NOLOCK_KEY + request.url_hash)):
             request.lock = yield ("lock", lock_name, True, self.options.lock_timeout)
             if request.lock is not None:
