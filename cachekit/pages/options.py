@@ -16,6 +16,7 @@ from typing import TypeAlias
 
 from cachekit.cache import DEFAULT_TIMEOUT
 from cachekit.cache import Timeout
+from cachekit.pages.background import REVALIDATE_WORKERS
 from cachekit.pages.fields import SURROGATE_KEY_HEADERS
 from cachekit.pages.fields import TARGET_FIELDS
 from cachekit.pages.fields import parse_dictionary
@@ -63,6 +64,14 @@ class PageOptions:
     :param tags: names (or ``f(request) -> names``) for ``cache.invalidate_tags``.
     :param stale_while_revalidate: seconds a stale page is served while one
         request regenerates it; a response's own ``stale-while-revalidate`` wins.
+    :param background_revalidate: within that window, answer even the request
+        that takes the render lock from the stale page, and re-render in the
+        background (a thread pool under WSGI, a task under ASGI). On by
+        default; turn it off for an app that must not be called outside a
+        server's own request threads: that request then renders inline.
+    :param revalidate_workers: background re-renders run at once by one page
+        cache in one process; when all are busy the stale page is served and
+        the lock let go, so a later request retries.
     :param stale_if_error: seconds a stale page stands in for an error; a
         response's own ``stale-if-error`` wins.
     :param max_body_size: bodies longer than this many bytes are not stored.
@@ -104,6 +113,8 @@ class PageOptions:
     tags: PageTags = ()
     stale_while_revalidate: float = 0
     stale_if_error: float = 0
+    background_revalidate: bool = True
+    revalidate_workers: int = REVALIDATE_WORKERS
     max_body_size: int = MAX_BODY_SIZE
     etag: bool = True
     normalize_query: bool = False
@@ -128,6 +139,9 @@ class PageOptions:
             value = getattr(self, option)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{option} must be a number >= 0, got {value!r}.")
+        workers = self.revalidate_workers
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ValueError(f"revalidate_workers must be an int >= 1, got {workers!r}.")
         if isinstance(self.tags, str):
             raise TypeError(f"tags must be a list of names, not one str: use tags=[{self.tags!r}].")
         trusted = _names(self.trusted_forwarded, "trusted_forwarded")
@@ -151,6 +165,7 @@ class PageOptions:
         set_(self, "tags", self.tags if callable(self.tags) else tuple(self.tags))
         set_(self, "stale_while_revalidate", float(self.stale_while_revalidate))
         set_(self, "stale_if_error", float(self.stale_if_error))
+        set_(self, "background_revalidate", bool(self.background_revalidate))
         set_(self, "max_body_size", int(self.max_body_size))
         set_(self, "max_variants", int(self.max_variants))
         set_(self, "statuses", frozenset(self.statuses))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import logging
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ from typing import cast
 from cachekit.cache import DEFAULT_TIMEOUT
 from cachekit.cache import Cache
 from cachekit.cache import Timeout
+from cachekit.pages.background import ThreadWorkers
 from cachekit.pages.engine import _EMPTY
 from cachekit.pages.engine import LOOKUP_KEY
 from cachekit.pages.engine import PageEngine
@@ -37,6 +39,8 @@ from cachekit.pages.io import SyncRecords
 from cachekit.pages.options import PageOptions
 from cachekit.pages.options import page_options
 from cachekit.pages.record import Page
+from cachekit.pages.record import is_fresh
+from cachekit.pages.record import page_for
 from cachekit.pages.record import page_response
 from cachekit.pages.rules import Storability
 from cachekit.pages.rules import bypass_reason
@@ -63,6 +67,20 @@ SESSION_ENVIRON_KEY = "cachekit.session"
 _ENVIRON_KEYS: dict[str, str] = {}
 _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(PageOptions))
 _DONE = object()
+
+# Not carried into a background render: a condition or range would make the app answer
+# 304 or 206 (not a page to store), and the server's handles are done with the response.
+_NOT_BACKGROUND = frozenset(
+    {
+        "HTTP_IF_NONE_MATCH",
+        "HTTP_IF_MODIFIED_SINCE",
+        "HTTP_IF_MATCH",
+        "HTTP_IF_UNMODIFIED_SINCE",
+        "HTTP_IF_RANGE",
+        "HTTP_RANGE",
+        "wsgi.file_wrapper",
+    }
+)
 
 
 def _environ_header(environ: WSGIEnvironment, name: str) -> str | None:
@@ -200,6 +218,9 @@ class PageCache:
         self._cache = cache
         self._records: SyncRecords | None = None
         self._forwarded = frozenset(environ_key(name) for name in self.options.untrusted_forwarded)
+        #: The background re-renders (``background_revalidate``): ``background.wait(timeout)``
+        #: waits for those in flight. Its thread pool is made on first use, in each process.
+        self.background = ThreadWorkers(self.options.revalidate_workers)
 
     def __getattr__(self, name: str) -> Any:
         # The settings read as attributes, as before PageOptions: engine.max_body_size...
@@ -316,6 +337,8 @@ class PageCache:
             method, url_hash, _environ_header, environ, now, asked, has_auth, lookup, page_key, split
         )
         plan: Plan = records.run(engine.lookup(request, stored))
+        if plan.action == "run" and plan.page is not None and self.options.background_revalidate:
+            plan = self._revalidate_later(app, records, request, plan, environ)
         if plan.action == "serve":
             if plan.stale:
                 cache._stale_serves += 1
@@ -326,6 +349,24 @@ class PageCache:
                 start_response = self._passing(start_response, request.fwd, "HEAD responses are not stored")
             return app(environ, start_response)
         return _Render(self, records, request, plan, environ).run(app, start_response)
+
+    def _revalidate_later(
+        self,
+        app: WSGIApplication,
+        records: SyncRecords,
+        request: Request,
+        plan: Plan,
+        environ: WSGIEnvironment,
+    ) -> Plan:
+        """Hand the re-render of a stale page to a background thread; the request is served stale.
+
+        The job takes over the request's render lock. With every worker busy, the
+        lock is let go at once: the page stays stale and a later request retries.
+        """
+        job = _Revalidation(self, records, request, app, background_environ(environ))
+        if not self.background.submit(job.run):
+            job.release()
+        return Plan("serve", plan.page, stale=True)
 
     def _passing(self, start_response: StartResponse, fwd: str, detail: str) -> StartResponse:
         engine = self.engine
@@ -352,6 +393,95 @@ def _raise(exc: Exception) -> Iterator[bytes]:
 
 def _delete(key: str) -> Any:
     return (yield ("delete", key))
+
+
+def background_environ(environ: WSGIEnvironment) -> WSGIEnvironment:
+    """A copy of ``environ`` for rendering the page after its request was answered.
+
+    The input stream is an empty one (a cached ``GET`` has no body, and the
+    server's stream is done); conditions and ranges are dropped (the render must
+    produce the whole page), as are ``wsgi.file_wrapper`` and the server's sockets
+    (``gunicorn.socket``...). Everything else, such as the session a middleware
+    put there, stays: the engine still reads it to decide whether the page is stored.
+    """
+    copy = {key: value for key, value in environ.items() if key not in _NOT_BACKGROUND}
+    for key in [key for key in copy if key.endswith(".socket")]:
+        del copy[key]
+    copy["wsgi.input"] = io.BytesIO(b"")
+    return copy
+
+
+def _discard(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> Write:
+    """The ``start_response`` of a background render: nobody is listening."""
+    return _ignore
+
+
+def _ignore(data: bytes) -> None:
+    return None
+
+
+class _Revalidation:
+    """One background re-render of a stale page, under the lock its request took."""
+
+    def __init__(
+        self,
+        shell: PageCache,
+        records: SyncRecords,
+        served: Request,
+        app: WSGIApplication,
+        environ: WSGIEnvironment,
+    ) -> None:
+        self.shell = shell
+        self.records = records
+        self.app = app
+        # The job's own Request (the served one is done with): its facts, its lock, the copied environ.
+        request = self.request = Request(
+            served.method,
+            served.url_hash,
+            served.read,
+            environ,
+            served.now,
+            served.directives,
+            served.has_auth,
+            served.lookup,
+            served.page_key,
+            served.split,
+        )
+        request.lock, served.lock = served.lock, None
+        request.found, request.fwd, request.prior_tags = served.found, served.fwd, served.prior_tags
+
+    def release(self) -> None:
+        self.records.run(self.shell.engine.release(self.request))
+
+    def run(self) -> None:
+        request, url = self.request, request_url(self.request.source)
+        try:
+            request.now = self.records.cache.clock()
+            if self._rendered_meanwhile():
+                return
+            render = _Render(self.shell, self.records, request, Plan("run"), request.source)
+            close_iterable(render.run(self.app, cast("StartResponse", _discard)))
+            if not 200 <= render.code < 500:
+                logger.error("background re-render of %s answered %s; the stale copy stays", url, render.code)
+        except Exception:
+            logger.exception("background re-render of %s failed; the stale copy stays", url)
+        finally:
+            self.release()
+
+    def _rendered_meanwhile(self) -> bool:
+        """Whether the page is fresh again: another process stored it between our read and our lock.
+
+        Read again under the lock, so an expiry stays one render across processes.
+        The lookup record read now is the one a purge is checked against.
+        """
+        records, request, engine = self.records, self.request, self.shell.engine
+        request.lookup = records.get(LOOKUP_KEY + request.url_hash)
+        request.page_key = engine.page_key_of(
+            request.url_hash, request.lookup, request.read, request.source, request.split
+        )
+        stored = None if request.page_key is None else records.get(request.page_key)
+        page = page_for(stored, has_auth=request.has_auth)
+        return page is not None and is_fresh(page, request.now)
 
 
 class _Render:

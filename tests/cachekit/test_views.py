@@ -294,7 +294,8 @@ def test_stale_while_revalidate_serves_stale_while_one_request_refreshes(
         start_response("200 OK", [])
         return [b"v%d" % version[0]]
 
-    wrapped = _bind(app, cache, stale_while_revalidate=30)
+    # Inline: the request that takes the lock renders (background re-renders: tests/pages/test_background.py).
+    wrapped = _bind(app, cache, stale_while_revalidate=30, background_revalidate=False)
     assert call_app(wrapped, make_environ())[2] == b"v1"
     version[0] = 2
     clock.advance(70)  # 10 s into the stale window

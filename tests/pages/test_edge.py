@@ -637,7 +637,8 @@ def test_an_invalidation_during_a_re_render_wins_for_tags_the_page_declared_befo
         return [("Cache-Control", "max-age=10, stale-while-revalidate=30"), ("Surrogate-Key", declared)]
 
     app = App(headers=headers)
-    engine = PageCache(cache=cache)
+    # Inline re-renders, in request order (in the background: tests/pages/test_background.py).
+    engine = PageCache(cache=cache, background_revalidate=False)
 
     def fetch() -> bytes:
         return wsgi.call_app(lambda e, s: engine(app, e, s), environ_for("/story"))[2]
