@@ -94,7 +94,8 @@ def _memcached_lines(stats: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _node_lines(stats: Mapping[str, Any]) -> list[tuple[str, str]] | None:
     if "redis_version" in stats:
-        return _redis_lines(stats)
+        tracking = _tracking_line(stats)
+        return _redis_lines(stats) + ([tracking] if tracking is not None else [])
     if "limit_maxbytes" in stats or "get_hits" in stats:
         return _memcached_lines(stats)
     return None
@@ -110,6 +111,26 @@ def _breaker_line(cache_stats: Mapping[str, Any]) -> tuple[str, str] | None:
     return ("breaker", f"{state} ({trips} trips, {rejections} calls refused while open, in this process)")
 
 
+def _near_line(cache_stats: Mapping[str, Any]) -> tuple[str, str] | None:
+    if "near_hits" not in cache_stats:
+        return None
+    state = (
+        "receiving invalidations" if _number(cache_stats.get("near_ready")) else "not ready (serves nothing)"
+    )
+    counts = ", ".join(
+        f"{int(_number(cache_stats.get('near_' + name))):,} {name}"
+        for name in ("hits", "misses", "invalidations", "flushes")
+    )
+    return ("near cache", f"{state}; {counts}, in this process")
+
+
+def _tracking_line(server: Mapping[str, Any]) -> tuple[str, str] | None:
+    if "tracking_clients" not in server:
+        return None
+    clients = _number(server.get("tracking_clients"))
+    return ("tracking", f"{clients:,.0f} clients receive invalidations (near caches, CLIENT TRACKING)")
+
+
 def format_stats(url: str, server: Mapping[str, Any], cache_stats: Mapping[str, Any]) -> str:
     """Render the human report of ``cachekit stats`` for ``server`` statistics (one node or several)."""
     sections: list[tuple[str, list[tuple[str, str]]]] = []
@@ -123,12 +144,11 @@ def format_stats(url: str, server: Mapping[str, Any], cache_stats: Mapping[str, 
             sections.append((title, lines or [("stats", "not understood; see --raw")]))
     if not sections:
         sections.append((url, [("server", "reports no statistics (see --raw for this process's counters)")]))
-    breaker = _breaker_line(cache_stats)
+    local = [line for line in (_near_line(cache_stats), _breaker_line(cache_stats)) if line is not None]
     out: list[str] = []
     for title, lines in sections:
         out.append(title)
-        if breaker is not None:
-            lines = [*lines, breaker]
+        lines = [*lines, *local]
         out.extend(f"  {name:<12}{value}" for name, value in lines)
     return "\n".join(out)
 
@@ -162,7 +182,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def register(command: Register) -> None:
     """Add ``cachekit stats`` to the parser."""
-    stats = command("stats", "show hit ratio, memory, evictions, connections and breaker state", cmd_stats)
+    stats = command(
+        "stats", "show hit ratio, memory, evictions, connections, near cache and breaker state", cmd_stats
+    )
     stats.add_argument("url", metavar="URL", help=URL_HELP)
     shape = stats.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="print everything as JSON")

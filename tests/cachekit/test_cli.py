@@ -145,6 +145,34 @@ def test_stats_shows_the_breaker_when_the_backend_has_one() -> None:
     assert "breaker" not in format_stats("redis://x", {"redis_version": "7"}, {"hits": 1})
 
 
+def test_stats_shows_the_near_cache_when_the_backend_has_one(redis_server: servers.ServerProcess) -> None:
+    from cachekit.backends.redis import RedisBackend
+    from cachekit.ops.stats import format_stats
+
+    url = f"redis://{redis_server.address}/0"
+    worker = RedisBackend.from_url(url, near_cache=10)  # an application process's near cache
+    assert worker.near.wait_ready(5.0)  # type: ignore[attr-defined]
+    near = cachekit("stats", url + "?near_cache=100")
+    worker.close()
+    assert near.returncode == 0
+    # The server counts the listeners of the processes with a near cache (CLIENT TRACKING BCAST).
+    assert re.search(r"^  tracking\s+[1-9]\d* clients receive invalidations", near.stdout, re.M), near.stdout
+    assert re.search(
+        r"^  near cache\s+\S.* hits, \d+ misses, \d+ invalidations, \d+ flushes", near.stdout, re.M
+    )
+    assert not re.search(r"^  near cache", cachekit("stats", url).stdout, re.M)
+    line = format_stats(
+        "redis://x",
+        {"redis_version": "7"},
+        {"near_hits": 5, "near_misses": 2, "near_invalidations": 3, "near_flushes": 1, "near_ready": 1},
+    )
+    assert re.search(
+        r"near cache\s+receiving invalidations; 5 hits, 2 misses, 3 invalidations, 1 flushes", line
+    )
+    not_ready = format_stats("redis://x", {"redis_version": "7"}, {"near_hits": 0, "near_ready": 0})
+    assert "not ready (serves nothing)" in not_ready
+
+
 def test_clear_with_yes(url: str) -> None:
     cachekit("set", url, "k", "v", "--prefix", "mine")
     cachekit("set", url, "k", "v", "--prefix", "theirs")
