@@ -3,7 +3,8 @@
 Run from the repository root (in-process only, no servers, so no ``taskset`` needed)::
 
     pip install -e '.[bench]' flask flask-caching dogpile.cache
-    python -m benchmarks.bench_views
+    python -m benchmarks.bench_views            # everything
+    python -m benchmarks.bench_views redis      # the page hit on Redis only
 
 **Page-cache hit.** Time per request of a cache hit on a ~2 KB HTML page,
 called in-process as WSGI with the same environ, through
@@ -15,6 +16,18 @@ called in-process as WSGI with the same environ, through
 
 next to rendering the page uncached (the same WSGI function without the
 decorator). The order of systems rotates each round; medians are reported.
+
+**Page-cache hit on Redis** (``redis-server`` installed; issue 21). The same page
+on one ``redis-server`` this benchmark starts on a free loopback port (pinned to
+the last CPU, this process to CPU 0, as ``bench_redis`` does), through
+
+* ``@cache_page`` on a plain WSGI function, and ``CacheMiddleware`` around the
+  Flask app below (the same app as Flask-Caching's, one route uncached),
+* Flask-Caching's ``@cached`` on ``RedisCache`` (one ``GET`` per hit),
+
+as wall time and as this process's CPU time per request, each with the
+ratio to Flask-Caching (goal: <= 0.6). The Redis commands of one hit of
+each, from ``INFO commandstats``, are printed first (ours: one ``MGET``).
 
 **Stampede.** 32 threads ask at once for one key whose computation takes
 200 ms: cold (no value), then stale (an expired value exists). Reported per
@@ -199,6 +212,113 @@ def page_hit_results(number: int, rounds: int) -> list[Result]:
     return measure(f"page hit ({PAGE_SIZE} B)", systems, number=number, rounds=rounds)
 
 
+# -- page hit on Redis ------------------------------------------------------------------------
+
+
+def flask_redis_app(url: str) -> Any:
+    """The Flask app on Redis: ``/flask`` under Flask-Caching's ``@cached``, ``/plain`` uncached."""
+    from flask import Flask
+    from flask_caching import Cache as FlaskCache
+
+    app = Flask("bench-redis")
+    flask_cache = FlaskCache(
+        app,
+        config={"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url, "CACHE_DEFAULT_TIMEOUT": 600},
+    )
+
+    def page() -> Any:
+        return render(), 200, {"Content-Type": "text/html; charset=utf-8"}
+
+    app.add_url_rule("/flask", "cached", flask_cache.cached(timeout=600)(page))
+    app.add_url_rule("/plain", "plain", page)
+    return app
+
+
+def redis_commands(url: str, request: Callable[[], bytes]) -> dict[str, int]:
+    """The Redis commands one ``request()`` makes, by name (``INFO commandstats``)."""
+    import redis
+
+    raw = redis.Redis.from_url(url)
+    try:
+        raw.config_resetstat()
+        request()
+        stats = raw.info("commandstats")
+    finally:
+        raw.close()
+    calls = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    for own in ("info", "config|resetstat"):
+        calls.pop(own, None)
+    return calls
+
+
+def cpu_per_op(
+    scenario: str, systems: list[tuple[str, Callable[[], object]]], number: int, rounds: int
+) -> list[Result]:
+    """As :func:`measure`, in this process's CPU time: the client's own cost, steadier on a busy machine."""
+    samples: dict[str, list[float]] = {name: [] for name, _ in systems}
+    for round_no in range(rounds):
+        shift = round_no % len(systems)
+        for name, operation in [*systems[shift:], *systems[:shift]]:
+            start = time.process_time()
+            for _ in range(number):
+                operation()
+            samples[name].append((time.process_time() - start) / number)
+    return [Result(scenario, name, statistics.median(times)) for name, times in samples.items()]
+
+
+REDIS_OURS = "cachekit @cache_page (Redis)"
+REDIS_PEER = "flask-caching @cached (RedisCache)"
+
+
+def redis_page_hit(number: int, rounds: int) -> str | None:
+    """The Redis page-hit tables; ``None`` (and a message) when ``redis-server`` is missing."""
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        print("page hit on Redis: skipped, redis-server is not installed\n")
+        return None
+    from benchmarks.bench_redis import pinned_server
+    from cachekit.backends.redis import RedisBackend
+    from middleware.cache import CacheMiddleware
+
+    with pinned_server() as server:
+        url = f"redis://{server.address}/0"
+        flask = flask_redis_app(url)
+        systems = [
+            (
+                REDIS_OURS,
+                requester(cache_page(600, cache=Cache(RedisBackend.from_url(url)))(plain_view), "/ours"),
+            ),
+            (
+                "cachekit CacheMiddleware (Redis, Flask)",
+                requester(
+                    CacheMiddleware(flask, cache=Cache(RedisBackend.from_url(url)), timeout=600), "/plain"
+                ),
+            ),
+            (REDIS_PEER, requester(flask, "/flask")),
+        ]
+        bodies = {name: request() for name, request in systems}  # fill every cache
+        lines = ["## page hit on Redis: commands per hit (INFO commandstats)", ""]
+        for name, request in systems:
+            body = request()
+            assert body == bodies[name], name
+            assert len(body) == PAGE_SIZE, (name, len(body))
+            lines.append(f"{name:<42} {redis_commands(url, request)}")
+        scenario = f"page hit on Redis ({PAGE_SIZE} B)"
+        wall = measure(scenario, systems, number=number, rounds=rounds)
+        cpu = cpu_per_op(scenario, systems, number, rounds)
+    lines.append("")
+    for title, results in (("wall time", wall), ("client CPU time", cpu)):
+        lines.append(report(results, REDIS_OURS, f"page hit on Redis: {title} per request, medians"))
+        by_name = {r.system: r.seconds_per_op for r in results}
+        for name in (REDIS_OURS, "cachekit CacheMiddleware (Redis, Flask)"):
+            lines.append(
+                f"{name} / flask-caching ({title}) = {by_name[name] / by_name[REDIS_PEER]:.3f} (goal <= 0.6)"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 # -- stampede -----------------------------------------------------------------------------------
 
 
@@ -320,6 +440,9 @@ def page_expiry_renders(threads: int = 16, lifetime: int = 1, seconds: float = 3
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["redis"]:  # python -m benchmarks.bench_views redis [number]: that table only
+        print(redis_page_hit(int(sys.argv[2]) if len(sys.argv) > 2 else 1000, rounds=9) or "")
+        return
     number = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     results = page_hit_results(number, rounds=7)
     print(report(results, "cachekit @cache_page (locmem)", "page-cache hit: time per request, medians"))
@@ -329,6 +452,9 @@ def main() -> None:
     fastest = min(peers, key=by_name.__getitem__)
     print(f"fastest peer: {fastest}; ours / fastest peer = {ours / by_name[fastest]:.3f} (goal <= 0.2)")
     print(f"render uncached / ours = {by_name['render uncached (bare WSGI)'] / ours:.2f}x (goal >= 3)\n")
+    on_redis = redis_page_hit(max(number // 5, 200), rounds=9)
+    if on_redis is not None:
+        print(on_redis)
     renders, expiries = page_expiry_renders()
     print(
         f"## hot page, 16 threads, 1 s lifetime: {renders} renders in {expiries:.1f} lifetimes "
