@@ -5,8 +5,8 @@ key, how a :class:`~sessions.session.SessionState` is encoded for a backend and
 decoded again, and how a save's delta (changed and deleted keys, a new expiry)
 is merged into the latest stored copy before the compare-and-set.
 :class:`~sessions.stores.aio_cache.AsyncCacheStore` calls them around awaited
-``gets``/``cas``; the sync :class:`~sessions.stores.cache.CacheStore` follows
-the same rules around blocking ones.
+``gets``/``cas``; the sync :class:`~sessions.stores.cache.CacheStore`, generated
+from it by ``.ci/unasync.py``, around blocking ones.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import field
 from typing import TYPE_CHECKING
 from typing import Any
 
+from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import SerializationError
 from cachekit.serializers import Serializer
 from sessions.session import USER_KEY
@@ -159,6 +160,22 @@ def mark_unique(state: SessionState, ops: Ops, *, objects: bool) -> None:
     compares identity, never values.
     """
     state.nonce = secrets.token_urlsafe(6) if ops and not objects else None
+
+
+def durable_backend(backend: Any, replicas: int, timeout: float) -> Any:
+    """``backend`` itself, or with ``replicas`` its view whose writes wait for replicas (``WAIT``).
+
+    :raises ConfigurationError: if replicas are asked of a backend that cannot wait for them.
+    """
+    if not replicas:
+        return backend
+    durable = getattr(backend, "durable", None)
+    if durable is None:
+        raise ConfigurationError(
+            f"replicas={replicas!r} needs a Redis backend (WAIT); {backend!r} cannot wait for replicas.",
+            setting="replicas",
+        )
+    return durable(replicas, timeout)
 
 
 # -- sessions per user ------------------------------------------------------------------
@@ -319,6 +336,7 @@ __all__ = [
     "RawSerializer",
     "SessionCounters",
     "decode_state",
+    "durable_backend",
     "encode_state",
     "hashed_key",
     "decode_index",

@@ -1,29 +1,44 @@
-"""AsyncCacheStore: server-side sessions in an :class:`cachekit.aio.AsyncCache`, for async apps.
+"""AsyncCacheStore: sessions kept in any cachekit AsyncCache (local memory, Redis, memcached).
 
-The async twin of :class:`~sessions.stores.cache.CacheStore`, with the same
-records, keys and rules (:mod:`sessions.stores._merge`): a sync and an async
-store on one cache and key prefix share their sessions. Every method that
-talks to the cache is a coroutine; nothing blocks the event loop.
+``aio_cache.py`` is the source of both stores: ``.ci/unasync.py`` generates
+``cache.py``, the sync :class:`~sessions.stores.cache.CacheStore`, from it
+(edit only ``aio_cache.py``). Both follow the same records, keys and rules
+(:mod:`sessions.stores._merge`), and a sync and an async store on one cache
+and key prefix share their sessions.
 
-**No lost updates**, as in ``CacheStore``: a save applies only the request's
-changed and deleted keys to the latest stored copy with compare-and-set
-(``AsyncCache.gets``/``cas``), retrying with a short random back-off (an
-``asyncio.sleep``) when another request saved in between. A session deleted
-meanwhile is never brought back:
-:class:`~sessions.exceptions.SessionConflictError`.
+The cookie holds only a random id (256 bits from :mod:`secrets`). The cache
+key is a SHA-256 hash of that id, so whoever can list the cache's keys still
+cannot forge a cookie from them. Each session is one JSON mapping (never
+pickle, whatever the cache's own serializer; in local memory a session of
+plain values is kept as an immutable tuple, not serialized at all), stored
+with a TTL equal to the time it has left, so expired sessions vanish from
+Redis and memcached by themselves.
 
-**Outages are raised**, whatever the cache's ``on_error`` policy:
-:class:`~cachekit.exceptions.BackendUnavailableError`, which
-:class:`middleware.AsgiSessionMiddleware` answers with ``503``.
+**No lost updates.** A save applies only this request's changed and deleted
+keys to the latest stored copy, with compare-and-set (``gets``/``cas``):
+if another request saved in between, the store reloads and re-applies, up to
+``max_retries`` times with a short random back-off. Two overlapping requests
+that change different keys both persist; for the same key the later save
+wins. A session deleted meanwhile (logout in another tab) is never brought
+back: the save raises :class:`~sessions.exceptions.SessionConflictError`.
 
-A :class:`~sessions.session.Session` loads lazily and synchronously, which an
-async store cannot serve: use :func:`sessions.aio.open_session` (the ASGI
-middleware does), which awaits the load before the app runs.
+**Outages are raised, not swallowed.** Whatever the cache's ``on_error``
+policy, a backend that is down while a session is loaded, created, saved or
+deleted raises :class:`~cachekit.exceptions.BackendUnavailableError`.
+Treating it as a miss would log users out (or, on delete, keep a logged-out
+session alive) without a trace; the session middlewares answer such requests
+with ``503 Service Unavailable``.
+
+Async apps use the store of ``aio_cache.py``: each of its methods that talks
+to the cache is a coroutine, so nothing blocks the event loop. A
+:class:`~sessions.session.Session` loads lazily and synchronously, which an
+async store cannot serve: :func:`sessions.aio.open_session` (which the ASGI
+session middleware calls) awaits the load before the app runs.
 """
 
 from __future__ import annotations
 
-import asyncio
+import asyncio  # unasync: async-only
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,12 +54,14 @@ from sessions.session import USER_KEY
 from sessions.session import Session
 from sessions.session import SessionState
 from sessions.stores._merge import CREATE_ATTEMPTS
+from sessions.stores._merge import SESSION_ID
 from sessions.stores._merge import Index
 from sessions.stores._merge import RawSerializer
 from sessions.stores._merge import SessionCounters
 from sessions.stores._merge import UserSession
 from sessions.stores._merge import decode_index
 from sessions.stores._merge import decode_state
+from sessions.stores._merge import durable_backend
 from sessions.stores._merge import encode_state
 from sessions.stores._merge import hashed_key
 from sessions.stores._merge import index_ttl
@@ -59,17 +76,15 @@ from sessions.stores._merge import prune_index
 from sessions.stores._merge import retry_delay
 from sessions.stores._merge import session_delta
 from sessions.stores._merge import session_ref
-from sessions.stores._merge import unchanged_since_load
 from sessions.stores._merge import user_index_key
 from sessions.stores.base import BaseStore
-from sessions.stores.cache import durable_backend
 
 
 class AsyncCacheStore(BaseStore):
-    """Server-side sessions in an :class:`~cachekit.aio.AsyncCache`; coroutine methods.
+    """Server-side sessions in a cachekit :class:`~cachekit.aio.AsyncCache`.
 
-    :param cache: an async cache whose backend supports compare-and-set
-        (locmem, Redis and memcached all do).
+    :param cache: a cache whose backend supports compare-and-set
+        (``gets``/``cas``: locmem, Redis and memcached all do).
     :param key_prefix: prepended to the hashed id in cache keys.
     :param max_retries: compare-and-set attempts per save before giving up with
         :class:`~sessions.exceptions.SessionConflictError`.
@@ -85,7 +100,7 @@ class AsyncCacheStore(BaseStore):
         outage (503). 0 (the default) does not wait.
     :param replica_timeout: seconds a write waits for ``replicas``; keep it below the
         backend's ``socket_timeout``.
-    :raises ConfigurationError: if ``cache`` is not an ``AsyncCache`` with compare-and-set.
+    :raises ConfigurationError: if ``cache`` is not a cachekit ``AsyncCache`` with compare-and-set.
     """
 
     server_side = True
@@ -115,8 +130,9 @@ class AsyncCacheStore(BaseStore):
         )
         if not isinstance(cache, AsyncCache):
             raise ConfigurationError(
-                f"AsyncCacheStore needs a cachekit.aio.AsyncCache, got {cache!r}; "
-                "for a sync cachekit.Cache use CacheStore.",
+                f"AsyncCacheStore needs a cachekit.AsyncCache, got {cache!r}"
+                "; for a sync cachekit.Cache use CacheStore"  # unasync: async-only
+                ".",
                 setting="SESSION_CACHE_ALIAS",
             )
         if not isinstance(cache.backend, AsyncSupportsCas):
@@ -136,8 +152,11 @@ class AsyncCacheStore(BaseStore):
         #: Compare-and-set attempts per save.
         self.max_retries = max_retries
         self._objects = bool(getattr(cache.backend, "stores_objects", False))
-        #: The cache the session records go through: the user's cache with the
-        #: store's own (JSON) serialization; its ``stats()`` count sessions.
+        #: The cache the session records go through: the user's cache (same backend,
+        #: keys and prefix) with the store's own JSON serialization, so session data
+        #: never goes through pickle; its ``stats()`` count sessions. It raises on
+        #: every outage (``on_error="raise"``), so a failed ``add`` or ``delete`` is
+        #: never mistaken for a collision or an absent session.
         self.records: AsyncCache = cache.replace(
             default_timeout=None,
             serializer=RawSerializer(),
@@ -184,20 +203,28 @@ class AsyncCacheStore(BaseStore):
 
         :raises BackendUnavailableError: if the cache is down.
         """
-        if not is_session_id(cookie_value):
+        if SESSION_ID.fullmatch(cookie_value) is None:
             return None
-        found = await self._fetch(self.store_key(cookie_value))
+        # _fetch, _live and store_key, inlined: this runs on every request that reads a session.
+        key = hashed_key(self.key_prefix, cookie_value)
+        found = await self.records.gets(key)
         if found is None:
             return None
-        if not self._live(found[0]):
+        state = decode_state(found[0], self.serializer)
+        if state is None:
+            return None
+        if self.policy.expires_at(state) <= self.clock():
             self._count("expired")
             return None
-        return found[0]
+        state.token = (key, found[1])
+        return state
 
+    # unasync: async-only
     async def exists(self, cookie_value: str) -> bool:  # type: ignore[override]
         """Return whether ``cookie_value`` names a live session."""
         return await self.load(cookie_value) is not None
 
+    # unasync: end
     # -- writing ---------------------------------------------------------------
 
     async def create(self, state: SessionState) -> str:
@@ -221,7 +248,12 @@ class AsyncCacheStore(BaseStore):
     async def save(self, session: Session) -> str:
         """Apply the session's changes to the latest stored copy; return the session id.
 
-        Same rules as :meth:`sessions.stores.cache.CacheStore.save`.
+        A new session is created, and one whose key was cycled is copied to a new
+        id first. Otherwise the changed and deleted keys (and a new expiry, if one
+        was set) are merged into the stored copy with compare-and-set, and merge
+        operations (:meth:`Session.incr` ...) replayed on it. A session with an
+        owner (:meth:`Session.set_user`) is entered in the owner's index when it
+        gets a new id or expiry.
 
         :raises SessionConflictError: if the session was deleted or expired
             meanwhile, or every compare-and-set attempt lost.
@@ -245,14 +277,21 @@ class AsyncCacheStore(BaseStore):
         state = session.state
         ops = session.pending_ops
         if state.token is not None:
+            if ops:
+                mark_unique(state, ops, objects=self._objects)
+            # Nobody else saved since our load (the compare-and-set checks it): the
+            # local state already is the stored copy plus our changes, with activity
+            # now. (On a lost race, the merge below starts from the stored copy.)
             key, token = state.token
-            current = unchanged_since_load(state, self.clock())
-            mark_unique(current, ops, objects=self._objects)
-            ttl = self._ttl(current)
-            if ttl > 0 and await self.records.cas(key, self._encode(current), token, ttl):
-                session.saved(session_key, current)
-                return session_key
             state.token = None
+            now = self.clock()
+            state.last_active = now
+            ttl = self.policy.expires_at(state) - now
+            if ttl > 0 and await self.records.cas(
+                key, encode_state(state, objects=self._objects, dump=self._dump), token, ttl
+            ):
+                session.saved(session_key, state)
+                return session_key
         else:
             key = self.store_key(session_key)
         changed, deleted = session_delta(session)
@@ -260,10 +299,8 @@ class AsyncCacheStore(BaseStore):
             found = await self._fetch(key)
             if found is None:
                 raise SessionConflictError("The session was deleted or expired before it could be saved.")
-            current, token = found
-            mark_unique(current, ops, objects=self._objects)
-            merge_delta(
-                current,
+            current = merge_delta(
+                found[0],
                 changed,
                 deleted,
                 expiry_changed=session.expiry_changed,
@@ -271,6 +308,8 @@ class AsyncCacheStore(BaseStore):
                 now=self.clock(),
                 ops=ops,
             )
+            token = found[1]
+            mark_unique(current, ops, objects=self._objects)
             ttl = self._ttl(current)
             if ttl <= 0:
                 await self.records.delete(key)
@@ -278,6 +317,7 @@ class AsyncCacheStore(BaseStore):
             if await self.records.cas(key, self._encode(current), token, ttl):
                 session.saved(session_key, current)
                 return session_key
+            # Lost the race to another writer: back off a little, at random, and merge again.
             self._count("conflicts_retried")
             await asyncio.sleep(retry_delay(attempt))
         raise SessionConflictError(

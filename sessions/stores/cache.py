@@ -1,4 +1,11 @@
-"""CacheStore: sessions kept in any :class:`cachekit.Cache` (local memory, Redis, memcached).
+# Generated from sessions/stores/aio_cache.py by .ci/unasync.py; do not edit: edit the source and run the script.
+"""CacheStore: sessions kept in any cachekit Cache (local memory, Redis, memcached).
+
+``aio_cache.py`` is the source of both stores: ``.ci/unasync.py`` generates
+``cache.py``, the sync :class:`~sessions.stores.cache.CacheStore`, from it
+(edit only ``aio_cache.py``). Both follow the same records, keys and rules
+(:mod:`sessions.stores._merge`), and a sync and an async store on one cache
+and key prefix share their sessions.
 
 The cookie holds only a random id (256 bits from :mod:`secrets`). The cache
 key is a SHA-256 hash of that id, so whoever can list the cache's keys still
@@ -9,7 +16,7 @@ with a TTL equal to the time it has left, so expired sessions vanish from
 Redis and memcached by themselves.
 
 **No lost updates.** A save applies only this request's changed and deleted
-keys to the latest stored copy, with compare-and-set (``Cache.gets``/``cas``):
+keys to the latest stored copy, with compare-and-set (``gets``/``cas``):
 if another request saved in between, the store reloads and re-applies, up to
 ``max_retries`` times with a short random back-off. Two overlapping requests
 that change different keys both persist; for the same key the later save
@@ -20,19 +27,24 @@ back: the save raises :class:`~sessions.exceptions.SessionConflictError`.
 policy, a backend that is down while a session is loaded, created, saved or
 deleted raises :class:`~cachekit.exceptions.BackendUnavailableError`.
 Treating it as a miss would log users out (or, on delete, keep a logged-out
-session alive) without a trace; :class:`middleware.sessions.SessionMiddleware`
-answers such requests with ``503 Service Unavailable``.
+session alive) without a trace; the session middlewares answer such requests
+with ``503 Service Unavailable``.
+
+Async apps use the store of ``aio_cache.py``: each of its methods that talks
+to the cache is a coroutine, so nothing blocks the event loop. A
+:class:`~sessions.session.Session` loads lazily and synchronously, which an
+async store cannot serve: :func:`sessions.aio.open_session` (which the ASGI
+session middleware calls) awaits the load before the app runs.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from hashlib import sha256
 from typing import Any
 
+from cachekit import Cache
 from cachekit.backends.base import SupportsCas
-from cachekit.cache import Cache
 from cachekit.exceptions import ConfigurationError
 from cachekit.serializers import Serializer
 from sessions.exceptions import SessionConflictError
@@ -49,6 +61,7 @@ from sessions.stores._merge import SessionCounters
 from sessions.stores._merge import UserSession
 from sessions.stores._merge import decode_index
 from sessions.stores._merge import decode_state
+from sessions.stores._merge import durable_backend
 from sessions.stores._merge import encode_state
 from sessions.stores._merge import hashed_key
 from sessions.stores._merge import index_ttl
@@ -67,26 +80,10 @@ from sessions.stores._merge import user_index_key
 from sessions.stores.base import BaseStore
 
 
-def durable_backend(backend: Any, replicas: int, timeout: float) -> Any:
-    """``backend`` itself, or with ``replicas`` its view whose writes wait for replicas (``WAIT``).
-
-    :raises ConfigurationError: if replicas are asked of a backend that cannot wait for them.
-    """
-    if not replicas:
-        return backend
-    durable = getattr(backend, "durable", None)
-    if durable is None:
-        raise ConfigurationError(
-            f"replicas={replicas!r} needs a Redis backend (WAIT); {backend!r} cannot wait for replicas.",
-            setting="replicas",
-        )
-    return durable(replicas, timeout)
-
-
 class CacheStore(BaseStore):
-    """Server-side sessions in a :class:`cachekit.Cache`.
+    """Server-side sessions in a cachekit :class:`~cachekit.cache.Cache`.
 
-    :param cache: any cache whose backend supports compare-and-set
+    :param cache: a cache whose backend supports compare-and-set
         (``gets``/``cas``: locmem, Redis and memcached all do).
     :param key_prefix: prepended to the hashed id in cache keys.
     :param max_retries: compare-and-set attempts per save before giving up with
@@ -103,7 +100,7 @@ class CacheStore(BaseStore):
         outage (503). 0 (the default) does not wait.
     :param replica_timeout: seconds a write waits for ``replicas``; keep it below the
         backend's ``socket_timeout``.
-    :raises ConfigurationError: if the cache's backend has no compare-and-set.
+    :raises ConfigurationError: if ``cache`` is not a cachekit ``Cache`` with compare-and-set.
     """
 
     server_side = True
@@ -133,7 +130,8 @@ class CacheStore(BaseStore):
         )
         if not isinstance(cache, Cache):
             raise ConfigurationError(
-                f"CacheStore needs a cachekit.Cache, got {cache!r}.", setting="SESSION_CACHE_ALIAS"
+                f"CacheStore needs a cachekit.Cache, got {cache!r}.",
+                setting="SESSION_CACHE_ALIAS",
             )
         if not isinstance(cache.backend, SupportsCas):
             raise ConfigurationError(
@@ -151,13 +149,11 @@ class CacheStore(BaseStore):
         #: Compare-and-set attempts per save.
         self.max_retries = max_retries
         self._objects = bool(getattr(cache.backend, "stores_objects", False))
-        # Same backend, keys and failure policy as the user's cache, but the store
-        # serializes records itself (JSON): session data must never go through
-        # pickle, whatever the cache's own serializer is.
-        #: The cache the session records go through: the user's cache with
-        #: the store's own (JSON) serialization; its ``stats()`` count sessions.
-        #: It raises on every outage (``on_error="raise"``), so a failed ``add`` or
-        #: ``delete`` is never mistaken for a collision or an absent session.
+        #: The cache the session records go through: the user's cache (same backend,
+        #: keys and prefix) with the store's own JSON serialization, so session data
+        #: never goes through pickle; its ``stats()`` count sessions. It raises on
+        #: every outage (``on_error="raise"``), so a failed ``add`` or ``delete`` is
+        #: never mistaken for a collision or an absent session.
         self.records: Cache = cache.replace(
             default_timeout=None,
             serializer=RawSerializer(),
@@ -180,10 +176,13 @@ class CacheStore(BaseStore):
         """Return the cache key for a session id: a hash, so the id never appears in the cache."""
         return hashed_key(self.key_prefix, session_key)
 
-    # -- reading ---------------------------------------------------------------
-
     def _encode(self, state: SessionState) -> Any:
         return encode_state(state, objects=self._objects, dump=self._dump)
+
+    def _ttl(self, state: SessionState) -> float:
+        return self.policy.expires_at(state) - self.clock()
+
+    # -- reading ---------------------------------------------------------------
 
     def _fetch(self, key: str) -> tuple[SessionState, Any] | None:
         found = self.records.gets(key)
@@ -203,8 +202,8 @@ class CacheStore(BaseStore):
         """
         if SESSION_ID.fullmatch(cookie_value) is None:
             return None
-        # _fetch, _live and hashed_key, inlined: this runs on every request that reads a session.
-        key = self.key_prefix + sha256(cookie_value.encode()).hexdigest()
+        # _fetch, _live and store_key, inlined: this runs on every request that reads a session.
+        key = hashed_key(self.key_prefix, cookie_value)
         found = self.records.gets(key)
         if found is None:
             return None
@@ -218,9 +217,6 @@ class CacheStore(BaseStore):
         return state
 
     # -- writing ---------------------------------------------------------------
-
-    def _ttl(self, state: SessionState) -> float:
-        return self.policy.expires_at(state) - self.clock()
 
     def create(self, state: SessionState) -> str:
         """Store ``state`` under a fresh random id with ``add``, never overwriting a session.
