@@ -1,0 +1,315 @@
+"""Purgers: turn a :class:`~cachekit.edge.jobs.PurgeJob` into requests to a proxy or a CDN's API.
+
+A purger names its *targets* (one per Varnish host; one for an API) and
+builds one :class:`~cachekit.edge.jobs.WireRequest` per job and target, so a
+purge that reached two Varnish hosts out of three is retried on the third only.
+
+- :class:`VarnishPurger`: ``PURGE`` for URLs, ``BAN`` for URL prefixes and
+  path patterns, ``PURGE`` with ``xkey`` / ``xkey-softpurge`` (varnish-modules)
+  for tags; the VCL in ``docs/views.md`` ("Behind Varnish and a CDN") answers them.
+- :class:`HTTPPurger`: method, URL template, headers and body template per
+  kind, shaped to fit Fastly's and Cloudflare's purge APIs (:func:`fastly_purger`,
+  :func:`cloudflare_purger`). Credentials go in ``secret_headers``: never logged.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from string import Template
+from typing import Protocol
+from urllib.parse import quote
+from urllib.parse import urlsplit
+
+from cachekit.edge.jobs import InvalidPurgeError
+from cachekit.edge.jobs import Kind
+from cachekit.edge.jobs import PurgeJob
+from cachekit.edge.jobs import WireRequest
+from cachekit.edge.jobs import json_list
+from cachekit.edge.jobs import send
+from cachekit.exceptions import ConfigurationError
+
+#: Seconds a purge request may take before it counts as unreachable (then it is queued).
+DEFAULT_TIMEOUT = 5.0
+#: The request header carrying a ban's path pattern to the VCL.
+BAN_HEADER = "Cachekit-Ban"
+#: The request header asking the VCL for a soft URL purge (``purge.soft()`` of vmod_purge).
+SOFT_HEADER = "Cachekit-Soft-Purge"
+
+
+class Purger(Protocol):
+    """What :class:`~cachekit.edge.Purges` needs of a purger."""
+
+    #: Names the purger in queues and logs: unique among one app's purgers.
+    name: str
+
+    def targets(self) -> Sequence[str]:
+        """Stable names of the places one job is delivered to (hosts, an API)."""
+
+    def request(self, job: PurgeJob, target: str) -> WireRequest | None:
+        """The request that delivers ``job`` to ``target``; ``None`` if this purger cannot purge its kind."""
+
+    def splits(self, kind: Kind) -> bool:
+        """Whether a job of ``kind`` must be sent one value per request."""
+
+    def deliver(self, request: WireRequest) -> int:
+        """Send ``request``; the ``2xx`` status, else :class:`~cachekit.edge.jobs.PurgeDeliveryError`."""
+
+
+def _origin(address: str, setting: str) -> str:
+    """``http://host:port`` from ``host:port`` or a URL (its path is ignored)."""
+    text = address if "://" in address else f"http://{address}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{setting}: expected host:port or http(s)://host:port, got {address!r}.")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class VarnishPurger:
+    """Purge one or more Varnish hosts.
+
+    :param hosts: ``host:port`` (or ``http://host:port``) of each Varnish.
+    :param name: the purger's name in queues and logs.
+    :param timeout: seconds per request.
+    :param soft_urls: when a soft URL purge is asked, send ``Cachekit-Soft-Purge: 1``
+        (the VCL calls ``purge.soft()``); else soft URL purges are hard.
+
+    Tags travel as ``xkey: a b`` (or ``xkey-softpurge: a b`` when soft): the
+    pages must carry an ``xkey`` response header, which the VCL strips.
+    """
+
+    def __init__(
+        self,
+        hosts: Sequence[str],
+        *,
+        name: str = "varnish",
+        timeout: float = DEFAULT_TIMEOUT,
+        soft_urls: bool = True,
+    ) -> None:
+        if isinstance(hosts, str):
+            hosts = [hosts]
+        if not hosts:
+            raise ConfigurationError("VarnishPurger needs at least one host.", setting="hosts")
+        self.name = name
+        self.hosts = tuple(_origin(host, "VarnishPurger hosts") for host in hosts)
+        self.timeout = timeout
+        self.soft_urls = soft_urls
+
+    def __repr__(self) -> str:
+        return f"VarnishPurger({list(self.hosts)!r}, name={self.name!r})"
+
+    def targets(self) -> Sequence[str]:
+        """One target per Varnish host."""
+        return self.hosts
+
+    def request(self, job: PurgeJob, target: str) -> WireRequest | None:
+        """``PURGE`` (URL, xkey) or ``BAN`` (prefix, pattern) for ``target``; one request per job."""
+        if job.kind == "tags":
+            field = "xkey-softpurge" if job.soft else "xkey"
+            return WireRequest(
+                "PURGE", target + "/", (("Host", "cachekit-purge"), (field, " ".join(job.values)))
+            )
+        if job.kind == "url":
+            return self._url_request(job.values[0], target, job.soft)
+        headers: tuple[tuple[str, str], ...]
+        if job.kind == "prefix":
+            parts = urlsplit(job.values[0])
+            headers = (("Host", parts.netloc), (BAN_HEADER, "^" + re.escape(parts.path or "/")))
+        else:
+            pattern = "|".join(f"({value})" for value in job.values)
+            headers = (("Host", "cachekit-purge"), (BAN_HEADER, pattern), ("Cachekit-Ban-Any-Host", "1"))
+        return WireRequest("BAN", target + "/", headers)
+
+    def splits(self, kind: Kind) -> bool:
+        """URLs and prefixes go one per request (a ``PURGE`` names one URL, a ban one host)."""
+        return kind in ("url", "prefix")
+
+    def _url_request(self, url: str, target: str, soft: bool) -> WireRequest:
+        parts = urlsplit(url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = [("Host", parts.netloc)]
+        if soft and self.soft_urls:
+            headers.append((SOFT_HEADER, "1"))
+        return WireRequest("PURGE", target + path, tuple(headers))
+
+    def deliver(self, request: WireRequest) -> int:
+        """Send ``request`` to its Varnish."""
+        return send(request, self.timeout)
+
+
+@dataclass(frozen=True)
+class HTTPCall:
+    """How an API purges one kind: ``method``, a ``path`` template, a ``body`` template.
+
+    Templates use :class:`string.Template` names: ``$value`` (one value,
+    percent-encoded in the path, a JSON string in the body: then one request
+    per value), ``$values`` (the job's values as a JSON array, body only;
+    ``$values_noscheme`` without ``http(s)://``),
+    ``$host`` and ``$path`` (of a URL, in the path), plus the purger's ``params``.
+
+    :param headers: extra headers; ``$values_spaced`` in a value is the values joined by spaces.
+    """
+
+    method: str
+    path: str
+    body: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def each(self) -> bool:
+        """Whether one request is sent per value (the templates name ``$value``, ``$host`` or ``$path``)."""
+        return any(_ONE_VALUE.search(text) for text in (self.path, self.body or ""))
+
+
+_ONE_VALUE = re.compile(r"\$\{?(value|host|path)\b")
+
+
+class HTTPPurger:
+    """Purge through an HTTP API: one :class:`HTTPCall` per kind it supports.
+
+    :param name: the purger's name in queues and logs.
+    :param endpoint: the API's origin, e.g. ``https://api.fastly.com``.
+    :param calls: ``{"url": HTTPCall(...), "tags": ..., "prefix": ...}``; kinds left out are not sent.
+    :param headers: headers on every request.
+    :param secret_headers: credentials (``Authorization``, ``Fastly-Key``...):
+        sent, never logged, never in ``repr`` or in queued items.
+    :param soft_headers: added when the purge is soft (``Fastly-Soft-Purge: 1``);
+        without them a soft purge is sent as a hard one.
+    :param params: values for the templates (``service_id``, ``zone_id``...).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        endpoint: str,
+        calls: Mapping[Kind, HTTPCall],
+        *,
+        headers: Mapping[str, str] | None = None,
+        secret_headers: Mapping[str, str] | None = None,
+        soft_headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.name = name
+        self.endpoint = _origin(endpoint, f"HTTPPurger {name} endpoint")
+        self.calls = dict(calls)
+        self._headers = tuple((headers or {}).items())
+        self._secret = tuple((secret_headers or {}).items())
+        self._soft = tuple((soft_headers or {}).items())
+        self._params = {key: quote(str(value), safe="") for key, value in (params or {}).items()}
+        self.timeout = timeout
+        self._ssl = ssl_context
+
+    def __repr__(self) -> str:
+        return f"HTTPPurger({self.name!r}, {self.endpoint!r}, kinds={sorted(self.calls)!r})"
+
+    def targets(self) -> Sequence[str]:
+        """One target: the API."""
+        return (self.endpoint,)
+
+    def request(self, job: PurgeJob, target: str) -> WireRequest | None:
+        """The request for ``job``; ``None`` if the API has no call for its kind.
+
+        A call whose templates name ``$value`` takes jobs of one value: :class:`~cachekit.edge.Purges`
+        splits jobs by :meth:`splits`.
+        """
+        call = self.calls.get(job.kind)
+        if call is None:
+            return None
+        names: dict[str, str] = {**self._params, "values": json_list(job.values)}
+        names["values_noscheme"] = json_list(tuple(value.partition("://")[2] for value in job.values))
+        value = job.values[0]
+        names["value"] = quote(value, safe="")
+        if job.kind in ("url", "prefix"):
+            parts = urlsplit(value)
+            names["host"] = quote(parts.netloc, safe=":")
+            names["path"] = quote(parts.path or "/", safe="/%")
+        path = Template(call.path).substitute(names)
+        body = None
+        if call.body is not None:
+            body_names = {**names, "value": json_list((value,))[1:-1]}
+            body = Template(call.body).substitute(body_names).encode()
+        spaced = " ".join(job.values)
+        headers = [
+            (name, Template(text).safe_substitute(values_spaced=spaced)) for name, text in call.headers
+        ]
+        headers += [*self._headers, *self._secret]
+        if job.soft:
+            headers += self._soft
+        if body is not None and not any(name.lower() == "content-type" for name, _ in headers):
+            headers.append(("Content-Type", "application/json"))
+        secret = frozenset(name.lower() for name, _ in self._secret)
+        return WireRequest(call.method, target + path, tuple(headers), body, secret)
+
+    def splits(self, kind: Kind) -> bool:
+        """Whether a job of ``kind`` must be sent one value per request."""
+        call = self.calls.get(kind)
+        return call is not None and call.each
+
+    def deliver(self, request: WireRequest) -> int:
+        """Send ``request`` to the API."""
+        return send(request, self.timeout, self._ssl)
+
+
+def fastly_purger(
+    service_id: str, api_token: str, *, name: str = "fastly", endpoint: str = "https://api.fastly.com"
+) -> HTTPPurger:
+    """A purger for Fastly: ``POST /service/{id}/purge`` with ``Surrogate-Key``; URLs: ``POST /purge/{url}``.
+
+    Soft purges send ``Fastly-Soft-Purge: 1``. The token goes in ``Fastly-Key`` (never logged).
+    """
+    if not service_id or not api_token:
+        raise ConfigurationError("fastly_purger needs a service id and an API token.")
+    return HTTPPurger(
+        name,
+        endpoint,
+        {
+            "tags": HTTPCall(
+                "POST", "/service/$service_id/purge", headers=(("Surrogate-Key", "$values_spaced"),)
+            ),
+            "url": HTTPCall("POST", "/purge/$host$path"),
+        },
+        headers={"Accept": "application/json"},
+        secret_headers={"Fastly-Key": api_token},
+        soft_headers={"Fastly-Soft-Purge": "1"},
+        params={"service_id": service_id},
+    )
+
+
+def cloudflare_purger(
+    zone_id: str,
+    api_token: str,
+    *,
+    name: str = "cloudflare",
+    endpoint: str = "https://api.cloudflare.com",
+) -> HTTPPurger:
+    """A purger for Cloudflare: ``POST /client/v4/zones/{id}/purge_cache``, ``files``/``tags``/``prefixes``.
+
+    Cloudflare has no soft purge: soft purges are sent as hard ones. The token
+    goes in ``Authorization: Bearer`` (never logged).
+    """
+    if not zone_id or not api_token:
+        raise ConfigurationError("cloudflare_purger needs a zone id and an API token.")
+    path = "/client/v4/zones/$zone_id/purge_cache"
+    return HTTPPurger(
+        name,
+        endpoint,
+        {
+            "url": HTTPCall("POST", path, '{"files": $values}'),
+            "tags": HTTPCall("POST", path, '{"tags": $values}'),
+            "prefix": HTTPCall("POST", path, '{"prefixes": $values_noscheme}'),
+        },
+        secret_headers={"Authorization": f"Bearer {api_token}"},
+        params={"zone_id": zone_id},
+    )
+
+
+def check_name(name: object) -> str:
+    """A purger name: printable ASCII without spaces (it keys queued items)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", name):
+        raise InvalidPurgeError(f"a purger name must be 1-64 of A-Z a-z 0-9 _ . : -, got {name!r}.")
+    return name
