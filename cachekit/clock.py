@@ -42,8 +42,8 @@ _RETRY = 5.0
 
 def _redis_client(backend: Any) -> Any:
     for module_name, class_name in (
-        ("cachekit.backends.redis", "RedisBackend"),
-        ("cachekit.backends.aio_redis", "AsyncRedisBackend"),
+        ("cachekit.backends.redis.sync", "RedisBackend"),
+        ("cachekit.backends.redis.asyncio", "AsyncRedisBackend"),
     ):
         module = sys.modules.get(module_name)
         if module is not None and isinstance(backend, getattr(module, class_name)):

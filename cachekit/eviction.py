@@ -90,8 +90,8 @@ async def aeviction_risk(backend: Any) -> str | None:
 def _redis_client(backend: Any) -> Any:
     """The redis-py client of a (sync or async) Redis backend, else ``None``; imports nothing new."""
     for module_name, class_name in (
-        ("cachekit.backends.redis", "RedisBackend"),
-        ("cachekit.backends.aio_redis", "AsyncRedisBackend"),
+        ("cachekit.backends.redis.sync", "RedisBackend"),
+        ("cachekit.backends.redis.asyncio", "AsyncRedisBackend"),
     ):
         module = sys.modules.get(module_name)
         if module is not None and isinstance(backend, getattr(module, class_name)):

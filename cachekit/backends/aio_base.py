@@ -131,12 +131,12 @@ class AsyncSupportsCas(Protocol):
 #: Sync backend scheme -> async backend, as ``"module:Class"`` imported on first use.
 _ASYNC_REGISTRY: dict[str, str] = {
     "locmem": "cachekit.backends.aio_locmem:AsyncLocMemBackend",
-    "redis": "cachekit.backends.aio_redis:AsyncRedisBackend",
-    "rediss": "cachekit.backends.aio_redis:AsyncRedisBackend",
-    "unix": "cachekit.backends.aio_redis:AsyncRedisBackend",
-    "redis+sentinel": "cachekit.backends.aio_redis:AsyncRedisBackend",
-    "redis+cluster": "cachekit.backends.aio_redis:AsyncRedisBackend",
-    "memcached": "cachekit.backends.aio_memcached:AsyncMemcachedBackend",
+    "redis": "cachekit.backends.redis.asyncio:AsyncRedisBackend",
+    "rediss": "cachekit.backends.redis.asyncio:AsyncRedisBackend",
+    "unix": "cachekit.backends.redis.asyncio:AsyncRedisBackend",
+    "redis+sentinel": "cachekit.backends.redis.asyncio:AsyncRedisBackend",
+    "redis+cluster": "cachekit.backends.redis.asyncio:AsyncRedisBackend",
+    "memcached": "cachekit.backends.memcached.asyncio:AsyncMemcachedBackend",
 }
 
 

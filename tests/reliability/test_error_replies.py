@@ -30,8 +30,8 @@ import pytest
 import redis
 
 from cachekit import Cache
-from cachekit.backends._redis_errors import is_outage
 from cachekit.backends.redis import RedisBackend
+from cachekit.backends.redis._errors import is_outage
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
 from tests import servers

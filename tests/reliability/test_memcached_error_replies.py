@@ -21,10 +21,10 @@ from pymemcache.exceptions import MemcacheServerError
 from pymemcache.exceptions import MemcacheUnknownCommandError
 
 from cachekit import Cache
-from cachekit.backends._memcached_pool import ErrorLineReplyError
-from cachekit.backends._memcached_pool import reply_is_outage
-from cachekit.backends._memcached_pool import translate_error
 from cachekit.backends.memcached import MemcachedBackend
+from cachekit.backends.memcached._pool import ErrorLineReplyError
+from cachekit.backends.memcached._pool import reply_is_outage
+from cachekit.backends.memcached._pool import translate_error
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
 from middleware import SessionMiddleware

@@ -27,13 +27,13 @@ from pymemcache.client.hash import HashClient
 
 import cachekit
 from cachekit import Cache
-from cachekit.backends._memcached_keys import digest as _digest
-from cachekit.backends._memcached_keys import safe_key as _safe
 from cachekit.backends.base import Backend
 from cachekit.backends.base import SupportsCas
 from cachekit.backends.memcached import MemcachedBackend
 from cachekit.backends.memcached import expire_time
 from cachekit.backends.memcached import parse_server
+from cachekit.backends.memcached._keys import digest as _digest
+from cachekit.backends.memcached._keys import safe_key as _safe
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError

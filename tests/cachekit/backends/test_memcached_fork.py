@@ -12,8 +12,8 @@ import weakref
 
 import pytest
 
-from cachekit.backends import memcached as memcached_module
 from cachekit.backends.memcached import MemcachedBackend
+from cachekit.backends.memcached import sync as memcached_module
 from tests import servers
 
 

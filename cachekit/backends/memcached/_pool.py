@@ -1,6 +1,6 @@
 """Connections to memcached servers: address parsing, a lock-free pool, a thread-safe HashClient.
 
-Private to :mod:`cachekit.backends.memcached`. pymemcache's ``PooledClient``
+Private to :mod:`cachekit.backends.memcached.sync`. pymemcache's ``PooledClient``
 costs microseconds per call and its ``HashClient`` keeps failure bookkeeping
 that races between threads; these small classes fix both, and turn pymemcache's
 errors into cachekit's.

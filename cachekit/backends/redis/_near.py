@@ -1,6 +1,6 @@
 """The near cache: bounded local memory in front of one Redis, kept exact by the server.
 
-Private to :mod:`cachekit.backends.redis`; turned on with ``near_cache=N`` (entries) and
+Private to :mod:`cachekit.backends.redis.sync`; turned on with ``near_cache=N`` (entries) and
 optionally ``near_cache_bytes=B`` on a standalone ``redis://`` backend.
 
 Coherence comes from Redis ``CLIENT TRACKING`` in ``BCAST`` mode: one listener
@@ -39,9 +39,9 @@ from typing import Any
 import redis
 
 from cachekit.backends.locmem import LocMemBackend
-from cachekit.backends.redis import RedisBackend
-from cachekit.backends.redis import _wire_all
-from cachekit.backends.redis import redact_url
+from cachekit.backends.redis.sync import RedisBackend
+from cachekit.backends.redis.sync import _wire_all
+from cachekit.backends.redis.sync import redact_url
 from cachekit.exceptions import BackendError
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Which Redis failures are outages and which are bugs: one table for both Redis backends.
 
-Private to :mod:`cachekit.backends.redis` and :mod:`cachekit.backends.aio_redis`
+Private to :mod:`cachekit.backends.redis.sync` and :mod:`cachekit.backends.redis.asyncio`
 (redis-py raises the same exception classes from ``redis`` and ``redis.asyncio``).
 An *outage* (:class:`~cachekit.exceptions.BackendUnavailableError`) is something the
 server or the network will get over: the failure policy turns it into a miss or a

@@ -50,26 +50,26 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 from redis.sentinel import SentinelConnectionPool
 
-from cachekit.backends._redis_errors import ERRORS
-from cachekit.backends._redis_errors import translate_error as translate_error
-from cachekit.backends._redis_urls import DEFAULT_BREAKER_COOLDOWN
-from cachekit.backends._redis_urls import DEFAULT_BREAKER_FAILURES
-from cachekit.backends._redis_urls import DEFAULT_BREAKER_WINDOW
-from cachekit.backends._redis_urls import DEFAULT_MAX_CONNECTIONS
-from cachekit.backends._redis_urls import DEFAULT_MAX_VALUE_SIZE as DEFAULT_MAX_VALUE_SIZE
-from cachekit.backends._redis_urls import DEFAULT_POOL_TIMEOUT
-from cachekit.backends._redis_urls import DEFAULT_SOCKET_CONNECT_TIMEOUT as DEFAULT_SOCKET_CONNECT_TIMEOUT
-from cachekit.backends._redis_urls import DEFAULT_SOCKET_TIMEOUT as DEFAULT_SOCKET_TIMEOUT
-from cachekit.backends._redis_urls import OPTIONS as URL_OPTIONS
-from cachekit.backends._redis_urls import ClusterURL
-from cachekit.backends._redis_urls import DirectURL
-from cachekit.backends._redis_urls import ParsedURL
-from cachekit.backends._redis_urls import SentinelURL
-from cachekit.backends._redis_urls import Standalone
-from cachekit.backends._redis_urls import parse_location
-from cachekit.backends._redis_urls import parse_url
-from cachekit.backends._redis_urls import redact_url as redact_url
 from cachekit.backends.breaker import CircuitBreaker
+from cachekit.backends.redis._errors import ERRORS
+from cachekit.backends.redis._errors import translate_error as translate_error
+from cachekit.backends.redis._urls import DEFAULT_BREAKER_COOLDOWN
+from cachekit.backends.redis._urls import DEFAULT_BREAKER_FAILURES
+from cachekit.backends.redis._urls import DEFAULT_BREAKER_WINDOW
+from cachekit.backends.redis._urls import DEFAULT_MAX_CONNECTIONS
+from cachekit.backends.redis._urls import DEFAULT_MAX_VALUE_SIZE as DEFAULT_MAX_VALUE_SIZE
+from cachekit.backends.redis._urls import DEFAULT_POOL_TIMEOUT
+from cachekit.backends.redis._urls import DEFAULT_SOCKET_CONNECT_TIMEOUT as DEFAULT_SOCKET_CONNECT_TIMEOUT
+from cachekit.backends.redis._urls import DEFAULT_SOCKET_TIMEOUT as DEFAULT_SOCKET_TIMEOUT
+from cachekit.backends.redis._urls import OPTIONS as URL_OPTIONS
+from cachekit.backends.redis._urls import ClusterURL
+from cachekit.backends.redis._urls import DirectURL
+from cachekit.backends.redis._urls import ParsedURL
+from cachekit.backends.redis._urls import SentinelURL
+from cachekit.backends.redis._urls import Standalone
+from cachekit.backends.redis._urls import parse_location
+from cachekit.backends.redis._urls import parse_url
+from cachekit.backends.redis._urls import redact_url as redact_url
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
@@ -439,7 +439,7 @@ class RedisBackend(BreakerMixin):
         built, so a callable keeps construction from failing while the cluster is
         down); the connection parameters above are then ignored.
     :param near_cache: keep up to this many values in local memory in front of Redis,
-        kept exact by ``CLIENT TRACKING`` invalidations (see :mod:`cachekit.backends._near`
+        kept exact by ``CLIENT TRACKING`` invalidations (see :mod:`cachekit.backends.redis._near`
         and docs/backends.md); 0 (the default) turns it off. Standalone servers only.
     :param near_cache_bytes: bound on the summed size of the near cache's values.
     :param near_cache_prefix: keep only keys starting with this locally, and ask Redis for
@@ -452,7 +452,7 @@ class RedisBackend(BreakerMixin):
 
     def __new__(cls, *args: Any, near_cache: int = 0, **options: Any) -> RedisBackend:
         if near_cache and cls is RedisBackend:
-            from cachekit.backends._near import NearRedisBackend
+            from cachekit.backends.redis._near import NearRedisBackend
 
             cls = NearRedisBackend
         return super().__new__(cls)

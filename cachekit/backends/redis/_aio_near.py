@@ -1,6 +1,6 @@
-"""The near cache in front of :class:`~cachekit.backends.aio_redis.AsyncRedisBackend`.
+"""The near cache in front of :class:`~cachekit.backends.redis.asyncio.AsyncRedisBackend`.
 
-The same :class:`~cachekit.backends._near.NearCache` as the sync backend's: its store
+The same :class:`~cachekit.backends.redis._near.NearCache` as the sync backend's: its store
 and its listener (a thread with one blocking RESP2 connection) need no event loop, and
 a near hit never awaits. Only the reads that miss locally and the writes are awaited.
 """
@@ -15,12 +15,12 @@ from typing import Any
 
 import redis
 
-from cachekit.backends._near import NearCache
-from cachekit.backends._near import listener_factory
-from cachekit.backends._redis_urls import Standalone
-from cachekit.backends.aio_redis import AsyncRedisBackend
-from cachekit.backends.redis import blocking_client
-from cachekit.backends.redis import redact_url
+from cachekit.backends.redis._near import NearCache
+from cachekit.backends.redis._near import listener_factory
+from cachekit.backends.redis._urls import Standalone
+from cachekit.backends.redis.asyncio import AsyncRedisBackend
+from cachekit.backends.redis.sync import blocking_client
+from cachekit.backends.redis.sync import redact_url
 
 _CONNECTION_FIELDS = {f.name for f in dataclasses.fields(Standalone)}
 

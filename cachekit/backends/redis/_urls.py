@@ -1,6 +1,6 @@
 """Redis URLs and connection options, parsed into plain parameter objects.
 
-Private to :mod:`cachekit.backends.redis` and :mod:`cachekit.backends.aio_redis`:
+Private to :mod:`cachekit.backends.redis.sync` and :mod:`cachekit.backends.redis.asyncio`:
 both backends take the same URLs and options, so the parsing, the checks and
 their error messages live here once, and each backend builds its own (sync or
 asyncio) redis-py client from the same :class:`DirectURL`, :class:`SentinelURL`,
@@ -152,7 +152,7 @@ def _connection_kwargs(
 class Standalone:
     """The connection options of one server (the backends' constructor keywords).
 
-    Defaults are :class:`~cachekit.backends.redis.RedisBackend`'s; :meth:`check`
+    Defaults are :class:`~cachekit.backends.redis.sync.RedisBackend`'s; :meth:`check`
     validates them, :meth:`client_kwargs` turns them into ``redis.Redis`` arguments.
     """
 
