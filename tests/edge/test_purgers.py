@@ -62,7 +62,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    do_GET = do_POST = do_DELETE = do_PURGE = do_BAN = _any
+    # http.server dispatches on do_<METHOD>: one recorder for every method the purgers use.
+    do_GET = do_POST = do_DELETE = do_PURGE = do_BAN = _any  # noqa: N815
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -104,15 +105,22 @@ def test_varnish_purges_urls_bans_prefixes_and_sends_tags_in_xkey(recorder: Reco
         (method, path, {k.lower(): v for k, v in headers.items()})
         for method, path, headers, _ in recorder.requests
     ]
-    assert seen[0][:2] == ("PURGE", "/a?x=1") and seen[0][2]["host"] == "example.com"
-    assert seen[1][:2] == ("PURGE", "/b") and "cachekit-soft-purge" not in seen[1][2]
-    assert seen[2][0] == "PURGE" and seen[2][2]["xkey-softpurge"] == "t1 t2" and "xkey" not in seen[2][2]
+    assert seen[0][:2] == ("PURGE", "/a?x=1")
+    assert seen[0][2]["host"] == "example.com"
+    assert seen[1][:2] == ("PURGE", "/b")
+    assert "cachekit-soft-purge" not in seen[1][2]
+    assert seen[2][0] == "PURGE"
+    assert seen[2][2]["xkey-softpurge"] == "t1 t2"
+    assert "xkey" not in seen[2][2]
     assert seen[3][2]["xkey"] == "t3"
-    assert seen[4][0] == "BAN" and seen[4][2]["host"] == "example.com"
+    assert seen[4][0] == "BAN"
+    assert seen[4][2]["host"] == "example.com"
     assert seen[4][2]["cachekit-ban"] == r"^/blog/"
-    assert seen[5][0] == "BAN" and seen[5][2]["cachekit-ban"] == r"(^/a)|(\.css$)"
+    assert seen[5][0] == "BAN"
+    assert seen[5][2]["cachekit-ban"] == r"(^/a)|(\.css$)"
     assert seen[5][2]["cachekit-ban-any-host"] == "1"
-    assert seen[6][:2] == ("PURGE", "/c") and seen[6][2]["cachekit-soft-purge"] == "1"
+    assert seen[6][:2] == ("PURGE", "/c")
+    assert seen[6][2]["cachekit-soft-purge"] == "1"
     assert len(seen) == 7
 
 
@@ -134,7 +142,8 @@ def test_cloudflare_sends_files_tags_and_prefixes_in_a_json_body(recorder: Recor
     assert purges.invalidate_tags("x", "y").ok
     assert purges.purge_prefix("https://example.com/blog").ok
     report = purges.ban("^/a")
-    assert report.unsupported == [f"cloudflare http://{recorder.address}"] and report.ok
+    assert report.unsupported == [f"cloudflare http://{recorder.address}"]
+    assert report.ok
     bodies = [
         (method, path, headers["Authorization"], json.loads(body))
         for method, path, headers, body in recorder.requests
@@ -219,12 +228,15 @@ def test_credentials_are_never_logged_nor_shown(recorder: Recorder, caplog: pyte
         recorder.status = 403
         time.sleep(0.01)
         purges.purge("https://example.com/")
-    assert len(report.queued) == 2 and recorder.requests  # the secret was sent...
+    assert len(report.queued) == 2
+    assert recorder.requests
     assert caplog.records
     text = caplog.text + repr(purges) + repr(purger) + "".join(item.member for item in purges.queue.items())
     assert TOKEN not in text  # ...but never logged, shown or queued
     request = purger.request(PurgeJob.tags(["x"]), purger.endpoint)
-    assert request is not None and TOKEN not in repr(request) and "<redacted>" in repr(request)
+    assert request is not None
+    assert TOKEN not in repr(request)
+    assert "<redacted>" in repr(request)
 
 
 # -- delivery outcomes ---------------------------------------------------------------------
@@ -234,7 +246,8 @@ def test_refused_purges_are_reported_and_not_queued(recorder: Recorder) -> None:
     recorder.status = 405
     purges = Purges(purgers=[VarnishPurger([recorder.address])])
     report = purges.purge("http://example.com/")
-    assert report.failed == [f"varnish http://{recorder.address}"] and not report.ok
+    assert report.failed == [f"varnish http://{recorder.address}"]
+    assert not report.ok
     assert len(purges.queue) == 0
 
 
@@ -243,7 +256,8 @@ def test_server_errors_and_throttling_are_queued(recorder: Recorder, status: int
     recorder.status = status
     purges = Purges(purgers=[VarnishPurger([recorder.address])])
     report = purges.invalidate_tags("x")
-    assert report.queued == [f"varnish http://{recorder.address}"] and report.ok
+    assert report.queued == [f"varnish http://{recorder.address}"]
+    assert report.ok
     assert len(purges.queue) == 1
 
 
@@ -255,7 +269,8 @@ def test_only_the_unreachable_host_gets_the_purge_again(recorder: Recorder) -> N
     assert report.queued == [f"varnish http://{down}"]
     recorder.requests.clear()
     again = purges.deliver_queued()
-    assert again.queued == [f"varnish http://{down}"] and recorder.requests == []
+    assert again.queued == [f"varnish http://{down}"]
+    assert recorder.requests == []
 
 
 def test_a_purge_with_no_cache_and_no_purger_is_a_configuration_of_nothing() -> None:
@@ -316,7 +331,8 @@ def item(value: str, target: str = "h1") -> QueuedPurge:
 
 
 def test_the_same_purge_queued_twice_waits_once(queue: Any) -> None:
-    assert queue.put(item("a"), 0.0) and queue.put(item("a"), 0.0)
+    assert queue.put(item("a"), 0.0)
+    assert queue.put(item("a"), 0.0)
     assert queue.put(item("a", "h2"), 0.0)
     assert len(queue) == 2
 
@@ -333,7 +349,8 @@ def test_claimed_items_are_leased_and_retried_items_wait_their_backoff(queue: An
     queue.put(item("b"), 20.0)
     assert queue.claim(5.0, 10) == []
     (first,) = queue.claim(15.0, 10)
-    assert first.job.values == ("a",) and first.attempts == 0
+    assert first.job.values == ("a",)
+    assert first.attempts == 0
     assert queue.claim(16.0, 10) == []  # leased until 20
     queue.retry(first, 30.0)
     (second,) = queue.claim(25.0, 10)
@@ -350,7 +367,8 @@ def test_a_delivered_item_is_dropped_unless_queued_again_meanwhile(queue: Any) -
     queue.done(claimed)
     (again,) = queue.claim(2.0, 10)  # delivered once more: the second purge is not lost
     queue.done(again)
-    assert len(queue) == 0 and queue.claim(3.0, 10) == []
+    assert len(queue) == 0
+    assert queue.claim(3.0, 10) == []
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:
@@ -406,7 +424,8 @@ def test_a_queued_item_for_a_purger_no_longer_configured_is_dropped() -> None:
     queue = MemoryPurgeQueue()
     queue.put(QueuedPurge("gone", "http://h", PurgeJob.tags(["x"])), 0.0)
     report = Purges(purgers=[VarnishPurger(["127.0.0.1:1"])], queue=queue).deliver_queued()
-    assert report.failed == ["gone http://h"] and len(queue) == 0
+    assert report.failed == ["gone http://h"]
+    assert len(queue) == 0
 
 
 # -- configuration -------------------------------------------------------------------------
@@ -420,11 +439,13 @@ def test_purgers_from_settings() -> None:
             {"BACKEND": "cloudflare", "ZONE_ID": "Z", "API_TOKEN": TOKEN, "NAME": "cf"},
         ]
     )
-    assert isinstance(varnish, VarnishPurger) and varnish.hosts == (
+    assert isinstance(varnish, VarnishPurger)
+    assert varnish.hosts == (
         "http://127.0.0.1:6081",
         "http://10.0.0.2:80",
     )
-    assert fastly.name == "fastly" and cloudflare.name == "cf"
+    assert fastly.name == "fastly"
+    assert cloudflare.name == "cf"
     with pytest.raises(ConfigurationError, match="unknown BACKEND"):
         purgers_from_settings([{"BACKEND": "squid"}])
     with pytest.raises(ConfigurationError, match="API_TOKEN"):
