@@ -234,7 +234,7 @@ class AsyncPageCache:
         plan: Plan = await records.run(engine.lookup(request, stored))
         if plan.action == "serve":
             if plan.stale:
-                cache._stale_serves += 1
+                cache.recorder.stale_serves += 1
             await _serve(
                 engine.serve_plan(plan, request, lambda page, at: _answer(page, headers, at, method)), send
             )
@@ -409,7 +409,7 @@ class _Render:
             else:
                 logger.error("page %s %s; serving the stale copy", self.url(), what)
             cache = self.shell.cache
-            cache._stale_serves += 1
+            cache.recorder.stale_serves += 1
             now = cache.clock()
             member = self.engine.error_status(self.request, self.status, plan.fallback, now)
             await _serve(marked(_answer(plan.fallback, self.headers, now, "GET"), member), self.server_send)

@@ -238,7 +238,7 @@ class PageEngine:
         known = self._lifetime
         if known is not None and known[0] is cache:
             return known[1]
-        lifetime: float | None = cache._ttl(self.options.timeout)
+        lifetime: float | None = cache.lifetime(self.options.timeout)
         self._lifetime = (cache, lifetime)
         return lifetime
 

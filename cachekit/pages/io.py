@@ -23,6 +23,8 @@ from cachekit.pages.engine import PageEngine
 from cachekit.pages.engine import Steps
 from cachekit.pages.record import decode
 from cachekit.pages.record import encode
+from cachekit.tags import async_current_generations
+from cachekit.tags import async_generations_valid
 from cachekit.tags import current_generations
 from cachekit.tags import generations_valid
 
@@ -57,10 +59,10 @@ class _Records:
     def __init__(self, cache: Cache | AsyncCache) -> None:
         self.cache = cache
         self.backend: Any = cache.backend
-        self.objects = bool(cache._objects)
+        self.objects = cache.stores_objects
         self.key = cache.make_key
         # The hit path's key building, as Cache.get's: the prefix and version in front.
-        self.head = cache._key_head if cache._key_function is None else None
+        self.head = cache.key_head
         #: A counter's first value: an int in local memory, ASCII digits elsewhere (``incr`` runs there).
         self.one: Any = 1 if self.objects else b"1"
 
@@ -72,17 +74,17 @@ class _Records:
     def load(self, stored: Any) -> Any:
         cache = self.cache
         if stored is None:
-            cache._misses += 1
+            cache.recorder.misses += 1
             return None
         record = stored if self.objects and type(stored) is tuple else decode(stored)
         if record is None:
-            cache._misses += 1  # another layout, or not ours: a miss
+            cache.recorder.misses += 1  # another layout, or not ours: a miss
         else:
-            cache._hits += 1
+            cache.recorder.hits += 1
         return record
 
     def outage(self, name: str, exc: BackendUnavailableError) -> Any:
-        self.cache._failed(name, exc)
+        self.cache.recorder.failed(name, exc)
         return _ON_OUTAGE.get(name)
 
     def lock_timeout(self, timeout: float | None) -> float:
@@ -118,10 +120,10 @@ class SyncRecords(_Records):
         try:
             stored = self.backend.get(head + key if head is not None else self.key(key))
         except BackendUnavailableError as exc:
-            self.cache._failed("get", exc)
+            self.cache.recorder.failed("get", exc)
             stored = None
         if self.objects and type(stored) is tuple:
-            self.cache._hits += 1
+            self.cache.recorder.hits += 1
             return stored
         return self.load(stored)
 
@@ -147,7 +149,7 @@ class SyncRecords(_Records):
         try:
             found = self.backend.get_many(keys)
         except BackendUnavailableError as exc:
-            self.cache._failed("get_many", exc)
+            self.cache.recorder.failed("get_many", exc)
             found = {}
         lookup = self.load(found.get(keys[0]))
         page_key = engine.page_key_of(url_hash, lookup, read, source, split)
@@ -232,7 +234,7 @@ class AsyncRecords(_Records):
         try:
             stored = await self.backend.get(self.key(key))
         except BackendUnavailableError as exc:
-            self.cache._failed("get", exc)
+            self.cache.recorder.failed("get", exc)
             stored = None
         return self.load(stored)
 
@@ -250,7 +252,7 @@ class AsyncRecords(_Records):
         try:
             found = await self.backend.get_many(keys)
         except BackendUnavailableError as exc:
-            self.cache._failed("get_many", exc)
+            self.cache.recorder.failed("get_many", exc)
             found = {}
         lookup = self.load(found.get(keys[0]))
         page_key = engine.page_key_of(url_hash, lookup, read, source, split)
@@ -301,10 +303,10 @@ class AsyncRecords(_Records):
         await lock.release()
 
     async def generations(self, names: Any) -> Any:
-        return await self.cache._current_generations(names)
+        return await async_current_generations(self.cache, names)
 
     async def valid(self, generations: Any) -> bool:
-        return await self.cache._generations_valid(generations)
+        return await async_generations_valid(self.cache, generations)
 
 
 def _table(cls: type) -> dict[str, Callable[..., Any]]:

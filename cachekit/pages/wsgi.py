@@ -341,7 +341,7 @@ class PageCache:
             plan = self._revalidate_later(app, records, request, plan, environ)
         if plan.action == "serve":
             if plan.stale:
-                cache._stale_serves += 1
+                cache.recorder.stale_serves += 1
             answer = engine.serve_plan(plan, request, lambda page, at: _answer(page, environ, at, method))
             return serve_page(answer, start_response, method)
         if plan.action == "pass":
@@ -583,7 +583,7 @@ class _Render:
             else:
                 logger.error("page %s %s; serving the stale copy", url, what)
             cache = self.records.cache
-            cache._stale_serves += 1
+            cache.recorder.stale_serves += 1
             now = cache.clock()
             member = self.engine.error_status(self.request, self.code, plan.fallback, now)
             answer = marked(_answer(plan.fallback, self.environ, now, "GET"), member)

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from cachekit import cache as cache_module
 from cachekit.backends.locmem import LocMemBackend
 from cachekit.cache import Cache
 from cachekit.exceptions import BackendUnavailableError
+from cachekit.exceptions import SerializationError
+from cachekit.fronts import recorder as recorder_module
 from cachekit.serializers import PickleSerializer
 from cachekit.signing import SignedSerializer
 
@@ -244,7 +245,8 @@ class Monotonic:
 @pytest.fixture
 def monotonic(monkeypatch: pytest.MonkeyPatch) -> Monotonic:
     clock = Monotonic()
-    monkeypatch.setattr(cache_module.time, "monotonic", clock)
+    # The failure policy lives in the front's recorder; time.monotonic is patched where it reads it.
+    monkeypatch.setattr(recorder_module.time, "monotonic", clock)
     return clock
 
 
@@ -320,7 +322,7 @@ def test_unreadable_value_is_a_miss_when_ignoring(
 def test_unreadable_value_is_raised_under_raise(backend: FlakyBackend) -> None:
     cache = _cache(backend, 0, on_error="raise")
     backend.set(cache.make_key("k"), b"not a pickle", ttl=None)
-    with pytest.raises(cache_module.SerializationError):
+    with pytest.raises(SerializationError):
         cache.get("k")
     assert cache.stats()["errors"] == 1
 

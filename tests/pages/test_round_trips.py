@@ -159,10 +159,10 @@ def test_an_outage_during_the_paired_read_is_a_miss(
 
         monkeypatch.setattr(backend, "get_many", down)
         monkeypatch.setattr(backend, "get", down)  # reads fail; the render's writes go through
-        errors = engine.cache._errors
+        errors = engine.cache.recorder.errors
         status, _, body = engine(environ_for())
         assert (status[:3], body, app.calls) == ("200", b"v2", 2)  # rendered, not an error page
-        assert engine.cache._errors > errors
+        assert engine.cache.recorder.errors > errors
     finally:
         monkeypatch.undo()
         engine.close()

@@ -1,0 +1,151 @@
+"""``get_or_set`` with stale-while-revalidate, stale-if-error, XFetch and tags; see :mod:`cachekit.stampede`.
+
+The value is stored in a :class:`~cachekit.fronts.entries.CacheEntry` envelope, so
+sync and async callers of one cache read each other's entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Generic
+from typing import TypeVar
+
+from cachekit.clock import ServerClock  # unasync: async-only
+from cachekit.fronts._async.lock import GoAheadLock
+from cachekit.fronts._async.lock import Turn
+from cachekit.fronts._async.tags import current_generations
+from cachekit.fronts._async.tags import generations_valid
+from cachekit.fronts._async_only import AsyncCompute
+from cachekit.fronts._async_only import acall
+from cachekit.fronts._core import _MISSING
+from cachekit.fronts.entries import CacheEntry
+from cachekit.fronts.entries import EntryOptions
+from cachekit.fronts.entries import envelope
+from cachekit.fronts.entries import stale_within
+
+if TYPE_CHECKING:
+    from cachekit.fronts._async.cache import AsyncCache
+
+logger = logging.getLogger("cachekit.aio")
+
+T = TypeVar("T")
+
+
+async def get_or_set_entry(
+    cache: AsyncCache,
+    key: str,
+    compute: AsyncCompute[T],
+    ttl: float | None,
+    version: int | None = None,
+    *,
+    stale_while_revalidate: float = 0.0,
+    stale_if_error: float = 0.0,
+    beta: float = 0.0,
+    tags: Iterable[str] = (),
+) -> T:
+    """Implement ``get_or_set`` with an envelope; see :mod:`cachekit.stampede`.
+
+    :param ttl: the normalized timeout: seconds > 0, or ``None`` for no expiry.
+    :raises TypeError: if ``tags`` is one ``str`` rather than a list of names.
+    """
+    if isinstance(tags, str):
+        raise TypeError(f"tags must be a list of names, not one str: use tags=[{tags!r}].")
+    options = EntryOptions(ttl, stale_while_revalidate, stale_if_error, beta, tuple(tags))
+    return await EntryFlow(cache, key, compute, version, options).run()
+
+
+class EntryFlow(Generic[T]):
+    """One enveloped ``get_or_set`` call: fresh, refresh early, serve stale, or compute under the lock."""
+
+    __slots__ = ("cache", "compute", "key", "options", "version")
+
+    def __init__(
+        self,
+        cache: AsyncCache,
+        key: str,
+        compute: AsyncCompute[T],
+        version: int | None,
+        options: EntryOptions,
+    ) -> None:
+        self.cache = cache
+        self.key = key
+        self.compute = compute
+        self.version = version
+        self.options = options
+
+    async def _valid_entry(self, stored: Any) -> CacheEntry | None:
+        if isinstance(stored, CacheEntry) and await generations_valid(self.cache, stored.tags):
+            return stored
+        return None  # invalidated content is never served, not even as stale
+
+    async def run(self) -> T:
+        """Answer the call; see :mod:`cachekit.stampede` for the states."""
+        cache, options = self.cache, self.options
+        # unasync: async-only
+        clock = cache.clock
+        if isinstance(clock, ServerClock) and clock.due:
+            await clock.aresync()  # calling the clock itself must not block the loop
+        # unasync: end
+        entry = await self._valid_entry(await cache.get(self.key, _MISSING, self.version))
+        now = cache.clock()
+        if entry is not None:
+            if entry.is_fresh(now) and not entry.refresh_early(now, options.beta):
+                return entry.value  # type: ignore[no-any-return]
+            if entry.is_fresh(now) or stale_within(entry, now, options.stale_while_revalidate):
+                # A stale value is at hand: never wait. Whoever gets the lock refreshes.
+                stored_key = cache.make_key(self.key, self.version)
+                async with GoAheadLock(cache, stored_key, blocking=False) as turn:
+                    if turn is Turn.HELD:
+                        return await self._compute_and_store(entry)
+                if not entry.is_fresh(now):
+                    cache.recorder.stale_serves += 1
+                return entry.value  # type: ignore[no-any-return]
+        return await cache._single_flight(self.key, self.version, lambda: self._locked(entry))
+
+    async def _locked(self, fallback: CacheEntry | None) -> T:
+        cache = self.cache
+        async with GoAheadLock(cache, cache.make_key(self.key, self.version), blocking=True) as turn:
+            if turn is not Turn.HELD:
+                if turn is Turn.BUSY:
+                    cache.recorder.lock_waits += 1  # the holder is slow or gone: compute rather than fail
+                return await self._compute_and_store(fallback)
+            stored = await cache.get(self.key, _MISSING, self.version)
+            fresh = isinstance(stored, CacheEntry) and stored.is_fresh(cache.clock())
+            if fresh and await generations_valid(cache, stored.tags):
+                cache.recorder.lock_waits += 1
+                return stored.value  # type: ignore[no-any-return]
+            return await self._compute_and_store(fallback)
+
+    async def _compute_and_store(self, fallback: CacheEntry | None) -> T:
+        cache, options = self.cache, self.options
+        generations = await current_generations(cache, options.tags)
+        started = cache.clock()
+        began = time.perf_counter()
+        try:
+            value = await acall(self.compute)
+        except Exception:
+            if fallback is not None and stale_within(fallback, cache.clock(), options.stale_if_error):
+                logger.exception(
+                    "cache %s: recomputing %r failed; serving the stale value", cache.name or "-", self.key
+                )
+                cache.recorder.stale_serves += 1
+                return fallback.value  # type: ignore[no-any-return]
+            raise
+        delta = time.perf_counter() - began
+        entry, timeout = envelope(
+            value,
+            ttl=options.ttl,
+            stale_window=max(options.stale_while_revalidate, options.stale_if_error),
+            started=started,
+            delta=delta,
+            generations=generations,
+        )
+        await cache.set(self.key, entry, timeout, self.version)
+        return value
+
+
+__all__ = ["EntryFlow", "get_or_set_entry"]

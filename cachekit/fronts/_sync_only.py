@@ -1,0 +1,36 @@
+"""What only the sync front has, written by hand; its async half is :mod:`cachekit.fronts._async_only`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from typing import TypeAlias
+from typing import TypeVar
+
+from cachekit.backends.base import Backend
+from cachekit.fronts._core import FrontCore
+
+T = TypeVar("T")
+
+#: What ``get_or_set`` computes with: a function of no arguments.
+Compute: TypeAlias = Callable[[], T]
+
+
+def call(compute: Compute[T]) -> T:
+    """Call ``compute`` (the sync twin of :func:`acall`)."""
+    return compute()
+
+
+class SyncExtras(FrontCore[Backend]):
+    """The sync front's own part: ``in``, and no in-process single flight (threads share the lock)."""
+
+    if TYPE_CHECKING:
+
+        def has_key(self, key: str, version: int | None = None) -> bool: ...
+
+    def __contains__(self, key: str) -> bool:
+        return self.has_key(key)
+
+    def _single_flight(self, key: str, version: int | None, work: Callable[[], T]) -> T:
+        """Run ``work``: concurrent threads and processes meet at the backend lock instead."""
+        return work()
