@@ -11,22 +11,40 @@ import asyncio
 import dataclasses
 from collections.abc import Mapping
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import redis
 
+from cachekit.backends.locmem import _tick
 from cachekit.backends.redis._near import NearCache
+from cachekit.backends.redis._near import _monotonic
+from cachekit.backends.redis._near import cluster_topology
+from cachekit.backends.redis._near import cluster_url
 from cachekit.backends.redis._near import listener_factory
+from cachekit.backends.redis._urls import SentinelURL
 from cachekit.backends.redis._urls import Standalone
 from cachekit.backends.redis.asyncio import AsyncRedisBackend
+from cachekit.backends.redis.sync import _sentinel_master as sync_sentinel_master
 from cachekit.backends.redis.sync import blocking_client
 from cachekit.backends.redis.sync import redact_url
 
 _CONNECTION_FIELDS = {f.name for f in dataclasses.fields(Standalone)}
 
 
+def _sentinel_url(client: object) -> SentinelURL | None:
+    """The parsed ``redis+sentinel://`` URL behind a backend's client factory, if it is one."""
+    if isinstance(client, partial) and isinstance(client.args[0] if client.args else None, SentinelURL):
+        parsed: SentinelURL = client.args[0]
+        return parsed
+    return None
+
+
 class AsyncNearRedisBackend(AsyncRedisBackend):
-    """A standalone :class:`AsyncRedisBackend` with a near cache; see ``NearRedisBackend``."""
+    """An :class:`AsyncRedisBackend` (standalone, Sentinel or Cluster) with a near cache.
+
+    See ``NearRedisBackend``: the same :class:`NearCache`, its listeners threads.
+    """
 
     def __init__(
         self,
@@ -42,15 +60,33 @@ class AsyncNearRedisBackend(AsyncRedisBackend):
             near_cache_prefix=near_cache_prefix,
             **options,
         )
-        server = Standalone(**{name: value for name, value in options.items() if name in _CONNECTION_FIELDS})
-        # A sync pool only to learn the connection class and arguments; it never connects.
-        pool = blocking_client(redis, server).connection_pool
+        client = options.get("client")
+        cluster = cluster_url(client)
+        self._near_cluster = cluster is not None
+        sizes: dict[str, Any] = {"max_entries": near_cache, "max_bytes": near_cache_bytes}
+        if cluster is not None:
+            self._near = NearCache(
+                topology=cluster_topology(cluster.nodes, cluster.connection),
+                prefix=near_cache_prefix,
+                socket_timeout=cluster.connection["socket_timeout"],
+                **sizes,
+            )
+            return
+        sentinel = _sentinel_url(client)
+        if sentinel is not None:
+            # The listener is a thread with a blocking connection: a sync Sentinel-managed
+            # pool sends it to the current master (found again on every reconnect).
+            pool = sync_sentinel_master(sentinel).connection_pool
+            timeout = sentinel.connection["socket_timeout"]
+        else:
+            server = Standalone(
+                **{name: value for name, value in options.items() if name in _CONNECTION_FIELDS}
+            )
+            # A sync pool only to learn the connection class and arguments; it never connects.
+            pool = blocking_client(redis, server).connection_pool
+            timeout = server.socket_timeout
         self._near = NearCache(
-            listener_factory(pool),
-            max_entries=near_cache,
-            max_bytes=near_cache_bytes,
-            prefix=near_cache_prefix,
-            socket_timeout=server.socket_timeout,
+            listener_factory(pool), prefix=near_cache_prefix, socket_timeout=timeout, **sizes
         )
 
     def __repr__(self) -> str:
@@ -68,6 +104,15 @@ class AsyncNearRedisBackend(AsyncRedisBackend):
     async def get(self, key: str) -> bytes | None:
         """Return the local value of ``key`` if exact, else read Redis (and keep it locally)."""
         near = self._near
+        if near._healthy:  # the hit path, inlined as in NearRedisBackend.get
+            entry = near._data.get(key)
+            if entry is not None:
+                expires = entry.expires
+                if expires is None or expires > _monotonic():
+                    entry.used = _tick()
+                    near.hits += 1
+                    held: bytes = entry.value
+                    return held
         if near.prefix and not key.startswith(near.prefix):
             return await AsyncRedisBackend.get(self, key)
         value = near.lookup(key)
@@ -95,13 +140,20 @@ class AsyncNearRedisBackend(AsyncRedisBackend):
     async def _read_through(self, keys: list[str]) -> dict[str, bytes]:
         near = self._near
         client = self._client or self._connect()
+        cluster = self._near_cluster
 
         async def run() -> list[Any]:
-            pipe = client.pipeline(transaction=False)
-            pipe.mget(keys)
+            pipe = client.pipeline(transaction=False) if not cluster else client.pipeline()
+            if cluster:  # one GET per key: the cluster pipeline sends each to its slot's master
+                for name in keys:
+                    pipe.get(name)
+            else:
+                pipe.mget(keys)
             for name in keys:
                 pipe.pttl(name)
             results: list[Any] = await pipe.execute()
+            if cluster:
+                return [results[: len(keys)], *results[len(keys) :]]
             return results
 
         ticket = near.begin(keys)

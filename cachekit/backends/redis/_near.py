@@ -1,13 +1,17 @@
-"""The near cache: bounded local memory in front of one Redis, kept exact by the server.
+"""The near cache: bounded local memory in front of Redis, kept exact by the server.
 
-Private to :mod:`cachekit.backends.redis.sync`; turned on with ``near_cache=N`` (entries) and
-optionally ``near_cache_bytes=B`` on a standalone ``redis://`` backend.
+Private to :mod:`cachekit.backends.redis`; turned on with ``near_cache=N`` (entries) and
+optionally ``near_cache_bytes=B`` on a ``redis://``, ``redis+sentinel://`` or
+``redis+cluster://`` backend (sync and asyncio).
 
 Coherence comes from Redis ``CLIENT TRACKING`` in ``BCAST`` mode: one listener
-connection per process asks for invalidations of every key and redirects them to itself
-(RESP2 ``SUBSCRIBE __redis__:invalidate``). Because broadcast tracking does not depend on
-which connection read a key, the pooled data connections need no tracking of their own,
-and losing one of them loses no invalidation. The rules:
+connection per process (per primary on a Cluster) asks for invalidations of every key
+and redirects them to itself (RESP2 ``SUBSCRIBE __redis__:invalidate``). Because
+broadcast tracking does not depend on which connection read a key, the pooled data
+connections need no tracking of their own, and losing one of them loses no
+invalidation. On a Cluster a watcher reads ``CLUSTER SLOTS`` every ping interval: a
+new primary gets a listener, and any change of the slot map (a moved slot, a failover)
+flushes local memory. The rules:
 
 - A key is dropped from local memory as soon as its invalidation is read (another
   process's write, an expiry, an eviction), and everything is dropped on ``FLUSHDB``/
@@ -34,11 +38,14 @@ from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import redis
 
 from cachekit.backends.locmem import LocMemBackend
+from cachekit.backends.locmem import _tick
+from cachekit.backends.redis._urls import ClusterURL
 from cachekit.backends.redis.sync import RedisBackend
 from cachekit.backends.redis.sync import _wire_all
 from cachekit.backends.redis.sync import redact_url
@@ -49,31 +56,45 @@ logger = logging.getLogger(__name__)
 #: Seconds between PINGs on an idle listener; a listener that does not answer within
 #: ``socket_timeout`` after one is treated as lost and local memory is flushed.
 PING_INTERVAL = 1.0
+_monotonic = time.monotonic
 _CHANNEL = b"__redis__:invalidate"
+
+
+#: A topology: a signature of the slot map (compared for changes) and the primaries'
+#: listener connections, by ``host:port``.
+Topology = tuple[object, dict[str, Callable[[], Any]]]
 
 
 class NearCache:
     """A local store of Redis values, emptied by the server's invalidations.
 
-    :param connect: returns a new, unconnected RESP2 ``redis.Connection`` to the server.
+    :param connect: returns a new, unconnected RESP2 ``redis.Connection`` to the server
+        (standalone and Sentinel: one listener).
+    :param topology: instead of ``connect`` (Cluster): returns the current
+        :data:`Topology`; polled every ``ping_interval``, one listener per primary, and
+        local memory is flushed whenever the slot map changes (a moved slot, a failover).
     :param max_entries: least recently used entries are evicted above this count.
     :param max_bytes: bound on the summed size of the stored values (``None``: locmem's default).
-    :param socket_timeout: seconds the listener waits for a PING's answer.
+    :param socket_timeout: seconds a listener waits for a PING's answer.
     :param prefix: only keys starting with this are kept locally; Redis then sends
         invalidations for those only (``BCAST PREFIX``).
     """
 
     def __init__(
         self,
-        connect: Callable[[], Any],
+        connect: Callable[[], Any] | None = None,
         *,
+        topology: Callable[[], Topology] | None = None,
         max_entries: int,
         max_bytes: int | None = None,
         socket_timeout: float = 0.5,
         ping_interval: float = PING_INTERVAL,
         prefix: str = "",
     ) -> None:
+        if (connect is None) == (topology is None):
+            raise TypeError("NearCache needs connect or topology, not both")
         self._connect = connect
+        self._topology = topology
         #: Only keys starting with this are kept (and invalidated by the server).
         self.prefix = prefix
         self.max_entries = max_entries
@@ -87,8 +108,14 @@ class NearCache:
         self._healthy = False
         self._reading: dict[str, int] = {}
         self._dirty: set[str] = set()
-        self._thread: threading.Thread | None = None
+        self._started = False
         self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        #: Listener threads by node (``""`` for the one server), each with its stop event.
+        self._listeners: dict[str, tuple[threading.Thread, threading.Event]] = {}
+        self._expected: set[str] = set()
+        self._subscribed: set[str] = set()
+        self._signature: object = None
         self.hits = self.misses = self.invalidations = self.flushes = 0
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
@@ -98,6 +125,7 @@ class NearCache:
         if self.max_bytes is not None:
             options["max_bytes"] = self.max_bytes
         self._store = LocMemBackend(f"cachekit-near-{uuid.uuid4().hex}", **options)
+        self._data = self._store._data  # the read path's dict (see NearRedisBackend.get)
 
     # -- the read path ---------------------------------------------------------------
 
@@ -108,7 +136,7 @@ class NearCache:
             if value is not None:
                 self.hits += 1
                 return value
-        elif self._thread is None:
+        elif not self._started:
             self._start()
         self.misses += 1
         return None
@@ -164,25 +192,49 @@ class NearCache:
         self._dirty.update(self._reading)
         self.flushes += 1
 
-    def _lost(self) -> None:
+    def _lost(self, node: str | None = None) -> None:
+        """``node``'s stream (or, with ``None``, every stream) is gone: serve nothing until back."""
         with self._lock:
-            self._healthy = False
+            if node is None:
+                self._subscribed.clear()
+                self._healthy = False
+            else:
+                self._subscribed.discard(node)
+                self._settle_locked()  # False unless ``node`` is no longer a primary
             self._flush_locked()
 
-    # -- the listener --------------------------------------------------------------------
+    def _settle_locked(self) -> None:
+        self._healthy = bool(self._expected) and self._expected <= self._subscribed
+
+    # -- the listeners -----------------------------------------------------------------
 
     def _start(self) -> None:
         with self._lock:
-            if self._thread is not None:
+            if self._started:
                 return
+            self._started = True
             self._stop.clear()
-            thread = threading.Thread(target=self._listen, name="cachekit-near-cache", daemon=True)
-            self._thread = thread
+        if self._topology is None:
+            with self._lock:
+                self._expected = {""}
+            assert self._connect is not None
+            self._add_listener("", self._connect)
+        else:
+            watcher = threading.Thread(target=self._watch, name="cachekit-near-topology", daemon=True)
+            self._watcher = watcher
+            watcher.start()
+
+    def _add_listener(self, node: str, connect: Callable[[], Any]) -> None:
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._listen, args=(node, connect, stop), name=f"cachekit-near-cache {node}", daemon=True
+        )
+        self._listeners[node] = (thread, stop)
         thread.start()
 
     def wait_ready(self, timeout: float) -> bool:
-        """Start the listener if needed; wait until it is subscribed. For tests and warm-up."""
-        if self._thread is None:
+        """Start the listener(s) if needed; wait until subscribed. For tests and warm-up."""
+        if not self._started:
             self._start()
         deadline = time.monotonic() + timeout
         while not self._healthy and time.monotonic() < deadline:
@@ -191,30 +243,72 @@ class NearCache:
 
     @property
     def ready(self) -> bool:
-        """Whether the listener is subscribed (local memory may serve)."""
+        """Whether every listener is subscribed (local memory may serve)."""
         return self._healthy
 
-    def _listen(self) -> None:
-        pause = 0.05
+    def _watch(self) -> None:
+        """Cluster: follow the slot map; a change flushes, and each primary gets a listener."""
+        assert self._topology is not None
         while not self._stop.is_set():
+            try:
+                signature, primaries = self._topology()
+            except (redis.RedisError, OSError, BackendError) as exc:
+                if self._signature is not None:
+                    logger.info("near cache: cluster slot map unreadable (%s); local memory dropped", exc)
+                with self._lock:
+                    self._signature = None  # unknown: the next map read counts as a change
+                    self._healthy = False
+                    self._flush_locked()
+            except Exception:  # a bug must not leave local memory serving an unwatched map
+                logger.exception("near cache: reading the cluster slot map failed; local memory dropped")
+                self._lost()
+            else:
+                self._apply(signature, primaries)
+            self._stop.wait(self._ping_interval)
+
+    def _apply(self, signature: object, primaries: dict[str, Callable[[], Any]]) -> None:
+        with self._lock:
+            if signature == self._signature:
+                return
+            changed = self._signature is not None
+            self._signature = signature
+            self._expected = set(primaries)
+            self._flush_locked()  # a slot moved or a primary changed: what it sent before may be gone
+            self._settle_locked()
+        if changed:
+            logger.info("near cache: cluster slot map changed; local memory dropped")
+        for node in [node for node in self._listeners if node not in primaries]:
+            _, stop = self._listeners.pop(node)
+            stop.set()
+        for node, connect in primaries.items():
+            if node not in self._listeners:
+                self._add_listener(node, connect)
+
+    def _listen(self, node: str, connect: Callable[[], Any], stop: threading.Event) -> None:
+        pause = 0.05
+        while not (stop.is_set() or self._stop.is_set()):
             conn: Any = None
             try:
-                conn = self._connect()
-                self._subscribe(conn)
+                conn = connect()
+                self._subscribe(node, conn)
                 pause = 0.05
-                self._pump(conn)
+                self._pump(conn, stop)
             except (redis.RedisError, OSError, BackendError) as exc:
-                logger.info("near cache listener lost (%s); local memory dropped, reconnecting", exc)
+                logger.info(
+                    "near cache listener %slost (%s); local memory dropped, reconnecting",
+                    f"of {node} " if node else "",
+                    exc,
+                )
             except Exception:  # a bug must not leave the listener dead and local memory off for good
                 logger.exception("near cache listener failed; local memory dropped, reconnecting")
             finally:
-                self._lost()
+                self._lost(node)
                 if conn is not None:
                     conn.disconnect()
-            self._stop.wait(pause)
+            stop.wait(pause)
             pause = min(1.0, pause * 2)
 
-    def _subscribe(self, conn: Any) -> None:
+    def _subscribe(self, node: str, conn: Any) -> None:
         conn.connect()
         conn.send_command("CLIENT", "ID")
         own_id = conn.read_response()
@@ -225,13 +319,14 @@ class NearCache:
         conn.read_response()
         with self._lock:
             self._flush_locked()  # nothing read before this point was tracked
-            self._healthy = True
+            self._subscribed.add(node)
+            self._settle_locked()
 
-    def _pump(self, conn: Any) -> None:
+    def _pump(self, conn: Any, stop: threading.Event) -> None:
         """Apply invalidations; PING after ``ping_interval`` of silence, give up without an answer."""
         heard = time.monotonic()
         ping_deadline: float | None = None
-        while not self._stop.is_set():
+        while not (stop.is_set() or self._stop.is_set()):
             if conn.can_read(timeout=0.1):
                 message = conn.read_response()
                 heard, ping_deadline = time.monotonic(), None  # any traffic proves the link alive
@@ -260,11 +355,19 @@ class NearCache:
         self.invalidate(names)
 
     def close(self) -> None:
-        """Stop the listener and drop local memory."""
+        """Stop the listeners and drop local memory."""
         self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=2)
+        threads = [thread for thread, _ in self._listeners.values()]
+        if self._watcher is not None:
+            threads.append(self._watcher)
+        self._listeners = {}
+        self._watcher = None
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=2)
+        with self._lock:
+            self._started = False
+            self._signature = None
         self._lost()
 
     def stats(self) -> dict[str, int]:
@@ -279,17 +382,64 @@ class NearCache:
 
 
 def _after_fork(ref: weakref.ref[NearCache]) -> None:
-    """In a forked child: no listener thread survived, so serve nothing until a new one runs."""
+    """In a forked child: no listener thread survived, so serve nothing until new ones run."""
     near = ref()
     if near is None:
         return
     near._lock = threading.Lock()
     near._healthy = False
-    near._thread = None
+    near._started = False
+    near._stop = threading.Event()
+    near._watcher = None
+    near._listeners = {}
+    near._subscribed = set()
+    near._signature = None
     near._reading = {}
     near._dirty = set()
     near._generation += 1
     near._new_store()
+
+
+def cluster_topology(
+    startup: Sequence[tuple[str, int]], connection: Mapping[str, Any]
+) -> Callable[[], Topology]:
+    """A :data:`Topology` reader for a Redis Cluster: ``CLUSTER SLOTS`` from any node that answers.
+
+    :param startup: the cluster's addresses from the URL; the primaries last seen are asked first.
+    :param connection: redis-py connection keywords (auth, TLS, timeouts) for every node.
+    """
+    known: list[tuple[str, int]] = list(startup)
+
+    def factory(host: str, port: int) -> Callable[[], Any]:
+        return listener_factory(redis.Redis(host=host, port=port, **connection).connection_pool)
+
+    def read() -> Topology:
+        error: Exception | None = None
+        for host, port in list(known):
+            conn = factory(host, port)()
+            try:
+                conn.connect()
+                conn.send_command("CLUSTER", "SLOTS")
+                reply = conn.read_response()
+            except (redis.RedisError, OSError) as exc:
+                error = exc
+                continue
+            finally:
+                conn.disconnect()
+            ranges: list[tuple[int, int, str]] = []
+            owners: dict[str, tuple[str, int]] = {}
+            for start, end, primary, *_ in reply:
+                owner_host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
+                address = (owner_host or host, int(primary[1]))
+                name = f"{address[0]}:{address[1]}"
+                owners[name] = address
+                ranges.append((int(start), int(end), name))
+            known[:] = [*owners.values(), *(a for a in startup if a not in owners.values())]
+            connects = {name: factory(*address) for name, address in owners.items()}
+            return tuple(sorted(ranges)), connects
+        raise error if error is not None else redis.ConnectionError("no cluster node to ask")
+
+    return read
 
 
 def listener_factory(pool: Any) -> Callable[[], Any]:
@@ -304,8 +454,16 @@ def listener_factory(pool: Any) -> Callable[[], Any]:
     return lambda: connection_class(**kwargs)
 
 
+def cluster_url(client: object) -> ClusterURL | None:
+    """The parsed ``redis+cluster://`` URL behind a backend's client factory, if it is one."""
+    if isinstance(client, partial) and getattr(client.func, "__name__", "") == "_cluster_client":
+        parsed = client.args[0]
+        return parsed if isinstance(parsed, ClusterURL) else None
+    return None
+
+
 class NearRedisBackend(RedisBackend):
-    """A standalone :class:`RedisBackend` with a :class:`NearCache` in front of its reads.
+    """A :class:`RedisBackend` (standalone, Sentinel or Cluster) with a :class:`NearCache` in front.
 
     Built by ``RedisBackend(near_cache=N, ...)``/``from_url(..., near_cache=N)``. Only
     ``get`` and ``get_many`` are served locally; ``gets``/``cas``, ``incr``, ``add``, the
@@ -326,13 +484,23 @@ class NearRedisBackend(RedisBackend):
             near_cache_prefix=near_cache_prefix,
             **options,
         )
-        self._near = NearCache(
-            self._listener_connection,
-            prefix=near_cache_prefix,
-            max_entries=near_cache,
-            max_bytes=near_cache_bytes,
-            socket_timeout=self._socket_timeout,
-        )
+        cluster = cluster_url(options.get("client"))
+        self._near_cluster = cluster is not None
+        sizes: dict[str, Any] = {"max_entries": near_cache, "max_bytes": near_cache_bytes}
+        if cluster is not None:
+            self._near = NearCache(
+                topology=cluster_topology(cluster.nodes, cluster.connection),
+                prefix=near_cache_prefix,
+                socket_timeout=cluster.connection["socket_timeout"],
+                **sizes,
+            )
+        else:
+            self._near = NearCache(
+                self._listener_connection,
+                prefix=near_cache_prefix,
+                socket_timeout=self._socket_timeout,
+                **sizes,
+            )
 
     def _listener_connection(self) -> Any:
         # Through the client's pool: a Sentinel-managed pool points it at the current master.
@@ -353,6 +521,15 @@ class NearRedisBackend(RedisBackend):
     def get(self, key: str) -> bytes | None:
         """Return the local value of ``key`` if exact, else read Redis (and keep it locally)."""
         near = self._near
+        if near._healthy:  # the hit path, inlined: LocMemBackend.get on the near store's dict
+            entry = near._data.get(key)
+            if entry is not None:
+                expires = entry.expires
+                if expires is None or expires > _monotonic():
+                    entry.used = _tick()
+                    near.hits += 1
+                    held: bytes = entry.value
+                    return held
         if near.prefix and not key.startswith(near.prefix):
             return RedisBackend.get(self, key)
         value = near.lookup(key)
@@ -382,13 +559,20 @@ class NearRedisBackend(RedisBackend):
         near = self._near
         client = self._client or self._connect()
         wire = _wire_all(keys)
+        cluster = self._near_cluster
 
         def run() -> list[Any]:
             pipe = client.pipeline(transaction=False)
-            pipe.mget(wire)
+            if cluster:  # one GET per key: the cluster pipeline sends each to its slot's master
+                for name in wire:
+                    pipe.get(name)
+            else:
+                pipe.mget(wire)
             for name in wire:
                 pipe.pttl(name)
             results: list[Any] = pipe.execute()
+            if cluster:
+                return [results[: len(wire)], *results[len(wire) :]]
             return results
 
         ticket = near.begin(keys)

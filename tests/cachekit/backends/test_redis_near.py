@@ -52,10 +52,21 @@ def url(redis_server: servers.ServerProcess) -> Iterator[str]:
     redis.Redis.from_url(address).flushdb()
 
 
-def _reader(url: str, commands: Any, replies: Any) -> None:
-    """Process B: keeps the key in near memory, reports when each invalidation arrived."""
-    backend = _near(url)
-    near = backend.near  # type: ignore[attr-defined]
+def _reader(url: str, commands: Any, replies: Any, asynchronous: bool = False) -> None:
+    """Process B: keeps keys in near memory, reports when each invalidation arrived."""
+    if asynchronous:
+        from cachekit.backends.redis import AsyncRedisBackend
+
+        loop = asyncio.new_event_loop()
+        backend: Any = AsyncRedisBackend.from_url(url, near_cache=100)
+
+        def get(key: str) -> Any:
+            return loop.run_until_complete(backend.get(key))
+    else:
+        backend = RedisBackend.from_url(url, near_cache=100)
+        get = backend.get
+    near = backend.near
+    assert near.wait_ready(10.0)
     arrivals: list[float] = []
     original = near._on_invalidate
 
@@ -65,41 +76,50 @@ def _reader(url: str, commands: Any, replies: Any) -> None:
 
     near._on_invalidate = record
     replies.put("ready")
-    while (expected := commands.get()) is not None:
+    while (command := commands.get()) is not None:
+        key, expected = command
         seen = len(arrivals)
         # Warm: the current value served from local memory (a near hit).
-        assert _until(lambda: backend.get("k") == expected)
+        assert _until(
+            lambda key=key, expected=expected: get(key) == expected and near.lookup(key) == expected
+        )
         hits = near.hits
-        assert backend.get("k") == expected
+        assert get(key) == expected
         assert near.hits == hits + 1
         replies.put(("warm", seen))
         sent_at, returned_at, version = commands.get()
         assert _until(lambda seen=seen: len(arrivals) > seen)
-        value = backend.get("k")  # after the invalidation arrived: never the old value
+        value = get(key)  # after the invalidation arrived: never the old value
         replies.put(("read", value, version, arrivals[seen] - sent_at, arrivals[seen] - returned_at))
-    backend.close()
+    if asynchronous:
+        loop.run_until_complete(backend.close())
+        loop.close()
+    else:
+        backend.close()
 
 
-def test_a_write_in_one_process_is_never_read_stale_in_another(url: str) -> None:
-    """A writes; once A's write returned and the invalidation reached B, B reads the new value.
+def _two_processes(url: str, keys: list[str], rounds: int, asynchronous: bool = False) -> None:
+    """A (this process) writes each key in turn; B (spawned) must read every new value.
 
-    Also measures the delivery time (A's SET returned -> B's listener had the invalidation).
+    Prints the delivery time (A's SET sent / returned -> B's listener had the invalidation).
     """
     writer = RedisBackend.from_url(url)
-    writer.set("k", b"0", None)
+    for key in keys:
+        writer.set(key, b"0", None)
     ctx = multiprocessing.get_context("spawn")
     commands, replies = ctx.Queue(), ctx.Queue()
-    reader = ctx.Process(target=_reader, args=(url, commands, replies), daemon=True)
+    reader = ctx.Process(target=_reader, args=(url, commands, replies, asynchronous), daemon=True)
     reader.start()
     try:
         assert replies.get(timeout=30) == "ready"
         delays: list[float] = []
         after_return: list[float] = []
-        for version in range(1, ROUNDS + 1):
-            commands.put(str(version - 1).encode())
+        for version in range(1, rounds + 1):
+            key = keys[version % len(keys)]
+            commands.put((key, writer.get(key)))
             assert replies.get(timeout=10)[0] == "warm"
             sent_at = time.monotonic()
-            writer.set("k", str(version).encode(), None)
+            writer.set(key, str(version).encode(), None)
             commands.put((sent_at, time.monotonic(), version))
             kind, value, seen_version, from_sent, from_returned = replies.get(timeout=10)
             assert (kind, value, seen_version) == ("read", str(version).encode(), version)
@@ -111,11 +131,20 @@ def test_a_write_in_one_process_is_never_read_stale_in_another(url: str) -> None
     finally:
         if reader.is_alive():
             reader.kill()
+        writer.close()
     for label, sample in (("SET sent", delays), ("SET returned", after_return)):
         sample.sort()
         p50 = statistics.median(sample) * 1e6
         p99 = sample[int(len(sample) * 0.99) - 1] * 1e6
-        print(f"\ninvalidation at B, from A's {label}, {ROUNDS} writes: p50 {p50:.0f} us, p99 {p99:.0f} us")
+        print(f"\ninvalidation at B, from A's {label}, {rounds} writes: p50 {p50:.0f} us, p99 {p99:.0f} us")
+
+
+def test_a_write_in_one_process_is_never_read_stale_in_another(url: str) -> None:
+    """A writes; once A's write returned and the invalidation reached B, B reads the new value.
+
+    Also measures the delivery time (A's SET returned -> B's listener had the invalidation).
+    """
+    _two_processes(url, ["k"], ROUNDS)
 
 
 def test_own_writes_are_seen_at_once(url: str) -> None:
@@ -260,7 +289,6 @@ def test_the_option_in_urls_settings_and_stats(url: str) -> None:
 @pytest.mark.parametrize(
     ("location", "options"),
     [
-        ("redis+cluster://127.0.0.1:7000", {"near_cache": 10}),
         ("redis://127.0.0.1:6379/0", {"near_cache": -1}),
         ("redis://127.0.0.1:6379/0", {"near_cache_bytes": 100}),
     ],
@@ -393,3 +421,209 @@ def test_a_prefix_keeps_and_tracks_only_its_keys(url: str) -> None:
     backend.close()
     with pytest.raises(ConfigurationError):
         RedisBackend.from_url(url, near_cache_prefix="app:")
+
+
+# -- Redis Cluster: one listener per primary -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[servers.RedisClusterProcesses]:
+    """A cluster of this module's own: its tests kill connections, flush nodes and move slots."""
+    require_binary("redis-server")
+    require_binary("redis-cli")
+    own = servers.start_redis_cluster()
+    yield own
+    own.stop()
+
+
+def _cluster_near(cluster: servers.RedisClusterProcesses, **options: Any) -> RedisBackend:
+    backend = RedisBackend.from_url(cluster.url, near_cache=100, socket_timeout=0.5, **options)
+    assert backend.near.wait_ready(10.0)  # type: ignore[attr-defined]
+    return backend
+
+
+def _key_per_node(backend: RedisBackend) -> dict[int, str]:
+    """One key owned by each master, by port."""
+    found: dict[int, str] = {}
+    for i in range(1000):
+        found.setdefault(backend.client.get_node_from_key(f"k{i}").port, f"k{i}")
+    return found
+
+
+def _node(port: int) -> redis.Redis:
+    return redis.Redis(servers.HOST, port)
+
+
+def _held(backend: RedisBackend, key: str, value: bytes) -> bool:
+    near = backend.near  # type: ignore[attr-defined]
+    return _until(lambda: backend.get(key) == value and near.lookup(key) == value)
+
+
+def test_cluster_a_write_in_one_process_is_never_read_stale_in_another(
+    cluster: servers.RedisClusterProcesses,
+) -> None:
+    """Keys on every master: each master's invalidations reach B through its own listener."""
+    probe = RedisBackend.from_url(cluster.url)
+    keys = list(_key_per_node(probe).values())
+    probe.close()
+    assert len(keys) == len(cluster.nodes)
+    _two_processes(cluster.url, keys, 60)
+
+
+def test_cluster_listens_to_every_primary_and_stats_count_it(cluster: servers.RedisClusterProcesses) -> None:
+    backend = _cluster_near(cluster)
+    near = backend.near  # type: ignore[attr-defined]
+    for node in cluster.nodes:
+        assert _node(node.port).info("clients")["tracking_clients"] >= 1
+    for port, key in _key_per_node(backend).items():
+        backend.set(key, b"1", None)
+        assert _held(backend, key, b"1")
+        seen = near.invalidations
+        _node(port).set(key, b"2")  # another client, straight on the owner
+        assert _until(lambda seen=seen: near.invalidations > seen)
+        assert backend.get(key) == b"2"
+    assert backend.near_stats()["near_ready"] == 1  # type: ignore[attr-defined]
+    backend.close()
+
+
+def test_cluster_flushall_on_one_node_empties_local_memory(cluster: servers.RedisClusterProcesses) -> None:
+    backend = _cluster_near(cluster)
+    near = backend.near  # type: ignore[attr-defined]
+    owners = _key_per_node(backend)
+    for key in owners.values():
+        backend.set(key, b"1", None)
+        assert _held(backend, key, b"1")
+    flushes = near.flushes
+    port, flushed = next(iter(owners.items()))
+    _node(port).flushall()
+    assert _until(lambda: near.flushes > flushes)
+    assert backend.get(flushed) is None
+    for key in owners.values():
+        if key != flushed:
+            assert backend.get(key) == b"1"  # the other nodes still hold theirs
+    backend.close()
+
+
+def test_cluster_a_killed_node_connection_flushes_before_serving_again(
+    cluster: servers.RedisClusterProcesses,
+) -> None:
+    backend = _cluster_near(cluster)
+    near = backend.near  # type: ignore[attr-defined]
+    port, key = next(iter(_key_per_node(backend).items()))
+    backend.set(key, b"1", None)
+    assert _held(backend, key, b"1")
+    flushes = near.flushes
+    node = _node(port)
+    node.client_kill_filter(_type="pubsub")
+    node.set(key, b"2")  # written while nobody listens on that node for this process
+    assert _until(lambda: near.flushes > flushes)
+    assert backend.get(key) == b"2"
+    assert near.wait_ready(10.0)
+    assert _held(backend, key, b"2")
+    seen = near.invalidations
+    node.set(key, b"3")
+    assert _until(lambda: near.invalidations > seen)
+    assert backend.get(key) == b"3"
+    backend.close()
+
+
+def _cluster_id(port: int) -> str:
+    answer = _node(port).execute_command("CLUSTER", "MYID")
+    return answer.decode() if isinstance(answer, bytes) else str(answer)
+
+
+def test_cluster_a_moved_slot_flushes_and_the_new_owner_is_heard(
+    cluster: servers.RedisClusterProcesses,
+) -> None:
+    """A slot migrated from one master to another (MOVED for old slot maps): no stale read after."""
+    backend = _cluster_near(cluster)
+    near = backend.near  # type: ignore[attr-defined]
+    owners = _key_per_node(backend)
+    (source, key), (target, _) = list(owners.items())[:2]
+    slot = backend.client.keyslot(key)
+    backend.set(key, b"1", None)
+    assert _held(backend, key, b"1")
+    flushes = near.flushes
+    src, dst = _node(source), _node(target)
+    src_id, dst_id = _cluster_id(source), _cluster_id(target)
+    try:
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        src.execute_command("MIGRATE", servers.HOST, target, "", 0, 5000, "KEYS", key)
+        for node in cluster.nodes:
+            _node(node.port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        assert _until(lambda: near.flushes > flushes)  # the slot map changed
+        assert near.wait_ready(10.0)
+        seen = near.invalidations
+        dst.set(key, b"2")  # on the new owner, by someone else
+        assert _until(lambda: near.invalidations > seen)
+        assert _until(lambda: backend.get(key) == b"2")
+        assert _held(backend, key, b"2")
+        seen = near.invalidations
+        dst.set(key, b"3")
+        assert _until(lambda: near.invalidations > seen)
+        assert backend.get(key) == b"3"
+    finally:  # give the slot back for the module's other tests
+        dst.delete(key)
+        for node in cluster.nodes:
+            _node(node.port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", src_id)
+        backend.close()
+
+
+def _cluster_replica_of(cluster: servers.RedisClusterProcesses, port: int) -> servers.ServerProcess:
+    """A new cluster node, joined and made a replica of the master on ``port``, in sync."""
+    new_port, bus_port = servers.free_port(), servers.free_port()
+    workdir = servers._workdir("redis-cluster")
+    extra = ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{new_port}.conf"]
+    extra += ["--cluster-port", str(bus_port), "--cluster-node-timeout", "1000"]
+    extra += ["--cluster-require-full-coverage", "no"]
+    argv = servers.redis_server_argv(new_port, workdir, extra)
+    replica = servers.ServerProcess("redis-cluster-node", new_port, argv, workdir).start()
+    node = _node(new_port)
+    _node(port).execute_command("CLUSTER", "MEET", servers.HOST, new_port, bus_port)
+    master_id = _cluster_id(port)
+    assert _until(lambda: master_id in str(node.execute_command("CLUSTER", "NODES")), 10.0)
+
+    def replicating() -> bool:
+        try:
+            node.execute_command("CLUSTER", "REPLICATE", master_id)
+        except redis.ResponseError:
+            return False
+        return True
+
+    assert _until(replicating, 10.0)
+    assert _until(lambda: node.info("replication").get("master_link_status") == "up", 10.0)
+    return replica
+
+
+def test_cluster_a_failover_leaves_nothing_stale(cluster: servers.RedisClusterProcesses) -> None:
+    """A replica takes over a master's slots (CLUSTER FAILOVER): flushed, then the new master is heard."""
+    backend = _cluster_near(cluster)
+    near = backend.near  # type: ignore[attr-defined]
+    port, key = next(iter(_key_per_node(backend).items()))
+    replica = _cluster_replica_of(cluster, port)
+    promoted = _node(replica.port)
+    try:
+        backend.set(key, b"1", None)
+        assert _held(backend, key, b"1")
+        assert _node(port).wait(1, 2000) == 1
+        flushes = near.flushes
+        promoted.execute_command("CLUSTER", "FAILOVER")
+        assert _until(lambda: promoted.info("replication")["role"] == "master", 10.0)
+        assert _until(lambda: near.flushes > flushes)
+        assert near.wait_ready(10.0)
+        assert _until(lambda: backend.get(key) == b"1")
+        assert _held(backend, key, b"1")
+        seen = near.invalidations
+        promoted.set(key, b"2")  # on the new master, by someone else
+        assert _until(lambda: near.invalidations > seen)
+        assert backend.get(key) == b"2"
+    finally:  # the old master takes its slots back, then the extra node leaves
+        old = _node(port)
+        old.execute_command("CLUSTER", "FAILOVER")
+        assert _until(lambda: old.info("replication")["role"] == "master", 10.0)
+        replica_id = _cluster_id(replica.port)
+        replica.stop()
+        for node in cluster.nodes:
+            _node(node.port).execute_command("CLUSTER", "FORGET", replica_id)
+        backend.close()
