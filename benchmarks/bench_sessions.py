@@ -24,6 +24,11 @@ adds per request.
 * the counter as ``session.incr`` and with ``session.set_user`` on every request,
   against the plain write (goal: within 1.5x of its added cost).
 
+``--redis`` (needs ``redis-server``; issue 21) prints only the Redis table: the
+counter on one ``redis-server`` through ``SessionMiddleware`` (against the bare
+app) and through ``CacheKitSessionInterface`` in Flask, against Flask-Session's
+Redis interface (both against the same Flask app without a session).
+
 The acceptance goal: ours at most half the cost of the cheapest peer of the
 same kind (Beaker memory for server-side stores, Beaker cookie for cookies).
 """
@@ -376,11 +381,85 @@ def measure_cpu(systems: list[tuple[str, Callable[[], None]]], number: int, roun
     return [Result("session counter", name, statistics.median(times)) for name, times in samples.items()]
 
 
+# -- on Redis (issue 21) ---------------------------------------------------------------------
+
+
+def redis_systems(url: str) -> list[tuple[str, Callable[[], None]]]:
+    """The counter on one Redis: ours (middleware, and Flask's interface) against Flask-Session."""
+    import redis
+    from flask import Flask
+    from flask import session
+    from flask_session import Session as FlaskSession
+
+    from sessions.contrib.flask import CacheKitSessionInterface
+
+    def counter() -> str:
+        count = session.get("count", 0) + 1
+        session["count"] = count
+        return str(count)
+
+    plain = Flask("bench-plain")
+    plain.add_url_rule("/s", "s", lambda: "0")
+    ours = Flask("bench-cachekit")
+    ours.secret_key = SECRET
+    ours.session_interface = CacheKitSessionInterface(CacheStore(cachekit.from_url(url, key_prefix="ck")))
+    ours.add_url_rule("/s", "s", counter)
+    peer = Flask("bench-flask-session")
+    peer.secret_key = SECRET
+    peer.config.update(SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(url))
+    FlaskSession(peer)
+    peer.add_url_rule("/s", "s", counter)
+    store = CacheStore(cachekit.from_url(url, key_prefix="mw"))
+    return [
+        ("bare WSGI", browser(plain_app, "/")),
+        ("cachekit SessionMiddleware", browser(SessionMiddleware(cachekit_app, store), "/")),
+        ("flask, no session", browser(plain.wsgi_app, "/s")),
+        ("cachekit Flask interface", browser(ours.wsgi_app, "/s")),
+        ("flask-session (Redis)", browser(peer.wsgi_app, "/s")),
+    ]
+
+
+def redis_report(requests: int, rounds: int) -> str:
+    """Added cost per request on Redis, ours against Flask-Session (goal: <= 1.0)."""
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        return "sessions on Redis: skipped, redis-server is not installed"
+    from tests import servers
+
+    server = servers.start_redis()
+    try:
+        per_request = {
+            r.system: r.seconds_per_op
+            for r in measure_cpu(redis_systems(f"redis://{server.address}/0"), requests, rounds)
+        }
+    finally:
+        server.stop()
+    added = {
+        "cachekit SessionMiddleware": per_request["cachekit SessionMiddleware"] - per_request["bare WSGI"],
+        "cachekit Flask interface": per_request["cachekit Flask interface"]
+        - per_request["flask, no session"],
+        "flask-session (Redis)": per_request["flask-session (Redis)"] - per_request["flask, no session"],
+    }
+    lines = ["## Sessions on Redis: cost added per request (process CPU time, medians)", ""]
+    for name, seconds in added.items():
+        lines.append(f"{name:<30} {seconds * 1e6:>9.1f}µs")
+    peer = added["flask-session (Redis)"]
+    lines.append("")
+    for name in ("cachekit SessionMiddleware", "cachekit Flask interface"):
+        lines.append(f"{name} / flask-session = {added[name] / peer:.2f} (goal <= 1.0)")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=500, help="requests per system per round")
     parser.add_argument("--rounds", type=int, default=21, help="rounds (system order rotates each round)")
+    parser.add_argument("--redis", action="store_true", help="only the Redis table (needs redis-server)")
     args = parser.parse_args(argv)
+    if args.redis:
+        print(redis_report(args.requests, args.rounds))
+        return
     print(summarize(measure_cpu(build(), args.requests, args.rounds)))
     print(f"\n(median of {args.rounds} rounds x {args.requests} requests, process CPU time)")
 
