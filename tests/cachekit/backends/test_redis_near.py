@@ -55,7 +55,7 @@ def url(redis_server: servers.ServerProcess) -> Iterator[str]:
 def _reader(url: str, commands: Any, replies: Any, asynchronous: bool = False) -> None:
     """Process B: keeps keys in near memory, reports when each invalidation arrived."""
     if asynchronous:
-        from cachekit.backends.redis import AsyncRedisBackend
+        from cachekit.backends.aio_redis import AsyncRedisBackend
 
         loop = asyncio.new_event_loop()
         backend: Any = AsyncRedisBackend.from_url(url, near_cache=100)
@@ -627,3 +627,62 @@ def test_cluster_a_failover_leaves_nothing_stale(cluster: servers.RedisClusterPr
         for node in cluster.nodes:
             _node(node.port).execute_command("CLUSTER", "FORGET", replica_id)
         backend.close()
+
+
+def test_cluster_the_async_backend_is_kept_exact_too(cluster: servers.RedisClusterProcesses) -> None:
+    """B on ``AsyncRedisBackend``: the same listeners (threads), keys on every master."""
+    probe = RedisBackend.from_url(cluster.url)
+    keys = list(_key_per_node(probe).values())
+    probe.close()
+    _two_processes(cluster.url, keys, 30, asynchronous=True)
+
+
+# -- Sentinel with the asyncio client ------------------------------------------------------
+
+
+def test_async_sentinel_two_processes_and_a_failover_leave_nothing_stale() -> None:
+    """B on async Sentinel reads every write of A; then the master dies: dropped, exact on the new one."""
+    from cachekit.backends.aio_redis import AsyncRedisBackend
+
+    require_binary("redis-server")
+    group = servers.start_redis_sentinel(down_after_ms=300)
+    try:
+        _two_processes(group.url, ["k"], 30, asynchronous=True)
+
+        async def scenario() -> None:
+            backend = AsyncRedisBackend.from_url(group.url, near_cache=100, socket_timeout=0.3)
+            near = backend.near  # type: ignore[attr-defined]
+            assert near.wait_ready(10.0)
+            await backend.set("k", b"1", None)
+            for _ in range(500):
+                if await backend.get("k") == b"1" and near.lookup("k") == b"1":
+                    break
+                await asyncio.sleep(0.01)
+            assert near.lookup("k") == b"1"
+            master = redis.Redis(servers.HOST, group.master.port)
+            assert master.wait(1, 2000) == 1
+            master.close()
+            flushes = near.flushes
+
+            group.master.kill()
+
+            assert _until(lambda: near.flushes > flushes)
+            assert near.lookup("k") is None
+            assert _until(lambda: group.master_port() == group.replica.port, timeout=30.0)
+            assert near.wait_ready(30.0)
+            promoted = redis.Redis(servers.HOST, group.replica.port)
+            promoted.set("k", b"2")  # on the new master, by someone else
+            for _ in range(1000):
+                if await backend.get("k") == b"2" and near.lookup("k") == b"2":
+                    break
+                await asyncio.sleep(0.01)
+            assert near.lookup("k") == b"2"
+            seen = near.invalidations
+            promoted.set("k", b"3")
+            assert _until(lambda: near.invalidations > seen)
+            assert await backend.get("k") == b"3"
+            await backend.close()
+
+        asyncio.run(scenario())
+    finally:
+        group.stop()
