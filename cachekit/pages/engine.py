@@ -72,6 +72,7 @@ from cachekit.pages.rules import header
 from cachekit.pages.rules import parse_cache_control
 from cachekit.pages.rules import storability
 from cachekit.pages.rules import vary_headers
+from cachekit.pages.soft import stale_from
 from cachekit.pages.urls import canonical_url
 from cachekit.tags import Generations
 
@@ -344,7 +345,11 @@ class PageEngine:
             request.prior_tags = tuple(tag for tag, _ in entry[TAGS])
         invalidated = False
         if entry is not None and entry[TAGS] and not (yield ("valid", entry[TAGS])):
-            entry, invalidated = None, True  # invalidated by tag: not even a stale copy may be served
+            since = yield ("soft_since", entry[TAGS])  # a soft invalidation: stale since then, not gone
+            if since is None:
+                entry, invalidated = None, True  # invalidated by tag: not even a stale copy may be served
+            else:
+                entry = stale_from(entry, since, self.options)
         now = request.now
         # A known variant: found, or not read because the client asked to revalidate.
         request.found = entry is not None or (
@@ -373,7 +378,7 @@ class PageEngine:
                     request.page_key = self.variant_key(
                         request.url_hash, lookup, request.read, request.source, request.split
                     )
-                    found = yield from self._read_page(request.page_key, request.has_auth)
+                    found = yield from self.read_page(request.page_key, request.has_auth)
                     if found is not None and is_fresh(found, now):
                         yield from self.release(request)
                         return Plan("serve", found, collapsed=True)
@@ -405,7 +410,8 @@ class PageEngine:
         d = request.directives
         return self.options.lock and not request.has_auth and "no-cache" not in d and "no-store" not in d
 
-    def _read_page(self, page_key: str, has_auth: bool) -> Steps:
+    def read_page(self, page_key: str, has_auth: bool) -> Steps:
+        """The page under ``page_key`` the request may see; ``None`` if missing or invalidated by a tag."""
         page = page_for((yield ("get", page_key)), has_auth=has_auth)
         if page is not None and page[TAGS] and not (yield ("valid", page[TAGS])):
             return None  # invalidated by tag: not even a stale copy may be served

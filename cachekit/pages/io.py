@@ -23,6 +23,8 @@ from cachekit.pages.engine import PageEngine
 from cachekit.pages.engine import Steps
 from cachekit.pages.record import decode
 from cachekit.pages.record import encode
+from cachekit.pages.soft import async_soft_since
+from cachekit.pages.soft import soft_since
 from cachekit.tags import async_current_generations
 from cachekit.tags import async_generations_valid
 from cachekit.tags import current_generations
@@ -205,6 +207,9 @@ class SyncRecords(_Records):
     def valid(self, generations: Any) -> bool:
         return generations_valid(self.cache, generations)
 
+    def soft_since(self, generations: Any) -> float | None:
+        return soft_since(self.cache, generations)
+
 
 class AsyncRecords(_Records):
     """Runs steps on an :class:`~cachekit.aio.AsyncCache`, awaiting each operation."""
@@ -308,6 +313,9 @@ class AsyncRecords(_Records):
     async def valid(self, generations: Any) -> bool:
         return await async_generations_valid(self.cache, generations)
 
+    async def soft_since(self, generations: Any) -> float | None:
+        return await async_soft_since(self.cache, generations)
+
 
 def _table(cls: type) -> dict[str, Callable[..., Any]]:
     names = (
@@ -324,6 +332,7 @@ def _table(cls: type) -> dict[str, Callable[..., Any]]:
         "release",
         "generations",
         "valid",
+        "soft_since",
     )
     return {name: getattr(cls, name) for name in names}
 

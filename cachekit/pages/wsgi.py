@@ -40,7 +40,6 @@ from cachekit.pages.options import PageOptions
 from cachekit.pages.options import page_options
 from cachekit.pages.record import Page
 from cachekit.pages.record import is_fresh
-from cachekit.pages.record import page_for
 from cachekit.pages.record import page_response
 from cachekit.pages.rules import Storability
 from cachekit.pages.rules import bypass_reason
@@ -479,8 +478,10 @@ class _Revalidation:
         request.page_key = engine.page_key_of(
             request.url_hash, request.lookup, request.read, request.source, request.split
         )
-        stored = None if request.page_key is None else records.get(request.page_key)
-        page = page_for(stored, has_auth=request.has_auth)
+        if request.page_key is None:
+            return False
+        # Tags checked too: a page whose tag was soft-invalidated is fresh by its own dates.
+        page = records.run(engine.read_page(request.page_key, request.has_auth))
         return page is not None and is_fresh(page, request.now)
 
 

@@ -1,0 +1,147 @@
+"""Soft tag invalidation: stored pages become stale, not missing, and are served while one request re-renders.
+
+A hard invalidation (:func:`cachekit.tags.invalidate_tags`) moves a tag's
+generation counter, so every entry that recorded the old generation is gone.
+A soft one moves it too (every ``get_or_set``/``@memoize`` entry treats it as
+hard) and leaves a marker, ``cachekit.tagsoft:<tag>`` = ``(low, high, at)``:
+"generations ``low`` up to ``high - 1`` were retired softly at time ``at``,
+and ``high`` is current". The page cache, finding a page whose tags moved,
+asks :func:`soft_since`: if every moved tag is covered by its marker, the page
+is treated as having gone stale at ``at``, so it is served within its own
+``stale-while-revalidate`` window (counted from ``at``) while one request
+re-renders it; past that window, or without one, it is a miss as after a hard
+invalidation.
+
+A hard invalidation after a soft one moves the counter past ``high``, so the
+marker no longer covers it: hard always wins. Two purges racing may leave a
+marker that covers less than it could; never more (a soft purge only ever
+extends a marker whose ``high`` is the generation just before its own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
+
+from cachekit.exceptions import MissingKeyError
+from cachekit.pages.record import ERROR_UNTIL
+from cachekit.pages.record import FRESH_UNTIL
+from cachekit.pages.record import STALE_UNTIL
+from cachekit.pages.record import Page
+from cachekit.tags import TAG_KEY_PREFIX
+
+if TYPE_CHECKING:
+    from cachekit.aio import AsyncCache
+    from cachekit.cache import Cache
+    from cachekit.pages.options import PageOptions
+
+#: Prefix of the markers a soft invalidation leaves.
+SOFT_KEY_PREFIX = "cachekit.tagsoft:"
+
+
+def _keys(tag: str) -> tuple[str, str]:
+    if not isinstance(tag, str) or not tag:
+        raise TypeError(f"Cache tags must be non-empty str, got {tag!r}.")
+    return TAG_KEY_PREFIX + tag, SOFT_KEY_PREFIX + tag
+
+
+def _marker(before: Any, new: int, now: float) -> tuple[int, int, float]:
+    if isinstance(before, (tuple, list)) and len(before) == 3 and before[1] == new - 1:
+        return (int(before[0]), new, float(before[2]))
+    return (new - 1, new, now)
+
+
+def soft_invalidate_tags(cache: Cache, tags: Iterable[str]) -> None:
+    """Mark every page stored with any of ``tags`` stale (see the module docstring); entries are invalidated.
+
+    Two reads and two writes per tag. A tag with no counter needs nothing.
+
+    :raises BackendUnavailableError: if the backend is down, as :meth:`cachekit.Cache.invalidate_tags`.
+    """
+    for tag in dict.fromkeys(tags):
+        counter, soft = _keys(tag)
+        before = cache.get(soft)
+        with contextlib.suppress(MissingKeyError):
+            new = cache.incr(counter)
+            cache.set(soft, _marker(before, new, cache.clock()), timeout=None)
+
+
+async def async_soft_invalidate_tags(cache: AsyncCache, tags: Iterable[str]) -> None:
+    """:func:`soft_invalidate_tags` on an :class:`~cachekit.aio.AsyncCache`."""
+    for tag in dict.fromkeys(tags):
+        counter, soft = _keys(tag)
+        before = await cache.get(soft)
+        with contextlib.suppress(MissingKeyError):
+            new = await cache.incr(counter)
+            await cache.set(soft, _marker(before, new, cache.clock()), timeout=None)
+
+
+def _names(generations: Sequence[tuple[str, int]]) -> list[str]:
+    names: list[str] = []
+    for tag, _ in generations:
+        names += _keys(tag)
+    return names
+
+
+def _since(generations: Sequence[tuple[str, int]], found: dict[str, Any]) -> float | None:
+    latest: float | None = None
+    for tag, generation in generations:
+        counter, soft = _keys(tag)
+        current = found.get(counter)
+        if current == generation:
+            continue
+        marker = found.get(soft)
+        if not isinstance(marker, (tuple, list)) or len(marker) != 3:
+            return None
+        low, high, at = marker
+        if current != high or not low <= generation < high:
+            return None
+        latest = at if latest is None else max(latest, at)
+    return latest
+
+
+def soft_since(cache: Cache, generations: Sequence[tuple[str, int]]) -> float | None:
+    """When an entry whose tags moved went stale, if every move was soft; ``None`` if any was hard.
+
+    One ``get_many``.
+    """
+    return _since(generations, cache.get_many(_names(generations)))
+
+
+async def async_soft_since(cache: AsyncCache, generations: Sequence[tuple[str, int]]) -> float | None:
+    """:func:`soft_since` on an :class:`~cachekit.aio.AsyncCache`."""
+    return _since(generations, await cache.get_many(_names(generations)))
+
+
+def stale_from(page: Page, at: float, options: PageOptions) -> Page:
+    """``page`` as if it went stale at ``at``: its stale windows keep their lengths, counted from ``at``.
+
+    A page stored to never expire has no windows of its own: the options' are used.
+    """
+    fresh_until = page[FRESH_UNTIL]
+    if fresh_until is not None and fresh_until <= at:
+        return page  # already stale: its own windows stand
+    fields = list(page)
+    if fresh_until is None:
+        fields[STALE_UNTIL] = at + options.stale_while_revalidate
+        fields[ERROR_UNTIL] = at + options.stale_if_error
+    else:
+        shift = fresh_until - at
+        for index in (STALE_UNTIL, ERROR_UNTIL):
+            if fields[index] is not None:
+                fields[index] -= shift
+    fields[FRESH_UNTIL] = at
+    return tuple(fields)
+
+
+__all__ = [
+    "SOFT_KEY_PREFIX",
+    "async_soft_since",
+    "async_soft_invalidate_tags",
+    "soft_invalidate_tags",
+    "soft_since",
+    "stale_from",
+]
