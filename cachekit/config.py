@@ -225,7 +225,11 @@ def _redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def _import_string(path: str, setting: str) -> Any:
+def import_string(path: str, setting: str) -> Any:
+    """Return the object a dotted path (``package.module.name`` or ``package.module:name``) names.
+
+    :raises ConfigurationError: naming ``setting``, if it cannot be imported.
+    """
     module_name, _, attr = path.replace(":", ".").rpartition(".")
     try:
         return getattr(importlib.import_module(module_name), attr)
@@ -265,7 +269,7 @@ def from_settings(config: Mapping[str, Any], *, name: str = "") -> Cache:
             options[option] = config[setting]
     key_function = config.get("KEY_FUNCTION")
     if isinstance(key_function, str):
-        key_function = _import_string(key_function, "KEY_FUNCTION")
+        key_function = import_string(key_function, "KEY_FUNCTION")
     backend_name = config.get("BACKEND")
     location = config.get("LOCATION")
     if backend_name is None and isinstance(location, str) and "://" in location:

@@ -30,7 +30,14 @@ middlewares against a stopped Redis.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import replace
 from typing import Any
+from typing import Generic
+from typing import TypedDict
+from typing import TypeVar
+from typing import overload
 
 from cachekit import check
 from cachekit.config import coerce_option
@@ -39,6 +46,10 @@ from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
 from sessions.aio import AsyncStore
 from sessions.aio import RequestStore
+from sessions.contrib import RETRY_AFTER
+from sessions.contrib import UNAVAILABLE_BODY
+from sessions.contrib import UNAVAILABLE_STATUS
+from sessions.cookies import CookieAttributeError
 from sessions.cookies import CookieFormat
 from sessions.cookies import normalize_samesite
 from sessions.cookies import read_cookie
@@ -47,13 +58,12 @@ from sessions.session import Session
 
 logger = logging.getLogger("middleware.sessions")
 
-#: The answer to a request whose session store is down.
-UNAVAILABLE_STATUS = 503
-UNAVAILABLE_BODY = b"Service Unavailable: the session store is not reachable.\n"
+#: The headers of the answer to a request whose session store is down (status and body:
+#: :data:`sessions.contrib.UNAVAILABLE_STATUS`, :data:`~sessions.contrib.UNAVAILABLE_BODY`).
 UNAVAILABLE_HEADERS = (
     ("Content-Type", "text/plain; charset=utf-8"),
     ("Content-Length", str(len(UNAVAILABLE_BODY))),
-    ("Retry-After", "5"),
+    ("Retry-After", str(RETRY_AFTER)),
 )
 
 
@@ -103,64 +113,81 @@ def unreachable_session(
     return Session(_UnreachableStore(store, error), cookie_value)  # type: ignore[arg-type]
 
 
+class SessionCookieOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`SessionCookie`, which both session middlewares take too."""
+
+    cookie_name: str
+    cookie_path: str
+    cookie_domain: str | None
+    cookie_secure: bool
+    cookie_httponly: bool
+    cookie_samesite: str | None
+    cookie_partitioned: bool
+    save_every_request: bool
+
+
+#: The ``SESSION_*`` setting of each cookie attribute (:attr:`CookieAttributeError.attribute`).
+_SETTINGS = {
+    "name": "SESSION_COOKIE_NAME",
+    "path": "SESSION_COOKIE_PATH",
+    "domain": "SESSION_COOKIE_DOMAIN",
+    "samesite": "SESSION_COOKIE_SAMESITE",
+}
+
+
+@dataclass(frozen=True)
 class SessionCookie:
     """The session cookie's options and the rules that decide each response's ``Set-Cookie``.
+
+    Immutable: :func:`dataclasses.replace` (or setting an option on a middleware,
+    which does that) gives a new one, checked like the first.
 
     :param cookie_name: the session cookie's name.
     :param cookie_path: its ``Path``.
     :param cookie_domain: its ``Domain``; ``None`` for the request's host only.
-    :param cookie_secure: add ``Secure``.
-    :param cookie_httponly: add ``HttpOnly``.
+    :param cookie_secure: add ``Secure`` (send over HTTPS only).
+    :param cookie_httponly: add ``HttpOnly`` (hidden from JavaScript).
     :param cookie_samesite: ``"Lax"``, ``"Strict"``, ``"None"`` (needs ``cookie_secure``) or ``None``.
-    :param save_every_request: save on every request that used the session.
-    :param cookie_partitioned: add ``Partitioned`` (CHIPS), as Flask's ``SESSION_COOKIE_PARTITIONED``.
-    :raises ConfigurationError: for an invalid cookie option, naming it.
+    :param cookie_partitioned: add ``Partitioned`` (CHIPS: one cookie per top-level site, for
+        embedded apps; needs ``cookie_secure`` in browsers), as Flask's ``SESSION_COOKIE_PARTITIONED``.
+    :param save_every_request: save (and re-send the cookie) on every request that used the
+        session, not only when it changed.
+    :raises ConfigurationError: for an invalid cookie option, naming its setting.
     """
 
-    __slots__ = (
-        "_format",
-        "cookie_domain",
-        "cookie_httponly",
-        "cookie_name",
-        "cookie_partitioned",
-        "cookie_path",
-        "cookie_samesite",
-        "cookie_secure",
-        "save_every_request",
-    )
+    cookie_name: str = "session"
+    cookie_path: str = "/"
+    cookie_domain: str | None = None
+    cookie_secure: bool = False
+    cookie_httponly: bool = True
+    cookie_samesite: str | None = "Lax"
+    cookie_partitioned: bool = False
+    save_every_request: bool = False
+    _format: CookieFormat = field(init=False, repr=False, compare=False)
 
-    def __init__(
-        self,
-        *,
-        cookie_name: str = "session",
-        cookie_path: str = "/",
-        cookie_domain: str | None = None,
-        cookie_secure: bool = False,
-        cookie_httponly: bool = True,
-        cookie_samesite: str | None = "Lax",
-        save_every_request: bool = False,
-        cookie_partitioned: bool = False,
-    ) -> None:
+    def __post_init__(self) -> None:
+        secure = bool(self.cookie_secure)
         try:
-            self._format = CookieFormat(
-                cookie_name,
-                path=cookie_path,
-                domain=cookie_domain,
-                secure=bool(cookie_secure),
-                httponly=bool(cookie_httponly),
-                samesite=cookie_samesite,
-                partitioned=bool(cookie_partitioned),
+            cookie_format = CookieFormat(
+                self.cookie_name,
+                path=self.cookie_path,
+                domain=self.cookie_domain,
+                secure=secure,
+                httponly=bool(self.cookie_httponly),
+                samesite=self.cookie_samesite,
+                partitioned=bool(self.cookie_partitioned),
             )
-        except ValueError as exc:
-            raise ConfigurationError(f"{_setting_for(exc)}: {exc}", setting=_setting_for(exc)) from None
-        self.cookie_name = cookie_name
-        self.cookie_path = cookie_path
-        self.cookie_domain = cookie_domain
-        self.cookie_secure = bool(cookie_secure)
-        self.cookie_httponly = bool(cookie_httponly)
-        self.cookie_samesite = normalize_samesite(cookie_samesite, secure=bool(cookie_secure))
-        self.save_every_request = bool(save_every_request)
-        self.cookie_partitioned = bool(cookie_partitioned)
+        except CookieAttributeError as exc:
+            setting = _SETTINGS[exc.attribute]
+            raise ConfigurationError(f"{setting}: {exc}", setting=setting) from None
+        # Frozen: the checked, normalized values are set once, here.
+        set_once = object.__setattr__
+        set_once(self, "_format", cookie_format)
+        set_once(self, "cookie_secure", secure)
+        set_once(self, "cookie_httponly", bool(self.cookie_httponly))
+        set_once(self, "cookie_samesite", normalize_samesite(self.cookie_samesite, secure=secure))
+        set_once(self, "cookie_partitioned", bool(self.cookie_partitioned))
+        set_once(self, "save_every_request", bool(self.save_every_request))
 
     def value_from(self, cookie_header: str | None) -> str | None:
         """Return the session cookie's value from a request's ``Cookie`` header, if any."""
@@ -203,6 +230,61 @@ class SessionCookie:
         return None
 
 
+T = TypeVar("T")
+
+
+class _CookieOption(Generic[T]):
+    """An attribute of a middleware that reads its :class:`SessionCookie`'s option of the same
+    name; setting it replaces the middleware's ``cookie`` with one that has the new value."""
+
+    __slots__ = ("name",)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _CookieOption[T]: ...
+    @overload
+    def __get__(self, obj: CookieOptions, owner: type | None = None) -> T: ...
+    def __get__(self, obj: CookieOptions | None, owner: type | None = None) -> _CookieOption[T] | T:
+        if obj is None:
+            return self
+        value: T = getattr(obj.cookie, self.name)
+        return value
+
+    def __set__(self, obj: CookieOptions, value: T) -> None:
+        changes: dict[str, Any] = {self.name: value}
+        obj.cookie = replace(obj.cookie, **changes)
+
+
+class CookieOptions:
+    """The session cookie's options as attributes of a session middleware.
+
+    Each reads ``self.cookie``; setting one (``mw.cookie_name = "sid"``) replaces
+    ``self.cookie`` with a :class:`SessionCookie` that has it, checked as in the
+    constructor, so the next response uses it.
+    """
+
+    #: The cookie options and the rules shared by the WSGI and ASGI middlewares.
+    cookie: SessionCookie
+    #: The session cookie's name.
+    cookie_name = _CookieOption[str]()
+    #: Its ``Path``.
+    cookie_path = _CookieOption[str]()
+    #: Its ``Domain``, or ``None``.
+    cookie_domain = _CookieOption["str | None"]()
+    #: Whether it carries ``Secure``.
+    cookie_secure = _CookieOption[bool]()
+    #: Whether it carries ``HttpOnly``.
+    cookie_httponly = _CookieOption[bool]()
+    #: Its ``SameSite`` value, or ``None``.
+    cookie_samesite = _CookieOption["str | None"]()
+    #: Whether it carries ``Partitioned``.
+    cookie_partitioned = _CookieOption[bool]()
+    #: Save on every request that used the session.
+    save_every_request = _CookieOption[bool]()
+
+
 _CACHE_DECISIONS = ("public", "private", "no-store", "no-cache")
 
 
@@ -227,19 +309,7 @@ def private_cache_control(session: Session, value: str | None) -> str | None:
     return f"{value}, private"
 
 
-def _setting_for(exc: ValueError) -> str:
-    text = str(exc)
-    for word, setting in (
-        ("name", "SESSION_COOKIE_NAME"),
-        ("path", "SESSION_COOKIE_PATH"),
-        ("domain", "SESSION_COOKIE_DOMAIN"),
-    ):
-        if f"cookie {word}" in text:
-            return setting
-    return "SESSION_COOKIE_SAMESITE"
-
-
-def cookie_options(settings: Any) -> dict[str, Any]:
+def cookie_options(settings: Any) -> SessionCookieOptions:
     """Return :class:`SessionCookie`'s keyword arguments from ``SESSION_*`` settings.
 
     :raises ConfigurationError: naming the first invalid setting.
@@ -262,11 +332,13 @@ def cookie_options(settings: Any) -> dict[str, Any]:
 
 __all__ = [
     "UNAVAILABLE_BODY",
+    "CookieOptions",
     "eviction_warning",
     "session_backend",
     "unreachable_session",
     "UNAVAILABLE_HEADERS",
     "UNAVAILABLE_STATUS",
     "SessionCookie",
+    "SessionCookieOptions",
     "cookie_options",
 ]

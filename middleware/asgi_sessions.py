@@ -13,7 +13,8 @@ was read, a save only when needed (never on a 5xx), ``Set-Cookie`` with the
 same attributes, the cookie deleted after a logout, the same answers to a
 store outage (the table in :mod:`middleware._session_rules`: ``503`` with
 ``Retry-After`` once the app needs the session, the app's own response when it
-never touches it), a save dropped when the session was deleted concurrently.
+never touches it), and a save dropped (logged at INFO, the cookie left alone)
+when the session was deleted concurrently.
 
 Stores: an async store (:class:`~sessions.stores.aio_cache.AsyncCacheStore`
 on an :class:`~cachekit.aio.AsyncCache`) is awaited and never blocks the event
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from cachekit import check
 from cachekit._asgi import ASGIApp
@@ -51,7 +53,9 @@ from cachekit.exceptions import BackendUnavailableError
 from middleware._session_rules import UNAVAILABLE_BODY
 from middleware._session_rules import UNAVAILABLE_HEADERS
 from middleware._session_rules import UNAVAILABLE_STATUS
+from middleware._session_rules import CookieOptions
 from middleware._session_rules import SessionCookie
+from middleware._session_rules import SessionCookieOptions
 from middleware._session_rules import eviction_warning
 from middleware._session_rules import private_cache_control
 from middleware._session_rules import session_backend
@@ -66,28 +70,25 @@ from sessions.exceptions import SessionConflictError
 from sessions.session import Session
 from sessions.stores.base import Store
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 logger = logging.getLogger("middleware.sessions")
 
 #: The scope key holding the request's :class:`~sessions.Session` (Starlette's ``request.session``).
 SCOPE_KEY = "session"
 
 
-class AsgiSessionMiddleware:
+class AsgiSessionMiddleware(CookieOptions):
     """Give an ASGI app a session at ``scope["session"]``; see the module docstring.
 
     :param app: the ASGI app to wrap.
     :param store: an async store (``AsyncCacheStore``) or a sync one (``SignedCookieStore``).
-    :param cookie_name: the session cookie's name.
-    :param cookie_path: its ``Path``.
-    :param cookie_domain: its ``Domain``; ``None`` for the request's host only.
-    :param cookie_secure: add ``Secure`` (send over HTTPS only).
-    :param cookie_httponly: add ``HttpOnly`` (hidden from JavaScript).
-    :param cookie_samesite: ``"Lax"``, ``"Strict"``, ``"None"`` (needs ``cookie_secure``) or ``None``.
-    :param cookie_partitioned: add ``Partitioned`` (CHIPS: one cookie per top-level site, for
-        embedded apps; needs ``cookie_secure`` in browsers); ``SESSION_COOKIE_PARTITIONED``.
-    :param save_every_request: save (and re-send the cookie) on every request
-        that used the session, not only when it changed.
     :param scope_key: where the session is put in the scope.
+    :param cookie: the session cookie's options, as for the WSGI
+        :class:`~middleware.sessions.SessionMiddleware` (``cookie_name``, ``cookie_path``,
+        ``cookie_domain``, ``cookie_secure``, ``cookie_httponly``, ``cookie_samesite``,
+        ``cookie_partitioned``, ``save_every_request``); each is also an attribute.
     :raises ConfigurationError: for an invalid cookie option, naming it.
     """
 
@@ -96,31 +97,14 @@ class AsgiSessionMiddleware:
         app: ASGIApp,
         store: AsyncStore | Store,
         *,
-        cookie_name: str = "session",
-        cookie_path: str = "/",
-        cookie_domain: str | None = None,
-        cookie_secure: bool = False,
-        cookie_httponly: bool = True,
-        cookie_samesite: str | None = "Lax",
-        cookie_partitioned: bool = False,
-        save_every_request: bool = False,
         scope_key: str = SCOPE_KEY,
+        **cookie: Unpack[SessionCookieOptions],
     ) -> None:
         #: The wrapped app.
         self.app = app
         #: Where sessions live.
         self.store = store
-        #: The cookie options and the rules shared with the WSGI middleware.
-        self.cookie = SessionCookie(
-            cookie_name=cookie_name,
-            cookie_path=cookie_path,
-            cookie_domain=cookie_domain,
-            cookie_secure=cookie_secure,
-            cookie_httponly=cookie_httponly,
-            cookie_samesite=cookie_samesite,
-            cookie_partitioned=cookie_partitioned,
-            save_every_request=save_every_request,
-        )
+        self.cookie = SessionCookie(**cookie)
         #: The scope key holding the session.
         self.scope_key = scope_key
         self._async = is_async_store(store)

@@ -37,14 +37,16 @@ What it will not do:
   server) and the client keeps its previous cookie.
 
 A session deleted by a concurrent request (logout in another tab) is not
-brought back by a late save: the save is dropped, logged at INFO, and the
-cookie deleted. Bodies pass through byte for byte, and the app's own iterable
-is returned whenever the app started its response before returning.
+brought back by a late save: the save is dropped and logged at INFO, and the
+response leaves the cookie alone (the id is dead either way; deleting the
+cookie could drop the new login cookie a concurrent request just set, see
+:meth:`~middleware._session_rules.SessionCookie.conflict`). Bodies pass
+through byte for byte, and the app's own iterable is returned whenever the app
+started its response before returning.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -52,15 +54,13 @@ from typing import Any
 
 from cachekit import check
 from cachekit.config import caches
-from cachekit.config import coerce_option
-from cachekit.config import read_setting
 from cachekit.eviction import eviction_risk
 from cachekit.exceptions import BackendUnavailableError
-from cachekit.exceptions import ConfigurationError
-from cachekit.serializers import Serializer
 from middleware._session_rules import UNAVAILABLE_BODY
 from middleware._session_rules import UNAVAILABLE_HEADERS
+from middleware._session_rules import CookieOptions
 from middleware._session_rules import SessionCookie
+from middleware._session_rules import SessionCookieOptions
 from middleware._session_rules import cookie_options
 from middleware._session_rules import eviction_warning
 from middleware._session_rules import private_cache_control
@@ -71,19 +71,18 @@ from middleware._wsgi import close_iterable
 from middleware._wsgi import status_code
 from sessions.cookies import read_cookie
 from sessions.exceptions import SessionConflictError
-from sessions.serializers import TaggedJSONSerializer
-from sessions.session import DEFAULT_AGE
 from sessions.session import Session
+from sessions.settings import store_from_settings
 from sessions.settings import warn_unknown_settings
 from sessions.stores.base import Store
 from sessions.stores.cache import CacheStore
-from sessions.stores.cookie import SignedCookieStore
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo as ExcInfo
     from _typeshed.wsgi import StartResponse
     from _typeshed.wsgi import WSGIApplication
     from _typeshed.wsgi import WSGIEnvironment
+    from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
 
@@ -128,23 +127,20 @@ def _discard(data: bytes) -> None:
     """The ``write`` callable handed to an app whose response was replaced."""
 
 
-class SessionMiddleware:
+class SessionMiddleware(CookieOptions):
     """Give a WSGI app a session at ``environ["cachekit.session"]``.
 
     :param app: the WSGI app to wrap.
     :param store: a session store; default ``CacheStore(caches.for_sessions())``: the
         default cache, or on local memory a store of its own that pages cannot evict.
-    :param cookie_name: the session cookie's name.
-    :param cookie_path: its ``Path``.
-    :param cookie_domain: its ``Domain``; ``None`` for the request's host only.
-    :param cookie_secure: add ``Secure`` (send over HTTPS only).
-    :param cookie_httponly: add ``HttpOnly`` (hidden from JavaScript).
-    :param cookie_samesite: ``"Lax"``, ``"Strict"``, ``"None"`` (needs ``cookie_secure``) or ``None``.
-    :param cookie_partitioned: add ``Partitioned`` (CHIPS: one cookie per top-level site, for
-        embedded apps; needs ``cookie_secure`` in browsers); ``SESSION_COOKIE_PARTITIONED``.
-    :param save_every_request: save (and re-send the cookie) on every request
-        that used the session, not only when it changed.
     :param environ_key: where the session is put in the environ.
+    :param cookie: the session cookie's options, as :class:`~middleware._session_rules.SessionCookie`
+        takes them: ``cookie_name`` [``"session"``], ``cookie_path`` [``"/"``],
+        ``cookie_domain`` [None: the request's host only], ``cookie_secure`` [False],
+        ``cookie_httponly`` [True], ``cookie_samesite`` [``"Lax"``; ``"Strict"``,
+        ``"None"`` (needs ``cookie_secure``) or None], ``cookie_partitioned`` [False; CHIPS]
+        and ``save_every_request`` [False: save only when the session changed]. Each is
+        also an attribute of the middleware; setting it takes effect from the next response.
     :raises ConfigurationError: for an invalid cookie option, naming it.
     """
 
@@ -153,45 +149,14 @@ class SessionMiddleware:
         app: WSGIApplication,
         store: Store | None = None,
         *,
-        cookie_name: str = "session",
-        cookie_path: str = "/",
-        cookie_domain: str | None = None,
-        cookie_secure: bool = False,
-        cookie_httponly: bool = True,
-        cookie_samesite: str | None = "Lax",
-        cookie_partitioned: bool = False,
-        save_every_request: bool = False,
         environ_key: str = ENVIRON_KEY,
+        **cookie: Unpack[SessionCookieOptions],
     ) -> None:
         #: The wrapped app.
         self.app = app
         #: Where sessions live.
         self.store: Store = store if store is not None else CacheStore(caches.for_sessions())
-        #: The cookie options and the rules shared with the ASGI middleware.
-        self.cookie = SessionCookie(
-            cookie_name=cookie_name,
-            cookie_path=cookie_path,
-            cookie_domain=cookie_domain,
-            cookie_secure=cookie_secure,
-            cookie_httponly=cookie_httponly,
-            cookie_samesite=cookie_samesite,
-            cookie_partitioned=cookie_partitioned,
-            save_every_request=save_every_request,
-        )
-        #: The session cookie's name.
-        self.cookie_name = cookie_name
-        #: Its ``Path``.
-        self.cookie_path = cookie_path
-        #: Its ``Domain``.
-        self.cookie_domain = cookie_domain
-        #: Whether it carries ``Secure``.
-        self.cookie_secure = self.cookie.cookie_secure
-        #: Whether it carries ``HttpOnly``.
-        self.cookie_httponly = self.cookie.cookie_httponly
-        #: Its ``SameSite`` value, or ``None``.
-        self.cookie_samesite = self.cookie.cookie_samesite
-        #: Save on every request that used the session.
-        self.save_every_request = self.cookie.save_every_request
+        self.cookie = SessionCookie(**cookie)
         #: The environ key holding the session.
         self.environ_key = environ_key
         backend = session_backend(self.store)
@@ -314,114 +279,5 @@ def _unavailable(start_response: StartResponse) -> list[bytes]:
     return [UNAVAILABLE_BODY]
 
 
-def _import(path: str, setting: str) -> Any:
-    module_name, _, attr = path.replace(":", ".").rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigurationError(f"{setting} {path!r} cannot be imported: {exc}.", setting=setting) from None
-
-
-def _serializer_from_setting(value: Any) -> Serializer:
-    if value is None or value in ("json", "tagged_json"):
-        return TaggedJSONSerializer()
-    if isinstance(value, str) and value.rsplit(".", 1)[-1].lower().startswith("pickle"):
-        raise ConfigurationError(
-            "SESSION_SERIALIZER cannot be pickle: a session store or cookie an attacker can write to "
-            "would run code on load. Use 'json'.",
-            setting="SESSION_SERIALIZER",
-        )
-    obj = _import(value, "SESSION_SERIALIZER") if isinstance(value, str) else value
-    if isinstance(obj, type):
-        obj = obj()
-    if not (callable(getattr(obj, "dumps", None)) and callable(getattr(obj, "loads", None))):
-        raise ConfigurationError(
-            f"SESSION_SERIALIZER must be 'json' or name an object with dumps/loads, got {value!r}.",
-            setting="SESSION_SERIALIZER",
-        )
-    serializer: Serializer = obj
-    return serializer
-
-
-def _secret_keys(settings: Any) -> list[str | bytes]:
-    secret = read_setting(settings, "SECRET_KEY")
-    if not isinstance(secret, (str, bytes)) or not secret:
-        got = "nothing" if secret is None else "an empty string" if not secret else type(secret).__name__
-        raise ConfigurationError(
-            f"SECRET_KEY must be set to a long random string for SESSION_ENGINE='signed_cookies'; got {got}.",
-            setting="SECRET_KEY",
-        )
-    fallbacks = read_setting(settings, "SECRET_KEY_FALLBACKS", ())
-    if (
-        isinstance(fallbacks, (str, bytes))
-        or not isinstance(fallbacks, (list, tuple))
-        or not all(isinstance(key, (str, bytes)) and key for key in fallbacks)
-    ):
-        raise ConfigurationError(
-            "SECRET_KEY_FALLBACKS must be a list of non-empty strings.", setting="SECRET_KEY_FALLBACKS"
-        )
-    return [secret, *fallbacks]
-
-
-def store_from_settings(settings: Any) -> Store:
-    """Build the session store named by ``SESSION_ENGINE`` (see :meth:`SessionMiddleware.from_settings`).
-
-    :raises ConfigurationError: naming the first missing or invalid setting.
-    """
-
-    def get(name: str, default: Any, kind: type) -> Any:
-        return coerce_option(name, read_setting(settings, name, default), kind)
-
-    options: dict[str, Any] = {
-        "age": get("SESSION_COOKIE_AGE", DEFAULT_AGE, float),
-        "idle_timeout": get("SESSION_IDLE_TIMEOUT", None, float),
-        "refresh_interval": get("SESSION_IDLE_REFRESH_INTERVAL", None, float),
-        "expire_at_browser_close": get("SESSION_EXPIRE_AT_BROWSER_CLOSE", False, bool),
-        "serializer": _serializer_from_setting(read_setting(settings, "SESSION_SERIALIZER")),
-    }
-    engine = read_setting(settings, "SESSION_ENGINE", "cache")
-    if engine == "cache":
-        alias = get("SESSION_CACHE_ALIAS", "default", str)
-        try:
-            cache = caches.for_sessions(alias)
-        except KeyError as exc:
-            raise ConfigurationError(
-                f"SESSION_CACHE_ALIAS: {exc.args[0]}", setting="SESSION_CACHE_ALIAS"
-            ) from None
-        return CacheStore(cache, **options)
-    if engine in ("signed_cookies", "signed_cookie", "cookie"):
-        revocation = get("SESSION_REVOCATION_CACHE", None, str)
-        try:
-            revocation_cache = None if revocation is None else caches[revocation]
-        except KeyError as exc:
-            raise ConfigurationError(
-                f"SESSION_REVOCATION_CACHE: {exc.args[0]}", setting="SESSION_REVOCATION_CACHE"
-            ) from None
-        return SignedCookieStore(
-            _secret_keys(settings),
-            encrypt=get("SESSION_COOKIE_ENCRYPT", False, bool),
-            revocation_cache=revocation_cache,
-            **options,
-        )
-    if isinstance(engine, str) and "." in engine:
-        factory = _import(engine, "SESSION_ENGINE")
-        from_settings = getattr(factory, "from_settings", None)
-        if from_settings is None:
-            raise ConfigurationError(
-                f"SESSION_ENGINE {engine!r} must name a store class with a "
-                "from_settings(settings) classmethod.",
-                setting="SESSION_ENGINE",
-            )
-        store = from_settings(settings)
-        if not isinstance(store, Store):
-            raise ConfigurationError(
-                f"SESSION_ENGINE {engine!r} did not build a Store.", setting="SESSION_ENGINE"
-            )
-        return store
-    raise ConfigurationError(
-        f"SESSION_ENGINE must be 'cache', 'signed_cookies' or a dotted path, got {engine!r}.",
-        setting="SESSION_ENGINE",
-    )
-
-
+# store_from_settings lives in sessions.settings (it builds sessions objects); this path keeps working.
 __all__ = ["ENVIRON_KEY", "SessionMiddleware", "store_from_settings"]

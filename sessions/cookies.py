@@ -10,14 +10,32 @@ from __future__ import annotations
 import email.utils
 import math
 import re
+from typing import TYPE_CHECKING
+from typing import TypedDict
 
 from sessions.exceptions import CookieTooLargeError
 from sessions.stores.cookie import MAX_COOKIE_SIZE
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _OCTETS = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
 _ATTRIBUTE = re.compile(r"[\x21-\x3a\x3c-\x7e]+")
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+
+
+class CookieAttributeError(ValueError):
+    """A cookie attribute that cannot be sent; :attr:`attribute` says which one.
+
+    :param attribute: ``"name"``, ``"path"``, ``"domain"`` or ``"samesite"``.
+    """
+
+    def __init__(self, attribute: str, message: str) -> None:
+        super().__init__(message)
+        #: The attribute at fault: ``"name"``, ``"path"``, ``"domain"`` or ``"samesite"``.
+        self.attribute = attribute
+
 
 #: The ``Expires`` value that deletes a cookie.
 EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
@@ -59,16 +77,20 @@ def read_cookie(header: str, name: str) -> str | None:
 def normalize_samesite(value: str | bool | None, *, secure: bool) -> str | None:
     """Return the ``SameSite`` attribute value (``"Lax"``, ``"Strict"``, ``"None"``) or ``None`` to omit it.
 
-    :raises ValueError: for another value, or ``"None"`` without ``secure``
-        (browsers reject such cookies).
+    :raises CookieAttributeError: (a ``ValueError``) for another value, or ``"None"``
+        without ``secure`` (browsers reject such cookies).
     """
     if value is None or value is False:
         return None
     if not isinstance(value, str) or value.lower() not in _SAMESITE:
-        raise ValueError(f"SameSite must be 'Lax', 'Strict', 'None' or None, got {value!r}.")
+        raise CookieAttributeError(
+            "samesite", f"SameSite must be 'Lax', 'Strict', 'None' or None, got {value!r}."
+        )
     samesite = _SAMESITE[value.lower()]
     if samesite == "None" and not secure:
-        raise ValueError("SameSite='None' requires Secure=True; browsers reject the cookie otherwise.")
+        raise CookieAttributeError(
+            "samesite", "SameSite='None' requires Secure=True; browsers reject the cookie otherwise."
+        )
     return samesite
 
 
@@ -100,7 +122,8 @@ class CookieFormat:
     :param max_size: the largest ``name=value`` allowed, in bytes.
     :param partitioned: add ``Partitioned`` (CHIPS: the cookie is kept per top-level
         site, for apps embedded in other sites; browsers want ``Secure`` with it).
-    :raises ValueError: for an invalid name, path, domain or ``SameSite`` value.
+    :raises CookieAttributeError: (a ``ValueError``) for an invalid name, path, domain or
+        ``SameSite`` value.
     """
 
     def __init__(
@@ -116,10 +139,10 @@ class CookieFormat:
         partitioned: bool = False,
     ) -> None:
         if not _NAME.fullmatch(name):
-            raise ValueError(f"Invalid cookie name {name!r}.")
+            raise CookieAttributeError("name", f"Invalid cookie name {name!r}.")
         for label, value in (("path", path), ("domain", domain)):
             if value is not None and (not isinstance(value, str) or not _ATTRIBUTE.fullmatch(value)):
-                raise ValueError(f"Invalid cookie {label} {value!r}.")
+                raise CookieAttributeError(label, f"Invalid cookie {label} {value!r}.")
         samesite = normalize_samesite(samesite, secure=secure)
         #: The cookie name.
         self.name = name
@@ -188,19 +211,25 @@ class CookieFormat:
         return f"{self.name}={self._head}; Expires={EPOCH}; Max-Age=0{self._tail}"
 
 
+class CookieAttributes(TypedDict, total=False):
+    """The attributes of a cookie, as :class:`CookieFormat` takes them (its defaults apply)."""
+
+    path: str | None
+    domain: str | None
+    secure: bool
+    httponly: bool
+    samesite: str | None
+    partitioned: bool
+
+
 def dump_cookie(
     name: str,
     value: str,
     *,
     max_age: float | None = None,
     expires: float | None = None,
-    path: str | None = "/",
-    domain: str | None = None,
-    secure: bool = False,
-    httponly: bool = True,
-    samesite: str | None = "Lax",
     max_size: int = MAX_COOKIE_SIZE,
-    partitioned: bool = False,
+    **attributes: Unpack[CookieAttributes],
 ) -> str:
     """Return a ``Set-Cookie`` header value.
 
@@ -209,54 +238,28 @@ def dump_cookie(
 
     :param max_age: seconds the cookie lives (rounded up); ``None`` for a browser-session cookie.
     :param expires: the Unix time the cookie expires, for clients without ``Max-Age``.
-    :param samesite: ``"Lax"``, ``"Strict"``, ``"None"`` or ``None`` (omitted); see
-        :func:`normalize_samesite`.
     :param max_size: the largest ``name=value`` allowed, in bytes.
-    :param partitioned: add ``Partitioned`` (CHIPS).
+    :param attributes: ``path`` [``"/"``], ``domain``, ``secure``, ``httponly`` [True],
+        ``samesite`` [``"Lax"``; see :func:`normalize_samesite`] and ``partitioned`` (CHIPS),
+        as :class:`CookieFormat` takes them.
     :raises ValueError: for an invalid name, value or attribute.
     :raises CookieTooLargeError: if ``name=value`` is longer than ``max_size``.
     """
-    cookie = CookieFormat(
-        name,
-        path=path,
-        domain=domain,
-        secure=secure,
-        httponly=httponly,
-        samesite=samesite,
-        max_size=max_size,
-        partitioned=partitioned,
-    )
-    return cookie.dump(value, max_age, expires)
+    return CookieFormat(name, max_size=max_size, **attributes).dump(value, max_age, expires)
 
 
-def delete_cookie(
-    name: str,
-    *,
-    path: str | None = "/",
-    domain: str | None = None,
-    secure: bool = False,
-    httponly: bool = True,
-    samesite: str | None = "Lax",
-    partitioned: bool = False,
-) -> str:
+def delete_cookie(name: str, **attributes: Unpack[CookieAttributes]) -> str:
     """Return a ``Set-Cookie`` header value that makes the client drop cookie ``name``.
 
     ``path``, ``domain`` and ``partitioned`` must match the ones the cookie was set with.
     """
-    cookie = CookieFormat(
-        name,
-        path=path,
-        domain=domain,
-        secure=secure,
-        httponly=httponly,
-        samesite=samesite,
-        partitioned=partitioned,
-    )
-    return cookie.delete()
+    return CookieFormat(name, **attributes).delete()
 
 
 __all__ = [
     "EPOCH",
+    "CookieAttributeError",
+    "CookieAttributes",
     "CookieFormat",
     "delete_cookie",
     "dump_cookie",

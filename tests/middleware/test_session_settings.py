@@ -28,6 +28,8 @@ from middleware._session_rules import SessionCookie
 from middleware._session_rules import cookie_options
 from middleware._session_rules import private_cache_control
 from middleware.sessions import SessionMiddleware
+from sessions.cookies import CookieAttributeError
+from sessions.cookies import CookieFormat
 from sessions.exceptions import SessionConflictError
 from sessions.session import Session
 from sessions.stores.cache import CacheStore
@@ -101,6 +103,36 @@ def test_defaults() -> None:
 def test_each_cookie_setting_reaches_set_cookie(setting: str, value: Any, expected: str) -> None:
     (line,) = _set_cookie(Client(_built({setting: value})), "/incr")
     assert expected in line
+
+
+def test_setting_a_cookie_option_on_the_middleware_changes_the_next_set_cookie() -> None:
+    middleware = _built({})
+    middleware.cookie_name = "sid"
+    middleware.cookie_secure = True
+    middleware.cookie_samesite = "strict"
+    (line,) = _set_cookie(Client(middleware), "/incr")
+    assert line.startswith("sid=")
+    assert line.endswith("; Secure; HttpOnly; Path=/; SameSite=Strict")
+    # One source of truth: the attribute reads the rules object, normalized as the constructor does.
+    assert (middleware.cookie_name, middleware.cookie.cookie_name) == ("sid", "sid")
+    assert middleware.cookie_samesite == middleware.cookie.cookie_samesite == "Strict"
+    # A cookie sent under the new name is read back.
+    client = Client(middleware)
+    _set_cookie(client, "/incr")
+    _, _, body = client.get("/incr")
+    assert body == b"{'n': 2}"
+
+
+def test_an_invalid_cookie_option_set_on_the_middleware_is_refused_and_changes_nothing() -> None:
+    middleware = _built({"SESSION_COOKIE_NAME": "sid"})
+    with pytest.raises(ConfigurationError, match="^SESSION_COOKIE_NAME: "):
+        middleware.cookie_name = "bad name"
+    with pytest.raises(ConfigurationError, match="^SESSION_COOKIE_SAMESITE: "):
+        middleware.cookie_samesite = "None"  # without Secure
+    assert middleware.cookie_name == "sid"
+    assert middleware.cookie_samesite == "Lax"
+    (line,) = _set_cookie(Client(middleware), "/incr")
+    assert line.startswith("sid=")
 
 
 def test_httponly_setting_can_turn_it_off() -> None:
@@ -380,11 +412,22 @@ def test_unavailable_answer_on_the_wire() -> None:
     assert body == UNAVAILABLE_BODY
 
 
-def test_setting_for_maps_each_cookie_word() -> None:
-    assert _session_rules._setting_for(ValueError("Invalid cookie name 'x'.")) == "SESSION_COOKIE_NAME"
-    assert _session_rules._setting_for(ValueError("Invalid cookie path 'x'.")) == "SESSION_COOKIE_PATH"
-    assert _session_rules._setting_for(ValueError("Invalid cookie domain 'x'.")) == "SESSION_COOKIE_DOMAIN"
-    assert _session_rules._setting_for(ValueError("SameSite must be ...")) == "SESSION_COOKIE_SAMESITE"
+@pytest.mark.parametrize(
+    ("name", "options", "setting"),
+    [
+        ("bad name", {}, "SESSION_COOKIE_NAME"),
+        ("s", {"path": "/a;b"}, "SESSION_COOKIE_PATH"),
+        ("s", {"domain": "a b"}, "SESSION_COOKIE_DOMAIN"),
+        ("s", {"samesite": "sometimes"}, "SESSION_COOKIE_SAMESITE"),
+    ],
+)
+def test_each_cookie_attribute_error_names_its_setting(
+    name: str, options: dict[str, Any], setting: str
+) -> None:
+    # The attribute comes with the error (CookieAttributeError.attribute), not from its message.
+    with pytest.raises(CookieAttributeError) as info:
+        CookieFormat(name, **options)
+    assert _session_rules._SETTINGS[info.value.attribute] == setting
 
 
 # -- shared helpers of the WSGI and ASGI middleware -------------------------------------------
