@@ -10,8 +10,8 @@ generated from it and the replacements that pair needs beyond :data:`COMMON`. A 
 is ``(regex, text)`` applied to each line in order. Two markers in a source drop lines from
 the sync twin: a line ending in ``# unasync: async-only`` goes, and so does every line from
 a line ``# unasync: async-only`` to the line ``# unasync: end``. The output is run through
-``ruff``'s import sorting and ``ruff format``, so a line made shorter (``await`` removed)
-is laid out as ruff would.
+``ruff``'s import sorting (imports left unused, such as ``Awaitable``, are dropped) and
+``ruff format``, so a line made shorter (``await`` removed) is laid out as ruff would.
 
 To add a pair (e.g. ``sessions/stores``), append a row; ``.ci/run`` runs ``--check``.
 """
@@ -57,6 +57,7 @@ _FRONTS: Subs = (
     (r"\bAsyncExtras\b", "SyncExtras"),
     (r"\bAsyncMemoized\b", "Memoized"),
     (r"\bacall\b", "call"),
+    (r"\bdefault_async_cache\b", "default_cache"),
     (r"\baclose\b", "close"),
     (r"\bAwaitable\[R\]", "R"),
     (r'"cachekit\.aio"', '"cachekit.cache"'),
@@ -73,7 +74,7 @@ PAIRS: tuple[tuple[str, str, Subs], ...] = (
         "cachekit/fronts/_sync/stampede.py",
         ((r'"cachekit\.aio"', '"cachekit.stampede"'), *_FRONTS),
     ),
-    # ("cachekit/fronts/_async/memoize.py", "cachekit/fronts/_sync/memoize.py", _FRONTS),
+    ("cachekit/fronts/_async/memoize.py", "cachekit/fronts/_sync/memoize.py", _FRONTS),
 )
 
 HEADER = "# Generated from {source} by .ci/unasync.py; do not edit.\n"
@@ -109,15 +110,19 @@ def unasync_text(text: str, subs: Subs) -> str:
 
 
 def _ruff() -> str:
-    local = ROOT / ".venv" / "bin" / "ruff"
-    return str(local) if local.exists() else "ruff"
+    """The ruff beside this Python (the venv's), else the checkout's .venv, else the one on PATH."""
+    for candidate in (Path(sys.executable).parent / "ruff", ROOT / ".venv" / "bin" / "ruff"):
+        if candidate.exists():
+            return str(candidate)
+    return "ruff"
 
 
 def generate(source: str, target: str, subs: Subs) -> str:
     """Return the formatted text of ``target`` generated from ``source``."""
     text = HEADER.format(source=source) + unasync_text((ROOT / source).read_text(), subs)
-    # Renamed imports sort differently (_async < _core < _sync): sort them, then lay the file out.
-    for command in (["check", "--select", "I", "--fix", "--quiet"], ["format"]):
+    # Renamed imports sort differently (_async < _core < _sync) and some go unused (Awaitable):
+    # sort them and drop those, then lay the file out.
+    for command in (["check", "--select", "I,F401", "--fix", "--quiet"], ["format"]):
         done = subprocess.run(
             [_ruff(), *command, "--stdin-filename", target, "-"],
             input=text,

@@ -1,98 +1,31 @@
 """``@memoize`` for ``async def`` functions, on an :class:`~cachekit.aio.AsyncCache`.
 
-Import it from :mod:`cachekit.aio`; keys are built by the sync
-:class:`~cachekit.memoize.Memoized`, so sync and async memoization of one
-function agree on them.
+Import it from :mod:`cachekit.aio`. :class:`AsyncMemoized` is the source the sync
+:class:`~cachekit.memoize.Memoized` is generated from (``cachekit/fronts/_async/memoize.py``);
+both build keys with :class:`~cachekit.fronts.memokeys.MemoKeys`, so sync and async
+memoization of one function agree on them.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
-from typing import Any
-from typing import Generic
 from typing import ParamSpec
 from typing import TypeVar
 
-from cachekit.cache import DEFAULT_TIMEOUT
-from cachekit.cache import Timeout
+from cachekit.fronts._async.memoize import AsyncMemoized
+from cachekit.fronts._async.memoize import memoized
+from cachekit.fronts._core import DEFAULT_TIMEOUT
+from cachekit.fronts._core import Timeout
 
 if TYPE_CHECKING:
     from cachekit.aio import AsyncCache
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class AsyncMemoized(Generic[P, R]):
-    """A memoized ``async def`` function: await it as the original; see :func:`memoize`."""
-
-    def __init__(
-        self,
-        func: Callable[P, Awaitable[R]],
-        *,
-        timeout: Timeout,
-        cache: AsyncCache,
-        key: Callable[..., str] | None,
-        tags: Iterable[str],
-        stale_while_revalidate: float,
-        stale_if_error: float,
-        beta: float,
-    ) -> None:
-        from cachekit.memoize import Memoized
-
-        functools.update_wrapper(self, func)
-        #: The original function, uncached.
-        self.uncached = func
-        #: The cache results are stored in.
-        self.cache = cache
-        self._timeout = timeout
-        # The sync decorator builds the keys, so sync and async memoization agree on them.
-        self._keys: Memoized[P, Awaitable[R]] = Memoized(
-            func,
-            timeout=timeout,
-            cache=None,
-            key=key,
-            tags=tags,
-            stale_while_revalidate=stale_while_revalidate,
-            stale_if_error=stale_if_error,
-            beta=beta,
-        )
-        self._options = {
-            "stale_while_revalidate": stale_while_revalidate,
-            "stale_if_error": stale_if_error,
-            "beta": beta,
-            "tags": tuple(tags),
-        }
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        bound = functools.partial(self, instance)
-        bound.invalidate = functools.partial(self.invalidate, instance)  # type: ignore[attr-defined]
-        bound.uncached = functools.partial(self.uncached, instance)  # type: ignore[attr-defined]
-        return bound
-
-    def make_key(self, *args: Any, **kwargs: Any) -> str:
-        """Return the cache key a call with these arguments uses (as the sync ``@memoize``)."""
-        return self._keys.make_key(*args, **kwargs)
-
-    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        key = self.make_key(*args, **kwargs)
-        return await self.cache.get_or_set(
-            key,
-            lambda: self.uncached(*args, **kwargs),
-            self._timeout,
-            **self._options,  # type: ignore[arg-type]
-        )
-
-    async def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Forget the result cached for these arguments; return whether one was stored."""
-        return await self.cache.delete(self.make_key(*args, **kwargs))
 
 
 def memoize(
@@ -136,15 +69,9 @@ def memoize(
                 f"cachekit.aio.memoize decorates async def functions; "
                 f"use cachekit.memoize.memoize for {func!r}."
             )
-        return AsyncMemoized(
-            func,
-            timeout=timeout,
-            cache=cache,
-            key=key,
-            tags=tags,
-            stale_while_revalidate=stale_while_revalidate,
-            stale_if_error=stale_if_error,
-            beta=beta,
-        )
+        return memoized(func, timeout, cache, key, tags, stale_while_revalidate, stale_if_error, beta)
 
     return decorator
+
+
+__all__ = ["AsyncMemoized", "memoize"]

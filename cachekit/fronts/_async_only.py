@@ -91,3 +91,8 @@ class AsyncExtras(FrontCore[AsyncBackend]):
         finally:
             if flights.get(stored_key) is future:
                 del flights[stored_key]
+
+
+def default_async_cache() -> Any:
+    """There is no default async cache: ``cachekit.aio.memoize`` is always given one."""
+    raise TypeError("cachekit.aio.memoize needs cache=: async clients belong to one event loop.")

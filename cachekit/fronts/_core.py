@@ -195,6 +195,13 @@ class FrontCore(Generic[_B]):
         self.key_head: str | None = None if key_function is not None else f"{key_prefix}:{version}:"
         #: Whether the backend keeps Python objects (local memory) rather than bytes.
         self.stores_objects = bool(getattr(backend, "stores_objects", False))
+        # A Redis near cache's memo of decoded values (looked up on the class, as near_stats):
+        # a near hit then costs no unpickling. Not for signed values (bound to the user's key).
+        near_memo = getattr(type(backend), "near_memo", None)
+        #: ``stored key -> (bytes, serializer, value)``, or ``None`` without a near cache.
+        self.near_memo: dict[str, tuple[bytes, object, Any]] | None = (
+            near_memo(backend) if near_memo is not None and self._signed is None else None
+        )
         #: The counters and the failure policy; see :class:`~cachekit.fronts.recorder.Recorder`.
         self.recorder = Recorder(name, raises=on_error == "raise")
         if not isinstance(latency_sample_every, int) or latency_sample_every < 0:

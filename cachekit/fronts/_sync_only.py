@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+from typing import Any
 from typing import TypeAlias
 from typing import TypeVar
 
@@ -34,3 +35,10 @@ class SyncExtras(FrontCore[Backend]):
     def _single_flight(self, key: str, version: int | None, work: Callable[[], T]) -> T:
         """Run ``work``: concurrent threads and processes meet at the backend lock instead."""
         return work()
+
+
+def default_cache() -> Any:
+    """The sync ``@memoize``'s cache when none was given: ``caches["default"]``, looked up on first call."""
+    from cachekit.config import caches
+
+    return caches["default"]

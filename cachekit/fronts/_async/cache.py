@@ -32,6 +32,7 @@ from cachekit.fronts._core import _STORED_AS_IS
 from cachekit.fronts._core import DEFAULT_TIMEOUT
 from cachekit.fronts._core import Timeout
 from cachekit.fronts._core import _Copied
+from cachekit.fronts._core import _is_immutable
 from cachekit.fronts._core import _Pickled
 
 logger = logging.getLogger("cachekit.aio")
@@ -95,6 +96,12 @@ class AsyncCache(AsyncExtras):
         if self.stores_objects and kind is not _Pickled:
             self.recorder.hits += 1
             return stored if kind is not _Copied else stored.data.copy()
+        memo = self.near_memo
+        if memo is not None:  # a near hit hands back the very bytes a value was decoded from
+            held = memo.get(stored_key)
+            if held is not None and held[0] is stored and held[1] is self.serializer:
+                self.recorder.hits += 1
+                return held[2]
         try:
             signed = self._signed
             if signed is None:
@@ -105,6 +112,8 @@ class AsyncCache(AsyncExtras):
             self.recorder.undecodable(key, exc)
             self.recorder.misses += 1
             return default
+        if memo is not None and _is_immutable(value):
+            memo.keep(stored_key, stored, self.serializer, value)  # type: ignore[attr-defined]
         self.recorder.hits += 1
         return value
 
@@ -406,21 +415,14 @@ class AsyncCache(AsyncExtras):
             ``0`` disables it.
         :param tags: names that :meth:`invalidate_tags` can later invalidate.
         """
-        if not callable(default):
-            value = await self.get(key, _MISSING, version)
-            if value is not _MISSING:
-                return value  # type: ignore[no-any-return]
-            await self.add(key, default, timeout, version)
-            return await self.get(key, default, version)  # type: ignore[no-any-return]
-        compute: AsyncCompute[T] = default
-        if stale_while_revalidate or stale_if_error or beta or tags:
+        if (stale_while_revalidate or stale_if_error or beta or tags) and callable(default):
             ttl = self.lifetime(timeout)
             if ttl == 0:
-                return await acall(compute)
+                return await acall(default)
             return await get_or_set_entry(
                 self,
                 key,
-                compute,
+                default,
                 ttl,
                 version,
                 stale_while_revalidate=stale_while_revalidate,
@@ -431,6 +433,10 @@ class AsyncCache(AsyncExtras):
         value = await self.get(key, _MISSING, version)
         if value is not _MISSING:
             return value  # type: ignore[no-any-return]
+        if not callable(default):
+            await self.add(key, default, timeout, version)
+            return await self.get(key, default, version)  # type: ignore[no-any-return]
+        compute: AsyncCompute[T] = default
         return await self._single_flight(
             key, version, lambda: self._compute_locked(key, compute, timeout, version)
         )

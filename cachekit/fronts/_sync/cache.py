@@ -26,6 +26,7 @@ from cachekit.fronts._core import _STORED_AS_IS
 from cachekit.fronts._core import DEFAULT_TIMEOUT
 from cachekit.fronts._core import Timeout
 from cachekit.fronts._core import _Copied
+from cachekit.fronts._core import _is_immutable
 from cachekit.fronts._core import _Pickled
 from cachekit.fronts._sync.lock import GoAheadLock
 from cachekit.fronts._sync.lock import Turn
@@ -96,6 +97,12 @@ class Cache(SyncExtras):
         if self.stores_objects and kind is not _Pickled:
             self.recorder.hits += 1
             return stored if kind is not _Copied else stored.data.copy()
+        memo = self.near_memo
+        if memo is not None:  # a near hit hands back the very bytes a value was decoded from
+            held = memo.get(stored_key)
+            if held is not None and held[0] is stored and held[1] is self.serializer:
+                self.recorder.hits += 1
+                return held[2]
         try:
             signed = self._signed
             if signed is None:
@@ -106,6 +113,8 @@ class Cache(SyncExtras):
             self.recorder.undecodable(key, exc)
             self.recorder.misses += 1
             return default
+        if memo is not None and _is_immutable(value):
+            memo.keep(stored_key, stored, self.serializer, value)  # type: ignore[attr-defined]
         self.recorder.hits += 1
         return value
 
@@ -407,21 +416,14 @@ class Cache(SyncExtras):
             ``0`` disables it.
         :param tags: names that :meth:`invalidate_tags` can later invalidate.
         """
-        if not callable(default):
-            value = self.get(key, _MISSING, version)
-            if value is not _MISSING:
-                return value  # type: ignore[no-any-return]
-            self.add(key, default, timeout, version)
-            return self.get(key, default, version)  # type: ignore[no-any-return]
-        compute: Compute[T] = default
-        if stale_while_revalidate or stale_if_error or beta or tags:
+        if (stale_while_revalidate or stale_if_error or beta or tags) and callable(default):
             ttl = self.lifetime(timeout)
             if ttl == 0:
-                return call(compute)
+                return call(default)
             return get_or_set_entry(
                 self,
                 key,
-                compute,
+                default,
                 ttl,
                 version,
                 stale_while_revalidate=stale_while_revalidate,
@@ -432,6 +434,10 @@ class Cache(SyncExtras):
         value = self.get(key, _MISSING, version)
         if value is not _MISSING:
             return value  # type: ignore[no-any-return]
+        if not callable(default):
+            self.add(key, default, timeout, version)
+            return self.get(key, default, version)  # type: ignore[no-any-return]
+        compute: Compute[T] = default
         return self._single_flight(key, version, lambda: self._compute_locked(key, compute, timeout, version))
 
     def _compute_locked(self, key: str, compute: Compute[T], timeout: Timeout, version: int | None) -> T:
