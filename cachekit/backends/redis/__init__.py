@@ -9,25 +9,25 @@ paths of the single-module ``cachekit.backends.redis`` working.
 
 from __future__ import annotations
 
+from cachekit.backends.redis._clients import BlockingSentinelPool
+from cachekit.backends.redis._clients import blocking_client
+from cachekit.backends.redis._clients import no_retry
+from cachekit.backends.redis._core import RedisCore as BreakerMixin
+from cachekit.backends.redis._errors import backoff
+from cachekit.backends.redis._errors import retryable
+from cachekit.backends.redis._errors import translate_error
+from cachekit.backends.redis._rules import WriteCalls
+from cachekit.backends.redis._rules import add_calls
+from cachekit.backends.redis._rules import cas_calls
+from cachekit.backends.redis._rules import check_value_size
+from cachekit.backends.redis._rules import register_scripts
+from cachekit.backends.redis._urls import DEFAULT_MAX_VALUE_SIZE
+from cachekit.backends.redis._urls import DEFAULT_SOCKET_CONNECT_TIMEOUT
+from cachekit.backends.redis._urls import DEFAULT_SOCKET_TIMEOUT
 from cachekit.backends.redis._urls import OPTIONS as URL_OPTIONS
-from cachekit.backends.redis.sync import DEFAULT_MAX_VALUE_SIZE
-from cachekit.backends.redis.sync import DEFAULT_SOCKET_CONNECT_TIMEOUT
-from cachekit.backends.redis.sync import DEFAULT_SOCKET_TIMEOUT
-from cachekit.backends.redis.sync import BlockingSentinelPool
-from cachekit.backends.redis.sync import BreakerMixin
+from cachekit.backends.redis._urls import redact_url
 from cachekit.backends.redis.sync import RedisBackend
 from cachekit.backends.redis.sync import RedisLock
-from cachekit.backends.redis.sync import WriteCalls
-from cachekit.backends.redis.sync import add_calls
-from cachekit.backends.redis.sync import backoff
-from cachekit.backends.redis.sync import blocking_client
-from cachekit.backends.redis.sync import cas_calls
-from cachekit.backends.redis.sync import check_value_size
-from cachekit.backends.redis.sync import no_retry
-from cachekit.backends.redis.sync import redact_url
-from cachekit.backends.redis.sync import register_scripts
-from cachekit.backends.redis.sync import retryable
-from cachekit.backends.redis.sync import translate_error
 
 __all__ = [
     "DEFAULT_MAX_VALUE_SIZE",

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from cachekit.backends.locmem import _tick
+from cachekit.backends.redis._clients import sentinel_master as sync_sentinel_master
 from cachekit.backends.redis._near import NearCache
 from cachekit.backends.redis._near import _monotonic
 from cachekit.backends.redis._near import cluster_topology
@@ -25,7 +26,6 @@ from cachekit.backends.redis._near import listener_factory
 from cachekit.backends.redis._urls import SentinelURL
 from cachekit.backends.redis._urls import Standalone
 from cachekit.backends.redis.asyncio import AsyncRedisBackend
-from cachekit.backends.redis.sync import _sentinel_master as sync_sentinel_master
 from cachekit.backends.redis.sync import blocking_client
 from cachekit.backends.redis.sync import redact_url
 

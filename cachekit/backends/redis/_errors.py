@@ -15,8 +15,11 @@ command that failed inside them (Redis 7), so ``OOM`` in a script is an outage t
 
 from __future__ import annotations
 
+import random
+
 from redis.exceptions import AuthenticationError
 from redis.exceptions import AuthorizationError
+from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import RedisClusterException
@@ -98,3 +101,28 @@ def translate_error(
     if is_outage(exc):
         return BackendUnavailableError(f"Redis at {backend!r} is unavailable ({where}): {exc}")
     return BackendError(f"Redis at {backend!r} answered {where} with an error: {exc}")
+
+
+# Connection errors that a prompt retry would only repeat: an exhausted pool, a full server.
+_NOT_RETRIED = ("No connection available", "max number of clients reached")
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a call that failed with ``exc`` may be sent again.
+
+    Only a lost connection (a restarted server, a pooled socket closed under us) is
+    retried. A timeout is not: the server may be hung, and waiting again would cost a
+    second socket timeout; nor is a pool that had no free connection in time, a
+    server at its client limit, one still loading its data, or refused credentials.
+    """
+    return (
+        isinstance(exc, RedisConnectionError)
+        # redis-py files these replies under ConnectionError; repeating them at once is no use.
+        and not isinstance(exc, (RedisTimeoutError, BusyLoadingError, AuthenticationError))
+        and not any(text in str(exc) for text in _NOT_RETRIED)
+    )
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt`` (0-based): 10 ms doubling, jittered, at most 100 ms."""
+    return float(min(0.1, 0.01 * 2.0**attempt)) * random.uniform(0.5, 1.0)

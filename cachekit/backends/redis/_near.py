@@ -45,6 +45,8 @@ import redis
 
 from cachekit.backends.locmem import LocMemBackend
 from cachekit.backends.locmem import _tick
+from cachekit.backends.redis._clients import aio_cluster_client
+from cachekit.backends.redis._clients import cluster_client
 from cachekit.backends.redis._urls import ClusterURL
 from cachekit.backends.redis.sync import RedisBackend
 from cachekit.backends.redis.sync import _wire_all
@@ -456,7 +458,7 @@ def listener_factory(pool: Any) -> Callable[[], Any]:
 
 def cluster_url(client: object) -> ClusterURL | None:
     """The parsed ``redis+cluster://`` URL behind a backend's client factory, if it is one."""
-    if isinstance(client, partial) and getattr(client.func, "__name__", "") == "_cluster_client":
+    if isinstance(client, partial) and client.func in (cluster_client, aio_cluster_client):
         parsed = client.args[0]
         return parsed if isinstance(parsed, ClusterURL) else None
     return None
