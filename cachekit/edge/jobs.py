@@ -144,6 +144,13 @@ class PurgeJob:
             raise InvalidPurgeError(f"nothing to purge: no {kind} given.")
         if len(unique) > MAX_VALUES:
             raise InvalidPurgeError(f"{len(unique)} values in one purge; at most {MAX_VALUES}: split it.")
+        joined = sum(len(value) + 1 for value in unique) - 1
+        if kind == "tags" and joined > MAX_HEADER_LENGTH:
+            # The tags of one job travel in one header line (xkey, Surrogate-Key).
+            raise InvalidPurgeError(
+                f"these {len(unique)} tags take {joined} bytes in one header, more than {MAX_HEADER_LENGTH}: "
+                "split the purge."
+            )
         return cls(kind, unique, bool(soft))
 
     def to_json(self) -> str:

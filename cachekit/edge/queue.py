@@ -21,14 +21,18 @@ long: ban everything there once it is back).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from typing import Protocol
 
 from cachekit.edge.jobs import PurgeJob
+from cachekit.exceptions import BackendError
+from cachekit.exceptions import BackendUnavailableError
 
 #: Default most items a queue holds.
 MAX_LENGTH = 10_000
@@ -236,11 +240,12 @@ class RedisPurgeQueue:
         return source if callable(getattr(source, "register_script", None)) else source.client
 
     def _run(self, script: str, *args: Any) -> Any:
-        client = self.client
-        registered = self._scripts.get(script)
-        if registered is None:
-            registered = self._scripts[script] = client.register_script(script)
-        return registered(keys=self.keys, args=list(args), client=client)
+        with _translated():
+            client = self.client
+            registered = self._scripts.get(script)
+            if registered is None:
+                registered = self._scripts[script] = client.register_script(script)
+            return registered(keys=self.keys, args=list(args), client=client)
 
     def __repr__(self) -> str:
         return f"RedisPurgeQueue({self.keys[0]!r})"
@@ -271,15 +276,30 @@ class RedisPurgeQueue:
         self._run(_DROP, item.member)
 
     def __len__(self) -> int:
-        return int(self.client.zcard(self.keys[0]))
+        with _translated():
+            return int(self.client.zcard(self.keys[0]))
 
     def items(self) -> list[QueuedPurge]:
         """Every waiting item."""
-        members = [_text(m) for m in self.client.zrange(self.keys[0], 0, -1)]
-        attempts = self.client.hmget(self.keys[1], members) if members else []
+        with _translated():
+            members = [_text(m) for m in self.client.zrange(self.keys[0], 0, -1)]
+            attempts = self.client.hmget(self.keys[1], members) if members else []
         return [
             QueuedPurge.from_member(m, int(_text(a or b"0"))) for m, a in zip(members, attempts, strict=True)
         ]
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """redis-py's errors as cachekit's: unreachable is :class:`BackendUnavailableError`."""
+    import redis.exceptions
+
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise BackendUnavailableError(f"purge queue: {exc}") from exc
+    except redis.exceptions.RedisError as exc:
+        raise BackendError(f"purge queue: {exc}") from exc
 
 
 def _text(value: Any) -> str:

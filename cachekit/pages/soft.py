@@ -30,6 +30,7 @@ from cachekit.exceptions import MissingKeyError
 from cachekit.pages.record import ERROR_UNTIL
 from cachekit.pages.record import FRESH_UNTIL
 from cachekit.pages.record import STALE_UNTIL
+from cachekit.pages.record import STORED_AT
 from cachekit.pages.record import Page
 from cachekit.tags import TAG_KEY_PREFIX
 
@@ -119,6 +120,8 @@ async def async_soft_since(cache: AsyncCache, generations: Sequence[tuple[str, i
 def stale_from(page: Page, at: float, options: PageOptions) -> Page:
     """``page`` as if it went stale at ``at``: its stale windows keep their lengths, counted from ``at``.
 
+    Its ``Age`` grows by as much as its freshness shrank, so a served copy says it is stale.
+
     A page stored to never expire has no windows of its own: the options' are used.
     """
     fresh_until = page[FRESH_UNTIL]
@@ -129,8 +132,10 @@ def stale_from(page: Page, at: float, options: PageOptions) -> Page:
         fields[STALE_UNTIL] = at + options.stale_while_revalidate
         fields[ERROR_UNTIL] = at + options.stale_if_error
     else:
+        # Stored earlier by as much, too: its Age then tells caches downstream (Varnish,
+        # a CDN) that the copy is stale, so a proxy refetching it does not keep it as fresh.
         shift = fresh_until - at
-        for index in (STALE_UNTIL, ERROR_UNTIL):
+        for index in (STORED_AT, STALE_UNTIL, ERROR_UNTIL):
             if fields[index] is not None:
                 fields[index] -= shift
     fields[FRESH_UNTIL] = at

@@ -217,6 +217,22 @@ def test_a_ban_pattern_with_spaces_or_a_bad_regex_is_refused(recorder: Recorder)
 def test_too_many_values_in_one_purge_are_refused() -> None:
     with pytest.raises(InvalidPurgeError, match="at most"):
         PurgeJob.tags([f"t{i}" for i in range(300)])
+    with pytest.raises(InvalidPurgeError, match="in one header"):
+        PurgeJob.tags([f"{i}" + "x" * 1000 for i in range(9)])  # 9 KB of tags in one xkey line
+    assert len(PurgeJob.tags([f"{i}" + "x" * 1000 for i in range(7)]).values) == 7
+
+
+def test_an_unreachable_queue_store_is_reported_not_raised(recorder: Recorder) -> None:
+    redis = pytest.importorskip("redis")
+    from cachekit.exceptions import BackendUnavailableError
+
+    store = RedisPurgeQueue(redis.Redis(host=servers.HOST, port=servers.free_port(), socket_timeout=1))
+    purges = Purges(purgers=[VarnishPurger([closed_port()], timeout=1.0)], queue=store)
+    report = purges.invalidate_tags("x")
+    assert report.failed
+    assert report.queued == []
+    with pytest.raises(BackendUnavailableError):
+        purges.deliver_queued()
 
 
 def test_credentials_are_never_logged_nor_shown(recorder: Recorder, caplog: pytest.LogCaptureFixture) -> None:

@@ -1,4 +1,4 @@
-"""Soft tag invalidation in our page cache: the page turns stale (served while one request re-renders), not missing.
+"""Soft tag invalidation in our page cache: the page turns stale (served while it re-renders), not missing.
 
 Another request's re-render is simulated by holding the URL's stampede lock:
 while it is held, a stale page in its window is served at once; a page with no
@@ -111,6 +111,8 @@ def test_a_soft_invalidated_page_is_served_stale_while_another_request_re_render
     assert "hit" in member
     ttl = next(float(part[4:]) for part in member if part.startswith("ttl="))
     assert ttl <= 0  # served stale: it went stale at the purge
+    age = int({name.lower(): value for name, value in headers}["age"])
+    assert age >= 60  # so a proxy in front does not keep it as fresh (its max-age is 60)
     body(page)  # the lock is free: this request re-renders (inline, or in the background)
     settle(page)
     assert body(page) == b"render 2"  # stored, with the tag's new generation
@@ -150,7 +152,8 @@ def test_entries_of_get_or_set_treat_a_soft_invalidation_as_hard() -> None:
     from cachekit import Cache
     from cachekit.backends.locmem import LocMemBackend
 
-    cache = Cache(LocMemBackend())
+    cache = Cache(LocMemBackend("edge-soft-get-or-set"))
+    cache.clear()
     values = iter(range(10))
     first = cache.get_or_set("k", lambda: next(values), tags=["t"])
     soft_invalidate_tags(cache, ["t"])

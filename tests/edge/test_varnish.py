@@ -130,6 +130,22 @@ def test_a_purge_during_a_varnish_outage_is_queued_and_delivered_once_it_is_back
     assert get(stack, "/page/o1").headers["X-Cache"] == "HIT"
 
 
+def test_a_soft_url_purge_serves_stale_from_varnish_and_revalidates(stack: Stack) -> None:
+    assert cached_in_varnish(stack, "/page/su1") == "/page/su1 render 1"
+
+    report = admin(stack, "purge-url", url=stack.varnish_url + "/page/su1", soft="1")
+
+    assert report["delivered"] == [f"varnish http://{stack.varnish.address}"]
+    stale = get(stack, "/page/su1")
+    assert (stale.headers["X-Cache"], stale.text) == ("HIT", "/page/su1 render 1")  # purge.soft(): in grace
+    deadline = time.monotonic() + 10.0
+    body = stale.text
+    while body == "/page/su1 render 1" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        body = get(stack, "/page/su1").text
+    assert body == "/page/su1 render 2"
+
+
 def test_a_soft_purge_serves_stale_from_varnish_and_revalidates(stack: Stack) -> None:
     assert cached_in_varnish(stack, "/page/s1") == "/page/s1 render 1"
 
