@@ -13,12 +13,9 @@ The class is generated (:mod:`cachekit.fronts`): its source is the async front
 
 from __future__ import annotations
 
-from cachekit.fronts._core import _MISSING as _MISSING
 from cachekit.fronts._core import DEFAULT_TIMEOUT
 from cachekit.fronts._core import KeyFunction
 from cachekit.fronts._core import Timeout
-from cachekit.fronts._core import _Copied as _Copied
-from cachekit.fronts._core import _Pickled as _Pickled
 from cachekit.fronts._core import default_key_function
 from cachekit.fronts._sync.cache import Cache
 

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from typing import Any
 
+from cachekit.pages.wsgi import status_code as _status_code
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
 
@@ -16,10 +18,7 @@ Headers = list[tuple[str, str]]
 
 def status_code(status: str) -> int:
     """Return the integer code of a WSGI status line such as ``"200 OK"`` (500 if malformed)."""
-    try:
-        return int(status[:3])
-    except ValueError:
-        return 500
+    return _status_code(status, default=500)
 
 
 def add_vary(headers: Headers, field: str) -> None:

@@ -98,12 +98,16 @@ def close_iterable(iterable: Iterable[bytes]) -> None:
         close()
 
 
-def status_code(status: str | None) -> int:
-    """Return the numeric code of a WSGI status line such as ``"200 OK"`` (0 if malformed)."""
+def status_code(status: str | None, default: int = 0) -> int:
+    """Return the numeric code of a WSGI status line such as ``"200 OK"`` (``default`` if malformed).
+
+    The one parser of status lines: the page cache takes 0 (not storable), the
+    session middleware 500 (``middleware._wsgi``).
+    """
     try:
-        return int(status[:3]) if status else 0
+        return int(status[:3]) if status else default
     except ValueError:
-        return 0
+        return default
 
 
 class Capture:

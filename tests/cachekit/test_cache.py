@@ -103,7 +103,7 @@ def test_server_error_is_not_swallowed() -> None:
 def test_corrupt_stored_bytes_are_a_counted_miss() -> None:
     backend = LocMemBackend("corrupt")
     cache = Cache(backend)
-    from cachekit.cache import _Pickled
+    from cachekit.fronts._core import _Pickled
 
     backend.set(cache.make_key("k"), _Pickled(b"\x80\x05garbage"), None)
     assert cache.get("k", "default") == "default"

@@ -159,3 +159,12 @@ def test_an_outage_while_taking_the_stampede_lock_computes_once_and_counts_no_wa
     assert calls == [1]
     assert cache.stats()["errors"] == 1
     assert cache.stats()["lock_waits"] == 0
+
+
+def test_one_status_line_parser_with_each_callers_default() -> None:
+    from cachekit.pages.wsgi import status_code
+    from middleware._wsgi import status_code as middleware_status_code
+
+    assert status_code("404 Not Found") == middleware_status_code("404 Not Found") == 404
+    assert (status_code("oops"), status_code(None), status_code("oops", default=7)) == (0, 0, 7)
+    assert middleware_status_code("oops") == 500
