@@ -312,8 +312,10 @@ def queue_for(cache: Any, max_length: int = MAX_LENGTH) -> PurgeQueue:
     The queue's keys sit under the cache's ``key_prefix``, so two apps sharing
     one Redis keep separate queues.
     """
-    from cachekit.backends.redis import RedisBackend
-
+    try:
+        from cachekit.backends.redis import RedisBackend
+    except ImportError:  # no redis-py: the cache cannot be on Redis
+        return MemoryPurgeQueue(max_length)
     backend = getattr(cache, "backend", None)
     if isinstance(backend, RedisBackend):
         prefix = getattr(cache, "key_prefix", "") or ""

@@ -496,3 +496,23 @@ def test_async_purges_reach_the_async_cache_and_the_proxies(recorder: Recorder) 
     assert values == (1, 2)
     assert report.delivered == url_report.delivered == [f"varnish http://{recorder.address}"]
     assert [r[0] for r in recorder.requests] == ["PURGE", "PURGE"]
+
+
+def test_purges_need_no_client_library() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import builtins\n"
+        "real = builtins.__import__\n"
+        "def guard(name, *a, **k):\n"
+        "    if name.split('.')[0] in ('redis', 'pymemcache', 'httpx', 'requests'):\n"
+        "        raise ImportError('blocked ' + name)\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = guard\n"
+        "import cachekit\n"
+        "from cachekit.edge import Purges, VarnishPurger\n"
+        f"p = Purges(cachekit.from_url('locmem://'), [VarnishPurger(['{closed_port()}'])])\n"
+        "assert p.invalidate_tags('x').queued and not p.queue.durable\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
