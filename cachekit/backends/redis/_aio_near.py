@@ -18,6 +18,7 @@ import redis
 
 from cachekit.backends.locmem import _tick
 from cachekit.backends.redis._clients import sentinel_master as sync_sentinel_master
+from cachekit.backends.redis._near import DecodedMemo
 from cachekit.backends.redis._near import NearCache
 from cachekit.backends.redis._near import _monotonic
 from cachekit.backends.redis._near import cluster_topology
@@ -100,6 +101,10 @@ class AsyncNearRedisBackend(AsyncRedisBackend):
     def near_stats(self) -> dict[str, int]:
         """``near_hits``, ``near_misses``, ``near_invalidations``, ``near_flushes``, ``near_ready``."""
         return self._near.stats()
+
+    def near_memo(self) -> DecodedMemo:
+        """Where an ``AsyncCache`` keeps the decoded values of near hits (see ``DecodedMemo``)."""
+        return self._near.decoded
 
     async def get(self, key: str) -> bytes | None:
         """Return the local value of ``key`` if exact, else read Redis (and keep it locally)."""

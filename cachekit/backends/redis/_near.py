@@ -62,6 +62,26 @@ _monotonic = time.monotonic
 _CHANNEL = b"__redis__:invalidate"
 
 
+class DecodedMemo(dict[str, tuple[bytes, object, Any]]):
+    """Decoded values beside the near cache's bytes: ``stored key -> (bytes, serializer, value)``.
+
+    Filled and read by the ``Cache`` front (``FrontCore.near_memo``) with immutable values
+    only (copy isolation as local memory gives). An entry answers only while the near
+    cache returns the very ``bytes`` object it was decoded from (``is``), so it can never
+    outlive the local value: a refill, an invalidation or an expiry hands out other bytes.
+    """
+
+    def __init__(self, bound: int) -> None:
+        super().__init__()
+        self.bound = bound
+
+    def keep(self, key: str, data: bytes, serializer: object, value: Any) -> None:
+        """Remember ``value`` decoded from ``data`` by ``serializer``; emptied when over the bound."""
+        if len(self) >= self.bound:
+            self.clear()  # entries of evicted keys linger until then; they can no longer match
+        self[key] = (data, serializer, value)
+
+
 #: A topology: a signature of the slot map (compared for changes) and the primaries'
 #: listener connections, by ``host:port``.
 Topology = tuple[object, dict[str, Callable[[], Any]]]
@@ -104,6 +124,8 @@ class NearCache:
         self._socket_timeout = socket_timeout
         self._ping_interval = ping_interval
         self._new_store()
+        #: Decoded values for the ``Cache`` front (see :class:`DecodedMemo`).
+        self.decoded = DecodedMemo(max_entries)
         self._lock = threading.Lock()
         #: Bumped on every reconnect and flush; a read that began in another generation never fills.
         self._generation = 0
@@ -180,6 +202,7 @@ class NearCache:
         with self._lock:
             for key in keys:
                 self._store.delete(key)
+                self.decoded.pop(key, None)
                 if key in self._reading:
                     self._dirty.add(key)
 
@@ -191,6 +214,7 @@ class NearCache:
     def _flush_locked(self) -> None:
         self._generation += 1
         self._store.clear()
+        self.decoded.clear()
         self._dirty.update(self._reading)
         self.flushes += 1
 
@@ -400,6 +424,7 @@ def _after_fork(ref: weakref.ref[NearCache]) -> None:
     near._dirty = set()
     near._generation += 1
     near._new_store()
+    near.decoded.clear()
 
 
 def cluster_topology(
@@ -519,6 +544,10 @@ class NearRedisBackend(RedisBackend):
     def near_stats(self) -> dict[str, int]:
         """``near_hits``, ``near_misses``, ``near_invalidations``, ``near_flushes``, ``near_ready``."""
         return self._near.stats()
+
+    def near_memo(self) -> DecodedMemo:
+        """Where a ``Cache`` keeps the decoded values of near hits (see :class:`DecodedMemo`)."""
+        return self._near.decoded
 
     def get(self, key: str) -> bytes | None:
         """Return the local value of ``key`` if exact, else read Redis (and keep it locally)."""

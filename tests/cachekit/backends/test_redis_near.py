@@ -24,6 +24,8 @@ import cachekit
 from cachekit.backends.redis import RedisBackend
 from cachekit.exceptions import ConfigurationError
 from cachekit.metrics import render_text
+from cachekit.serializers import PickleSerializer
+from cachekit.signing import SignedSerializer
 from tests import servers
 from tests.conftest import require_binary
 
@@ -686,3 +688,41 @@ def test_async_sentinel_two_processes_and_a_failover_leave_nothing_stale() -> No
         asyncio.run(scenario())
     finally:
         group.stop()
+
+
+# -- the Cache front keeps decoded values of near hits -----------------------------------------
+
+
+def test_cache_keeps_decoded_immutable_values_and_copies_nothing_shared(url: str) -> None:
+    """A near hit of an immutable value costs no unpickling; mutable values are never shared."""
+    cache = cachekit.from_url(url + "?near_cache=100")
+    near = cache.backend.near
+    assert near.wait_ready(5.0)
+    other = redis.Redis.from_url(url)
+    cache.set("text", "x" * 100)
+    cache.set("pair", ("a", 1))
+    cache.set("items", ["a", "b"])
+    assert _until(lambda: cache.get("text") == "x" * 100 and near.lookup(cache.make_key("text")) is not None)
+    first = cache.get("text")
+    assert cache.get("text") is first  # the decoded object itself, kept beside its bytes
+    assert _until(lambda: cache.get("pair") == ("a", 1) and cache.make_key("pair") in near.decoded)
+    assert cache.get("pair") is cache.get("pair")
+    assert _until(
+        lambda: cache.get("items") == ["a", "b"] and near.lookup(cache.make_key("items")) is not None
+    )
+    mine = cache.get("items")
+    mine.append("mutated")
+    assert cache.get("items") == ["a", "b"]  # a list is unpickled afresh on every hit
+    assert cache.make_key("items") not in near.decoded
+    # Another process's write: the invalidation drops the memo with the bytes.
+    seen = near.invalidations
+    raw = other.get(cache.make_key("text"))
+    other.set(cache.make_key("text"), raw.replace(b"x" * 100, b"y" * 100))
+    assert _until(lambda: near.invalidations > seen)
+    assert cache.get("text") == "y" * 100
+    cache.set("pair", ("b", 2))  # and so does this process's own write
+    assert cache.get("pair") == ("b", 2)
+    signed = SignedSerializer(PickleSerializer(), "a signing key of enough length, for the test")
+    assert cachekit.Cache(cache.backend, serializer=signed).near_memo is None  # bound to the user's key
+    assert cachekit.from_url(url).near_memo is None
+    cache.backend.close()
