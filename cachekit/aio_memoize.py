@@ -17,7 +17,6 @@ from typing import ParamSpec
 from typing import TypeVar
 
 from cachekit.fronts._async.memoize import AsyncMemoized
-from cachekit.fronts._async.memoize import memoized
 from cachekit.fronts._core import DEFAULT_TIMEOUT
 from cachekit.fronts._core import Timeout
 
@@ -69,7 +68,7 @@ def memoize(
                 f"cachekit.aio.memoize decorates async def functions; "
                 f"use cachekit.memoize.memoize for {func!r}."
             )
-        return memoized(func, timeout, cache, key, tags, stale_while_revalidate, stale_if_error, beta)
+        return AsyncMemoized(func, timeout, cache, key, tags, stale_while_revalidate, stale_if_error, beta)
 
     return decorator
 

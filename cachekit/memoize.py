@@ -22,7 +22,6 @@ from cachekit.fronts._core import DEFAULT_TIMEOUT
 from cachekit.fronts._core import Timeout
 from cachekit.fronts._sync.cache import Cache
 from cachekit.fronts._sync.memoize import Memoized
-from cachekit.fronts._sync.memoize import memoized
 from cachekit.fronts.memokeys import KEY_PREFIX
 
 P = ParamSpec("P")
@@ -62,9 +61,11 @@ def memoize(
     :param stale_if_error: see :mod:`cachekit.stampede`.
     :param beta: XFetch early-refresh factor (``1.0`` recommended, ``0`` off).
     """
-    return lambda func: memoized(
-        func, timeout, cache, key, tags, stale_while_revalidate, stale_if_error, beta
-    )
+
+    def decorator(func: Callable[P, R]) -> Memoized[P, R]:
+        return Memoized(func, timeout, cache, key, tags, stale_while_revalidate, stale_if_error, beta)
+
+    return decorator
 
 
 __all__ = ["KEY_PREFIX", "Memoized", "memoize"]

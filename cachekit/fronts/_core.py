@@ -319,10 +319,14 @@ class FrontCore(Generic[_B]):
                 return stored.data.copy()
             if kind is not _Pickled:
                 return stored
+        return self._decode(key, stored)
+
+    def _decode(self, key: str, data: bytes) -> Any:
+        """Deserialize bytes read for ``key`` (checking a signed value's signature and binding)."""
         signed = self._signed
         if signed is None:
-            return self.serializer.loads(stored)
-        return signed.loads_for(self._context(key), stored)
+            return self.serializer.loads(data)
+        return signed.loads_for(self._context(key), data)
 
     def _context(self, key: str) -> str:
         """What a signed value is bound to: this cache's prefix and the key (so values cannot be moved)."""
@@ -364,13 +368,14 @@ class FrontCore(Generic[_B]):
     def _sample(self) -> float | None:
         """Start the timer if this call is the one in ``latency_sample_every``; else ``None``.
 
-        ``get`` and ``set`` inline it: a method call measured 40-70 ns of a 0.7 µs
+        ``get`` and ``set`` inline it: a method call measured 30-70 ns of a 0.45 µs
         local-memory ``set``.
         """
-        countdown = self._countdown - 1
-        if countdown:
-            self._countdown = countdown
-            return None
+        self._countdown -= 1
+        return None if self._countdown else self._restart_sampling()
+
+    def _restart_sampling(self) -> float:
+        """Count down to the next sampled call again, and start timing this one."""
         self._countdown = self.latency_sample_every
         return time.perf_counter()
 

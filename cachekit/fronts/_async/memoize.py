@@ -35,7 +35,6 @@ class AsyncMemoized(Generic[P, R]):
     def __init__(
         self,
         func: Callable[P, Awaitable[R]],
-        *,
         timeout: Timeout,
         cache: AsyncCache | None,
         key: Callable[..., str] | None,
@@ -106,27 +105,4 @@ class AsyncMemoized(Generic[P, R]):
         return await self.cache.delete(self.make_key(*args, **kwargs))
 
 
-def memoized(
-    func: Callable[P, Awaitable[R]],
-    timeout: Timeout,
-    cache: AsyncCache | None,
-    key: Callable[..., str] | None,
-    tags: Iterable[str],
-    stale_while_revalidate: float,
-    stale_if_error: float,
-    beta: float,
-) -> AsyncMemoized[P, R]:
-    """Wrap ``func``: what the decorator ``memoize(...)`` returns does (its arguments in order)."""
-    return AsyncMemoized(
-        func,
-        timeout=timeout,
-        cache=cache,
-        key=key,
-        tags=tags,
-        stale_while_revalidate=stale_while_revalidate,
-        stale_if_error=stale_if_error,
-        beta=beta,
-    )
-
-
-__all__ = ["AsyncMemoized", "memoized"]
+__all__ = ["AsyncMemoized"]

@@ -11,7 +11,6 @@ in its :class:`~cachekit.fronts.recorder.Recorder`.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
@@ -74,14 +73,9 @@ class Cache(SyncExtras):
             stored_key = head + key  # the hot path: skip make_key's checks
         else:
             stored_key = self.make_key(key, version)
-        # _sample() inlined, here and in set(): the call measured 40-70 ns of a local-memory get.
-        countdown = self._countdown - 1
-        started: float | None = None
-        if countdown:
-            self._countdown = countdown
-        else:
-            self._countdown = self.latency_sample_every
-            started = time.perf_counter()
+        # _sample() inlined, here and in set(): the call measured 30-70 ns of a local-memory get.
+        countdown = self._countdown = self._countdown - 1
+        started = None if countdown else self._restart_sampling()
         try:
             stored: Any = self.backend.get(stored_key)
         except BackendUnavailableError as exc:
@@ -104,11 +98,7 @@ class Cache(SyncExtras):
                 self.recorder.hits += 1
                 return held[2]
         try:
-            signed = self._signed
-            if signed is None:
-                value = self.serializer.loads(stored)
-            else:
-                value = signed.loads_for(self._context(key), stored)
+            value = self._decode(key, stored)
         except SerializationError as exc:
             self.recorder.undecodable(key, exc)
             self.recorder.misses += 1
@@ -174,13 +164,8 @@ class Cache(SyncExtras):
             self._delete_stored(stored_key)
             return
         data = value if self.stores_objects and type(value) in _STORED_AS_IS else self._dumps(key, value)
-        countdown = self._countdown - 1
-        started: float | None = None
-        if countdown:
-            self._countdown = countdown
-        else:
-            self._countdown = self.latency_sample_every
-            started = time.perf_counter()
+        countdown = self._countdown = self._countdown - 1  # _sample() inlined, as in get()
+        started = None if countdown else self._restart_sampling()
         try:
             self.backend.set(stored_key, data, ttl)
         except BackendUnavailableError as exc:

@@ -35,7 +35,6 @@ class Memoized(Generic[P, R]):
     def __init__(
         self,
         func: Callable[P, R],
-        *,
         timeout: Timeout,
         cache: Cache | None,
         key: Callable[..., str] | None,
@@ -106,27 +105,4 @@ class Memoized(Generic[P, R]):
         return self.cache.delete(self.make_key(*args, **kwargs))
 
 
-def memoized(
-    func: Callable[P, R],
-    timeout: Timeout,
-    cache: Cache | None,
-    key: Callable[..., str] | None,
-    tags: Iterable[str],
-    stale_while_revalidate: float,
-    stale_if_error: float,
-    beta: float,
-) -> Memoized[P, R]:
-    """Wrap ``func``: what the decorator ``memoize(...)`` returns does (its arguments in order)."""
-    return Memoized(
-        func,
-        timeout=timeout,
-        cache=cache,
-        key=key,
-        tags=tags,
-        stale_while_revalidate=stale_while_revalidate,
-        stale_if_error=stale_if_error,
-        beta=beta,
-    )
-
-
-__all__ = ["Memoized", "memoized"]
+__all__ = ["Memoized"]
