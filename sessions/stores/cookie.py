@@ -59,9 +59,11 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from itsdangerous import BadData
-from itsdangerous import URLSafeSerializer
+from itsdangerous import BadSignature
+from itsdangerous import Signer
 from itsdangerous.encoding import base64_decode
 from itsdangerous.encoding import base64_encode
+from itsdangerous.encoding import want_bytes
 
 from cachekit.cache import Cache
 from cachekit.exceptions import ConfigurationError
@@ -86,32 +88,39 @@ GENERATION_KEY = "cachekit.gen"
 COOKIE_ID_KEY = "cachekit.sid"
 
 
-class _Signer:
-    """itsdangerous's ``URLSafeSerializer`` wire format for one key, with the key derived once.
+class _Signer(Signer):
+    """itsdangerous's :class:`~itsdangerous.Signer` for one key, with the key derived once.
 
     Cookies are byte-for-byte what ``URLSafeSerializer(key, salt=salt)`` makes
     and reads (a test checks both ways): ``[.]base64(payload).base64(hmac)``,
     a leading dot marking zlib. itsdangerous derives its HMAC key from the
-    secret and the salt on every call; doing it once here makes a session
+    secret and the salt on every call; deriving it once here makes a session
     request several times cheaper.
     """
 
     def __init__(self, secret: bytes, salt: str) -> None:
-        self._key = URLSafeSerializer(secret, salt=salt).make_signer().derive_key()
+        super().__init__(secret, salt=salt)  # itsdangerous's defaults: HMAC-SHA1, "django-concat"
+        self._key = super().derive_key()
 
-    def _signature(self, payload: bytes) -> bytes:
-        return base64_encode(hmac.digest(self._key, payload, "sha1"))
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        """The key derived from this signer's one secret (computed once, in ``__init__``)."""
+        return self._key
 
-    def sign(self, payload: bytes) -> str:
-        return (payload + b"." + self._signature(payload)).decode("ascii")
+    def get_signature(self, value: str | bytes) -> bytes:
+        """The base64 signature of ``value``, with the key derived once."""
+        return base64_encode(hmac.digest(self._key, want_bytes(value), self.digest_method))
 
-    def unsign(self, value: bytes) -> bytes | None:
-        payload, sep, signature = value.rpartition(b".")
-        if not sep or not hmac.compare_digest(self._signature(payload), signature):
-            return None
-        return payload
+    def verify_signature(self, value: str | bytes, sig: str | bytes) -> bool:
+        """Whether ``sig`` (base64, as sent) signs ``value``.
+
+        Compared in its base64 form, as itsdangerous makes it: one encode
+        instead of padding and decoding every request's signature.
+        """
+        return hmac.compare_digest(self.get_signature(value), want_bytes(sig))
 
 
+# Compression is itsdangerous's format too (URLSafeSerializer's ``load_payload``), but that
+# inflates without a limit: these two keep the format and refuse a zip bomb.
 def _pack(data: bytes) -> bytes:
     # Compression cannot pay for itself on small payloads; try it from 200 bytes.
     if len(data) >= _COMPRESS_FROM:
@@ -268,7 +277,7 @@ class SignedCookieStore(BaseStore):
             raise CookieTooLargeError(len(data), _MAX_INFLATED)
         if self._fernets:
             return self._fernets[0].encrypt(data).decode("ascii")
-        return self._signers[0].sign(_pack(data))
+        return self._signers[0].sign(_pack(data)).decode("ascii")
 
     def _decode(self, value: str) -> tuple[Any, bool]:
         """Return ``(record, verified_by_current_key)``; raise ``ValueError`` if no key verifies."""
@@ -284,9 +293,11 @@ class SignedCookieStore(BaseStore):
                 return self.serializer.loads(plain), index == 0
             raise ValueError("no key decrypts the cookie")
         for index, signer in enumerate(self._signers):
-            payload = signer.unsign(token)
-            if payload is not None:
-                return self.serializer.loads(_unpack(payload)), index == 0
+            try:
+                payload = signer.unsign(token)
+            except BadSignature:
+                continue
+            return self.serializer.loads(_unpack(payload)), index == 0
         raise ValueError("no key verifies the cookie")
 
     # -- Store -----------------------------------------------------------------
