@@ -75,7 +75,8 @@ class AsyncExtras(FrontCore[AsyncBackend]):
             if result is not _FAILED:
                 # Read the stored copy so no two callers share one mutable object.
                 value = await self.get(key, _MISSING, version)
-                return result if value is _MISSING else value  # type: ignore[no-any-return]
+                answer: T = result if value is _MISSING else value
+                return answer
             # The computing task failed or is slow: take our own turn at the backend lock.
             return await work()
         future: asyncio.Future[Any] = loop.create_future()

@@ -12,6 +12,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from typing import Generic
+from typing import TypeVar
+
+V = TypeVar("V")
 
 #: Prefix of the cache keys holding tag counters.
 TAG_KEY_PREFIX = "cachekit.tag:"
@@ -31,11 +35,11 @@ def tag_key(tag: str) -> str:
 
 
 @dataclass(frozen=True)
-class CacheEntry:
+class CacheEntry(Generic[V]):
     """A stored value with its freshness deadline, computation time and tag generations."""
 
     #: The cached value.
-    value: Any
+    value: V
     #: Wall-clock time after which the value is stale; ``None``: fresh for ever.
     fresh_until: float | None
     #: Seconds the computation took (XFetch's ``delta``).
@@ -75,7 +79,7 @@ class EntryOptions:
         self.tags = tags
 
 
-def stale_within(entry: CacheEntry, now: float, window: float) -> bool:
+def stale_within(entry: CacheEntry[Any], now: float, window: float) -> bool:
     """Whether ``entry`` went stale less than ``window`` seconds before ``now``."""
     return entry.fresh_until is not None and now < entry.fresh_until + window
 
@@ -88,7 +92,7 @@ def envelope(
     started: float,
     delta: float,
     generations: Generations,
-) -> tuple[CacheEntry, float | None]:
+) -> tuple[CacheEntry[Any], float | None]:
     """The entry to store for ``value`` computed at ``started``, and the backend timeout to keep it."""
     entry = CacheEntry(value, None if ttl is None else started + ttl, delta, generations)
     return entry, None if ttl is None else ttl + stale_window

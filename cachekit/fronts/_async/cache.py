@@ -415,12 +415,14 @@ class AsyncCache(AsyncExtras):
                 beta=beta,
                 tags=tags,
             )
-        value = await self.get(key, _MISSING, version)
+        # The stored value is taken for a T: the cache holds what get_or_set stored under the key.
+        value: T = await self.get(key, _MISSING, version)
         if value is not _MISSING:
-            return value  # type: ignore[no-any-return]
+            return value
         if not callable(default):
             await self.add(key, default, timeout, version)
-            return await self.get(key, default, version)  # type: ignore[no-any-return]
+            stored: T = await self.get(key, default, version)
+            return stored
         compute: AsyncCompute[T] = default
         return await self._single_flight(
             key, version, lambda: self._compute_locked(key, compute, timeout, version)
@@ -437,11 +439,11 @@ class AsyncCache(AsyncExtras):
             if turn is Turn.BUSY:
                 self.recorder.lock_waits += 1
                 logger.info("%s", LockTimeoutError(stored_key, self.lock_timeout))
-            value = await self.get(key, _MISSING, version)
+            value: T = await self.get(key, _MISSING, version)
             if value is not _MISSING:
                 if turn is Turn.HELD:
                     self.recorder.lock_waits += 1  # another caller stored it while we waited
-                return value  # type: ignore[no-any-return]
+                return value
             result = await acall(compute)
             await self.set(key, result, timeout, version)
             return result

@@ -77,7 +77,7 @@ class EntryFlow(Generic[T]):
         self.version = version
         self.options = options
 
-    async def _valid_entry(self, stored: Any) -> CacheEntry | None:
+    async def _valid_entry(self, stored: Any) -> CacheEntry[T] | None:
         if isinstance(stored, CacheEntry) and await generations_valid(self.cache, stored.tags):
             return stored
         return None  # invalidated content is never served, not even as stale
@@ -94,7 +94,7 @@ class EntryFlow(Generic[T]):
         now = cache.clock()
         if entry is not None:
             if entry.is_fresh(now) and not entry.refresh_early(now, options.beta):
-                return entry.value  # type: ignore[no-any-return]
+                return entry.value
             if entry.is_fresh(now) or stale_within(entry, now, options.stale_while_revalidate):
                 # A stale value is at hand: never wait. Whoever gets the lock refreshes.
                 stored_key = cache.make_key(self.key, self.version)
@@ -103,24 +103,25 @@ class EntryFlow(Generic[T]):
                         return await self._compute_and_store(entry)
                 if not entry.is_fresh(now):
                     cache.recorder.stale_serves += 1
-                return entry.value  # type: ignore[no-any-return]
+                return entry.value
         return await cache._single_flight(self.key, self.version, lambda: self._locked(entry))
 
-    async def _locked(self, fallback: CacheEntry | None) -> T:
+    async def _locked(self, fallback: CacheEntry[T] | None) -> T:
         cache = self.cache
         async with GoAheadLock(cache, cache.make_key(self.key, self.version), blocking=True) as turn:
             if turn is not Turn.HELD:
                 if turn is Turn.BUSY:
                     cache.recorder.lock_waits += 1  # the holder is slow or gone: compute rather than fail
                 return await self._compute_and_store(fallback)
-            stored = await cache.get(self.key, _MISSING, self.version)
-            fresh = isinstance(stored, CacheEntry) and stored.is_fresh(cache.clock())
-            if fresh and await generations_valid(cache, stored.tags):
+            found = await cache.get(self.key, _MISSING, self.version)
+            stored: CacheEntry[T] | None = found if isinstance(found, CacheEntry) else None
+            fresh = stored is not None and stored.is_fresh(cache.clock())
+            if fresh and stored is not None and await generations_valid(cache, stored.tags):
                 cache.recorder.lock_waits += 1
-                return stored.value  # type: ignore[no-any-return]
+                return stored.value
             return await self._compute_and_store(fallback)
 
-    async def _compute_and_store(self, fallback: CacheEntry | None) -> T:
+    async def _compute_and_store(self, fallback: CacheEntry[T] | None) -> T:
         cache, options = self.cache, self.options
         generations = await current_generations(cache, options.tags)
         started = cache.clock()
@@ -133,7 +134,7 @@ class EntryFlow(Generic[T]):
                     "cache %s: recomputing %r failed; serving the stale value", cache.name or "-", self.key
                 )
                 cache.recorder.stale_serves += 1
-                return fallback.value  # type: ignore[no-any-return]
+                return fallback.value
             raise
         delta = time.perf_counter() - began
         entry, timeout = envelope(

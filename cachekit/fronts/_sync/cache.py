@@ -416,12 +416,14 @@ class Cache(SyncExtras):
                 beta=beta,
                 tags=tags,
             )
-        value = self.get(key, _MISSING, version)
+        # The stored value is taken for a T: the cache holds what get_or_set stored under the key.
+        value: T = self.get(key, _MISSING, version)
         if value is not _MISSING:
-            return value  # type: ignore[no-any-return]
+            return value
         if not callable(default):
             self.add(key, default, timeout, version)
-            return self.get(key, default, version)  # type: ignore[no-any-return]
+            stored: T = self.get(key, default, version)
+            return stored
         compute: Compute[T] = default
         return self._single_flight(key, version, lambda: self._compute_locked(key, compute, timeout, version))
 
@@ -434,11 +436,11 @@ class Cache(SyncExtras):
             if turn is Turn.BUSY:
                 self.recorder.lock_waits += 1
                 logger.info("%s", LockTimeoutError(stored_key, self.lock_timeout))
-            value = self.get(key, _MISSING, version)
+            value: T = self.get(key, _MISSING, version)
             if value is not _MISSING:
                 if turn is Turn.HELD:
                     self.recorder.lock_waits += 1  # another caller stored it while we waited
-                return value  # type: ignore[no-any-return]
+                return value
             result = call(compute)
             self.set(key, result, timeout, version)
             return result

@@ -76,8 +76,10 @@ class Memoized(Generic[P, R]):
         if instance is None:
             return self
         bound = functools.partial(self, instance)
-        bound.invalidate = functools.partial(self.invalidate, instance)  # type: ignore[attr-defined]
-        bound.uncached = functools.partial(self.uncached, instance)  # type: ignore[attr-defined]
+        vars(bound).update(
+            invalidate=functools.partial(self.invalidate, instance),
+            uncached=functools.partial(self.uncached, instance),
+        )
         return bound
 
     def make_key(self, *args: Any, **kwargs: Any) -> str:
