@@ -28,6 +28,7 @@ flushes local memory. The rules:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -100,6 +101,11 @@ class NearCache:
     :param socket_timeout: seconds a listener waits for a PING's answer.
     :param prefix: only keys starting with this are kept locally; Redis then sends
         invalidations for those only (``BCAST PREFIX``).
+    :param channel: instead of ``CLIENT TRACKING``, listen on this Redis pub/sub channel,
+        where writers publish the keys they wrote (:func:`invalidation_message`); for
+        backends without server help (memcached).
+    :param local_only: neither ``connect`` nor ``topology``: no listener, always ready;
+        entries live only as long as the fill's TTL (memcached's ``near_cache_ttl``).
     """
 
     def __init__(
@@ -112,11 +118,15 @@ class NearCache:
         socket_timeout: float = 0.5,
         ping_interval: float = PING_INTERVAL,
         prefix: str = "",
+        channel: str | None = None,
+        local_only: bool = False,
     ) -> None:
-        if (connect is None) == (topology is None):
-            raise TypeError("NearCache needs connect or topology, not both")
+        if sum((connect is not None, topology is not None, local_only)) != 1:
+            raise TypeError("NearCache needs one of connect, topology and local_only")
         self._connect = connect
         self._topology = topology
+        self._channel = channel
+        self.local_only = local_only
         #: Only keys starting with this are kept (and invalidated by the server).
         self.prefix = prefix
         self.max_entries = max_entries
@@ -141,6 +151,9 @@ class NearCache:
         self._subscribed: set[str] = set()
         self._signature: object = None
         self.hits = self.misses = self.invalidations = self.flushes = 0
+        if local_only:
+            self._started = self._healthy = True
+            self._expected = self._subscribed = {""}
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
@@ -336,13 +349,17 @@ class NearCache:
 
     def _subscribe(self, node: str, conn: Any) -> None:
         conn.connect()
-        conn.send_command("CLIENT", "ID")
-        own_id = conn.read_response()
-        prefix = ("PREFIX", self.prefix.encode("utf-8", "surrogatepass")) if self.prefix else ()
-        conn.send_command("CLIENT", "TRACKING", "on", "BCAST", "REDIRECT", own_id, *prefix)
-        conn.read_response()
-        conn.send_command("SUBSCRIBE", _CHANNEL)
-        conn.read_response()
+        if self._channel is not None:
+            conn.send_command("SUBSCRIBE", self._channel)
+            conn.read_response()
+        else:
+            conn.send_command("CLIENT", "ID")
+            own_id = conn.read_response()
+            prefix = ("PREFIX", self.prefix.encode("utf-8", "surrogatepass")) if self.prefix else ()
+            conn.send_command("CLIENT", "TRACKING", "on", "BCAST", "REDIRECT", own_id, *prefix)
+            conn.read_response()
+            conn.send_command("SUBSCRIBE", _CHANNEL)
+            conn.read_response()
         with self._lock:
             self._flush_locked()  # nothing read before this point was tracked
             self._subscribed.add(node)
@@ -357,7 +374,10 @@ class NearCache:
                 message = conn.read_response()
                 heard, ping_deadline = time.monotonic(), None  # any traffic proves the link alive
                 if isinstance(message, list) and len(message) == 3 and message[0] == b"message":
-                    self._on_invalidate(message[2])
+                    if self._channel is None:
+                        self._on_invalidate(message[2])
+                    else:
+                        self._on_published(message[2])
                 continue
             now = time.monotonic()
             if ping_deadline is not None:
@@ -380,6 +400,19 @@ class NearCache:
         self.invalidations += len(names)
         self.invalidate(names)
 
+    def _on_published(self, payload: bytes) -> None:
+        """A writer's message on the channel: a JSON list of keys, or ``null`` (flush)."""
+        try:
+            keys = json.loads(payload)
+        except ValueError:
+            keys = None  # not ours, or damaged: dropping everything is the safe reading
+        if not isinstance(keys, list):
+            self.flush()
+            return
+        names = [key for key in keys if isinstance(key, str)]
+        self.invalidations += len(names)
+        self.invalidate(names)
+
     def close(self) -> None:
         """Stop the listeners and drop local memory."""
         self._stop.set()
@@ -392,9 +425,12 @@ class NearCache:
             if thread is not threading.current_thread():
                 thread.join(timeout=2)
         with self._lock:
-            self._started = False
+            self._started = self.local_only
             self._signature = None
-        self._lost()
+        if self.local_only:
+            self.flush()
+        else:
+            self._lost()
 
     def stats(self) -> dict[str, int]:
         """Near-cache counters for ``Cache.stats()``."""
@@ -413,8 +449,7 @@ def _after_fork(ref: weakref.ref[NearCache]) -> None:
     if near is None:
         return
     near._lock = threading.Lock()
-    near._healthy = False
-    near._started = False
+    near._healthy = near._started = near.local_only
     near._stop = threading.Event()
     near._watcher = None
     near._listeners = {}
@@ -467,6 +502,11 @@ def cluster_topology(
         raise error if error is not None else redis.ConnectionError("no cluster node to ask")
 
     return read
+
+
+def invalidation_message(keys: Iterable[str] | None) -> str:
+    """What a writer publishes on a near cache's channel: the keys it wrote, or ``None`` for all."""
+    return json.dumps(None if keys is None else list(keys))
 
 
 def listener_factory(pool: Any) -> Callable[[], Any]:
