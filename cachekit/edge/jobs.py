@@ -84,6 +84,10 @@ def check_url(url: object, what: str = "URL") -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidPurgeError(f"a {what} must be absolute (http://host/path), got {text[:80]!r}.")
+    if "@" in parts.netloc:
+        raise InvalidPurgeError(
+            f"a {what} must not carry user:password@, got {parts.scheme}://...@{parts.hostname}."
+        )
     return text
 
 

@@ -4,8 +4,8 @@ A hard invalidation (:func:`cachekit.tags.invalidate_tags`) moves a tag's
 generation counter, so every entry that recorded the old generation is gone.
 A soft one moves it too (every ``get_or_set``/``@memoize`` entry treats it as
 hard) and leaves a marker, ``cachekit.tagsoft:<tag>`` = ``(low, high, at)``:
-"generations ``low`` up to ``high - 1`` were retired softly at time ``at``,
-and ``high`` is current". The page cache, finding a page whose tags moved,
+"generations ``low`` up to ``high - 1`` were retired softly, the latest at
+time ``at``, and ``high`` is current". The page cache, finding a page whose tags moved,
 asks :func:`soft_since`: if every moved tag is covered by its marker, the page
 is treated as having gone stale at ``at``, so it is served within its own
 ``stale-while-revalidate`` window (counted from ``at``) while one request
@@ -50,8 +50,9 @@ def _keys(tag: str) -> tuple[str, str]:
 
 
 def _marker(before: Any, new: int, now: float) -> tuple[int, int, float]:
+    # Stale since the latest soft purge: a page stored after the first one gets its whole window.
     if isinstance(before, (tuple, list)) and len(before) == 3 and before[1] == new - 1:
-        return (int(before[0]), new, float(before[2]))
+        return (int(before[0]), new, now)
     return (new - 1, new, now)
 
 

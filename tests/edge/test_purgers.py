@@ -182,6 +182,7 @@ def test_an_http_purger_with_a_value_in_its_path_sends_one_request_per_value(rec
         "http://example.com/é",
         "/relative/path",
         "ftp://example.com/",
+        "http://user:secret@example.com/",
         "http://example.com/" + "a" * 3000,
         "",
     ],
@@ -224,9 +225,15 @@ def test_too_many_values_in_one_purge_are_refused() -> None:
 
 def test_an_unreachable_queue_store_is_reported_not_raised(recorder: Recorder) -> None:
     redis = pytest.importorskip("redis")
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     from cachekit.exceptions import BackendUnavailableError
 
-    store = RedisPurgeQueue(redis.Redis(host=servers.HOST, port=servers.free_port(), socket_timeout=1))
+    client = redis.Redis(
+        host=servers.HOST, port=servers.free_port(), socket_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
+    store = RedisPurgeQueue(client)
     purges = Purges(purgers=[VarnishPurger([closed_port()], timeout=1.0)], queue=store)
     report = purges.invalidate_tags("x")
     assert report.failed
