@@ -13,9 +13,9 @@ from sessions.exceptions import SessionConflictError
 from sessions.exceptions import SessionCreateError
 from sessions.exceptions import SessionError
 from sessions.serializers import TaggedJSONSerializer
-from sessions.session import ExpiryPolicy
 from sessions.session import Session
-from sessions.session import SessionState
+from sessions.state import ExpiryPolicy
+from sessions.state import SessionState
 from sessions.stores import BaseStore
 from sessions.stores import CacheStore
 from sessions.stores import SignedCookieStore

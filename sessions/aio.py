@@ -29,9 +29,9 @@ from typing import Protocol
 from typing import runtime_checkable
 
 from cachekit.serializers import Serializer
-from sessions.session import ExpiryPolicy
 from sessions.session import Session
-from sessions.session import SessionState
+from sessions.state import ExpiryPolicy
+from sessions.state import SessionState
 
 if TYPE_CHECKING:
     from sessions.stores.base import Store

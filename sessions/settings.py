@@ -24,7 +24,7 @@ from cachekit.config import read_setting
 from cachekit.exceptions import ConfigurationError
 from cachekit.serializers import Serializer
 from sessions.serializers import TaggedJSONSerializer
-from sessions.session import DEFAULT_AGE
+from sessions.state import DEFAULT_AGE
 from sessions.stores.base import Store
 from sessions.stores.cache import CacheStore
 from sessions.stores.cookie import SignedCookieStore

@@ -70,9 +70,9 @@ from sessions.contrib import UNAVAILABLE_BODY
 from sessions.contrib import UNAVAILABLE_STATUS
 from sessions.exceptions import SessionConflictError
 from sessions.exceptions import SessionCreateError
-from sessions.session import USER_KEY
 from sessions.session import Session
-from sessions.session import apply_op
+from sessions.state import USER_KEY
+from sessions.state import apply_op
 from sessions.stores.base import Store
 from sessions.stores.cache import CacheStore
 

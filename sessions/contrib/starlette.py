@@ -63,8 +63,8 @@ from sessions.contrib import UNAVAILABLE_STATUS
 from sessions.cookies import CookieFormat
 from sessions.cookies import read_cookie
 from sessions.exceptions import SessionConflictError
-from sessions.session import DEFAULT_AGE
 from sessions.session import Session
+from sessions.state import DEFAULT_AGE
 from sessions.stores.base import Store
 from sessions.stores.cookie import SignedCookieStore
 

@@ -27,10 +27,10 @@ from typing import Any
 from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import SerializationError
 from cachekit.serializers import Serializer
-from sessions.session import USER_KEY
-from sessions.session import ExpiryPolicy
-from sessions.session import SessionState
-from sessions.session import apply_op
+from sessions.state import USER_KEY
+from sessions.state import ExpiryPolicy
+from sessions.state import SessionState
+from sessions.state import apply_op
 
 if TYPE_CHECKING:
     from sessions.session import Session

@@ -49,10 +49,10 @@ from cachekit.exceptions import ConfigurationError
 from cachekit.serializers import Serializer
 from sessions.exceptions import SessionConflictError
 from sessions.exceptions import SessionCreateError
-from sessions.session import DEFAULT_AGE
-from sessions.session import USER_KEY
 from sessions.session import Session
-from sessions.session import SessionState
+from sessions.state import DEFAULT_AGE
+from sessions.state import USER_KEY
+from sessions.state import SessionState
 from sessions.stores._merge import CREATE_ATTEMPTS
 from sessions.stores._merge import SESSION_ID
 from sessions.stores._merge import Index

@@ -20,9 +20,9 @@ from typing import runtime_checkable
 from cachekit.exceptions import SerializationError
 from cachekit.serializers import Serializer
 from sessions.serializers import TaggedJSONSerializer
-from sessions.session import DEFAULT_AGE
-from sessions.session import ExpiryPolicy
-from sessions.session import SessionState
+from sessions.state import DEFAULT_AGE
+from sessions.state import ExpiryPolicy
+from sessions.state import SessionState
 
 if TYPE_CHECKING:
     from sessions.session import Session

@@ -1,4 +1,4 @@
-# Generated from sessions/stores/aio_cache.py by .ci/unasync.py; do not edit: edit the source and run the script.
+# Generated from sessions/stores/aio_cache.py by .ci/unasync.py; do not edit.
 """CacheStore: sessions kept in any cachekit Cache (local memory, Redis, memcached).
 
 ``aio_cache.py`` is the source of both stores: ``.ci/unasync.py`` generates
@@ -49,10 +49,10 @@ from cachekit.exceptions import ConfigurationError
 from cachekit.serializers import Serializer
 from sessions.exceptions import SessionConflictError
 from sessions.exceptions import SessionCreateError
-from sessions.session import DEFAULT_AGE
-from sessions.session import USER_KEY
 from sessions.session import Session
-from sessions.session import SessionState
+from sessions.state import DEFAULT_AGE
+from sessions.state import USER_KEY
+from sessions.state import SessionState
 from sessions.stores._merge import CREATE_ATTEMPTS
 from sessions.stores._merge import SESSION_ID
 from sessions.stores._merge import Index

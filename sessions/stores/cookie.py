@@ -70,10 +70,10 @@ from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import SerializationError
 from cachekit.serializers import Serializer
 from sessions.exceptions import CookieTooLargeError
-from sessions.session import DEFAULT_AGE
-from sessions.session import USER_KEY
 from sessions.session import Session
-from sessions.session import SessionState
+from sessions.state import DEFAULT_AGE
+from sessions.state import USER_KEY
+from sessions.state import SessionState
 from sessions.stores.base import BaseStore
 
 if TYPE_CHECKING:
