@@ -10,7 +10,8 @@ as in :mod:`benchmarks.bench_redis`). Reports, on one server in one run:
 * ``get`` hit of a 100-byte value on the backend and through ``Cache`` (pickle, key
   prefix, stats): Redis with ``near_cache``, plain local memory, plain Redis;
 * a page-cache hit (``@cache_page`` on the same three caches, the 2 KB page of ``bench_views``);
-* bytes of Python heap per near-cached entry (100-byte values, 10,000 entries);
+* bytes of Python heap per near-cached entry (100-byte values, 10,000 entries), on the
+  backend and read through ``Cache.get`` (which keeps the decoded value beside the bytes);
 * invalidation delivery: from another client's ``SET`` sent until this process's
   listener has dropped the key (p50/p99 of 500 writes).
 
@@ -57,6 +58,26 @@ def _bytes_per_entry(url: str, entries: int = 10_000) -> float:
     hits = backend.near_stats()["near_hits"]  # type: ignore[attr-defined]
     assert all(backend.get(key) == RAW for key in keys)  # every entry is held locally
     assert backend.near_stats()["near_hits"] == hits + entries  # type: ignore[attr-defined]
+    backend.close()
+    return (after - before) / entries
+
+
+def _bytes_per_cache_entry(url: str, entries: int = 10_000) -> float:
+    """As :func:`_bytes_per_entry`, read through ``Cache.get``: the decoded values kept too."""
+    backend = RedisBackend.from_url(url, near_cache=entries)
+    assert backend.near.wait_ready(5.0)  # type: ignore[attr-defined]
+    cache = Cache(backend, key_prefix="mem", version=1)
+    keys = [f"c{i}" for i in range(entries)]
+    cache.set_many(dict.fromkeys(keys, VALUE), None)
+    cache.get(keys[0])  # connect first so the pool is not counted
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(2):  # the first read fills local memory, the second keeps the decoded value
+        for key in keys:
+            cache.get(key)
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert len(backend.near_memo()) == entries  # type: ignore[attr-defined]
     backend.close()
     return (after - before) / entries
 
@@ -141,6 +162,8 @@ def run(number: int = 20_000, rounds: int = 15) -> None:
         stats = near.near_stats()  # type: ignore[attr-defined]
         print(f"near counters after the run: {stats}")
         print(f"bytes per near entry (100 B values): {_bytes_per_entry(url):.0f}")
+        per_cache_entry = _bytes_per_cache_entry(url)
+        print(f"bytes per near entry read through Cache.get (decoded str kept): {per_cache_entry:.0f}")
         p50, p99 = _delivery(url)
         print(
             f"invalidation delivery, SET sent -> key dropped: p50 {p50 * 1e6:.0f} us, p99 {p99 * 1e6:.0f} us"
