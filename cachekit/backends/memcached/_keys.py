@@ -1,6 +1,6 @@
 """memcached key names: legal keys, scopes, lock keys and the namespace generations.
 
-Private to :mod:`cachekit.backends.memcached.sync`, whose docstring explains the
+Private to :mod:`cachekit.backends.memcached`, whose docstring explains the
 scheme: a stored key is ``<generation head><key>``, or ``<head>~<sha256>`` when
 the key does not fit memcached's rules; the head is the global generation token
 plus the token of the key's scope, both kept in memcached on each node. A key

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -38,59 +37,14 @@ from typing import ClassVar
 from typing import TypeVar
 
 from cachekit.backends.breaker import CircuitBreaker
+from cachekit.backends.memcached.lock import AsyncMemcachedLock as AsyncMemcachedLock
 from cachekit.backends.memcached.sync import MemcachedBackend
-from cachekit.backends.memcached.sync import MemcachedLock
 from cachekit.exceptions import ConfigurationError
 
 T = TypeVar("T")
 
 #: Worker threads per backend unless ``max_threads`` says otherwise.
 DEFAULT_MAX_THREADS = 16
-# Bounds of the pause between two tries of a contended lock.
-_LOCK_POLL_MIN = 0.002
-_LOCK_POLL_MAX = 0.05
-
-
-class AsyncMemcachedLock:
-    """:class:`~cachekit.backends.memcached.sync.MemcachedLock` with waits that do not block the loop."""
-
-    def __init__(self, backend: AsyncMemcachedBackend, lock: MemcachedLock) -> None:
-        self._backend = backend
-        self._lock = lock
-
-    async def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """Take the lock, trying every few ms up to ``timeout`` seconds (``-1``: no limit) if ``blocking``.
-
-        :raises BackendUnavailableError: if the server holding the lock is unreachable.
-        """
-        deadline = None if timeout < 0 else time.monotonic() + timeout
-        pause = _LOCK_POLL_MIN
-        while True:
-            if await self._backend._run(self._lock.acquire, False):
-                return True
-            if not blocking:
-                return False
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                pause = min(pause, remaining)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, _LOCK_POLL_MAX)
-
-    async def release(self) -> None:
-        """Release the lock if this holder still owns it."""
-        await self._backend._run(self._lock.release)
-
-    async def __aenter__(self) -> AsyncMemcachedLock:
-        await self.acquire()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.release()
-
-    def __repr__(self) -> str:
-        return f"Async{self._lock!r}"
 
 
 class AsyncMemcachedBackend:

@@ -18,10 +18,7 @@ process, use it from one loop, and ``await cache.close()`` before that loop ends
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import time
-import uuid
 from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -46,7 +43,6 @@ from cachekit.backends.redis._rules import cas_calls
 from cachekit.backends.redis._rules import found
 from cachekit.backends.redis._rules import glob_escape
 from cachekit.backends.redis._rules import incr_error
-from cachekit.backends.redis._rules import lock_pause
 from cachekit.backends.redis._rules import ms
 from cachekit.backends.redis._rules import wire_key
 from cachekit.backends.redis._rules import wire_keys
@@ -55,6 +51,7 @@ from cachekit.backends.redis._urls import DEFAULT_BREAKER_FAILURES
 from cachekit.backends.redis._urls import DEFAULT_BREAKER_WINDOW
 from cachekit.backends.redis._urls import DEFAULT_MAX_VALUE_SIZE
 from cachekit.backends.redis._urls import Standalone
+from cachekit.backends.redis.lock import AsyncRedisLock as AsyncRedisLock
 from cachekit.backends.redis.sync import _check_near
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
@@ -64,87 +61,6 @@ from cachekit.exceptions import MissingKeyError
 _T = TypeVar("_T")
 
 AsyncClient = aioredis.Redis | RedisCluster
-
-
-# Background lock clean-ups, kept referenced until they finish.
-_BACKGROUND: set[asyncio.Task[None]] = set()
-
-
-class AsyncRedisLock:
-    """A lock held in Redis (``SET NX PX`` + token, compare-and-delete release), awaited.
-
-    The same scripts as :class:`~cachekit.backends.redis.sync.RedisLock`: a retried
-    acquisition recognises its own token, and an acquisition whose reply timed out
-    is released by its token in a background task. A blocked ``acquire`` polls
-    Redis every 25 ms with ``asyncio.sleep``, so other tasks run meanwhile.
-    """
-
-    def __init__(self, backend: AsyncRedisBackend, name: str, ttl: float) -> None:
-        self._backend = backend
-        self._name = name
-        self._wire = wire_key(name)
-        self._ttl_ms = ms(max(ttl, 0.001))
-        self._token: bytes | None = None
-
-    async def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """Take the lock; wait up to ``timeout`` seconds (``-1``: no limit) if ``blocking``.
-
-        :raises BackendUnavailableError: if Redis cannot be reached.
-        """
-        token = uuid.uuid4().hex.encode()
-        deadline = None if timeout < 0 else time.monotonic() + timeout
-        backend = self._backend
-        script = backend._script("lock_acquire")
-
-        def attempt() -> Awaitable[Any]:
-            return script(keys=[self._wire], args=[token, self._ttl_ms])  # type: ignore[no-any-return]
-
-        while True:
-            try:
-                taken = await backend._call(self._wire, "lock acquire", self._name, attempt, attempt)
-            except BackendUnavailableError:
-                task = asyncio.get_running_loop().create_task(self._abandon(token))
-                _BACKGROUND.add(task)
-                task.add_done_callback(_BACKGROUND.discard)
-                raise
-            if taken:
-                self._token = token
-                return True
-            if not blocking:
-                return False
-            pause = lock_pause(deadline)
-            if pause is None:
-                return False
-            await asyncio.sleep(pause)
-
-    async def _release(self, token: bytes, operation: str) -> None:
-        backend = self._backend
-        script = backend._script("lock_release")
-
-        def run() -> Awaitable[Any]:
-            return script(keys=[self._wire], args=[token])  # type: ignore[no-any-return]
-
-        await backend._call(self._wire, operation, self._name, run, run)
-
-    async def _abandon(self, token: bytes) -> None:
-        with contextlib.suppress(BackendError):  # else the lock expires by its TTL
-            await self._release(token, "lock abandon")
-
-    async def release(self) -> None:
-        """Release the lock if this holder still owns it; otherwise do nothing."""
-        token, self._token = self._token, None
-        if token is not None:
-            await self._release(token, "lock release")
-
-    async def __aenter__(self) -> AsyncRedisLock:
-        await self.acquire()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.release()
-
-    def __repr__(self) -> str:
-        return f"AsyncRedisLock({self._name!r})"
 
 
 class AsyncRedisBackend(RedisCore):

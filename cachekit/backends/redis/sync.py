@@ -25,10 +25,8 @@ no``, so that losing one master loses only that master's keys.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -52,7 +50,6 @@ from cachekit.backends.redis._rules import cas_calls
 from cachekit.backends.redis._rules import found
 from cachekit.backends.redis._rules import glob_escape
 from cachekit.backends.redis._rules import incr_error
-from cachekit.backends.redis._rules import lock_pause
 from cachekit.backends.redis._rules import ms
 from cachekit.backends.redis._rules import wire_key
 from cachekit.backends.redis._rules import wire_keys
@@ -66,6 +63,7 @@ from cachekit.backends.redis._urls import DEFAULT_SOCKET_CONNECT_TIMEOUT
 from cachekit.backends.redis._urls import DEFAULT_SOCKET_TIMEOUT
 from cachekit.backends.redis._urls import Standalone
 from cachekit.backends.redis._urls import redact_url as redact_url
+from cachekit.backends.redis.lock import RedisLock as RedisLock
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
@@ -74,83 +72,6 @@ from cachekit.exceptions import MissingKeyError
 _T = TypeVar("_T")
 # Names the near cache (_near.py, _aio_near.py) imports from here.
 _wire_all = wire_keys
-
-
-class RedisLock:
-    """A lock held in Redis behind cachekit's Lock protocol.
-
-    Taken with ``SET NX PX`` and a random token in one script that also recognises
-    the token: when a reply is lost and the acquisition is retried, the retry finds
-    the lock its own first attempt took and holds it, instead of waiting for
-    "another holder" until the lock expires. Released by compare-and-delete, so a
-    holder whose lock expired and was taken by someone else never deletes the new
-    holder's lock. The token is not thread-local: a lock taken in one thread may be
-    released in another, as with :class:`threading.Lock`.
-
-    If an acquisition times out (the reply never came), the lock may be held on the
-    server without the caller knowing; a background thread then releases it by its
-    token, so the next caller does not wait for an orphan until its TTL.
-    """
-
-    def __init__(self, backend: RedisBackend, name: str, ttl: float) -> None:
-        self._backend = backend
-        self._name = name
-        self._wire = wire_key(name)
-        self._ttl_ms = ms(max(ttl, 0.001))
-        self._token: bytes | None = None
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """Take the lock; wait up to ``timeout`` seconds (``-1``: no limit) if ``blocking``.
-
-        :raises BackendUnavailableError: if Redis cannot be reached.
-        """
-        token = uuid.uuid4().hex.encode()
-        deadline = None if timeout < 0 else time.monotonic() + timeout
-        backend = self._backend
-        # The script recognises its own token, so repeating it after a lost reply is safe.
-        attempt = partial(backend._script("lock_acquire"), keys=[self._wire], args=[token, self._ttl_ms])
-        while True:
-            try:
-                taken = backend._call(self._wire, "lock acquire", self._name, attempt, attempt)
-            except BackendUnavailableError:
-                # The script may have run and only its reply been lost: let go of what we
-                # may hold, off the request's path, so nobody waits for an orphan.
-                threading.Thread(target=self._abandon, args=(token,), daemon=True).start()
-                raise
-            if taken:
-                self._token = token
-                return True
-            if not blocking:
-                return False
-            pause = lock_pause(deadline)
-            if pause is None:
-                return False
-            time.sleep(pause)
-
-    def _release(self, token: bytes, operation: str) -> None:
-        backend = self._backend
-        run = partial(backend._script("lock_release"), keys=[self._wire], args=[token])
-        backend._call(self._wire, operation, self._name, run, run)
-
-    def _abandon(self, token: bytes) -> None:
-        with contextlib.suppress(BackendError):  # else the lock expires by its TTL
-            self._release(token, "lock abandon")
-
-    def release(self) -> None:
-        """Release the lock if this holder still owns it; otherwise do nothing."""
-        token, self._token = self._token, None
-        if token is not None:
-            self._release(token, "lock release")
-
-    def __enter__(self) -> RedisLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        return f"RedisLock({self._name!r})"
 
 
 class RedisBackend(RedisCore):
