@@ -64,6 +64,17 @@ _FRONTS: Subs = (
     (r"\ban awaited\b", "a"),
 )
 
+#: The session stores: AsyncCacheStore (sessions/stores/aio_cache.py) is the source.
+_SESSIONS: Subs = (
+    (r"^from cachekit\.aio import AsyncCache$", "from cachekit import Cache"),
+    (r"\bAsyncCacheStore\b", "CacheStore"),
+    (r"\bAsyncCache\b", "Cache"),
+    (r"\bcachekit\.aio\b", "cachekit.cache"),
+    (r"\bAsyncSupportsCas\b", "SupportsCas"),
+    (r"\bcachekit\.backends\.aio_base\b", "cachekit.backends.base"),
+    (r"\basyncio\.sleep\b", "time.sleep"),
+)
+
 #: (async source, generated sync file, replacements beyond COMMON), relative to the root.
 PAIRS: tuple[tuple[str, str, Subs], ...] = (
     ("cachekit/fronts/_async/cache.py", "cachekit/fronts/_sync/cache.py", _FRONTS),
@@ -75,6 +86,7 @@ PAIRS: tuple[tuple[str, str, Subs], ...] = (
         ((r'"cachekit\.aio"', '"cachekit.stampede"'), *_FRONTS),
     ),
     ("cachekit/fronts/_async/memoize.py", "cachekit/fronts/_sync/memoize.py", _FRONTS),
+    ("sessions/stores/aio_cache.py", "sessions/stores/cache.py", _SESSIONS),
 )
 
 HEADER = "# Generated from {source} by .ci/unasync.py; do not edit.\n"
