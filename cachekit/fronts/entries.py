@@ -59,6 +59,11 @@ class CacheEntry(Generic[V]):
         return now - self.delta * beta * math.log(1.0 - rand()) >= self.fresh_until
 
 
+# Entries are pickled into shared caches: keep the name they were stored under before this
+# module existed, so processes of either version read each other's entries.
+CacheEntry.__module__ = "cachekit.stampede"
+
+
 class EntryOptions:
     """The enveloped options of one ``get_or_set`` call, the timeout already normalized."""
 

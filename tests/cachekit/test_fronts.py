@@ -168,3 +168,14 @@ def test_one_status_line_parser_with_each_callers_default() -> None:
     assert status_code("404 Not Found") == middleware_status_code("404 Not Found") == 404
     assert (status_code("oops"), status_code(None), status_code("oops", default=7)) == (0, 0, 7)
     assert middleware_status_code("oops") == 500
+
+
+def test_entries_pickle_under_their_old_name_so_older_processes_read_them() -> None:
+    import pickle
+
+    from cachekit.stampede import CacheEntry
+
+    data = pickle.dumps(CacheEntry("v", None, 0.0, ()))
+    assert b"cachekit.stampede" in data
+    assert b"cachekit.fronts" not in data
+    assert pickle.loads(data) == CacheEntry("v", None, 0.0, ())
