@@ -15,7 +15,6 @@ The async backends and what they run on:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +22,8 @@ from typing import ClassVar
 from typing import Protocol
 from typing import runtime_checkable
 
-from cachekit.exceptions import ConfigurationError
+# The async registry lives in cachekit.backends beside the sync one; this is its old import path.
+from cachekit.backends import load_async_backend as load_async_backend
 
 
 class AsyncLock(Protocol):
@@ -126,39 +126,3 @@ class AsyncSupportsCas(Protocol):
     async def cas(self, key: str, value: bytes, token: Any, ttl: float | None) -> bool:
         """Store ``value`` if ``key`` is unchanged since the ``gets`` that gave ``token``."""
         ...
-
-
-#: Sync backend scheme -> async backend, as ``"module:Class"`` imported on first use.
-_ASYNC_REGISTRY: dict[str, str] = {
-    "locmem": "cachekit.backends.aio_locmem:AsyncLocMemBackend",
-    "redis": "cachekit.backends.redis.asyncio:AsyncRedisBackend",
-    "rediss": "cachekit.backends.redis.asyncio:AsyncRedisBackend",
-    "unix": "cachekit.backends.redis.asyncio:AsyncRedisBackend",
-    "redis+sentinel": "cachekit.backends.redis.asyncio:AsyncRedisBackend",
-    "redis+cluster": "cachekit.backends.redis.asyncio:AsyncRedisBackend",
-    "memcached": "cachekit.backends.memcached.asyncio:AsyncMemcachedBackend",
-}
-
-
-def load_async_backend(name: str) -> type[Any]:
-    """Return the async backend class for a short name or URL scheme (``redis``, ``locmem``…).
-
-    :raises ConfigurationError: if no async backend serves ``name`` or its client
-        library is missing.
-    """
-    target = _ASYNC_REGISTRY.get(name.lower())
-    if target is None:
-        known = ", ".join(sorted(_ASYNC_REGISTRY))
-        raise ConfigurationError(
-            f"No async cache backend for {name!r}; use one of {known}.", setting="BACKEND"
-        )
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"Cannot import async backend {name!r} ({exc}); install its client library.",
-            setting="BACKEND",
-        ) from exc
-    cls: type[Any] = getattr(module, class_name)
-    return cls
