@@ -24,7 +24,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-from typing import ClassVar
 from typing import Protocol
 from typing import runtime_checkable
 
@@ -32,23 +31,15 @@ from cachekit.serializers import Serializer
 from sessions.session import Session
 from sessions.state import ExpiryPolicy
 from sessions.state import SessionState
+from sessions.stores.base import StoreAttributes
 
 if TYPE_CHECKING:
     from sessions.stores.base import Store
 
 
 @runtime_checkable
-class AsyncStore(Protocol):
+class AsyncStore(StoreAttributes, Protocol):
     """The :class:`~sessions.stores.base.Store` protocol with coroutine methods."""
-
-    #: True when the store keeps the data (revocation, merged concurrent saves).
-    server_side: ClassVar[bool]
-    #: When sessions expire.
-    policy: ExpiryPolicy
-    #: Wall clock (Unix seconds).
-    clock: Callable[[], float]
-    #: Turns session data into bytes; JSON-based, never pickle.
-    serializer: Serializer
 
     async def load(self, cookie_value: str) -> SessionState | None:
         """Return the live session named by ``cookie_value``, or ``None``."""

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 
 @runtime_checkable
-class Store(Protocol):
-    """Loads, creates, saves and deletes sessions named by their cookie value."""
+class StoreAttributes(Protocol):
+    """What every store, sync (:class:`Store`) or async (:class:`~sessions.aio.AsyncStore`), has."""
 
     #: True when the store keeps the data (so ``delete`` revokes a session and
     #: concurrent saves merge); False for cookie stores.
@@ -41,6 +41,11 @@ class Store(Protocol):
     clock: Callable[[], float]
     #: Turns session data into bytes; JSON-based, never pickle.
     serializer: Serializer
+
+
+@runtime_checkable
+class Store(StoreAttributes, Protocol):
+    """Loads, creates, saves and deletes sessions named by their cookie value."""
 
     def load(self, cookie_value: str) -> SessionState | None:
         """Return the live session named by ``cookie_value``, or ``None``.
@@ -140,4 +145,4 @@ class BaseStore:
         return state
 
 
-__all__ = ["BaseStore", "Store"]
+__all__ = ["BaseStore", "Store", "StoreAttributes"]
