@@ -201,17 +201,7 @@ class CacheKitSessionInterface(SessionInterface):
             session._saved_modified = True
         expires = None if session.get_expire_at_browser_close() else session.get_expiry_date()
         response.vary.add("Cookie")
-        response.set_cookie(
-            self.get_cookie_name(app),
-            value,
-            expires=expires,
-            path=self.get_cookie_path(app),
-            domain=self.get_cookie_domain(app),
-            secure=self.get_cookie_secure(app),
-            httponly=self.get_cookie_httponly(app),
-            samesite=self.get_cookie_samesite(app),
-            partitioned=self.get_cookie_partitioned(app),
-        )
+        response.set_cookie(self.get_cookie_name(app), value, expires=expires, **self._attributes(app))
 
     @staticmethod
     def _unavailable(response: Response) -> None:
@@ -224,15 +214,18 @@ class CacheKitSessionInterface(SessionInterface):
 
     def _delete_cookie(self, app: Flask, response: Response) -> None:
         response.vary.add("Cookie")
-        response.delete_cookie(
-            self.get_cookie_name(app),
-            path=self.get_cookie_path(app),
-            domain=self.get_cookie_domain(app),
-            secure=self.get_cookie_secure(app),
-            httponly=self.get_cookie_httponly(app),
-            samesite=self.get_cookie_samesite(app),
-            partitioned=self.get_cookie_partitioned(app),
-        )
+        response.delete_cookie(self.get_cookie_name(app), **self._attributes(app))
+
+    def _attributes(self, app: Flask) -> dict[str, Any]:
+        """The session cookie's attributes from Flask's config, for setting and deleting it alike."""
+        return {
+            "path": self.get_cookie_path(app),
+            "domain": self.get_cookie_domain(app),
+            "secure": self.get_cookie_secure(app),
+            "httponly": self.get_cookie_httponly(app),
+            "samesite": self.get_cookie_samesite(app),
+            "partitioned": self.get_cookie_partitioned(app),
+        }
 
 
 __all__ = ["CacheKitSessionInterface", "FlaskSession", "SessionUnavailableError"]
