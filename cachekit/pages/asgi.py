@@ -16,6 +16,7 @@ session, or the plain dict of Starlette's ``SessionMiddleware``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from typing import TypeAlias
 from cachekit.aio import AsyncCache
 from cachekit.cache import DEFAULT_TIMEOUT
 from cachekit.cache import Timeout
+from cachekit.pages.background import TaskWorkers
 from cachekit.pages.engine import LOOKUP_KEY
 from cachekit.pages.engine import PageEngine
 from cachekit.pages.engine import Plan
@@ -40,6 +42,7 @@ from cachekit.pages.io import AsyncRecords
 from cachekit.pages.options import PageOptions
 from cachekit.pages.options import page_options
 from cachekit.pages.record import Page
+from cachekit.pages.record import is_fresh
 from cachekit.pages.record import page_response
 from cachekit.pages.rules import Storability
 from cachekit.pages.rules import bypass_reason
@@ -61,6 +64,12 @@ AsgiPageTags: TypeAlias = "Iterable[str] | Callable[[Scope], Iterable[str]]"
 SESSION_SCOPE_KEY = "session"
 
 logger = logging.getLogger("cachekit.views")
+
+# Not carried into a background render: a condition or range would make the app
+# answer 304 or 206, not the whole page to store.
+_NOT_BACKGROUND = frozenset(
+    {b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since", b"if-range", b"range"}
+)
 
 
 def request_header(scope: Scope, name: bytes) -> str | None:
@@ -168,6 +177,9 @@ class AsyncPageCache:
         self.cache = cache
         self._records = AsyncRecords(cache)
         self._forwarded = frozenset(self.options.untrusted_forwarded)
+        #: The background re-renders (``background_revalidate``), tasks on the running loop:
+        #: ``await background.wait(timeout)`` waits for those in flight (as ``lifespan.shutdown`` does).
+        self.background = TaskWorkers(self.options.revalidate_workers)
 
     async def purge(self, url: str) -> bool:
         """Remove every stored variant of the page at absolute ``url``; return whether it was cached."""
@@ -193,6 +205,9 @@ class AsyncPageCache:
         """Answer one request from the cache, or through ``app`` while storing its response."""
         method = scope.get("method", "GET") if scope["type"] == "http" else ""
         engine, cache = self.engine, self.cache
+        if scope["type"] == "lifespan":
+            await app(scope, self._draining(receive), send)
+            return
         status_on = self.options.cache_status
         if method != "GET" and method != "HEAD":
             if status_on and method:
@@ -232,6 +247,8 @@ class AsyncPageCache:
             return
         request = Request(method, url_hash, _header, headers, now, asked, has_auth, lookup, page_key, split)
         plan: Plan = await records.run(engine.lookup(request, stored))
+        if plan.action == "run" and plan.page is not None and self.options.background_revalidate:
+            plan = await self._revalidate_later(app, request, plan, scope)
         if plan.action == "serve":
             if plan.stale:
                 cache.recorder.stale_serves += 1
@@ -244,6 +261,34 @@ class AsyncPageCache:
             await app(scope, receive, send)
         else:
             await _Render(self, request, plan, scope, send, headers).run(app, receive)
+
+    async def _revalidate_later(self, app: ASGIApp, request: Request, plan: Plan, scope: Scope) -> Plan:
+        """Hand the re-render of a stale page to a background task; the request is served stale.
+
+        The task takes over the request's render lock. With ``revalidate_workers``
+        tasks in flight, the lock is let go at once: the page stays stale and a
+        later request retries.
+        """
+        job = _Revalidation(self, request, app, background_scope(scope))
+        if not self.background.submit(job.run):
+            await job.release()
+        return Plan("serve", plan.page, stale=True)
+
+    def _draining(self, receive: Receive) -> Receive:
+        """The lifespan ``receive``: at ``lifespan.shutdown``, wait for background re-renders first.
+
+        At most the cache's ``lock_ttl``: by then another process may render anyway.
+        """
+
+        async def draining() -> Message:
+            message = await receive()
+            if message.get("type") == "lifespan.shutdown" and not await self.background.wait(
+                self.cache.lock_ttl
+            ):
+                logger.warning("background page re-renders still running at lifespan shutdown")
+            return message
+
+        return draining
 
     def _passing(self, send: Send, fwd: str, detail: str) -> Send:
         engine = self.engine
@@ -266,6 +311,99 @@ class AsyncPageCache:
 
 def _delete(key: str) -> Any:
     return (yield ("delete", key))
+
+
+def background_scope(scope: Scope) -> Scope:
+    """A copy of ``scope`` for rendering the page after its request was answered.
+
+    Conditions and ranges are dropped from its headers (the render must produce
+    the whole page); everything else, such as the session a middleware put
+    there, stays: the engine still reads it to decide whether the page is stored.
+    """
+    copy = dict(scope)
+    copy["headers"] = [
+        (name, value) for name, value in scope.get("headers", ()) if name not in _NOT_BACKGROUND
+    ]
+    return copy
+
+
+async def _discard(message: Message) -> None:
+    """The ``send`` of a background render: nobody is listening."""
+
+
+class _Revalidation:
+    """One background re-render of a stale page, under the lock its request took."""
+
+    def __init__(self, shell: AsyncPageCache, served: Request, app: ASGIApp, scope: Scope) -> None:
+        self.shell = shell
+        self.app = app
+        self.scope = scope
+        headers = request_headers(scope)
+        # The task's own Request (the served one is done with): its facts, its lock, the copied scope.
+        request = self.request = Request(
+            served.method,
+            served.url_hash,
+            _header,
+            headers,
+            served.now,
+            served.directives,
+            served.has_auth,
+            served.lookup,
+            served.page_key,
+            served.split,
+        )
+        request.lock, served.lock = served.lock, None
+        request.found, request.fwd, request.prior_tags = served.found, served.fwd, served.prior_tags
+        self._body_sent = False
+
+    async def release(self) -> None:
+        await self.shell._records.run(self.shell.engine.release(self.request))
+
+    async def receive(self) -> Message:
+        """An empty request body, then (after ``lock_ttl``, for an app that waits on it) a disconnect.
+
+        Not a disconnect at once: a streaming response that listens for one would stop.
+        """
+        if not self._body_sent:
+            self._body_sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(self.shell.cache.lock_ttl)
+        return {"type": "http.disconnect"}
+
+    async def run(self) -> None:
+        request, headers = self.request, self.request.source
+        url = scope_url(self.scope, headers.get("host"))
+        try:
+            request.now = self.shell.cache.clock()
+            if await self._rendered_meanwhile():
+                return
+            render = _Render(self.shell, request, Plan("run"), self.scope, _discard, headers)
+            await render.run(self.app, self.receive)
+            if not 200 <= render.status < 500:
+                logger.error(
+                    "background re-render of %s answered %s; the stale copy stays", url, render.status
+                )
+        except Exception:
+            logger.exception("background re-render of %s failed; the stale copy stays", url)
+        finally:
+            await self.release()
+
+    async def _rendered_meanwhile(self) -> bool:
+        """Whether the page is fresh again: another process stored it between our read and our lock.
+
+        Read again under the lock, so an expiry stays one render across processes.
+        The lookup record read now is the one a purge is checked against.
+        """
+        records, request, engine = self.shell._records, self.request, self.shell.engine
+        request.lookup = await records.get(LOOKUP_KEY + request.url_hash)
+        request.page_key = engine.page_key_of(
+            request.url_hash, request.lookup, request.read, request.source, request.split
+        )
+        if request.page_key is None:
+            return False
+        # Tags checked too: a page whose tag was soft-invalidated is fresh by its own dates.
+        page = await records.run(engine.read_page(request.page_key, request.has_auth))
+        return page is not None and is_fresh(page, request.now)
 
 
 class _Render:
