@@ -74,6 +74,11 @@ OPTIONS: Mapping[str, type] = {
     "breaker_failures": int,
     "breaker_window": float,
     "breaker_cooldown": float,
+    # The near cache (cachekit.backends.memcached._near; sync backend only).
+    "near_cache": int,
+    "near_cache_bytes": int,
+    "near_cache_ttl": float,
+    "near_cache_channel": str,
 }
 
 

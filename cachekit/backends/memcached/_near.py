@@ -21,7 +21,6 @@ import logging
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
-from typing import ClassVar
 
 import redis
 
@@ -40,13 +39,6 @@ CHANNEL = "cachekit:near-cache:memcached"
 #: Seconds a local copy lives unless ``near_cache_ttl`` says otherwise.
 DEFAULT_NEAR_TTL = 5.0
 
-NEAR_OPTIONS: Mapping[str, type] = {
-    "near_cache": int,
-    "near_cache_bytes": int,
-    "near_cache_ttl": float,
-    "near_cache_channel": str,
-}
-
 
 class NearMemcachedBackend(MemcachedBackend):
     """A :class:`MemcachedBackend` with a near cache in front of ``get``/``get_many``.
@@ -61,8 +53,6 @@ class NearMemcachedBackend(MemcachedBackend):
     ``gets``/``cas``, ``incr``, ``add`` and locks always go to memcached, and every write
     drops its keys locally when it returns (and publishes them, with a channel).
     """
-
-    OPTIONS: ClassVar[Mapping[str, type]] = {**MemcachedBackend.OPTIONS, **NEAR_OPTIONS}
 
     def __init__(
         self,

@@ -67,6 +67,12 @@ class AsyncMemcachedBackend:
             raise ConfigurationError(
                 f"max_threads must be a positive int, got {max_threads!r}.", setting="max_threads"
             )
+        if getattr(type(backend), "near_memo", None) is not None:
+            raise ConfigurationError(
+                "near_cache is for the sync memcached backend: here each near hit would still "
+                "cross into the thread pool.",
+                setting="near_cache",
+            )
         #: The sync backend doing the work in the pool.
         self.sync = backend
         #: Worker threads at most.

@@ -103,10 +103,21 @@ class MemcachedBackend(Routing):
         calls fail fast for ``breaker_cooldown`` seconds, then one probe goes.
     :param breaker_window: see ``breaker_failures``.
     :param breaker_cooldown: see ``breaker_failures``.
+    :param near_cache: keep up to this many values in local memory in front of memcached
+        (``near_cache_bytes``, ``near_cache_ttl``, ``near_cache_channel``: see
+        :class:`~cachekit.backends.memcached._near.NearMemcachedBackend` and docs/backends.md,
+        which says how much weaker than Redis's it is); 0 (the default) turns it off.
     """
 
     OPTIONS: ClassVar[Mapping[str, type]] = OPTIONS
     stores_objects: ClassVar[bool] = False
+
+    def __new__(cls, *args: Any, near_cache: int = 0, **options: Any) -> MemcachedBackend:
+        if near_cache and cls is MemcachedBackend:
+            from cachekit.backends.memcached._near import NearMemcachedBackend
+
+            cls = NearMemcachedBackend
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -126,7 +137,16 @@ class MemcachedBackend(Routing):
         breaker_failures: int = DEFAULT_BREAKER_FAILURES,
         breaker_window: float = DEFAULT_BREAKER_WINDOW,
         breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN,
+        near_cache: int = 0,
+        **near_options: Any,
     ) -> None:
+        if near_cache < 0 or (near_options and not near_cache):
+            # With near_cache > 0, __new__ built a NearMemcachedBackend, whose __init__ takes these.
+            raise ConfigurationError(
+                f"near_cache must be 0 (off) or more, and {', '.join(sorted(near_options)) or 'its options'} "
+                "need near_cache > 0.",
+                setting="near_cache",
+            )
         check_numbers(
             connect_timeout=connect_timeout,
             socket_timeout=socket_timeout,

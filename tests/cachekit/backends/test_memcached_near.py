@@ -195,3 +195,28 @@ def test_a_cache_on_it_counts_near_hits(memcached_server: servers.ServerProcess)
 def test_bad_options_are_refused(options: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
         NearMemcachedBackend.from_url("memcached://127.0.0.1:11211", **options)
+
+
+def test_the_option_in_urls_and_settings(
+    memcached_server: servers.ServerProcess, redis_server: servers.ServerProcess
+) -> None:
+    from urllib.parse import quote
+
+    import cachekit
+    from cachekit.backends.aio_memcached import AsyncMemcachedBackend
+
+    channel = f"redis://{redis_server.address}/0"
+    cache = cachekit.from_url(
+        f"memcached://{memcached_server.address}?near_cache=10&near_cache_ttl=2.5"
+        f"&near_cache_channel={quote(channel, safe='')}"
+    )
+    assert type(cache.backend) is NearMemcachedBackend
+    assert (cache.backend.near.max_entries, cache.backend.near_ttl) == (10, 2.5)
+    assert cache.backend.near.wait_ready(5.0)
+    assert redis.Redis.from_url(channel).info("clients")["connected_clients"] >= 2  # publisher + listener
+    cache.backend.close()
+    assert type(MemcachedBackend.from_url(f"memcached://{memcached_server.address}")) is MemcachedBackend
+    with pytest.raises(ConfigurationError):
+        MemcachedBackend.from_url(f"memcached://{memcached_server.address}", near_cache_ttl=1.0)
+    with pytest.raises(ConfigurationError):  # refused on the async backend: hits would cross threads
+        AsyncMemcachedBackend.from_url(f"memcached://{memcached_server.address}", near_cache=10)
