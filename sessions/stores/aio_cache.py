@@ -38,19 +38,16 @@ session middleware calls) awaits the load before the app runs.
 
 from __future__ import annotations
 
-import asyncio  # unasync: async-only
-import time
-from collections.abc import Callable
+import asyncio
+from typing import TYPE_CHECKING
 from typing import Any
 
 from cachekit.aio import AsyncCache
 from cachekit.backends.aio_base import AsyncSupportsCas
 from cachekit.exceptions import ConfigurationError
-from cachekit.serializers import Serializer
 from sessions.exceptions import SessionConflictError
 from sessions.exceptions import SessionCreateError
 from sessions.session import Session
-from sessions.state import DEFAULT_AGE
 from sessions.state import USER_KEY
 from sessions.state import SessionState
 from sessions.stores._merge import CREATE_ATTEMPTS
@@ -78,6 +75,10 @@ from sessions.stores._merge import session_delta
 from sessions.stores._merge import session_ref
 from sessions.stores._merge import user_index_key
 from sessions.stores.base import BaseStore
+from sessions.stores.base import StoreOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class AsyncCacheStore(BaseStore):
@@ -88,6 +89,7 @@ class AsyncCacheStore(BaseStore):
     :param key_prefix: prepended to the hashed id in cache keys.
     :param max_retries: compare-and-set attempts per save before giving up with
         :class:`~sessions.exceptions.SessionConflictError`.
+    :param options: the :class:`~sessions.stores.base.StoreOptions` of :class:`BaseStore`:
     :param age: absolute lifetime in seconds (``SESSION_COOKIE_AGE``).
     :param idle_timeout: seconds of inactivity before a session ends, or ``None``.
     :param refresh_interval: least seconds between activity-only writes.
@@ -111,23 +113,11 @@ class AsyncCacheStore(BaseStore):
         *,
         key_prefix: str = "cachekit.session.",
         max_retries: int = 50,
-        age: float = DEFAULT_AGE,
-        idle_timeout: float | None = None,
-        refresh_interval: float | None = None,
-        expire_at_browser_close: bool = False,
-        serializer: Serializer | None = None,
-        clock: Callable[[], float] = time.time,
         replicas: int = 0,
         replica_timeout: float = 0.25,
+        **options: Unpack[StoreOptions],
     ) -> None:
-        super().__init__(
-            age=age,
-            idle_timeout=idle_timeout,
-            refresh_interval=refresh_interval,
-            expire_at_browser_close=expire_at_browser_close,
-            serializer=serializer,
-            clock=clock,
-        )
+        super().__init__(**options)
         if not isinstance(cache, AsyncCache):
             raise ConfigurationError(
                 f"AsyncCacheStore needs a cachekit.AsyncCache, got {cache!r}"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from typing import ClassVar
 from typing import Protocol
+from typing import TypedDict
 from typing import runtime_checkable
 
 from cachekit.exceptions import SerializationError
@@ -76,6 +77,17 @@ class Store(StoreAttributes, Protocol):
     def cycle(self, session: Session) -> str:
         """Store the session's data under a new id and delete the old one; return the cookie value."""
         ...
+
+
+class StoreOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`BaseStore`, which every bundled store takes (its defaults apply)."""
+
+    age: float
+    idle_timeout: float | None
+    refresh_interval: float | None
+    expire_at_browser_close: bool
+    serializer: Serializer | None
+    clock: Callable[[], float]
 
 
 class BaseStore:
@@ -145,4 +157,4 @@ class BaseStore:
         return state
 
 
-__all__ = ["BaseStore", "Store", "StoreAttributes"]
+__all__ = ["BaseStore", "Store", "StoreAttributes", "StoreOptions"]

@@ -51,9 +51,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-import time
 import zlib
-from collections.abc import Callable
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
@@ -68,16 +66,16 @@ from itsdangerous.encoding import want_bytes
 from cachekit.cache import Cache
 from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import SerializationError
-from cachekit.serializers import Serializer
 from sessions.exceptions import CookieTooLargeError
 from sessions.session import Session
-from sessions.state import DEFAULT_AGE
 from sessions.state import USER_KEY
 from sessions.state import SessionState
 from sessions.stores.base import BaseStore
+from sessions.stores.base import StoreOptions
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
+    from typing_extensions import Unpack
 
 #: The largest cookie browsers keep, as Werkzeug and Django count it.
 MAX_COOKIE_SIZE = 4093
@@ -184,6 +182,7 @@ class SignedCookieStore(BaseStore):
     :param salt: separates these signatures from others made with the same key.
     :param encrypt: encrypt with Fernet (needs ``cryptography``) instead of only signing.
     :param max_size: the largest cookie value produced, in bytes.
+    :param options: the :class:`~sessions.stores.base.StoreOptions` of :class:`BaseStore`:
     :param age: absolute lifetime in seconds (``SESSION_COOKIE_AGE``), checked
         on load against the signed creation time.
     :param idle_timeout: seconds of inactivity before a session ends, or ``None``.
@@ -209,23 +208,11 @@ class SignedCookieStore(BaseStore):
         salt: str = "cachekit.session",
         encrypt: bool = False,
         max_size: int = MAX_COOKIE_SIZE,
-        age: float = DEFAULT_AGE,
-        idle_timeout: float | None = None,
-        refresh_interval: float | None = None,
-        expire_at_browser_close: bool = False,
-        serializer: Serializer | None = None,
-        clock: Callable[[], float] = time.time,
         revocation_cache: Cache | None = None,
         revocation_prefix: str = "cachekit.revoked.",
+        **options: Unpack[StoreOptions],
     ) -> None:
-        super().__init__(
-            age=age,
-            idle_timeout=idle_timeout,
-            refresh_interval=refresh_interval,
-            expire_at_browser_close=expire_at_browser_close,
-            serializer=serializer,
-            clock=clock,
-        )
+        super().__init__(**options)
         keys = _secret_list(secret_keys)
         if not isinstance(max_size, int) or max_size < 64:
             raise ConfigurationError(f"max_size must be an int >= 64, got {max_size!r}.", setting="max_size")
