@@ -323,19 +323,16 @@ class SignedCookieStore(BaseStore):
         :raises CookieTooLargeError: if it would exceed ``max_size`` bytes; the
             session keeps its previous cookie value.
         """
-        fresh = session.session_key is None or session.cycle_pending
-        state = self._next_state(session, fresh=fresh)
-        if self.revocation_cache is not None:
-            self._mark(session, state, fresh)
-        value = self.create(state)
-        session.saved(value, state)
-        return value
+        return self._issue(session, fresh=session.session_key is None or session.cycle_pending)
 
     def cycle(self, session: Session) -> str:
         """Return a newly signed cookie value with the same data and a new creation time."""
-        state = self._next_state(session, fresh=True)
+        return self._issue(session, fresh=True)
+
+    def _issue(self, session: Session, *, fresh: bool) -> str:
+        state = self._next_state(session, fresh=fresh)
         if self.revocation_cache is not None:
-            self._mark(session, state, True)
+            self._mark(session, state, fresh)
         value = self.create(state)
         session.saved(value, state)
         return value
