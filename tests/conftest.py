@@ -34,7 +34,7 @@ BACKENDS = [
 ]
 if HAVE_REDIS or IN_CI:
     # Sentinel and Cluster need the real binaries; fakeredis has no stand-in for them.
-    BACKENDS += ["redis-cluster", "redis-sentinel", "redis-near"]
+    BACKENDS += ["redis-cluster", "redis-sentinel", "redis-near", "redis-near-cluster"]
 
 #: The async backends (cachekit.backends.aio_*) the same suites run on, through the sync
 #: bridge in tests/async_bridge.py; see the ``async_backend_harness`` fixture.
@@ -243,6 +243,19 @@ def redis_sentinel() -> Iterator[servers.RedisSentinelProcesses]:
     group = servers.start_redis_sentinel()
     yield group
     group.stop()
+
+
+@pytest.fixture
+def redis_near_cluster_backend(redis_cluster: servers.RedisClusterProcesses) -> Iterator[BackendHarness]:
+    """Redis Cluster with a near cache (issue 17): a listener per master, all subscribed."""
+    from cachekit.backends.redis import RedisBackend
+
+    backend = RedisBackend.from_url(redis_cluster.url, near_cache=1000)
+    backend.clear()
+    assert backend.near.wait_ready(10.0), "near-cache listeners did not subscribe"
+    yield BackendHarness(backend, "redis-near-cluster")
+    backend.clear()
+    backend.close()
 
 
 @pytest.fixture

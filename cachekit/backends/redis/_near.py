@@ -268,8 +268,8 @@ class NearCache:
         thread = threading.Thread(
             target=self._listen, args=(node, connect, stop), name=f"cachekit-near-cache {node}", daemon=True
         )
+        thread.start()  # before it is listed: close() joins what it finds listed
         self._listeners[node] = (thread, stop)
-        thread.start()
 
     def wait_ready(self, timeout: float) -> bool:
         """Start the listener(s) if needed; wait until subscribed. For tests and warm-up."""
@@ -422,7 +422,7 @@ class NearCache:
         self._listeners = {}
         self._watcher = None
         for thread in threads:
-            if thread is not threading.current_thread():
+            if thread is not threading.current_thread() and thread.ident is not None:
                 thread.join(timeout=2)
         with self._lock:
             self._started = self.local_only
