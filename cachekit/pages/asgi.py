@@ -28,9 +28,9 @@ from typing import Any
 from typing import TypeAlias
 
 from cachekit.aio import AsyncCache
+from cachekit.background import TaskWorkers
 from cachekit.cache import DEFAULT_TIMEOUT
 from cachekit.cache import Timeout
-from cachekit.pages.background import TaskWorkers
 from cachekit.pages.engine import LOOKUP_KEY
 from cachekit.pages.engine import PageEngine
 from cachekit.pages.engine import Plan

@@ -14,9 +14,9 @@ from dataclasses import field
 from typing import Any
 from typing import TypeAlias
 
+from cachekit.background import REVALIDATE_WORKERS
 from cachekit.cache import DEFAULT_TIMEOUT
 from cachekit.cache import Timeout
-from cachekit.pages.background import REVALIDATE_WORKERS
 from cachekit.pages.fields import SURROGATE_KEY_HEADERS
 from cachekit.pages.fields import TARGET_FIELDS
 from cachekit.pages.fields import parse_dictionary

@@ -24,10 +24,10 @@ from typing import Any
 from typing import TypeVar
 from typing import cast
 
+from cachekit.background import ThreadWorkers
 from cachekit.cache import DEFAULT_TIMEOUT
 from cachekit.cache import Cache
 from cachekit.cache import Timeout
-from cachekit.pages.background import ThreadWorkers
 from cachekit.pages.engine import _EMPTY
 from cachekit.pages.engine import LOOKUP_KEY
 from cachekit.pages.engine import PageEngine

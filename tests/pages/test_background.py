@@ -23,9 +23,9 @@ from cachekit import Cache
 from cachekit.aio import AsyncCache
 from cachekit.backends.aio_locmem import AsyncLocMemBackend
 from cachekit.backends.locmem import LocMemBackend
+from cachekit.background import TaskWorkers
+from cachekit.background import ThreadWorkers
 from cachekit.pages.asgi import AsyncPageCache
-from cachekit.pages.background import TaskWorkers
-from cachekit.pages.background import ThreadWorkers
 from cachekit.pages.options import PageOptions
 from cachekit.pages.wsgi import PageCache
 from cachekit.pages.wsgi import background_environ
@@ -277,21 +277,24 @@ def test_wsgi_background_environ_is_a_copy_without_the_servers_handles() -> None
 def test_thread_workers_are_bounded_and_log_a_failing_job(caplog: pytest.LogCaptureFixture) -> None:
     workers = ThreadWorkers(2)
     go = threading.Event()
-    assert workers.submit(lambda: go.wait(5))
+    assert workers.submit(lambda: go.wait(5), key="k")
+    assert not workers.submit(lambda: None, key="k")  # that key's job is under way
     assert workers.submit(lambda: go.wait(5))
     assert not workers.submit(lambda: None)  # full
     assert workers.running == 2
     assert workers.wait(0.01) is False
     go.set()
     assert workers.wait(5)
+    assert workers.submit(lambda: None, key="k")  # done: the key is free again
+    assert workers.wait(5)
 
     def broken() -> None:
         raise RuntimeError("boom")
 
-    with caplog.at_level(logging.ERROR, logger="cachekit.views"):
+    with caplog.at_level(logging.ERROR, logger="cachekit.background"):
         assert workers.submit(broken)
         assert workers.wait(5)
-    assert "background page re-render failed" in caplog.text
+    assert "a background job failed" in caplog.text
     with pytest.raises(ValueError, match="limit"):
         ThreadWorkers(0)
     with pytest.raises(ValueError, match="revalidate_workers"):
@@ -434,14 +437,18 @@ def test_asgi_tasks_full_serves_stale_and_lets_go_of_the_lock(clock: FakeClock) 
 
 
 def test_task_workers_are_bounded_and_log_a_failing_job(caplog: pytest.LogCaptureFixture) -> None:
-    workers = TaskWorkers(1)
+    workers = TaskWorkers(2)
 
     async def scenario() -> None:
         go = asyncio.Event()
+        assert workers.submit(go.wait, key="k")
+        assert not workers.submit(go.wait, key="k")  # that key's task is under way
         assert workers.submit(go.wait)
-        assert not workers.submit(go.wait)
+        assert not workers.submit(go.wait)  # full
         assert await workers.wait(0.01) is False
         go.set()
+        assert await workers.wait(5)
+        assert workers.submit(go.wait, key="k")  # done: the key is free again
         assert await workers.wait(5)
 
         async def broken() -> None:
@@ -450,7 +457,7 @@ def test_task_workers_are_bounded_and_log_a_failing_job(caplog: pytest.LogCaptur
         assert workers.submit(broken)
         assert await workers.wait(5)
 
-    with caplog.at_level(logging.ERROR, logger="cachekit.views"):
+    with caplog.at_level(logging.ERROR, logger="cachekit.background"):
         asyncio.run(asyncio.wait_for(scenario(), 10))
-    assert "background page re-render failed" in caplog.text
+    assert "a background job failed" in caplog.text
     assert workers.running == 0

@@ -1,8 +1,9 @@
-"""Bounded background work for the page cache: re-renders off the request path.
+"""Bounded background work: page re-renders and refresh-ahead recomputations off the request path.
 
 With ``stale_while_revalidate`` the request that finds a page stale (and takes
 the URL's render lock) is answered from the stale copy at once; the re-render
-is handed to one of these, which run it after the response:
+is handed to one of these, which run it after the response. ``get_or_set`` and
+``@memoize`` with ``refresh_ahead`` hand their early recomputations to them too.
 
 * :class:`ThreadWorkers` (WSGI): a small :class:`~concurrent.futures.ThreadPoolExecutor`,
   created on first use in each process. A pool made before ``fork`` (gunicorn's
@@ -11,12 +12,14 @@ is handed to one of these, which run it after the response:
 * :class:`TaskWorkers` (ASGI): ``asyncio`` tasks on the running loop, referenced
   until done.
 
-Both take at most ``limit`` jobs at once; :meth:`submit` returns ``False`` when
-all are busy, and the shell then serves the stale page and lets go of the lock
-(a later request retries). A job that raises is logged; it never reaches a
-client. At interpreter exit the thread pool finishes the jobs in flight (the
-``concurrent.futures`` exit hook joins its threads); under ASGI the shell waits
-for them on ``lifespan.shutdown``.
+Both take at most ``limit`` jobs at once, and at most one per ``key`` given;
+:meth:`submit` returns ``False`` when all are busy (or that key's job is under
+way), and the caller goes on without it: the page shell serves the stale page
+and lets go of the lock, so a later request retries. A job that raises is
+logged; it never reaches a client. At interpreter exit the thread pool finishes
+the jobs in flight (the ``concurrent.futures`` exit hook joins its threads);
+under ASGI the page shell waits for them on ``lifespan.shutdown``. Nothing here
+imports the rest of cachekit.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections.abc import Awaitable
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-logger = logging.getLogger("cachekit.views")
+logger = logging.getLogger("cachekit.background")
 
 #: Default number of background re-renders one page cache runs at once, per process.
 REVALIDATE_WORKERS = 4
@@ -57,36 +60,43 @@ class ThreadWorkers:
         self._pool: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
         self._running = 0
+        self._keys: set[str] = set()
 
     @property
     def running(self) -> int:
         """Jobs submitted and not yet finished in this process."""
         return self._running if self._pid == os.getpid() else 0
 
-    def submit(self, job: Callable[[], object]) -> bool:
-        """Run ``job()`` on a pool thread; ``False`` (and nothing run) when ``limit`` are running."""
+    def submit(self, job: Callable[[], object], key: str | None = None) -> bool:
+        """Run ``job()`` on a pool thread; ``False`` (and nothing run) when ``limit`` are running.
+
+        :param key: names the job: while one with this key runs, another is refused.
+        """
         if self._pid != os.getpid():  # forked without the at-fork hook (os.fork is not the only way)
             self._reset()
         with self._changed:
-            if self._running >= self.limit:
+            if self._running >= self.limit or (key is not None and key in self._keys):
                 return False
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.limit, thread_name_prefix=self._name)
             try:
-                self._pool.submit(self._run, job)
+                self._pool.submit(self._run, job, key)
             except RuntimeError:  # the interpreter is shutting down: no new threads
                 return False
             self._running += 1
+            if key is not None:
+                self._keys.add(key)
             return True
 
-    def _run(self, job: Callable[[], object]) -> None:
+    def _run(self, job: Callable[[], object], key: str | None) -> None:
         try:
             job()
         except Exception:
-            logger.exception("a background page re-render failed; the stale copy stays")
+            logger.exception("a background job failed")
         finally:
             with self._changed:
                 self._running -= 1
+                self._keys.discard(key)
                 self._changed.notify_all()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -113,6 +123,7 @@ class TaskWorkers:
         #: Jobs run at once.
         self.limit = limit
         self._tasks: set[asyncio.Task[None]] = set()
+        self._keys: dict[str, asyncio.Task[None]] = {}
 
     def _live(self) -> set[asyncio.Task[None]]:
         # A task of a loop that was closed before it finished never will: not counted.
@@ -124,24 +135,39 @@ class TaskWorkers:
         """Jobs started and not yet finished."""
         return len(self._live())
 
-    def submit(self, job: Callable[[], Awaitable[object]]) -> bool:
+    def submit(self, job: Callable[[], Awaitable[object]], key: str | None = None) -> bool:
         """Start ``await job()`` as a task; ``False`` (and nothing started) when ``limit`` are running.
 
         Must be called with a running event loop.
+
+        :param key: names the job: while one with this key runs, another is refused.
         """
         tasks = self._live()
         if len(tasks) >= self.limit:
             return False
+        if key is not None:
+            running = self._keys.get(key)
+            if running is not None and running in tasks:
+                return False
         task = asyncio.get_running_loop().create_task(self._run(job))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+        if key is not None:
+            self._keys[key] = task
+            task.add_done_callback(
+                lambda done: self._keys.pop(key, None) if self._keys.get(key) is done else None
+            )
         return True
+
+    def _forget(self, key: str, task: asyncio.Task[None]) -> None:
+        if self._keys.get(key) is task:
+            del self._keys[key]
 
     async def _run(self, job: Callable[[], Awaitable[object]]) -> None:
         try:
             await job()
         except Exception:
-            logger.exception("a background page re-render failed; the stale copy stays")
+            logger.exception("a background job failed")
 
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait until no job of the running loop is running; ``False`` if ``timeout`` passed first."""
