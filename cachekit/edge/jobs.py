@@ -22,7 +22,6 @@ from cachekit.exceptions import CacheKitError
 
 #: What a job purges: pages by absolute URL, by URL prefix, by path pattern (Varnish bans) or by tag.
 Kind = Literal["url", "prefix", "regex", "tags"]
-KINDS: tuple[Kind, ...] = ("url", "prefix", "regex", "tags")
 
 #: Longest URL, prefix or pattern accepted (Varnish's default request line limit is 8 KiB).
 MAX_URL_LENGTH = 2048

@@ -44,6 +44,7 @@ class Recorder(http.server.ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__((servers.HOST, 0), _Handler)
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.hosts: list[list[str]] = []
         self.status = 200
 
     @property
@@ -58,6 +59,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         self.server.requests.append((self.command, self.path, dict(self.headers.items()), body))
+        self.server.hosts.append(self.headers.get_all("Host") or [])
         self.send_response(self.server.status)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -122,6 +124,7 @@ def test_varnish_purges_urls_bans_prefixes_and_sends_tags_in_xkey(recorder: Reco
     assert seen[6][:2] == ("PURGE", "/c")
     assert seen[6][2]["cachekit-soft-purge"] == "1"
     assert len(seen) == 7
+    assert recorder.hosts[0] == ["example.com"]  # one Host: the page's, not the Varnish address
 
 
 def test_fastly_sends_keys_in_surrogate_key_and_soft_purge_header(recorder: Recorder) -> None:
@@ -254,6 +257,7 @@ def test_credentials_are_never_logged_nor_shown(recorder: Recorder, caplog: pyte
     assert len(report.queued) == 2
     assert recorder.requests
     assert caplog.records
+    assert f"POST http://{recorder.address}/client/v4/zones/Z9/purge_cache: answered 403" in caplog.text
     text = caplog.text + repr(purges) + repr(purger) + "".join(item.member for item in purges.queue.items())
     assert TOKEN not in text  # ...but never logged, shown or queued
     request = purger.request(PurgeJob.tags(["x"]), purger.endpoint)
@@ -263,6 +267,58 @@ def test_credentials_are_never_logged_nor_shown(recorder: Recorder, caplog: pyte
 
 
 # -- delivery outcomes ---------------------------------------------------------------------
+
+
+def test_a_header_value_with_a_control_character_is_refused(recorder: Recorder) -> None:
+    purger = HTTPPurger(
+        "api",
+        f"http://{recorder.address}",
+        {"tags": HTTPCall("POST", "/")},
+        headers={"X-Team": "a\r\nX-Evil: 1"},
+    )
+    with pytest.raises(InvalidPurgeError, match="control character"):
+        Purges(purgers=[purger]).invalidate_tags("x")
+    assert recorder.requests == []
+
+
+def test_tags_fill_one_header_up_to_its_limit() -> None:
+    tags = [f"{i:04d}" + "x" * 996 for i in range(7)] + ["0007" + "x" * 989]  # 7,993 + 7 spaces
+    assert len(" ".join(tags)) == 8000
+    assert PurgeJob.tags(tags).values == tuple(tags)
+    with pytest.raises(InvalidPurgeError, match="in one header"):
+        PurgeJob.tags([*tags[:-1], tags[-1] + "y"])
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        PurgeJob.urls(["http://example.com/a"], soft=True),
+        PurgeJob.prefixes(["http://example.com/b/"]),
+        PurgeJob.patterns([r"^/c\d+$"]),
+        PurgeJob.tags(["d", "e"], soft=True),
+    ],
+    ids=["url", "prefix", "regex", "tags"],
+)
+def test_a_queued_job_reads_back_as_it_was_written(job: PurgeJob) -> None:
+    assert PurgeJob.from_json(job.to_json()) == job
+
+
+def test_a_queued_item_of_an_unknown_kind_is_refused() -> None:
+    member = json.dumps(["varnish", "http://h", json.dumps(["drop-table", ["x"], False])])
+    with pytest.raises(InvalidPurgeError, match="unknown purge kind"):
+        QueuedPurge.from_member(member)
+
+
+def test_an_https_endpoint_that_does_not_speak_tls_is_unreachable(recorder: Recorder) -> None:
+    purges = Purges(purgers=[cloudflare_purger("Z", TOKEN, endpoint=f"https://{recorder.address}")])
+    assert purges.invalidate_tags("x").queued == [f"cloudflare https://{recorder.address}"]
+
+
+@pytest.mark.parametrize("status", [300, 302, 304, 404])
+def test_a_redirect_or_not_found_is_not_a_purge(recorder: Recorder, status: int) -> None:
+    recorder.status = status
+    report = Purges(purgers=[VarnishPurger([recorder.address])]).invalidate_tags("x")
+    assert report.failed == [f"varnish http://{recorder.address}"]
 
 
 def test_refused_purges_are_reported_and_not_queued(recorder: Recorder) -> None:
