@@ -243,7 +243,9 @@ class NearCache:
             self._flush_locked()
 
     def _settle_locked(self) -> None:
-        self._healthy = bool(self._expected) and self._expected <= self._subscribed
+        # On a Cluster also the slot map must be known: an unreadable one may hide a new primary.
+        known = self._topology is None or self._signature is not None
+        self._healthy = known and bool(self._expected) and self._expected <= self._subscribed
 
     # -- the listeners -----------------------------------------------------------------
 

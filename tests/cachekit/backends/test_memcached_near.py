@@ -220,3 +220,30 @@ def test_the_option_in_urls_and_settings(
         MemcachedBackend.from_url(f"memcached://{memcached_server.address}", near_cache_ttl=1.0)
     with pytest.raises(ConfigurationError):  # refused on the async backend: hits would cross threads
         AsyncMemcachedBackend.from_url(f"memcached://{memcached_server.address}", near_cache=10)
+
+
+def test_a_read_in_flight_during_a_channel_message_does_not_fill(
+    memcached_server: servers.ServerProcess, redis_server: servers.ServerProcess, monkeypatch: Any
+) -> None:
+    """The reply left memcached before another process's write was announced: it is not kept."""
+    channel = f"redis://{redis_server.address}/0"
+    backend = _near(memcached_server.address, channel, near_cache_ttl=60.0)
+    writer = _near(memcached_server.address, channel)
+    near = backend.near
+    writer.set("k", b"old", None)
+    original = MemcachedBackend.get
+
+    def slow_reply(self: MemcachedBackend, key: str) -> bytes | None:
+        result = original(self, key)  # holds b"old"
+        if self is backend:
+            seen = near.invalidations
+            writer.set("k", b"new", None)
+            assert _until(lambda: near.invalidations > seen)  # the message won the race
+        return result
+
+    monkeypatch.setattr(MemcachedBackend, "get", slow_reply)
+    assert backend.get("k") == b"old"  # the value as it was when read
+    monkeypatch.setattr(MemcachedBackend, "get", original)
+    assert backend.get("k") == b"new"  # not the in-flight b"old" from local memory
+    backend.close()
+    writer.close()
