@@ -110,7 +110,7 @@ def unreachable_session(
     So an app that never uses the session answers as under WSGI's lazy load,
     and one that does meets the outage where WSGI's would (see the table above).
     """
-    return Session(_UnreachableStore(store, error), cookie_value)  # type: ignore[arg-type]
+    return Session(_UnreachableStore(store, error), cookie_value)
 
 
 class SessionCookieOptions(TypedDict, total=False):

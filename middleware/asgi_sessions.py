@@ -107,7 +107,10 @@ class AsgiSessionMiddleware(CookieOptions):
         self.cookie = SessionCookie(**cookie)
         #: The scope key holding the session.
         self.scope_key = scope_key
-        self._async = is_async_store(store)
+        # The store once more, typed by kind: exactly one of the two is set.
+        self._aio: AsyncStore | None = store if is_async_store(store) else None
+        self._sync: Store | None = None if is_async_store(store) else store
+        self._async = self._aio is not None
         # Whether the store's servers were asked if they evict (on the first request: that needs a loop).
         self._checked = False
         # Once per process: sessions on local memory under a multi-process server.
@@ -121,15 +124,16 @@ class AsgiSessionMiddleware(CookieOptions):
             self._checked = True
             await self._check_eviction()
         cookie_value = self.cookie.value_from(_cookie_header(scope))
-        if self._async:
+        if self._aio is not None:
             try:
-                session = await open_session(self.store, cookie_value)
+                session = await open_session(self._aio, cookie_value)
             except BackendUnavailableError as exc:
                 # Not a 503 yet: an app that never touches the session answers as under WSGI.
                 logger.info("session store unavailable while loading: %s", exc)
-                session = unreachable_session(self.store, cookie_value, exc)  # type: ignore[arg-type]
+                session = unreachable_session(self._aio, cookie_value, exc)
         else:
-            session = Session(self.store, cookie_value)  # type: ignore[arg-type]  # a sync Store
+            assert self._sync is not None
+            session = Session(self._sync, cookie_value)
         scope[self.scope_key] = session
         started = failed = False
 

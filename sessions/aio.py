@@ -34,6 +34,8 @@ from sessions.state import SessionState
 from sessions.stores.base import StoreAttributes
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
     from sessions.stores.base import Store
 
 
@@ -66,7 +68,7 @@ class AsyncStore(StoreAttributes, Protocol):
         ...
 
 
-def is_async_store(store: object) -> bool:
+def is_async_store(store: Store | AsyncStore) -> TypeIs[AsyncStore]:
     """Whether ``store``'s methods are coroutines (an :class:`AsyncStore`) rather than a sync ``Store``."""
     return inspect.iscoroutinefunction(getattr(store, "load", None))
 
@@ -138,10 +140,9 @@ async def open_session(store: Store | AsyncStore, cookie_value: str | None) -> S
     :raises BackendUnavailableError: if a server-side store's cache is down.
     """
     if not is_async_store(store):
-        return Session(store, cookie_value)  # type: ignore[arg-type]  # a sync Store
-    async_store: AsyncStore = store  # type: ignore[assignment]
-    state = await async_store.load(cookie_value) if cookie_value else None
-    return Session(RequestStore(async_store, state), cookie_value)  # type: ignore[arg-type]
+        return Session(store, cookie_value)
+    state = await store.load(cookie_value) if cookie_value else None
+    return Session(RequestStore(store, state), cookie_value)
 
 
 async def apply_deletes(session: Session) -> None:

@@ -204,7 +204,11 @@ class SessionState:
         """
         if not isinstance(record, dict):
             raise ValueError(f"session record must be an object, got {type(record).__name__}")
-        data, created, active, expiry = record.get("d"), record.get("c"), record.get("a"), record.get("x")
+        try:
+            data, created, active = record["d"], record["c"], record["a"]
+        except KeyError:
+            raise ValueError("session record is malformed") from None
+        expiry = record.get("x")
         if (
             type(data) is not dict
             or type(created) not in _NUMBERS
@@ -212,7 +216,7 @@ class SessionState:
             or not (expiry is None or type(expiry) in _NUMBERS)
         ):
             raise ValueError("session record is malformed")
-        return cls(data, created, active, expiry)  # type: ignore[arg-type]  # checked above
+        return cls(data, created, active, expiry)
 
     def copy(self) -> SessionState:
         """Return a copy whose data dict can change independently."""

@@ -221,7 +221,7 @@ class SessionMiddleware:
         if key is None:
             return
         if is_async_store(self.store):
-            await self.store.delete(key)  # type: ignore[misc]
+            await self.store.delete(key)
         else:
             self.store.delete(key)
 

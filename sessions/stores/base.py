@@ -33,15 +33,27 @@ if TYPE_CHECKING:
 class StoreAttributes(Protocol):
     """What every store, sync (:class:`Store`) or async (:class:`~sessions.aio.AsyncStore`), has."""
 
-    #: True when the store keeps the data (so ``delete`` revokes a session and
-    #: concurrent saves merge); False for cookie stores.
-    server_side: ClassVar[bool]
-    #: When sessions expire.
-    policy: ExpiryPolicy
-    #: Wall clock (Unix seconds); tests pass a fake one.
-    clock: Callable[[], float]
-    #: Turns session data into bytes; JSON-based, never pickle.
-    serializer: Serializer
+    # Read-only properties, so a store may compute them (RequestStore does).
+    @property
+    def server_side(self) -> bool:
+        """True when the store keeps the data (so ``delete`` revokes a session and
+        concurrent saves merge); False for cookie stores."""
+        ...
+
+    @property
+    def policy(self) -> ExpiryPolicy:
+        """When sessions expire."""
+        ...
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """Wall clock (Unix seconds); tests pass a fake one."""
+        ...
+
+    @property
+    def serializer(self) -> Serializer:
+        """Turns session data into bytes; JSON-based, never pickle."""
+        ...
 
 
 @runtime_checkable
