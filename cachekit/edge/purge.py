@@ -266,6 +266,24 @@ class Purges:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], cache: Cache | None = None, **options: Any) -> Purges:
+        """Purges configured by a settings mapping (a dict, a settings module, Flask's ``app.config``).
+
+        Reads ``PURGERS`` (see :func:`purgers_from_settings`) and ``PURGE_QUEUE_LENGTH``
+        (the queue's bound, default 10,000); ``options`` go to the constructor.
+        """
+        purgers = purgers_from_settings(settings.get("PURGERS") or ())
+        length = settings.get("PURGE_QUEUE_LENGTH")
+        if length is not None and "queue" not in options:
+            if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+                raise ConfigurationError(
+                    f"PURGE_QUEUE_LENGTH must be a whole number >= 1, got {length!r}.",
+                    setting="PURGE_QUEUE_LENGTH",
+                )
+            options["queue"] = queue_for(cache, length)
+        return cls(cache, purgers, **options)
+
     @property
     def purgers(self) -> Mapping[str, Purger]:
         """The purgers by name."""

@@ -533,6 +533,18 @@ def test_purgers_from_settings() -> None:
         Purges(purgers=[VarnishPurger(["h:1"]), VarnishPurger(["h:2"])])
 
 
+def test_purges_from_a_settings_mapping() -> None:
+    settings = {"PURGERS": [{"BACKEND": "varnish", "HOSTS": ["127.0.0.1:6081"]}], "PURGE_QUEUE_LENGTH": 2}
+    purges = Purges.from_settings(settings, Cache(LocMemBackend("edge-settings")), backoff=5.0)
+    assert list(purges.purgers) == ["varnish"]
+    assert isinstance(purges.queue, MemoryPurgeQueue)
+    assert purges.queue.max_length == 2
+    assert purges._delivery.backoff == 5.0
+    assert Purges.from_settings({}).purgers == {}
+    with pytest.raises(ConfigurationError, match="PURGE_QUEUE_LENGTH"):
+        Purges.from_settings({"PURGE_QUEUE_LENGTH": 0})
+
+
 # -- async ---------------------------------------------------------------------------------
 
 
