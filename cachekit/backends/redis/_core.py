@@ -10,6 +10,7 @@ sync and asyncio clients.
 from __future__ import annotations
 
 import copy
+import importlib
 import threading
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -23,10 +24,17 @@ from cachekit.backends.breaker import CircuitBreaker
 from cachekit.backends.redis._clients import Clients
 from cachekit.backends.redis._clients import blocking_client
 from cachekit.backends.redis._errors import ERRORS
+from cachekit.backends.redis._errors import backoff
+from cachekit.backends.redis._errors import retryable
 from cachekit.backends.redis._errors import translate_error
+from cachekit.backends.redis._rules import BATCH
+from cachekit.backends.redis._rules import WriteCalls
+from cachekit.backends.redis._rules import add_calls
+from cachekit.backends.redis._rules import cas_calls
 from cachekit.backends.redis._rules import check_value_size
 from cachekit.backends.redis._rules import ms
 from cachekit.backends.redis._rules import register_scripts
+from cachekit.backends.redis._rules import wire_key
 from cachekit.backends.redis._urls import OPTIONS
 from cachekit.backends.redis._urls import DirectURL
 from cachekit.backends.redis._urls import ParsedURL
@@ -38,8 +46,10 @@ from cachekit.backends.redis._urls import redact_url
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
+from cachekit.exceptions import MissingKeyError
 
 _B = TypeVar("_B", bound="RedisCore")
+_T = TypeVar("_T")
 
 
 class RedisCore:
@@ -52,6 +62,9 @@ class RedisCore:
     _clients: ClassVar[Clients]
     #: The class name shown by ``repr``.
     _kind: ClassVar[str]
+    #: ``"module:Class"`` built instead when ``near_cache`` is set (only on the backend itself,
+    #: not on that near-cache subclass).
+    _near_variant: ClassVar[str]
 
     _node_guard = threading.Lock()
     _error = translate_error
@@ -75,15 +88,16 @@ class RedisCore:
         self,
         server: Standalone,
         client: Any,
-        *,
-        max_value_size: int,
-        flush_db_on_clear: bool,
-        scan_count: int,
-        breaker_failures: int,
-        breaker_window: float,
-        breaker_cooldown: float,
+        stored: tuple[int, bool, int],
+        breaker: tuple[int, float, float],
     ) -> None:
-        """Check the options and set the state; build the client unless one is given."""
+        """Check the options and set the state; build the client unless one is given.
+
+        ``stored`` is ``(max_value_size, flush_db_on_clear, scan_count)``, ``breaker``
+        ``(breaker_failures, breaker_window, breaker_cooldown)``.
+        """
+        max_value_size, flush_db_on_clear, scan_count = stored
+        breaker_failures, breaker_window, breaker_cooldown = breaker
         server.check(max_value_size=max_value_size, scan_count=scan_count)
         #: Largest value accepted, in bytes.
         self.max_value_size = max_value_size
@@ -165,9 +179,23 @@ class RedisCore:
         self._scripts = register_scripts(client)
         self._client = client
 
+    def __new__(cls, *args: Any, near_cache: int = 0, **options: Any) -> Any:
+        variant = cls.__dict__.get("_near_variant")
+        if near_cache and variant:
+            module_name, _, class_name = variant.partition(":")
+            cls = getattr(importlib.import_module(module_name), class_name)
+        return super().__new__(cls)
+
     def _connect(self) -> Any:
         """Build the client on first use; each side says how."""
         raise NotImplementedError
+
+    def _bind_new(self) -> None:
+        """Build and adopt a client from the factory; a failure counts against the breaker."""
+        try:
+            self._bind(self._factory())
+        except ERRORS as exc:
+            raise self._fail(self._breaker, exc, "connect") from exc
 
     @property
     def client(self) -> Any:
@@ -231,11 +259,115 @@ class RedisCore:
             groups.setdefault(name, []).append(index)
         return groups
 
+    def _pause_before_retry(self, attempt: int, exc: BaseException) -> float | None:
+        """Seconds to wait before retry ``attempt`` (0-based) after ``exc``; ``None``: raise instead."""
+        if attempt >= self.retries or not retryable(exc):
+            return None
+        return backoff(attempt)
+
+    @staticmethod
+    def _succeeded(breaker: CircuitBreaker, result: _T) -> _T:
+        """``result``, after telling ``breaker`` the call went through."""
+        breaker.success()
+        return result
+
     @staticmethod
     def _raise_node_failures(failures: Sequence[BackendError], groups: int, operation: str) -> None:
         """After a per-node call: raise the first failure, unless a read got some node's answer."""
         if failures and (operation != "MGET" or len(failures) == groups):
             raise failures[0]
+
+    # -- what the commands send (each side sends it) ------------------------------
+
+    def _check_sizes(self, items: Mapping[str, bytes]) -> None:
+        for key, value in items.items():
+            if len(value) > self.max_value_size:
+                self._check_size(key, value)
+
+    def _set_args(self, key: str, value: bytes, ttl: float | None) -> tuple[Any, ...]:
+        """``SET``'s arguments, for ``execute_command`` (it skips the dozen option checks of ``set()``)."""
+        if len(value) > self.max_value_size:
+            self._check_size(key, value)
+        wire = wire_key(key)
+        return ("SET", wire, value) if ttl is None else ("SET", wire, value, "PX", ms(ttl))
+
+    def _set_batches(
+        self, client: Any, items: Mapping[str, bytes], ttl: float | None
+    ) -> list[Callable[[], Any]]:
+        """One call per batch of :data:`BATCH` items: ``MSET``, or the ``SET ... PX`` script."""
+        pairs = [(wire_key(key), value) for key, value in items.items()]
+        runs: list[Callable[[], Any]] = []
+        for start in range(0, len(pairs), BATCH):
+            batch = pairs[start : start + BATCH]
+            if ttl is None:
+                runs.append(partial(client.mset, dict(batch)))
+            else:
+                script = self._scripts["set_many_px"]
+                runs.append(
+                    partial(script, keys=[k for k, _ in batch], args=[ms(ttl), *(v for _, v in batch)])
+                )
+        return runs
+
+    @staticmethod
+    def _queue_sets(
+        pipe: Any, pairs: Sequence[tuple[str | bytes, bytes]], indexes: list[int], px: int | None
+    ) -> None:
+        """Queue the ``SET``s of one Cluster node's share of ``pairs`` on its pipeline."""
+        for index in indexes:
+            wire, value = pairs[index]
+            pipe.set(wire, value, px=px)
+
+    @staticmethod
+    def _keep_hits(
+        hits: dict[str, bytes], keys: Sequence[str], indexes: list[int], values: Sequence[bytes | None]
+    ) -> None:
+        """Add one Cluster node's ``MGET`` answer to ``hits``."""
+        for index, value in zip(indexes, values, strict=True):
+            if value is not None:
+                hits[keys[index]] = value
+
+    def _add_calls(self, key: str, value: bytes, ttl: float | None) -> tuple[str | bytes, WriteCalls]:
+        if len(value) > self.max_value_size:
+            self._check_size(key, value)
+        wire = wire_key(key)
+        return wire, add_calls(self._script, wire, value, ttl)
+
+    def _cas_calls(
+        self, key: str, value: bytes, token: Any, ttl: float | None
+    ) -> tuple[str | bytes, WriteCalls] | None:
+        """``cas``'s calls, or ``None`` for a token no ``gets`` of this backend gave."""
+        if len(value) > self.max_value_size:
+            self._check_size(key, value)
+        if not isinstance(token, bytes):
+            return None
+        wire = wire_key(key)
+        return wire, cas_calls(self._script, wire, token, value, ttl)
+
+    @staticmethod
+    def _delete_calls(key: str) -> tuple[str | bytes, WriteCalls]:
+        wire = wire_key(key)
+
+        def run(target: Any) -> Any:
+            return target.unlink(wire)
+
+        return wire, (run, run)
+
+    def _incr_call(self, key: str, delta: int) -> tuple[str | bytes, Callable[[], Any]]:
+        wire = wire_key(key)
+        return wire, partial(self._script("incr"), keys=[wire], args=[delta])
+
+    @staticmethod
+    def _incr_result(result: Any, key: str) -> int:
+        if result is None:
+            raise MissingKeyError(key)
+        return int(result)
+
+    def _touch_call(self, client: Any, key: str, ttl: float | None) -> tuple[str | bytes, Callable[[], Any]]:
+        """``PEXPIRE``, or for ``None`` the ``PERSIST`` script (plain ``PERSIST`` hides a missing key)."""
+        wire = wire_key(key)
+        if ttl is None:
+            return wire, partial(self._scripts["persist"], keys=[wire])
+        return wire, partial(client.pexpire, wire, ms(ttl))
 
     # -- durable writes (WAIT) -------------------------------------------------------
 

@@ -35,11 +35,8 @@ from cachekit.backends.redis._clients import ASYNC
 from cachekit.backends.redis._clients import AsyncBlockingSentinelPool as AsyncBlockingSentinelPool
 from cachekit.backends.redis._core import RedisCore
 from cachekit.backends.redis._errors import ERRORS
-from cachekit.backends.redis._errors import backoff
-from cachekit.backends.redis._errors import retryable
 from cachekit.backends.redis._rules import BATCH
-from cachekit.backends.redis._rules import add_calls
-from cachekit.backends.redis._rules import cas_calls
+from cachekit.backends.redis._rules import WriteCalls
 from cachekit.backends.redis._rules import found
 from cachekit.backends.redis._rules import glob_escape
 from cachekit.backends.redis._rules import incr_error
@@ -56,7 +53,6 @@ from cachekit.backends.redis.sync import _check_near
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
-from cachekit.exceptions import MissingKeyError
 
 _T = TypeVar("_T")
 
@@ -86,27 +82,21 @@ class AsyncRedisBackend(RedisCore):
 
     _clients = ASYNC
     _kind = "AsyncRedisBackend"
-
-    def __new__(cls, *args: Any, near_cache: int = 0, **options: Any) -> AsyncRedisBackend:
-        if near_cache and cls is AsyncRedisBackend:
-            from cachekit.backends.redis._aio_near import AsyncNearRedisBackend
-
-            cls = AsyncNearRedisBackend
-        return super().__new__(cls)
+    _near_variant = "cachekit.backends.redis._aio_near:AsyncNearRedisBackend"
 
     def __init__(
         self,
         *,
+        client: AsyncClient | Callable[[], AsyncClient] | None = None,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
         flush_db_on_clear: bool = False,
         scan_count: int = BATCH,
-        breaker_failures: int = DEFAULT_BREAKER_FAILURES,
-        breaker_window: float = DEFAULT_BREAKER_WINDOW,
-        breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN,
-        client: AsyncClient | Callable[[], AsyncClient] | None = None,
         near_cache: int = 0,
         near_cache_bytes: int | None = None,
         near_cache_prefix: str = "",
+        breaker_failures: int = DEFAULT_BREAKER_FAILURES,
+        breaker_window: float = DEFAULT_BREAKER_WINDOW,
+        breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN,
         **connection: Any,
     ) -> None:
         _check_near(near_cache, near_cache_bytes, client, near_cache_prefix)
@@ -116,15 +106,9 @@ class AsyncRedisBackend(RedisCore):
                 f"(got {sorted(connection)!r}).",
                 setting=sorted(connection)[0],
             )
+        breaker = (breaker_failures, breaker_window, breaker_cooldown)
         self._setup(
-            Standalone(**connection),
-            client,
-            max_value_size=max_value_size,
-            flush_db_on_clear=flush_db_on_clear,
-            scan_count=scan_count,
-            breaker_failures=breaker_failures,
-            breaker_window=breaker_window,
-            breaker_cooldown=breaker_cooldown,
+            Standalone(**connection), client, (max_value_size, flush_db_on_clear, scan_count), breaker
         )
 
     # -- construction ------------------------------------------------------------
@@ -132,10 +116,7 @@ class AsyncRedisBackend(RedisCore):
     def _connect(self) -> Any:
         """Build the client on first use; building an asyncio client does no I/O."""
         if self._client is None:
-            try:
-                self._bind(self._factory())
-            except ERRORS as exc:
-                raise self._fail(self._breaker, exc, "connect") from exc
+            self._bind_new()
         return self._client
 
     # -- errors, retries and the breaker -------------------------------------------
@@ -149,18 +130,16 @@ class AsyncRedisBackend(RedisCore):
         again: Callable[[], Awaitable[_T]] | None,
     ) -> _T:
         """After a failed call: await ``again`` (safe to repeat) up to ``retries`` times, or raise."""
-        if again is not None:
-            for attempt in range(self.retries):
-                if not retryable(exc):
-                    break
-                await asyncio.sleep(backoff(attempt))
-                try:
-                    result = await again()
-                except ERRORS as retried:
-                    exc = retried
-                    continue
-                breaker.success()
-                return result
+        attempt = 0
+        while again is not None and (pause := self._pause_before_retry(attempt, exc)) is not None:
+            attempt += 1
+            await asyncio.sleep(pause)
+            try:
+                result = await again()
+            except ERRORS as retried:
+                exc = retried
+            else:
+                return self._succeeded(breaker, result)
         raise self._fail(breaker, exc, operation, key) from exc
 
     async def _call(
@@ -245,10 +224,7 @@ class AsyncRedisBackend(RedisCore):
             hits: dict[str, bytes] = {}
 
             async def run(indexes: list[int]) -> None:
-                values = await client.mget_nonatomic([wire[i] for i in indexes])
-                for index, value in zip(indexes, values, strict=True):
-                    if value is not None:
-                        hits[keys[index]] = value
+                self._keep_hits(hits, keys, indexes, await client.mget_nonatomic([wire[i] for i in indexes]))
 
             await self._each_node(client, wire, "MGET", run)
             return hits
@@ -264,95 +240,58 @@ class AsyncRedisBackend(RedisCore):
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         """Store ``value`` (``SET ... PX``); ``ttl`` ``None`` keeps it until deleted."""
-        if len(value) > self.max_value_size:
-            self._check_size(key, value)
-        client = self._client or self._connect()
-        wire = wire_key(key)
-        args: tuple[Any, ...] = ("SET", wire, value) if ttl is None else ("SET", wire, value, "PX", ms(ttl))
-        run = partial(client.execute_command, *args)
-        await self._call(wire, "SET", key, run, run)
+        args = self._set_args(key, value, ttl)
+        run = partial((self._client or self._connect()).execute_command, *args)
+        await self._call(args[1], "SET", key, run, run)
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         """Store every item in one round trip per batch of 1000: ``MSET`` or one ``SET ... PX`` script."""
         if not items:
             return
-        for key, value in items.items():
-            if len(value) > self.max_value_size:
-                self._check_size(key, value)
+        self._check_sizes(items)
         client = self._client or self._connect()
-        pairs = [(wire_key(key), value) for key, value in items.items()]
         if self._cluster:
+            pairs = [(wire_key(key), value) for key, value in items.items()]
             px = None if ttl is None else ms(ttl)
 
             async def run_node(indexes: list[int]) -> None:
                 pipe = client.pipeline(transaction=False)
-                for index in indexes:
-                    pipe.set(pairs[index][0], pairs[index][1], px=px)
+                self._queue_sets(pipe, pairs, indexes, px)
                 await pipe.execute()
 
-            await self._each_node(client, [key for key, _ in pairs], "set_many", run_node)
+            await self._each_node(client, [wire for wire, _ in pairs], "set_many", run_node)
             return
-        for start in range(0, len(pairs), BATCH):
-            batch = pairs[start : start + BATCH]
-            run: Callable[[], Awaitable[Any]]
-            if ttl is None:
-                run = partial(client.mset, dict(batch))
-            else:
-                run = partial(
-                    self._scripts["set_many_px"],
-                    keys=[key for key, _ in batch],
-                    args=[ms(ttl), *(value for _, value in batch)],
-                )
+        for run in self._set_batches(client, items, ttl):
             await self._call(None, "set_many", None, run, run)
 
     async def add(self, key: str, value: bytes, ttl: float | None) -> bool:
         """Store ``value`` only if ``key`` holds nothing (``SET NX PX``); retried as the sync backend is."""
-        if len(value) > self.max_value_size:
-            self._check_size(key, value)
-        wire = wire_key(key)
-        first, again = add_calls(self._script, wire, value, ttl)
-        return bool(await self._write(wire, "SET NX", key, first, again))
+        wire, calls = self._add_calls(key, value, ttl)
+        return bool(await self._write(wire, "SET NX", key, calls))
 
     async def cas(self, key: str, value: bytes, token: Any, ttl: float | None) -> bool:
         """Store ``value`` only if ``key`` still holds ``token``; one atomic script run.
 
         Retried after a lost connection as the sync backend's :meth:`~RedisBackend.cas` is.
         """
-        if len(value) > self.max_value_size:
-            self._check_size(key, value)
-        if not isinstance(token, bytes):
-            return False
-        wire = wire_key(key)
-        first, again = cas_calls(self._script, wire, token, value, ttl)
-        return bool(await self._write(wire, "cas", key, first, again))
+        planned = self._cas_calls(key, value, token, ttl)
+        return planned is not None and bool(await self._write(planned[0], "cas", key, planned[1]))
 
     async def delete(self, key: str) -> bool:
         """Remove ``key`` (``UNLINK``); return whether it was there."""
-        wire = wire_key(key)
+        wire, calls = self._delete_calls(key)
+        return bool(await self._write(wire, "UNLINK", key, calls))
 
-        def run(target: Any) -> Any:
-            return target.unlink(wire)
-
-        return bool(await self._write(wire, "UNLINK", key, run, run))
-
-    async def _write(
-        self,
-        route: str | bytes,
-        operation: str,
-        key: str | None,
-        first: Callable[[Any], Any],
-        again: Callable[[Any], Any] | None,
-    ) -> Any:
+    async def _write(self, route: str | bytes, operation: str, key: str | None, calls: WriteCalls) -> Any:
         """:meth:`RedisBackend._write <cachekit.backends.redis.sync.RedisBackend._write>`, awaited.
 
         ``first(target)`` returns an awaitable on the client; on a pipeline it queues
         the command (a script's queueing is awaited too).
         """
+        first, again = calls
         client = self._client or self._connect()
         if self._wait is None:
-            return await self._call(
-                route, operation, key, partial(first, client), again and partial(again, client)
-            )
+            return await self._call(route, operation, key, partial(first, client), partial(again, client))
         replicas, timeout_ms = self._wait
 
         def waited(queue: Callable[[Any], Any]) -> Callable[[], Awaitable[list[Any]]]:
@@ -367,7 +306,7 @@ class AsyncRedisBackend(RedisCore):
 
             return run
 
-        results = await self._call(route, operation, key, waited(first), again and waited(again))
+        results = await self._call(route, operation, key, waited(first), waited(again))
         return self._waited(results, operation, key)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
@@ -392,26 +331,16 @@ class AsyncRedisBackend(RedisCore):
         :raises MissingKeyError: if ``key`` holds nothing.
         :raises BackendError: if the value is not an integer or the result overflows 64 bits.
         """
-        wire = wire_key(key)
+        wire, run = self._incr_call(key, delta)
         try:
-            result = await self._call(
-                wire, "INCRBY", key, partial(self._script("incr"), keys=[wire], args=[delta])
-            )
+            result = await self._call(wire, "INCRBY", key, run)
         except BackendError as exc:
             raise incr_error(exc, key, delta) from exc.__cause__
-        if result is None:
-            raise MissingKeyError(key)
-        return int(result)
+        return self._incr_result(result, key)
 
     async def touch(self, key: str, ttl: float | None) -> bool:
         """Give ``key`` a new ``ttl`` (``PEXPIRE``, or ``PERSIST`` for ``None``)."""
-        client = self._client or self._connect()
-        wire = wire_key(key)
-        run = (
-            partial(self._scripts["persist"], keys=[wire])
-            if ttl is None
-            else partial(client.pexpire, wire, ms(ttl))
-        )
+        wire, run = self._touch_call(self._client or self._connect(), key, ttl)
         return bool(await self._call(wire, "touch", key, run, run))
 
     async def clear(self, prefix: str = "") -> None:

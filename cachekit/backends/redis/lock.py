@@ -12,7 +12,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 from typing import Any
@@ -28,7 +28,49 @@ if TYPE_CHECKING:
     from cachekit.backends.redis.sync import RedisBackend
 
 
-class RedisLock:
+class _LockState:
+    """What both locks hold and decide: the name, the token, the scripts' calls, the next step."""
+
+    def __init__(self, backend: Any, name: str, ttl: float) -> None:
+        self._backend = backend
+        self._name = name
+        self._wire = wire_key(name)
+        self._ttl_ms = ms(max(ttl, 0.001))
+        self._token: bytes | None = None
+
+    def _start(self, timeout: float) -> tuple[bytes, float | None, Callable[[], Any]]:
+        """A fresh token, the deadline, and the acquiring call.
+
+        The script recognises its own token, so repeating it after a lost reply is safe.
+        """
+        token = uuid.uuid4().hex.encode()
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        script = self._backend._script("lock_acquire")
+        return token, deadline, partial(script, keys=[self._wire], args=[token, self._ttl_ms])
+
+    def _step(self, taken: Any, token: bytes, blocking: bool, deadline: float | None) -> bool | float:
+        """After one try: ``True`` (held), ``False`` (give up) or the seconds to wait before the next."""
+        if taken:
+            self._token = token
+            return True
+        if not blocking:
+            return False
+        pause = lock_pause(deadline)
+        return False if pause is None else pause
+
+    def _release_call(self, token: bytes) -> Callable[[], Any]:
+        return partial(self._backend._script("lock_release"), keys=[self._wire], args=[token])
+
+    def _held(self) -> bytes | None:
+        """The token to release with, forgotten here (``None``: not held)."""
+        token, self._token = self._token, None
+        return token
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._name!r})"
+
+
+class RedisLock(_LockState):
     """A lock held in Redis behind cachekit's Lock protocol.
 
     Taken with ``SET NX PX`` and a random token in one script that also recognises
@@ -44,45 +86,30 @@ class RedisLock:
     token, so the next caller does not wait for an orphan until its TTL.
     """
 
-    def __init__(self, backend: RedisBackend, name: str, ttl: float) -> None:
-        self._backend = backend
-        self._name = name
-        self._wire = wire_key(name)
-        self._ttl_ms = ms(max(ttl, 0.001))
-        self._token: bytes | None = None
+    _backend: RedisBackend
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the lock; wait up to ``timeout`` seconds (``-1``: no limit) if ``blocking``.
 
         :raises BackendUnavailableError: if Redis cannot be reached.
         """
-        token = uuid.uuid4().hex.encode()
-        deadline = None if timeout < 0 else time.monotonic() + timeout
-        backend = self._backend
-        # The script recognises its own token, so repeating it after a lost reply is safe.
-        attempt = partial(backend._script("lock_acquire"), keys=[self._wire], args=[token, self._ttl_ms])
+        token, deadline, attempt = self._start(timeout)
         while True:
             try:
-                taken = backend._call(self._wire, "lock acquire", self._name, attempt, attempt)
+                taken = self._backend._call(self._wire, "lock acquire", self._name, attempt, attempt)
             except BackendUnavailableError:
                 # The script may have run and only its reply been lost: let go of what we
                 # may hold, off the request's path, so nobody waits for an orphan.
                 threading.Thread(target=self._abandon, args=(token,), daemon=True).start()
                 raise
-            if taken:
-                self._token = token
-                return True
-            if not blocking:
-                return False
-            pause = lock_pause(deadline)
-            if pause is None:
-                return False
-            time.sleep(pause)
+            step = self._step(taken, token, blocking, deadline)
+            if isinstance(step, bool):
+                return step
+            time.sleep(step)
 
     def _release(self, token: bytes, operation: str) -> None:
-        backend = self._backend
-        run = partial(backend._script("lock_release"), keys=[self._wire], args=[token])
-        backend._call(self._wire, operation, self._name, run, run)
+        run = self._release_call(token)
+        self._backend._call(self._wire, operation, self._name, run, run)
 
     def _abandon(self, token: bytes) -> None:
         with contextlib.suppress(BackendError):  # else the lock expires by its TTL
@@ -90,7 +117,7 @@ class RedisLock:
 
     def release(self) -> None:
         """Release the lock if this holder still owns it; otherwise do nothing."""
-        token, self._token = self._token, None
+        token = self._held()
         if token is not None:
             self._release(token, "lock release")
 
@@ -101,15 +128,12 @@ class RedisLock:
     def __exit__(self, *exc_info: object) -> None:
         self.release()
 
-    def __repr__(self) -> str:
-        return f"RedisLock({self._name!r})"
-
 
 # Background lock clean-ups, kept referenced until they finish.
 _BACKGROUND: set[asyncio.Task[None]] = set()
 
 
-class AsyncRedisLock:
+class AsyncRedisLock(_LockState):
     """A lock held in Redis (``SET NX PX`` + token, compare-and-delete release), awaited.
 
     The same scripts as :class:`~cachekit.backends.redis.sync.RedisLock`: a retried
@@ -118,52 +142,30 @@ class AsyncRedisLock:
     Redis every 25 ms with ``asyncio.sleep``, so other tasks run meanwhile.
     """
 
-    def __init__(self, backend: AsyncRedisBackend, name: str, ttl: float) -> None:
-        self._backend = backend
-        self._name = name
-        self._wire = wire_key(name)
-        self._ttl_ms = ms(max(ttl, 0.001))
-        self._token: bytes | None = None
+    _backend: AsyncRedisBackend
 
     async def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the lock; wait up to ``timeout`` seconds (``-1``: no limit) if ``blocking``.
 
         :raises BackendUnavailableError: if Redis cannot be reached.
         """
-        token = uuid.uuid4().hex.encode()
-        deadline = None if timeout < 0 else time.monotonic() + timeout
-        backend = self._backend
-        script = backend._script("lock_acquire")
-
-        def attempt() -> Awaitable[Any]:
-            return script(keys=[self._wire], args=[token, self._ttl_ms])  # type: ignore[no-any-return]
-
+        token, deadline, attempt = self._start(timeout)
         while True:
             try:
-                taken = await backend._call(self._wire, "lock acquire", self._name, attempt, attempt)
+                taken = await self._backend._call(self._wire, "lock acquire", self._name, attempt, attempt)
             except BackendUnavailableError:
                 task = asyncio.get_running_loop().create_task(self._abandon(token))
                 _BACKGROUND.add(task)
                 task.add_done_callback(_BACKGROUND.discard)
                 raise
-            if taken:
-                self._token = token
-                return True
-            if not blocking:
-                return False
-            pause = lock_pause(deadline)
-            if pause is None:
-                return False
-            await asyncio.sleep(pause)
+            step = self._step(taken, token, blocking, deadline)
+            if isinstance(step, bool):
+                return step
+            await asyncio.sleep(step)
 
     async def _release(self, token: bytes, operation: str) -> None:
-        backend = self._backend
-        script = backend._script("lock_release")
-
-        def run() -> Awaitable[Any]:
-            return script(keys=[self._wire], args=[token])  # type: ignore[no-any-return]
-
-        await backend._call(self._wire, operation, self._name, run, run)
+        run = self._release_call(token)
+        await self._backend._call(self._wire, operation, self._name, run, run)
 
     async def _abandon(self, token: bytes) -> None:
         with contextlib.suppress(BackendError):  # else the lock expires by its TTL
@@ -171,7 +173,7 @@ class AsyncRedisLock:
 
     async def release(self) -> None:
         """Release the lock if this holder still owns it; otherwise do nothing."""
-        token, self._token = self._token, None
+        token = self._held()
         if token is not None:
             await self._release(token, "lock release")
 
@@ -181,6 +183,3 @@ class AsyncRedisLock:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.release()
-
-    def __repr__(self) -> str:
-        return f"AsyncRedisLock({self._name!r})"

@@ -42,11 +42,8 @@ from cachekit.backends.redis._clients import SYNC
 from cachekit.backends.redis._clients import blocking_client as blocking_client
 from cachekit.backends.redis._core import RedisCore
 from cachekit.backends.redis._errors import ERRORS
-from cachekit.backends.redis._errors import backoff
-from cachekit.backends.redis._errors import retryable
 from cachekit.backends.redis._rules import BATCH
-from cachekit.backends.redis._rules import add_calls
-from cachekit.backends.redis._rules import cas_calls
+from cachekit.backends.redis._rules import WriteCalls
 from cachekit.backends.redis._rules import found
 from cachekit.backends.redis._rules import glob_escape
 from cachekit.backends.redis._rules import incr_error
@@ -67,7 +64,6 @@ from cachekit.backends.redis.lock import RedisLock as RedisLock
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
-from cachekit.exceptions import MissingKeyError
 
 _T = TypeVar("_T")
 # Names the near cache (_near.py, _aio_near.py) imports from here.
@@ -129,13 +125,7 @@ class RedisBackend(RedisCore):
 
     _clients = SYNC
     _kind = "RedisBackend"
-
-    def __new__(cls, *args: Any, near_cache: int = 0, **options: Any) -> RedisBackend:
-        if near_cache and cls is RedisBackend:
-            from cachekit.backends.redis._near import NearRedisBackend
-
-            cls = NearRedisBackend
-        return super().__new__(cls)
+    _near_variant = "cachekit.backends.redis._near:NearRedisBackend"
 
     def __init__(
         self,
@@ -194,16 +184,8 @@ class RedisBackend(RedisCore):
         )
         self._socket_timeout = socket_timeout
         self._guard = threading.Lock()
-        self._setup(
-            server,
-            client,
-            max_value_size=max_value_size,
-            flush_db_on_clear=flush_db_on_clear,
-            scan_count=scan_count,
-            breaker_failures=breaker_failures,
-            breaker_window=breaker_window,
-            breaker_cooldown=breaker_cooldown,
-        )
+        stored = (max_value_size, flush_db_on_clear, scan_count)
+        self._setup(server, client, stored, (breaker_failures, breaker_window, breaker_cooldown))
 
     # -- construction ------------------------------------------------------------
 
@@ -212,10 +194,7 @@ class RedisBackend(RedisCore):
         self._breaker.before_call()
         with self._guard:
             if self._client is None:
-                try:
-                    self._bind(self._factory())
-                except ERRORS as exc:
-                    raise self._fail(self._breaker, exc, "connect") from exc
+                self._bind_new()
             return self._client
 
     # -- errors, retries and the breaker -------------------------------------------
@@ -229,18 +208,16 @@ class RedisBackend(RedisCore):
         again: Callable[[], _T] | None,
     ) -> _T:
         """After a failed call: run ``again`` (safe to repeat) up to ``retries`` times, or raise."""
-        if again is not None:
-            for attempt in range(self.retries):
-                if not retryable(exc):
-                    break
-                time.sleep(backoff(attempt))
-                try:
-                    result = again()
-                except ERRORS as retried:
-                    exc = retried
-                    continue
-                breaker.success()
-                return result
+        attempt = 0
+        while again is not None and (pause := self._pause_before_retry(attempt, exc)) is not None:
+            attempt += 1
+            time.sleep(pause)
+            try:
+                result = again()
+            except ERRORS as retried:
+                exc = retried
+            else:
+                return self._succeeded(breaker, result)
         raise self._fail(breaker, exc, operation, key) from exc
 
     def _call(
@@ -333,16 +310,13 @@ class RedisBackend(RedisCore):
     def _cluster_get_many(
         self, client: Any, keys: Sequence[str], wire: Sequence[str | bytes]
     ) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+        hits: dict[str, bytes] = {}
 
         def run(indexes: list[int]) -> None:
-            values = client.mget_nonatomic([wire[i] for i in indexes])
-            for index, value in zip(indexes, values, strict=True):
-                if value is not None:
-                    found[keys[index]] = value
+            self._keep_hits(hits, keys, indexes, client.mget_nonatomic([wire[i] for i in indexes]))
 
         self._each_node(client, wire, "MGET", run)
-        return found
+        return hits
 
     def gets(self, key: str) -> tuple[bytes, Any] | None:
         """Return ``(value, token)`` for :meth:`cas`, or ``None``; the token is the value read."""
@@ -356,13 +330,9 @@ class RedisBackend(RedisCore):
 
         :raises BackendError: if ``value`` is larger than ``max_value_size``.
         """
-        if len(value) > self.max_value_size:
-            self._check_size(key, value)
+        args = self._set_args(key, value, ttl)
         client = self._client or self._connect()
-        wire = wire_key(key)
-        # execute_command skips the option checks of redis-py's set(), which has a dozen.
-        args: tuple[Any, ...] = ("SET", wire, value) if ttl is None else ("SET", wire, value, "PX", ms(ttl))
-        breaker = self._breaker_for(wire) if self._cluster else self._breaker
+        breaker = self._breaker_for(args[1]) if self._cluster else self._breaker
         breaker.before_call()
         try:
             client.execute_command(*args)
@@ -381,25 +351,13 @@ class RedisBackend(RedisCore):
         """
         if not items:
             return
-        for key, value in items.items():
-            if len(value) > self.max_value_size:
-                self._check_size(key, value)
+        self._check_sizes(items)
         client = self._client or self._connect()
         if self._cluster:
             self._cluster_set_many(client, items, ttl)
             return
-        pairs = list(items.items())
-        for start in range(0, len(pairs), BATCH):
-            batch = dict(pairs[start : start + BATCH]) if len(pairs) > BATCH else items
-            # SET of a given value is safe to repeat.
-            run = partial(self._set_batch, client, batch, ttl)
-            self._call(None, "set_many", None, run, run)
-
-    def _set_batch(self, client: Any, items: Mapping[str, bytes], ttl: float | None) -> None:
-        if ttl is None:
-            client.mset({wire_key(key): value for key, value in items.items()})
-        else:
-            self._scripts["set_many_px"](keys=wire_keys(list(items)), args=[ms(ttl), *items.values()])
+        for run in self._set_batches(client, items, ttl):
+            self._call(None, "set_many", None, run, run)  # SET of a given value is safe to repeat
 
     def _cluster_set_many(self, client: Any, items: Mapping[str, bytes], ttl: float | None) -> None:
         pairs = [(wire_key(key), value) for key, value in items.items()]
@@ -407,9 +365,7 @@ class RedisBackend(RedisCore):
 
         def run(indexes: list[int]) -> None:
             pipe = client.pipeline(transaction=False)
-            for index in indexes:
-                wire, value = pairs[index]
-                pipe.set(wire, value, px=px)
+            self._queue_sets(pipe, pairs, indexes, px)
             pipe.execute()
 
         self._each_node(client, [wire for wire, _ in pairs], "set_many", run)
@@ -420,11 +376,8 @@ class RedisBackend(RedisCore):
         Retried after a lost connection by a script that also counts the key already
         holding this very value as added (the lost attempt stored it).
         """
-        if len(value) > self.max_value_size:
-            self._check_size(key, value)
-        wire = wire_key(key)
-        first, again = add_calls(self._script, wire, value, ttl)
-        return bool(self._write(wire, "SET NX", key, first, again))
+        wire, calls = self._add_calls(key, value, ttl)
+        return bool(self._write(wire, "SET NX", key, calls))
 
     def cas(self, key: str, value: bytes, token: Any, ttl: float | None) -> bool:
         """Store ``value`` only if ``key`` still holds ``token`` (the value :meth:`gets` read).
@@ -434,35 +387,20 @@ class RedisBackend(RedisCore):
         ``value`` as stored (the lost run applied); the first run never does, so two
         writers of equal bytes from one token cannot both win.
         """
-        if len(value) > self.max_value_size:
-            self._check_size(key, value)
-        if not isinstance(token, bytes):
-            return False
-        wire = wire_key(key)
-        first, again = cas_calls(self._script, wire, token, value, ttl)
-        return bool(self._write(wire, "cas", key, first, again))
+        planned = self._cas_calls(key, value, token, ttl)
+        return planned is not None and bool(self._write(planned[0], "cas", key, planned[1]))
 
     def delete(self, key: str) -> bool:
         """Remove ``key`` (``UNLINK``); return whether it was there."""
-        wire = wire_key(key)
+        wire, calls = self._delete_calls(key)
+        return bool(self._write(wire, "UNLINK", key, calls))
 
-        def run(target: Any) -> Any:
-            return target.unlink(wire)
-
-        return bool(self._write(wire, "UNLINK", key, run, run))
-
-    def _write(
-        self,
-        route: str | bytes,
-        operation: str,
-        key: str | None,
-        first: Callable[[Any], Any],
-        again: Callable[[Any], Any] | None,
-    ) -> Any:
+    def _write(self, route: str | bytes, operation: str, key: str | None, calls: WriteCalls) -> Any:
         """Run a write given as ``first(target)`` on the client, or, on a durable view, with ``WAIT``."""
+        first, again = calls
         client = self._client or self._connect()
         if self._wait is None:
-            return self._call(route, operation, key, partial(first, client), again and partial(again, client))
+            return self._call(route, operation, key, partial(first, client), partial(again, client))
         replicas, timeout_ms = self._wait
 
         def waited(queue: Callable[[Any], Any]) -> Callable[[], list[Any]]:
@@ -475,9 +413,7 @@ class RedisBackend(RedisCore):
 
             return run
 
-        return self._waited(
-            self._call(route, operation, key, waited(first), again and waited(again)), operation, key
-        )
+        return self._waited(self._call(route, operation, key, waited(first), waited(again)), operation, key)
 
     def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in one ``UNLINK`` (one per slot, pipelined per node, in Cluster mode)."""
@@ -502,24 +438,16 @@ class RedisBackend(RedisCore):
         :raises MissingKeyError: if ``key`` holds nothing.
         :raises BackendError: if the value is not an integer or the result overflows 64 bits.
         """
-        wire = wire_key(key)
+        wire, run = self._incr_call(key, delta)
         try:
-            result = self._call(wire, "INCRBY", key, partial(self._script("incr"), keys=[wire], args=[delta]))
+            result = self._call(wire, "INCRBY", key, run)
         except BackendError as exc:
             raise incr_error(exc, key, delta) from exc.__cause__
-        if result is None:
-            raise MissingKeyError(key)
-        return int(result)
+        return self._incr_result(result, key)
 
     def touch(self, key: str, ttl: float | None) -> bool:
         """Give ``key`` a new ``ttl`` (``PEXPIRE``, or ``PERSIST`` for ``None``)."""
-        client = self._client or self._connect()
-        wire = wire_key(key)
-        run = (
-            partial(self._scripts["persist"], keys=[wire])
-            if ttl is None
-            else partial(client.pexpire, wire, ms(ttl))
-        )
+        wire, run = self._touch_call(self._client or self._connect(), key, ttl)
         return bool(self._call(wire, "touch", key, run, run))
 
     def clear(self, prefix: str = "") -> None:
