@@ -374,6 +374,7 @@ def test_a_sentinel_failover_leaves_nothing_stale() -> None:
     require_binary("redis-server")
     group = servers.start_redis_sentinel(down_after_ms=300)
     try:
+        _two_processes(group.url, ["k"], 30)  # first, two processes on the Sentinel-managed master
         backend = RedisBackend.from_url(group.url, near_cache=100, socket_timeout=0.3)
         near = backend.near  # type: ignore[attr-defined]
         assert near.wait_ready(10.0)
