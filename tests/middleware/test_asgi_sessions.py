@@ -220,6 +220,20 @@ def test_same_cookie_rules_as_wsgi(make_store: StoreFactory) -> None:
     asyncio.run(main())
 
 
+def test_a_cookie_option_set_on_the_asgi_middleware_changes_the_next_set_cookie() -> None:
+    app = AsgiSessionMiddleware(counter_app, SignedCookieStore([SECRET]))
+    app.cookie_name = "sid"
+    app.save_every_request = True
+    assert (app.cookie_name, app.cookie.cookie_name, app.cookie.save_every_request) == ("sid", "sid", True)
+
+    async def main() -> None:
+        response = await AsgiClient(app).get("/incr")
+        (line,) = response.header_values("set-cookie")
+        assert line.startswith("sid=")
+
+    asyncio.run(main())
+
+
 # -- concurrency and failures ----------------------------------------------------------
 
 
