@@ -1,0 +1,446 @@
+"""Red-team review of this session's new rules: each test pins a property an attack tried to break.
+
+Edge purges (hostile URLs, tags, patterns and queued items), Varnish's purge ACL, the
+one-round-trip page hint, records decoded once per process, background re-renders,
+the near cache's decoded-value memo and the itsdangerous-signed session cookie.
+Defects found are in the red-team report, not here: every test below passes and can fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import cachekit
+from cachekit.edge import InvalidPurgeError
+from cachekit.edge import MemoryPurgeQueue
+from cachekit.edge import PurgeJob
+from cachekit.edge import Purges
+from cachekit.edge import QueuedPurge
+from cachekit.edge import VarnishPurger
+from cachekit.edge import fastly_purger
+from cachekit.pages.engine import LOOKUP_KEY
+from cachekit.pages.record import decode
+from cachekit.pages.wsgi import PageCache
+from sessions.session import Session
+from sessions.stores.cookie import SignedCookieStore
+from tests import servers
+from tests import wsgi
+from tests.conftest import FakeClock
+from tests.pages.shells import SHELLS
+from tests.pages.shells import Shell
+from tests.pages.shells import environ_for
+
+TOKEN = "red-team-api-token-0123"
+
+
+class Recorder(http.server.ThreadingHTTPServer):
+    """A loopback HTTP server that records every request and answers 200."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__((servers.HOST, 0), _Recording)
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+
+    @property
+    def origin(self) -> str:
+        return f"http://{servers.HOST}:{self.server_address[1]}"
+
+
+class _Recording(http.server.BaseHTTPRequestHandler):
+    server: Recorder
+
+    def _any(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.server.seen.append((self.command, self.path, dict(self.headers)))
+        body = b"page " + self.path.encode()
+        self.send_response(200)
+        self.send_header("Cache-Control", "max-age=60")
+        self.send_header("xkey", "redteam")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PURGE = do_BAN = _any  # noqa: N815
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    server = Recorder()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+# -- 1. edge purges: nothing hostile reaches a proxy --------------------------------------------
+
+HOSTILE_URLS = [
+    "http://example.com/a\r\nX-Injected: 1",
+    "http://example.com/a\nBAN / HTTP/1.1",
+    "http://example.com/a b",
+    "http://example.com/a\tb",
+    "http://example.com/a\x00",
+    "http://example.com/\u2028x",  # a Unicode line separator: not ASCII
+    "http://user:pw@example.com/",  # its netloc would become the Host header
+    "//example.com/relative",
+    "javascript:alert(1)",
+]
+HOSTILE_TAGS = ["a\r\nxkey: *", "a b", "a,b", 'a"b', "a\x7f", "é", ""]
+HOSTILE_PATTERNS = ["^/a\r\nHost: x", "^/a b", "(", "^/a\x0b"]
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_a_hostile_url_is_refused_before_any_request(recorder: Recorder, url: str) -> None:
+    purges = Purges(
+        None, [VarnishPurger([recorder.origin]), fastly_purger("SID", TOKEN, endpoint=recorder.origin)]
+    )
+    with pytest.raises(InvalidPurgeError):
+        purges.purge(url)
+    with pytest.raises(InvalidPurgeError):
+        purges.purge_prefix(url)
+    assert recorder.seen == []
+
+
+@pytest.mark.parametrize("tag", HOSTILE_TAGS)
+def test_a_hostile_tag_is_refused_before_any_request(recorder: Recorder, tag: str) -> None:
+    purges = Purges(None, [VarnishPurger([recorder.origin])])
+    with pytest.raises(InvalidPurgeError):
+        purges.invalidate_tags("fine", tag)
+    assert recorder.seen == []
+
+
+@pytest.mark.parametrize("pattern", HOSTILE_PATTERNS)
+def test_a_hostile_ban_pattern_is_refused_before_any_request(recorder: Recorder, pattern: str) -> None:
+    purges = Purges(None, [VarnishPurger([recorder.origin])])
+    with pytest.raises(InvalidPurgeError):
+        purges.ban(pattern)
+    assert recorder.seen == []
+
+
+def test_a_queued_job_is_checked_again_when_read_back() -> None:
+    """A queue is data: a member planted with a CRLF URL never becomes a request."""
+    planted = '["varnish","http://127.0.0.1:1","[\\"url\\",[\\"http://x/\\\\r\\\\nX: y\\"],false]"]'
+    with pytest.raises(InvalidPurgeError):
+        QueuedPurge.from_member(planted)
+    with pytest.raises(InvalidPurgeError):
+        PurgeJob.from_json('["exec",["x"],false]')
+
+
+def test_a_purge_to_an_api_never_shows_its_token(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder.server_close()  # unreachable: the purge is queued and logged
+    queue = MemoryPurgeQueue()
+    purges = Purges(None, [fastly_purger("SID", TOKEN, endpoint=recorder.origin)], queue=queue)
+    with caplog.at_level("DEBUG", logger="cachekit.edge"):
+        report = purges.invalidate_tags("news")
+        request = purges.purgers["fastly"].request(PurgeJob.tags(["news"]), recorder.origin)
+    assert report.queued
+    shown = [caplog.text, repr(report), repr(purges), repr(request), *(item.member for item in queue.items())]
+    assert all(TOKEN not in text for text in shown)
+
+
+def test_the_memory_purge_queue_is_bounded_and_holds_a_repeated_purge_once() -> None:
+    queue = MemoryPurgeQueue(max_length=3)
+    job = PurgeJob.urls(["http://example.com/"])
+    for n in range(5):
+        assert queue.put(QueuedPurge("varnish", f"http://127.0.0.1:{n + 1}", job), 0.0) is (n < 3)
+    assert queue.put(QueuedPurge("varnish", "http://127.0.0.1:1", job), 0.0)  # already held: noted again
+    assert len(queue) == 3
+
+
+# -- 1b. Varnish's ACL: no header makes a client a purger ----------------------------------------
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    with socket.create_connection((servers.HOST, port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_varnish_refuses_purges_whatever_a_client_claims_and_strips_purge_headers(recorder: Recorder) -> None:
+    from tests.edge.conftest import start_varnish
+
+    # Only 192.0.2.1 (TEST-NET-1, nobody here) may purge: the test client on 127.0.0.1 may not.
+    varnish = start_varnish(recorder.server_address[1], purgers=("192.0.2.1",))
+    try:
+        port, host = varnish.port, varnish.address.encode()
+        get = b"GET /acl HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host
+        assert b"page /acl" in _raw(port, get)
+        claims = (
+            b"Host: %s\r\nX-Forwarded-For: 192.0.2.1\r\n" % host,
+            b"Host: %s\r\nX-Real-IP: 192.0.2.1\r\nForwarded: for=192.0.2.1\r\n" % host,
+            b"Host: cachekit-purge\r\n",  # the Host the purgers send for tags and bans
+            b"Host: 192.0.2.1\r\nX-Forwarded-For: 127.0.0.1, 192.0.2.1\r\n",
+        )
+        for claim in claims:
+            for line in (b"PURGE /acl", b"BAN /", b"PURGE /", b"PURGE http://192.0.2.1/acl"):
+                answer = _raw(
+                    port,
+                    line + b" HTTP/1.1\r\n%sxkey: redteam\r\nCachekit-Ban: ^/\r\n"
+                    b"Connection: close\r\n\r\n" % claim,
+                )
+                assert answer.startswith(b"HTTP/1.1 405"), (claim, line, answer[:120])
+        assert b"HIT" in _raw(port, get.replace(b"Connection", b"X-Probe: 1\r\nConnection"))
+        # Purge headers on an ordinary request never reach the app.
+        sneaky = (
+            b"GET /other HTTP/1.1\r\nHost: %s\r\nxkey: redteam\r\nxkey-softpurge: redteam\r\n"
+            b"Cachekit-Ban: ^/\r\nCachekit-Soft-Purge: 1\r\nConnection: close\r\n\r\n" % host
+        )
+        assert b"page /other" in _raw(port, sneaky)
+        sent = {name.lower() for _, path, headers in recorder.seen if path == "/other" for name in headers}
+        assert sent, recorder.seen
+        assert sent.isdisjoint({"xkey", "xkey-softpurge", "cachekit-ban", "cachekit-soft-purge"})
+        assert b"HIT" in _raw(port, get)  # and nothing above purged /acl
+    finally:
+        varnish.stop()
+
+
+# -- 2. the one-round-trip hint and records decoded once -----------------------------------------
+
+
+class _ByLanguage:
+    """A page per Accept-Language: ``<lang> render <n>``; ``Vary: Accept-Language``."""
+
+    def __init__(self) -> None:
+        self.renders = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        self.renders += 1
+        lang = environ.get("HTTP_ACCEPT_LANGUAGE", "none")
+        start_response(
+            "200 OK",
+            [("Content-Type", "text/plain"), ("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")],
+        )
+        return [f"{lang} render {self.renders}".encode()]
+
+
+def _served(engine: PageCache, app: Any, lang: str) -> bytes:
+    def wrapped(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        return engine(app, environ, start_response)
+
+    environ = wsgi.make_environ("/hinted", "GET", {"Accept-Language": lang}, host="example.com")
+    return wsgi.call_app(wrapped, environ)[2]
+
+
+def test_a_stale_hint_never_serves_another_variant_or_a_purged_page(redis_url: str) -> None:
+    prefix = f"redteam-{uuid.uuid4().hex[:8]}"
+    app = _ByLanguage()
+    # Two processes: each page cache has its own hints.
+    first = PageCache(60, cache=cachekit.from_url(redis_url, key_prefix=prefix))
+    second = PageCache(60, cache=cachekit.from_url(redis_url, key_prefix=prefix))
+    assert _served(first, app, "en") == b"en render 1"
+    assert _served(first, app, "en") == b"en render 1"  # the hint is learned: one round trip
+    assert _served(first, app, "fr") == b"fr render 2"
+    for _ in range(2):  # the hint names the other variant's key each time: never its page
+        assert _served(first, app, "en") == b"en render 1"
+        assert _served(first, app, "fr") == b"fr render 2"
+    assert second.purge("http://example.com/hinted")  # another process purges and re-renders
+    assert _served(second, app, "en") == b"en render 3"
+    assert _served(first, app, "en") == b"en render 3"  # first's hint still names render 1's key
+    assert _served(first, app, "fr") == b"fr render 4"
+    first.cache.clear()
+
+
+def test_a_record_decoded_once_is_deeply_immutable_so_no_request_can_change_it_for_another(
+    redis_url: str,
+) -> None:
+    shell = Shell("wsgi", _ByLanguage(), url=redis_url, tags=["news"])
+    try:
+        environ = environ_for("/page", headers={"Accept-Language": "en"})
+        assert shell(dict(environ))[2] == b"en render 1"
+        keys = [key for key in shell.engine.keys_for(dict(environ)) if not key.startswith(LOOKUP_KEY)]
+        raw = shell.cache.backend.get(shell.cache.make_key(keys[0]))
+        assert type(raw) is bytes
+        page = decode(raw)
+        assert page is not None
+        assert decode(bytes(raw)) is page
+
+        def frozen(value: Any) -> bool:
+            if type(value) is tuple:
+                return all(frozen(item) for item in value)
+            return type(value) in (str, bytes, int, float, bool, type(None))
+
+        assert frozen(page)  # headers, tags, body: nothing a request could mutate in place
+        _, headers, body = shell(dict(environ))
+        assert body == b"en render 1"
+        headers.append(("X-Mutated", "1"))
+        assert ("X-Mutated", "1") not in shell(dict(environ))[1]
+    finally:
+        shell.close()
+
+
+# -- 3. background re-renders share nothing the inline render would not -------------------------
+
+
+class _Personal:
+    """Public for anonymous requests; for a credential (cookie or Authorization) a private page.
+
+    Adds ``Vary: Cookie`` only when a cookie came (as session middlewares do), never ``public``.
+    """
+
+    def __init__(self) -> None:
+        self.renders = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        self.renders += 1
+        who = environ.get("HTTP_AUTHORIZATION") or environ.get("HTTP_COOKIE") or "anonymous"
+        headers = [("Content-Type", "text/plain"), ("Cache-Control", "public, max-age=10")]
+        if environ.get("HTTP_COOKIE"):
+            headers = [("Content-Type", "text/plain"), ("Cache-Control", "max-age=10"), ("Vary", "Cookie")]
+        elif environ.get("HTTP_AUTHORIZATION"):
+            headers = [("Content-Type", "text/plain"), ("Cache-Control", "max-age=10")]
+        start_response("200 OK", headers)
+        return [f"{who} render {self.renders}".encode()]
+
+
+@pytest.mark.parametrize("background", [True, False], ids=["background", "inline"])
+@pytest.mark.parametrize("credential", [{"Cookie": "sid=alice"}, {"Authorization": "Bearer alice"}])
+@pytest.mark.parametrize("kind", SHELLS)
+def test_a_re_render_for_a_users_request_is_never_stored_for_others(
+    kind: str, credential: dict[str, str], background: bool
+) -> None:
+    clock, app = FakeClock(), _Personal()
+    shell = Shell(kind, app, clock=clock, stale_while_revalidate=30, background_revalidate=background)
+    try:
+        assert shell(environ_for("/p"))[2] == b"anonymous render 1"
+        clock.advance(15)  # stale, within its window
+        answered = shell(environ_for("/p", headers=credential))[2]
+        # In the background: answered stale at once; inline: alice's own render, not shared.
+        assert answered == b"anonymous render 1" if background else b"alice" in answered
+        workers = shell.engine.background
+
+        def settle() -> None:
+            assert workers.wait(5) if shell._runner is None else shell._runner.run(workers.wait(5))
+
+        settle()
+        assert app.renders == 2  # alice's request re-rendered, in the background or inline
+        # Her render was not stored: not for her cookie to get back (after a logout), nor for others.
+        assert b"alice render 2" not in shell(environ_for("/p", headers=credential))[2]
+        settle()
+        assert app.renders == 3
+        for _ in range(2):
+            served = shell(environ_for("/p"))[2]
+            assert b"alice" not in served, served
+    finally:
+        shell.close()
+
+
+# -- 4. the near cache's decoded-value memo ------------------------------------------------------
+
+
+class _Label(str):
+    """A str subclass (may carry attributes): not an atom, so never shared."""
+
+
+def test_near_hits_never_share_a_value_a_caller_can_mutate(redis_url: str) -> None:
+    cache = cachekit.from_url(redis_url + "?near_cache=100", key_prefix=f"redteam-{uuid.uuid4().hex[:8]}")
+    near = cache.backend.near
+    try:
+        assert near.wait_ready(5.0)
+        cache.set("nested", ("a", ["b"]))
+        cache.set("label", _Label("x"))
+        for _ in range(3):  # the first reads fill the near cache; later ones hit it
+            mine = cache.get("nested")
+            mine[1].append("mutated")
+            assert cache.get("nested") == ("a", ["b"])
+            label = cache.get("label")
+            label.note = "mutated"  # type: ignore[attr-defined]
+            assert not hasattr(cache.get("label"), "note")
+        assert near.lookup(cache.make_key("nested")) is not None
+        assert cache.make_key("nested") not in near.decoded
+        assert cache.make_key("label") not in near.decoded
+    finally:
+        cache.clear()
+        cache.backend.close()
+
+
+# -- 5. the itsdangerous-signed session cookie ---------------------------------------------------
+
+KEY = "red-team-cookie-key-0123456789abcdefgh"
+
+
+def _cookie(store: SignedCookieStore, predicate: Callable[[str], bool] = lambda sig: True) -> str:
+    for n in range(500):
+        session = Session(store)
+        session.update({"user": "ada", "n": n})
+        value = session.save()
+        if predicate(value.rpartition(".")[2]):
+            return value
+    raise AssertionError("no cookie with such a signature in 500 tries")
+
+
+def _variants(value: str) -> dict[str, str]:
+    payload, _, sig = value.rpartition(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # 20 HMAC-SHA1 bytes in 27 characters: the last one's two low bits are unused by the decoder.
+    loose = sig[:-1] + alphabet[alphabet.index(sig[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(loose + "=") == base64.urlsafe_b64decode(sig + "=")
+    return {
+        "padded": f"{payload}.{sig}=",
+        "non-canonical last character": f"{payload}.{loose}",
+        "standard alphabet": f"{payload}.{sig.replace('-', '+').replace('_', '/')}",
+        "whitespace": f"{payload}. {sig}",
+        "payload padded": f"{payload}=.{sig}",
+        "truncated": f"{payload}.{sig[:-1]}",
+    }
+
+
+def test_a_signed_cookie_loads_only_in_the_exact_form_it_was_signed() -> None:
+    store = SignedCookieStore(KEY)
+    value = _cookie(store, lambda sig: "-" in sig or "_" in sig)
+    assert store.load(value) is not None
+    for name, variant in _variants(value).items():
+        assert store.load(variant) is None, name
+
+
+def test_a_cookie_signed_for_another_salt_or_by_a_retired_key_is_handled_as_such() -> None:
+    other_salt = _cookie(SignedCookieStore(KEY, salt="another.purpose"))
+    assert SignedCookieStore(KEY).load(other_salt) is None
+    retired = _cookie(SignedCookieStore("an-older-key-0123456789abcdefghijkl"))
+    rotated = SignedCookieStore([KEY, "an-older-key-0123456789abcdefghijkl"])
+    state = rotated.load(retired)
+    assert state is not None
+    assert state.stale
+    assert SignedCookieStore(KEY).load(retired) is None  # once the old key is dropped, it ends
+
+
+def test_a_cookie_signature_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hmac
+
+    from sessions.stores import cookie
+
+    store = SignedCookieStore(KEY)
+    value = _cookie(store)
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(cookie.hmac, "compare_digest", spy)
+    assert store.load(value) is not None
+    assert store.load(value[:-2] + ("AA" if value[-2:] != "AA" else "BB")) is None
+    assert len(compared) == 2
