@@ -11,12 +11,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable
 from collections.abc import Callable
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from typing import ParamSpec
 from typing import TypeVar
 
 from cachekit.fronts._async.memoize import AsyncMemoized
+from cachekit.fronts._async.memoize import CacheInfo
+from cachekit.fronts._async.memoize import MemoTags
 from cachekit.fronts._core import DEFAULT_TIMEOUT
 from cachekit.fronts._core import Timeout
 
@@ -32,10 +33,12 @@ def memoize(
     *,
     cache: AsyncCache,
     key: Callable[..., str] | None = None,
-    tags: Iterable[str] = (),
+    tags: MemoTags = (),
     stale_while_revalidate: float = 0,
     stale_if_error: float = 0,
     beta: float = 0,
+    refresh_ahead: float = 0,
+    unless: Callable[..., bool] | None = None,
 ) -> Callable[[Callable[P, Awaitable[R]]], AsyncMemoized[P, R]]:
     """Cache an ``async def`` function's results by its arguments, one computation per key.
 
@@ -46,6 +49,8 @@ def memoize(
 
         await price(7)             # computed once, then served from the cache
         await price.invalidate(7)  # forget one result
+        await price.cache_clear()  # forget every result of price
+        price.cache_info()         # CacheInfo(hits=..., misses=..., maxsize=None, currsize=None)
 
     Keys are those of the sync :func:`cachekit.memoize.memoize` for the same
     function and arguments. Concurrent calls with the same arguments share one
@@ -55,10 +60,16 @@ def memoize(
         ``caches`` registry: async clients belong to one event loop).
     :param timeout: seconds to keep a result; ``None`` for ever.
     :param key: ``f(*args, **kwargs) -> str`` replacing the argument-based key.
-    :param tags: names for :meth:`~cachekit.aio.AsyncCache.invalidate_tags`.
+    :param tags: names for :meth:`~cachekit.aio.AsyncCache.invalidate_tags`, or a
+        function of the call's arguments returning them.
     :param stale_while_revalidate: see :mod:`cachekit.stampede`.
     :param stale_if_error: see :mod:`cachekit.stampede`.
     :param beta: XFetch early-refresh factor (``1.0`` recommended, ``0`` off).
+    :param refresh_ahead: seconds before expiry from which a call returns the
+        cached result and recomputes it in a background task, once per key
+        across processes.
+    :param unless: a callable (not awaited); when it returns true the call
+        bypasses the cache. It gets the call's arguments, unless it takes none.
     :raises TypeError: if the decorated function is not ``async def``.
     """
 
@@ -68,9 +79,20 @@ def memoize(
                 f"cachekit.aio.memoize decorates async def functions; "
                 f"use cachekit.memoize.memoize for {func!r}."
             )
-        return AsyncMemoized(func, timeout, cache, key, tags, stale_while_revalidate, stale_if_error, beta)
+        return AsyncMemoized(
+            func,
+            timeout,
+            cache,
+            key,
+            tags,
+            stale_while_revalidate,
+            stale_if_error,
+            beta,
+            refresh_ahead,
+            unless,
+        )
 
     return decorator
 
 
-__all__ = ["AsyncMemoized", "memoize"]
+__all__ = ["AsyncMemoized", "CacheInfo", "memoize"]

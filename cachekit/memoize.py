@@ -14,14 +14,15 @@ rule, so an instance method needs its class to define ``__cache_key__`` (or a
 from __future__ import annotations
 
 from collections.abc import Callable
-from collections.abc import Iterable
 from typing import ParamSpec
 from typing import TypeVar
 
 from cachekit.fronts._core import DEFAULT_TIMEOUT
 from cachekit.fronts._core import Timeout
 from cachekit.fronts._sync.cache import Cache
+from cachekit.fronts._sync.memoize import CacheInfo
 from cachekit.fronts._sync.memoize import Memoized
+from cachekit.fronts._sync.memoize import MemoTags
 from cachekit.fronts.memokeys import KEY_PREFIX
 
 P = ParamSpec("P")
@@ -33,10 +34,12 @@ def memoize(
     *,
     cache: Cache | None = None,
     key: Callable[..., str] | None = None,
-    tags: Iterable[str] = (),
+    tags: MemoTags = (),
     stale_while_revalidate: float = 0,
     stale_if_error: float = 0,
     beta: float = 0,
+    refresh_ahead: float = 0,
+    unless: Callable[..., bool] | None = None,
 ) -> Callable[[Callable[P, R]], Memoized[P, R]]:
     """Cache a function's results by its arguments (``None`` results included).
 
@@ -48,6 +51,8 @@ def memoize(
         price(7)              # computed once, then served from the cache
         price.invalidate(7)   # forget one result
         price.uncached(7)     # call the original
+        price.cache_clear()   # forget every result of price, in every process
+        price.cache_info()    # CacheInfo(hits=..., misses=..., maxsize=None, currsize=None)
         cache.invalidate_tags("prices")  # forget every result tagged "prices"
 
     One caller computes a missing result while concurrent callers wait for it,
@@ -56,16 +61,34 @@ def memoize(
     :param timeout: seconds to keep a result; ``None`` for ever.
     :param cache: default ``caches["default"]``, looked up on first call.
     :param key: ``f(*args, **kwargs) -> str`` replacing the argument-based key.
-    :param tags: names for :meth:`cachekit.Cache.invalidate_tags`.
+    :param tags: names for :meth:`cachekit.Cache.invalidate_tags`, or a function
+        of the call's arguments returning them (``tags=lambda user_id: [f"user:{user_id}"]``).
     :param stale_while_revalidate: see :mod:`cachekit.stampede`.
     :param stale_if_error: see :mod:`cachekit.stampede`.
     :param beta: XFetch early-refresh factor (``1.0`` recommended, ``0`` off).
+    :param refresh_ahead: seconds before expiry from which a call returns the
+        cached result and recomputes it on a background thread, once per key
+        across processes (see :meth:`cachekit.Cache.get_or_set`).
+    :param unless: a callable; when it returns true the call bypasses the cache
+        (neither read nor written), as Flask-Caching's ``unless``. It gets the
+        call's arguments, unless it takes none.
     """
 
     def decorator(func: Callable[P, R]) -> Memoized[P, R]:
-        return Memoized(func, timeout, cache, key, tags, stale_while_revalidate, stale_if_error, beta)
+        return Memoized(
+            func,
+            timeout,
+            cache,
+            key,
+            tags,
+            stale_while_revalidate,
+            stale_if_error,
+            beta,
+            refresh_ahead,
+            unless,
+        )
 
     return decorator
 
 
-__all__ = ["KEY_PREFIX", "Memoized", "memoize"]
+__all__ = ["KEY_PREFIX", "CacheInfo", "Memoized", "memoize"]

@@ -19,6 +19,7 @@ from typing import TypeAlias
 from typing import TypeVar
 
 from cachekit.backends.aio_base import AsyncBackend
+from cachekit.background import TaskWorkers
 from cachekit.exceptions import LockTimeoutError
 from cachekit.fronts._core import _MISSING
 from cachekit.fronts._core import FrontCore
@@ -92,6 +93,16 @@ class AsyncExtras(FrontCore[AsyncBackend]):
         finally:
             if flights.get(stored_key) is future:
                 del flights[stored_key]
+
+
+#: The refresh-ahead recomputations of ``get_or_set``/``@memoize`` (``refresh_ahead``) in this
+#: process: at most 4 tasks at once, one per key; ``await REFRESHES.wait(timeout)`` waits for them.
+REFRESHES = TaskWorkers(4)
+
+
+def refresh_later(job: Callable[[], Awaitable[object]], key: str) -> bool:
+    """Start ``job`` as a background task unless one for ``key`` runs or all are busy."""
+    return REFRESHES.submit(job, key)
 
 
 def default_async_cache() -> Any:

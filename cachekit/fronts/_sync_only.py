@@ -9,6 +9,7 @@ from typing import TypeAlias
 from typing import TypeVar
 
 from cachekit.backends.base import Backend
+from cachekit.background import ThreadWorkers
 from cachekit.fronts._core import FrontCore
 
 T = TypeVar("T")
@@ -35,6 +36,17 @@ class SyncExtras(FrontCore[Backend]):
     def _single_flight(self, key: str, version: int | None, work: Callable[[], T]) -> T:
         """Run ``work``: concurrent threads and processes meet at the backend lock instead."""
         return work()
+
+
+#: The refresh-ahead recomputations of ``get_or_set``/``@memoize`` (``refresh_ahead``) in this
+#: process: at most 4 threads at once, one per key, the pool made on first use in each process
+#: (safe across ``fork``); ``REFRESHES.wait(timeout)`` waits for them.
+REFRESHES = ThreadWorkers(4, name="cachekit-refresh")
+
+
+def refresh_later(job: Callable[[], object], key: str) -> bool:
+    """Run ``job`` on a background thread unless one for ``key`` runs or all are busy."""
+    return REFRESHES.submit(job, key)
 
 
 def default_cache() -> Any:

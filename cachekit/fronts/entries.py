@@ -67,7 +67,7 @@ CacheEntry.__module__ = "cachekit.stampede"
 class EntryOptions:
     """The enveloped options of one ``get_or_set`` call, the timeout already normalized."""
 
-    __slots__ = ("beta", "stale_if_error", "stale_while_revalidate", "tags", "ttl")
+    __slots__ = ("beta", "refresh_ahead", "stale_if_error", "stale_while_revalidate", "tags", "ttl")
 
     def __init__(
         self,
@@ -76,12 +76,20 @@ class EntryOptions:
         stale_if_error: float,
         beta: float,
         tags: tuple[str, ...],
+        refresh_ahead: float = 0.0,
     ) -> None:
         self.ttl = ttl
         self.stale_while_revalidate = stale_while_revalidate
         self.stale_if_error = stale_if_error
         self.beta = beta
         self.tags = tags
+        #: Seconds before expiry from which a hit recomputes in the background (0: off).
+        self.refresh_ahead = refresh_ahead
+
+
+def refresh_due(entry: CacheEntry[Any], now: float, refresh_ahead: float) -> bool:
+    """Whether a fresh ``entry`` is within ``refresh_ahead`` seconds of going stale at ``now``."""
+    return refresh_ahead > 0 and entry.fresh_until is not None and entry.fresh_until - now <= refresh_ahead
 
 
 def stale_within(entry: CacheEntry[Any], now: float, window: float) -> bool:
@@ -109,6 +117,7 @@ __all__ = [
     "EntryOptions",
     "Generations",
     "envelope",
+    "refresh_due",
     "stale_within",
     "tag_key",
 ]

@@ -4,20 +4,32 @@ This is the source of :class:`~cachekit.aio.AsyncMemoized`; the sync
 :class:`~cachekit.memoize.Memoized` is generated from it. Keys come from
 :class:`~cachekit.fronts.memokeys.MemoKeys`, so sync and async memoization of one
 function agree on them.
+
+Every entry of one function is stored under its key plus the function's
+*generation*, a tag counter (:mod:`cachekit.tags`) read with each call: one more
+read, as Flask-Caching's ``delete_memoized`` costs. :meth:`AsyncMemoized.cache_clear`
+moves it on, so every process stops reading the function's old entries at once
+(they expire in the backend). A counter the backend lost starts at a new random
+value, which clears the function too, never revives old entries.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Generic
+from typing import NamedTuple
 from typing import ParamSpec
+from typing import TypeAlias
 from typing import TypeVar
 
+from cachekit.fronts._async.tags import current_generations
+from cachekit.fronts._async.tags import invalidate_tags
 from cachekit.fronts._async_only import default_async_cache
 from cachekit.fronts._core import Timeout
 from cachekit.fronts.memokeys import MemoKeys
@@ -27,6 +39,32 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: Tags for memoized results: names, or a function of the call's arguments returning names.
+MemoTags: TypeAlias = "Iterable[str] | Callable[..., Iterable[str]]"
+
+#: Prefix of the tag naming every entry of one memoized function (its generation).
+FUNCTION_TAG_PREFIX = "cachekit.memoize:"
+
+
+class CacheInfo(NamedTuple):
+    """This process's calls of a memoized function, as ``functools.lru_cache``'s ``cache_info()``.
+
+    ``maxsize`` and ``currsize`` are always ``None``: the backend is shared and evicts by itself.
+    """
+
+    #: Calls answered from the cache (a stale or refreshed-ahead value included).
+    hits: int
+    #: Calls that computed the result (``unless`` bypasses count as neither).
+    misses: int
+    maxsize: int | None = None
+    currsize: int | None = None
+
+
+def _names(tags: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(tags, str):
+        raise TypeError(f"tags must be a list of names, not one str: use tags=[{tags!r}].")
+    return tuple(tags)
 
 
 class AsyncMemoized(Generic[P, R]):
@@ -38,27 +76,37 @@ class AsyncMemoized(Generic[P, R]):
         timeout: Timeout,
         cache: AsyncCache | None,
         key: Callable[..., str] | None,
-        tags: Iterable[str],
+        tags: MemoTags,
         stale_while_revalidate: float,
         stale_if_error: float,
         beta: float,
+        refresh_ahead: float = 0,
+        unless: Callable[..., bool] | None = None,
     ) -> None:
-        if isinstance(tags, str):
-            raise TypeError(f"tags must be a list of names, not one str: use tags=[{tags!r}].")
         functools.update_wrapper(self, func)
         #: The original function, uncached.
         self.uncached = func
         self._timeout = timeout
         self._cache = cache
         self._keys = MemoKeys(func, key)
-        tag_names = tuple(tags)
+        #: The tag whose generation every entry of this function carries in its key.
+        self.function_tag = f"{FUNCTION_TAG_PREFIX}{func.__module__}.{func.__qualname__}"
+        self._tags_of: Callable[..., Iterable[str]] | None = tags if callable(tags) else None
+        tag_names = () if callable(tags) else _names(tags)
         self._options: dict[str, Any] = {
             "stale_while_revalidate": stale_while_revalidate,
             "stale_if_error": stale_if_error,
             "beta": beta,
             "tags": tag_names,
+            "refresh_ahead": refresh_ahead,
         }
-        self._enveloped = bool(stale_while_revalidate or stale_if_error or beta or tag_names)
+        enveloped = stale_while_revalidate or stale_if_error or beta or tag_names or refresh_ahead
+        self._enveloped = bool(enveloped or callable(tags))
+        self._unless = unless
+        # unless() is called with the call's arguments, unless it takes none.
+        self._unless_args = unless is not None and bool(inspect.signature(unless).parameters)
+        self._hits = 0
+        self._misses = 0
 
     @property
     def cache(self) -> AsyncCache:
@@ -79,6 +127,8 @@ class AsyncMemoized(Generic[P, R]):
         vars(bound).update(
             invalidate=functools.partial(self.invalidate, instance),
             uncached=functools.partial(self.uncached, instance),
+            cache_clear=self.cache_clear,
+            cache_info=self.cache_info,
         )
         return bound
 
@@ -89,22 +139,59 @@ class AsyncMemoized(Generic[P, R]):
         """
         return self._keys.make_key(*args, **kwargs)
 
+    async def _stored_key(self, cache: AsyncCache, key: str) -> str:
+        """``key`` under the function's current generation (see the module docstring)."""
+        ((_, generation),) = await current_generations(cache, (self.function_tag,))
+        return f"{key}@{generation}"
+
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        unless = self._unless
+        if unless is not None and (unless(*args, **kwargs) if self._unless_args else unless()):
+            return await self.uncached(*args, **kwargs)  # bypass: the cache is neither read nor written
         key = self._keys.make_key(*args, **kwargs)
         cache = self._cache or self.cache
+        key = await self._stored_key(cache, key)
+        computed = False
 
         def compute() -> Awaitable[R]:
+            nonlocal computed
+            computed = True
             return self.uncached(*args, **kwargs)
 
         # Named with its result type: mypy cannot tell R from get_or_set's ``Callable[[], T] | T``.
         get_or_set: Callable[..., Awaitable[R]] = cache.get_or_set
-        if self._enveloped:
-            return await get_or_set(key, compute, self._timeout, **self._options)
-        return await get_or_set(key, compute, self._timeout)
+        if not self._enveloped:
+            result = await get_or_set(key, compute, self._timeout)
+        elif self._tags_of is None:
+            result = await get_or_set(key, compute, self._timeout, **self._options)
+        else:
+            names = _names(self._tags_of(*args, **kwargs))
+            result = await get_or_set(key, compute, self._timeout, **{**self._options, "tags": names})
+        if computed:
+            self._misses += 1
+        else:
+            self._hits += 1
+        return result
 
     async def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         """Forget the result cached for these arguments; return whether one was stored."""
-        return await self.cache.delete(self.make_key(*args, **kwargs))
+        cache = self.cache
+        return await cache.delete(await self._stored_key(cache, self.make_key(*args, **kwargs)))
+
+    async def cache_clear(self) -> None:
+        """Forget every result of this function, in every process; reset :meth:`cache_info`.
+
+        One ``incr`` of the function's generation (named as ``functools`` names it).
+
+        :raises BackendUnavailableError: if the backend is down, whatever the failure
+            policy (as :meth:`~cachekit.Cache.invalidate_tags`).
+        """
+        await invalidate_tags(self.cache, (self.function_tag,))
+        self._hits = self._misses = 0
+
+    def cache_info(self) -> CacheInfo:
+        """Hits and misses of this function's calls in this process since the last :meth:`cache_clear`."""
+        return CacheInfo(self._hits, self._misses)
 
 
-__all__ = ["AsyncMemoized"]
+__all__ = ["FUNCTION_TAG_PREFIX", "AsyncMemoized", "CacheInfo", "MemoTags"]

@@ -21,10 +21,12 @@ from cachekit.fronts._async.tags import current_generations
 from cachekit.fronts._async.tags import generations_valid
 from cachekit.fronts._async_only import AsyncCompute
 from cachekit.fronts._async_only import acall
+from cachekit.fronts._async_only import refresh_later
 from cachekit.fronts._core import _MISSING
 from cachekit.fronts.entries import CacheEntry
 from cachekit.fronts.entries import EntryOptions
 from cachekit.fronts.entries import envelope
+from cachekit.fronts.entries import refresh_due
 from cachekit.fronts.entries import stale_within
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ async def get_or_set_entry(
     stale_if_error: float = 0.0,
     beta: float = 0.0,
     tags: Iterable[str] = (),
+    refresh_ahead: float = 0.0,
 ) -> T:
     """Implement ``get_or_set`` with an envelope; see :mod:`cachekit.stampede`.
 
@@ -54,7 +57,9 @@ async def get_or_set_entry(
     """
     if isinstance(tags, str):
         raise TypeError(f"tags must be a list of names, not one str: use tags=[{tags!r}].")
-    options = EntryOptions(ttl, stale_while_revalidate, stale_if_error, beta, tuple(tags))
+    if refresh_ahead < 0:
+        raise ValueError(f"refresh_ahead must be seconds >= 0, got {refresh_ahead!r}.")
+    options = EntryOptions(ttl, stale_while_revalidate, stale_if_error, beta, tuple(tags), refresh_ahead)
     return await EntryFlow(cache, key, compute, version, options).run()
 
 
@@ -93,11 +98,19 @@ class EntryFlow(Generic[T]):
         entry = await self._valid_entry(await cache.get(self.key, _MISSING, self.version))
         now = cache.clock()
         if entry is not None:
-            if entry.is_fresh(now) and not entry.refresh_early(now, options.beta):
+            fresh = entry.is_fresh(now)
+            due = entry.refresh_early(now, options.beta) or refresh_due(entry, now, options.refresh_ahead)
+            if fresh and not due:
                 return entry.value
-            if entry.is_fresh(now) or stale_within(entry, now, options.stale_while_revalidate):
+            if fresh or stale_within(entry, now, options.stale_while_revalidate):
                 # A stale value is at hand: never wait. Whoever gets the lock refreshes.
                 stored_key = cache.make_key(self.key, self.version)
+                if options.refresh_ahead:
+                    # ...off the caller's path: one background recomputation per key and process.
+                    refresh_later(lambda: self._refresh(entry), stored_key)
+                    if not fresh:
+                        cache.recorder.stale_serves += 1
+                    return entry.value
                 async with GoAheadLock(cache, stored_key, blocking=False) as turn:
                     if turn is Turn.HELD:
                         return await self._compute_and_store(entry)
@@ -105,6 +118,29 @@ class EntryFlow(Generic[T]):
                     cache.recorder.stale_serves += 1
                 return entry.value
         return await cache._single_flight(self.key, self.version, lambda: self._locked(entry))
+
+    async def _refresh(self, seen: CacheEntry[T]) -> None:
+        """Recompute in the background, under the key's lock, unless another caller already did.
+
+        ``seen`` is the entry the caller was answered with: if the key holds another
+        by the time the lock is ours, a process refreshed it meanwhile. A failure is
+        logged; the stored value stays until it expires.
+        """
+        cache = self.cache
+        try:
+            async with GoAheadLock(cache, cache.make_key(self.key, self.version), blocking=False) as turn:
+                if turn is not Turn.HELD:
+                    return  # another process is refreshing it, or the backend is down
+                found = await self._valid_entry(await cache.get(self.key, _MISSING, self.version))
+                if found is not None and found.fresh_until != seen.fresh_until:
+                    return
+                await self._compute_and_store(None)
+        except Exception:
+            logger.exception(
+                "cache %s: refreshing %r ahead of expiry failed; the stored value stays",
+                cache.name or "-",
+                self.key,
+            )
 
     async def _locked(self, fallback: CacheEntry[T] | None) -> T:
         cache = self.cache
