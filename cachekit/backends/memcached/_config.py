@@ -74,7 +74,7 @@ OPTIONS: Mapping[str, type] = {
     "breaker_failures": int,
     "breaker_window": float,
     "breaker_cooldown": float,
-    # The near cache (cachekit.backends.memcached._near; sync backend only).
+    # The near cache (cachekit.backends.memcached._near).
     "near_cache": int,
     "near_cache_bytes": int,
     "near_cache_ttl": float,

@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 
+from cachekit.backends.memcached.asyncio import AsyncMemcachedBackend
 from cachekit.backends.memcached.sync import MemcachedBackend
 from cachekit.backends.redis._near import DecodedMemo
 from cachekit.backends.redis._near import NearCache
@@ -254,3 +255,49 @@ class NearMemcachedBackend(MemcachedBackend):
 
 def _one(key: str, value: bytes | None) -> dict[str, bytes]:
     return {} if value is None else {key: value}
+
+
+class AsyncNearMemcachedBackend(AsyncMemcachedBackend):
+    """:class:`AsyncMemcachedBackend` over a :class:`NearMemcachedBackend`.
+
+    A near hit is answered on the event loop (no hop into the thread pool); misses and
+    every write run in the pool through the sync near backend, which drops and announces
+    the keys it wrote.
+    """
+
+    sync: NearMemcachedBackend
+
+    @property
+    def near(self) -> NearCache:
+        """The near cache (its counters, ``ready``, ``wait_ready()``)."""
+        return self.sync.near
+
+    def near_stats(self) -> dict[str, int]:
+        """``near_hits``, ``near_misses``, ``near_invalidations``, ``near_flushes``, ``near_ready``."""
+        return self.sync.near_stats()
+
+    def near_memo(self) -> DecodedMemo:
+        """Where an ``AsyncCache`` keeps the decoded values of near hits (see ``DecodedMemo``)."""
+        return self.sync.near_memo()
+
+    async def get(self, key: str) -> bytes | None:
+        """The local value of ``key`` while it lives, else memcached's (in the pool)."""
+        value = self.sync.near.lookup(key)
+        if value is not None:
+            return value
+        return (await self._run(self.sync._read_through, [key])).get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """Local values where held; one memcached ``get_many`` in the pool for the rest."""
+        near = self.sync.near
+        found: dict[str, bytes] = {}
+        missing: list[str] = []
+        for key in keys:
+            value = near.lookup(key)
+            if value is None:
+                missing.append(key)
+            else:
+                found[key] = value
+        if missing:
+            found.update(await self._run(self.sync._read_through, list(dict.fromkeys(missing))))
+        return found

@@ -59,6 +59,13 @@ class AsyncMemcachedBackend:
     OPTIONS: ClassVar[Mapping[str, type]] = {**MemcachedBackend.OPTIONS, "max_threads": int}
     stores_objects: ClassVar[bool] = False
 
+    def __new__(cls, *args: Any, near_cache: int = 0, **options: Any) -> AsyncMemcachedBackend:
+        if near_cache and cls is AsyncMemcachedBackend:
+            from cachekit.backends.memcached._near import AsyncNearMemcachedBackend
+
+            cls = AsyncNearMemcachedBackend  # near hits answered on the loop, misses in the pool
+        return super().__new__(cls)
+
     def __init__(self, *, max_threads: int = DEFAULT_MAX_THREADS, **options: Any) -> None:
         self._init(MemcachedBackend(**options), max_threads)
 
@@ -66,12 +73,6 @@ class AsyncMemcachedBackend:
         if not isinstance(max_threads, int) or isinstance(max_threads, bool) or max_threads < 1:
             raise ConfigurationError(
                 f"max_threads must be a positive int, got {max_threads!r}.", setting="max_threads"
-            )
-        if getattr(type(backend), "near_memo", None) is not None:
-            raise ConfigurationError(
-                "near_cache is for the sync memcached backend: here each near hit would still "
-                "cross into the thread pool.",
-                setting="near_cache",
             )
         #: The sync backend doing the work in the pool.
         self.sync = backend
@@ -84,7 +85,8 @@ class AsyncMemcachedBackend:
         cls, backend: MemcachedBackend, *, max_threads: int = DEFAULT_MAX_THREADS
     ) -> AsyncMemcachedBackend:
         """Wrap an existing sync backend (same servers, keys and namespace generations)."""
-        self = cls.__new__(cls)
+        near = getattr(type(backend), "near_memo", None) is not None
+        self = cls.__new__(cls, near_cache=int(near))
         self._init(backend, max_threads)
         return self
 

@@ -6,6 +6,7 @@ second real process with ``multiprocessing`` (spawn).
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import statistics
 import time
@@ -17,6 +18,7 @@ import redis
 
 from cachekit import Cache
 from cachekit.backends.memcached import MemcachedBackend
+from cachekit.backends.memcached._near import AsyncNearMemcachedBackend
 from cachekit.backends.memcached._near import NearMemcachedBackend
 from cachekit.exceptions import ConfigurationError
 from tests import servers
@@ -218,8 +220,57 @@ def test_the_option_in_urls_and_settings(
     assert type(MemcachedBackend.from_url(f"memcached://{memcached_server.address}")) is MemcachedBackend
     with pytest.raises(ConfigurationError):
         MemcachedBackend.from_url(f"memcached://{memcached_server.address}", near_cache_ttl=1.0)
-    with pytest.raises(ConfigurationError):  # refused on the async backend: hits would cross threads
-        AsyncMemcachedBackend.from_url(f"memcached://{memcached_server.address}", near_cache=10)
+    async_backend = AsyncMemcachedBackend.from_url(f"memcached://{memcached_server.address}", near_cache=10)
+    assert type(async_backend) is AsyncNearMemcachedBackend
+    assert (
+        type(AsyncMemcachedBackend(servers=[memcached_server.address], near_cache=10))
+        is AsyncNearMemcachedBackend
+    )
+    assert (
+        type(AsyncMemcachedBackend.from_url(f"memcached://{memcached_server.address}"))
+        is AsyncMemcachedBackend
+    )
+
+
+def test_the_async_backend_answers_near_hits_on_the_loop(
+    memcached_server: servers.ServerProcess, redis_server: servers.ServerProcess
+) -> None:
+    """Near hits never enter the thread pool; another process's announced write is seen."""
+    from cachekit.backends.aio_memcached import AsyncMemcachedBackend
+
+    channel = f"redis://{redis_server.address}/0"
+    writer = _near(memcached_server.address, channel)
+
+    async def scenario() -> None:
+        backend = AsyncMemcachedBackend.from_url(
+            f"memcached://{memcached_server.address}", near_cache=10, near_cache_channel=channel
+        )
+        near = backend.near  # type: ignore[attr-defined]
+        assert near.wait_ready(5.0)
+        await backend.set("k", b"1", None)
+        assert await backend.get("k") == b"1"  # a miss: read in the pool, kept locally
+        pooled: list[Any] = []
+        run = backend._run
+
+        async def counting(function: Any, *args: Any) -> Any:
+            pooled.append(function)
+            return await run(function, *args)
+
+        backend._run = counting  # type: ignore[method-assign]
+        hits = near.hits
+        assert await backend.get("k") == b"1"
+        assert await backend.get_many(["k"]) == {"k": b"1"}
+        assert (near.hits, pooled) == (hits + 2, [])
+        seen = near.invalidations
+        writer.set("k", b"2", None)  # another process's write, announced on the channel
+        assert _until(lambda: near.invalidations > seen)
+        assert await backend.get("k") == b"2"
+        await backend.delete("k")  # own write: seen at once
+        assert await backend.get("k") is None
+        await backend.close()
+
+    asyncio.run(scenario())
+    writer.close()
 
 
 def test_a_read_in_flight_during_a_channel_message_does_not_fill(
