@@ -377,6 +377,7 @@ class AsyncCache(AsyncExtras):
         stale_if_error: float = 0,
         beta: float = 0,
         tags: Iterable[str] = (),
+        refresh_ahead: float = 0,
     ) -> T:
         """Return the value under ``key``; on a miss store ``default`` (calling it if callable).
 
@@ -399,8 +400,15 @@ class AsyncCache(AsyncExtras):
         :param beta: XFetch early-refresh factor; ``1.0`` is the paper's optimum,
             ``0`` disables it.
         :param tags: names that :meth:`invalidate_tags` can later invalidate.
+        :param refresh_ahead: seconds before expiry from which a hit returns the
+            value at once and recomputes it in the background (a thread, or a
+            task on the running loop), once per key across processes (the key's
+            lock); a recomputation that fails is logged and the value kept. With
+            it, the recomputations ``beta`` and ``stale_while_revalidate`` start
+            run in the background too.
         """
-        if (stale_while_revalidate or stale_if_error or beta or tags) and callable(default):
+        enveloped = stale_while_revalidate or stale_if_error or beta or tags or refresh_ahead
+        if enveloped and callable(default):
             ttl = self.lifetime(timeout)
             if ttl == 0:
                 return await acall(default)
@@ -414,6 +422,7 @@ class AsyncCache(AsyncExtras):
                 stale_if_error=stale_if_error,
                 beta=beta,
                 tags=tags,
+                refresh_ahead=refresh_ahead,
             )
         # The stored value is taken for a T: the cache holds what get_or_set stored under the key.
         value: T = await self.get(key, _MISSING, version)
