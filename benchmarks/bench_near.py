@@ -12,6 +12,8 @@ as in :mod:`benchmarks.bench_redis`). Reports, on one server in one run:
 * a page-cache hit (``@cache_page`` on the same three caches, the 2 KB page of ``bench_views``);
 * bytes of Python heap per near-cached entry (100-byte values, 10,000 entries), on the
   backend and read through ``Cache.get`` (which keeps the decoded value beside the bytes);
+* memcached with ``near_cache`` (invalidated through a channel on the same Redis) against
+  plain memcached, through ``Cache.get``;
 * invalidation delivery: from another client's ``SET`` sent until this process's
   listener has dropped the key (p50/p99 of 500 writes).
 
@@ -31,11 +33,13 @@ import redis
 
 from benchmarks._harness import measure
 from benchmarks._harness import report
+from benchmarks.bench_memcached import pinned_servers
 from benchmarks.bench_redis import pinned_server
 from benchmarks.bench_views import plain_view
 from benchmarks.bench_views import requester
 from cachekit import Cache
 from cachekit.backends.locmem import LocMemBackend
+from cachekit.backends.memcached import MemcachedBackend
 from cachekit.backends.redis import RedisBackend
 from cachekit.pages import cache_page
 
@@ -168,6 +172,32 @@ def run(number: int = 20_000, rounds: int = 15) -> None:
         print(
             f"invalidation delivery, SET sent -> key dropped: p50 {p50 * 1e6:.0f} us, p99 {p99 * 1e6:.0f} us"
         )
+        near.close()
+        plain.close()
+        _memcached(url, number, rounds)
+
+
+def _memcached(channel: str, number: int, rounds: int) -> None:
+    """memcached with its near cache (invalidated through ``channel``) against plain memcached."""
+    with pinned_servers(1) as (server,):
+        location = f"memcached://{server.address}"
+        near = MemcachedBackend.from_url(location, near_cache=1000, near_cache_channel=channel)
+        assert near.near.wait_ready(5.0)  # type: ignore[attr-defined]
+        plain = MemcachedBackend.from_url(location)
+        caches = {"near": Cache(near, key_prefix="bench"), "plain": Cache(plain, key_prefix="bench")}
+        caches["near"].set("hit", VALUE, None)
+        for _ in range(3):
+            assert caches["near"].get("hit") == VALUE
+        results = measure(
+            "Cache.get hit (100 B)",
+            [
+                ("memcached + near_cache", lambda: caches["near"].get("hit")),
+                ("memcached (plain get)", lambda: caches["plain"].get("hit")),
+            ],
+            number=number // 10,
+            rounds=rounds,
+        )
+        print(report(results, "memcached + near_cache", "memcached near hit vs memcached (same run)"))
         near.close()
         plain.close()
 
