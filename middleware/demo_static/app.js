@@ -128,7 +128,8 @@ async function staleWhileRevalidate() {
   out.dataset.stale = String(answer.stale);
   const ms = (value) => (value === null ? "–" : value.toFixed(1));
   out.innerHTML = `<span class="stale">${answer.stale} of 8 got the stale page at once</span> ` +
-    `(${ms(answer.stale_ms)} ms), ${answer.regenerated} regenerated it (${ms(answer.regenerated_ms)} ms)`;
+    `(${ms(answer.stale_ms)} ms), ${answer.regenerated} render` +
+    (answer.background ? " ran in the background, after the answers" : ` (${ms(answer.regenerated_ms)} ms)`);
 }
 
 async function post(url) {
