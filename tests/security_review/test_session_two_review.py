@@ -167,6 +167,50 @@ def test_the_memory_purge_queue_is_bounded_and_holds_a_repeated_purge_once() -> 
     assert len(queue) == 3
 
 
+# -- 1a. soft purge: never undoes a hard one -----------------------------------------------------
+
+
+class _HardPurgeDuring:
+    """A cache through which a soft purge runs while another process hard-purges at ``step``."""
+
+    def __init__(self, cache: Any, step: str) -> None:
+        self._cache, self._step, self.fired = cache, step, False
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._cache, name)
+        if name != self._step:
+            return real
+
+        def racing(*args: Any, **kwargs: Any) -> Any:
+            if not self.fired:
+                self.fired = True
+                self._cache.invalidate_tags("news")  # the hard purge lands here
+            return real(*args, **kwargs)
+
+        return racing
+
+
+@pytest.mark.parametrize("step", ["incr", "set"], ids=["before-its-incr", "before-its-marker"])
+def test_a_hard_purge_racing_a_soft_one_is_never_undone(step: str) -> None:
+    from cachekit import Cache
+    from cachekit.backends.locmem import LocMemBackend
+    from cachekit.pages.soft import soft_invalidate_tags
+    from cachekit.pages.soft import soft_since
+    from cachekit.tags import current_generations
+
+    clock = FakeClock()
+    cache = Cache(LocMemBackend(f"redteam-soft-{uuid.uuid4().hex[:8]}", clock=clock), clock=clock)
+    before = current_generations(cache, ["news"])  # a page stored before both purges
+    soft_invalidate_tags(cache, ["news"])
+    assert soft_since(cache, before) == clock()  # soft alone: stale since the purge
+    stored = current_generations(cache, ["news"])  # a page stored after that soft purge
+    racing = _HardPurgeDuring(cache, step)
+    soft_invalidate_tags(racing, ["news"])
+    assert racing.fired
+    assert soft_since(cache, before) is None  # hard-purged: never served again, not even stale
+    assert soft_since(cache, stored) is None
+
+
 # -- 1b. Varnish's ACL: no header makes a client a purger ----------------------------------------
 
 
