@@ -106,7 +106,9 @@ class _Signer(Signer):
 
     def get_signature(self, value: str | bytes) -> bytes:
         """The base64 signature of ``value``, with the key derived once."""
-        return base64_encode(hmac.digest(self._key, want_bytes(value), self.digest_method))
+        # By name: hmac.digest takes OpenSSL's one-shot path for "sha1", not for
+        # itsdangerous's digest_method (a Python function wrapping hashlib.sha1).
+        return base64_encode(hmac.digest(self._key, want_bytes(value), "sha1"))
 
     def verify_signature(self, value: str | bytes, sig: str | bytes) -> bool:
         """Whether ``sig`` (base64, as sent) signs ``value``.
