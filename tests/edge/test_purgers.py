@@ -269,6 +269,33 @@ def test_credentials_are_never_logged_nor_shown(recorder: Recorder, caplog: pyte
 # -- delivery outcomes ---------------------------------------------------------------------
 
 
+def test_the_limits_are_inclusive_and_a_purge_of_nothing_is_refused() -> None:
+    url = "http://example.com/" + "a" * (2048 - len("http://example.com/"))
+    assert PurgeJob.urls([url]).values == (url,)
+    with pytest.raises(InvalidPurgeError, match="longer than 2048"):
+        PurgeJob.urls([url + "a"])
+    assert len(PurgeJob.tags([f"t{i}" for i in range(256)]).values) == 256
+    with pytest.raises(InvalidPurgeError, match="at most 256"):
+        PurgeJob.tags([f"t{i}" for i in range(257)])
+    assert PurgeJob.tags(["x" * 1024]).values == ("x" * 1024,)
+    for build in (PurgeJob.urls, PurgeJob.prefixes, PurgeJob.patterns, PurgeJob.tags):
+        with pytest.raises(InvalidPurgeError, match="nothing to purge"):
+            build([])
+    with pytest.raises(InvalidPurgeError, match="nothing to purge"):
+        Purges().invalidate_tags()
+
+
+def test_purges_are_hard_unless_asked() -> None:
+    jobs = [
+        PurgeJob.urls(["http://e/"]),
+        PurgeJob.prefixes(["http://e/"]),
+        PurgeJob.patterns(["^/"]),
+        PurgeJob.tags(["t"]),
+    ]
+    assert [job.soft for job in jobs] == [False] * 4
+    assert PurgeJob.tags(["t"], soft=True).soft
+
+
 def test_a_header_value_with_a_control_character_is_refused(recorder: Recorder) -> None:
     purger = HTTPPurger(
         "api",
