@@ -42,7 +42,6 @@ from cachekit.pages.io import AsyncRecords
 from cachekit.pages.options import PageOptions
 from cachekit.pages.options import page_options
 from cachekit.pages.record import Page
-from cachekit.pages.record import is_fresh
 from cachekit.pages.record import page_response
 from cachekit.pages.rules import Storability
 from cachekit.pages.rules import bypass_reason
@@ -338,22 +337,8 @@ class _Revalidation:
         self.shell = shell
         self.app = app
         self.scope = scope
-        headers = request_headers(scope)
-        # The task's own Request (the served one is done with): its facts, its lock, the copied scope.
-        request = self.request = Request(
-            served.method,
-            served.url_hash,
-            _header,
-            headers,
-            served.now,
-            served.directives,
-            served.has_auth,
-            served.lookup,
-            served.page_key,
-            served.split,
-        )
-        request.lock, served.lock = served.lock, None
-        request.found, request.fwd, request.prior_tags = served.found, served.fwd, served.prior_tags
+        #: The task's own Request (the served one is done with), on the copied scope's headers.
+        self.request = served.handed_over(request_headers(scope), _header)
         self._body_sent = False
 
     async def release(self) -> None:
@@ -375,7 +360,7 @@ class _Revalidation:
         url = scope_url(self.scope, headers.get("host"))
         try:
             request.now = self.shell.cache.clock()
-            if await self._rendered_meanwhile():
+            if await self.shell._records.run(self.shell.engine.rendered_meanwhile(request)):
                 return
             render = _Render(self.shell, request, Plan("run"), self.scope, _discard, headers)
             await render.run(self.app, self.receive)
@@ -387,23 +372,6 @@ class _Revalidation:
             logger.exception("background re-render of %s failed; the stale copy stays", url)
         finally:
             await self.release()
-
-    async def _rendered_meanwhile(self) -> bool:
-        """Whether the page is fresh again: another process stored it between our read and our lock.
-
-        Read again under the lock, so an expiry stays one render across processes.
-        The lookup record read now is the one a purge is checked against.
-        """
-        records, request, engine = self.shell._records, self.request, self.shell.engine
-        request.lookup = await records.get(LOOKUP_KEY + request.url_hash)
-        request.page_key = engine.page_key_of(
-            request.url_hash, request.lookup, request.read, request.source, request.split
-        )
-        if request.page_key is None:
-            return False
-        # Tags checked too: a page whose tag was soft-invalidated is fresh by its own dates.
-        page = await records.run(engine.read_page(request.page_key, request.has_auth))
-        return page is not None and is_fresh(page, request.now)
 
 
 class _Render:

@@ -190,6 +190,24 @@ class Request:
         """The request header ``name`` (lower-case), or ``None``."""
         return self.read(self.source, name)
 
+    def handed_over(self, source: Any, read: HeaderReader) -> Request:
+        """This request's facts for a background re-render reading ``source``; its lock moves along."""
+        job = Request(
+            self.method,
+            self.url_hash,
+            read,
+            source,
+            self.now,
+            self.directives,
+            self.has_auth,
+            self.lookup,
+            self.page_key,
+            self.split,
+        )
+        job.lock, self.lock = self.lock, None
+        job.found, job.fwd, job.prior_tags = self.found, self.fwd, self.prior_tags
+        return job
+
 
 class Plan(NamedTuple):
     """What :meth:`PageEngine.lookup` decided."""
@@ -416,6 +434,23 @@ class PageEngine:
         if page is not None and page[TAGS] and not (yield ("valid", page[TAGS])):
             return None  # invalidated by tag: not even a stale copy may be served
         return page
+
+    def rendered_meanwhile(self, request: Request) -> Steps:
+        """For a background re-render, under the lock: whether the page is fresh again.
+
+        Another process may have stored it between the request's read and its
+        lock: read again, so an expiry stays one render across processes. Tags
+        are checked too (a soft-invalidated page is fresh by its own dates). The
+        lookup record read now is the one a purge is checked against.
+        """
+        request.lookup = yield ("get", LOOKUP_KEY + request.url_hash)
+        request.page_key = self.page_key_of(
+            request.url_hash, request.lookup, request.read, request.source, request.split
+        )
+        if request.page_key is None:
+            return False
+        page = yield from self.read_page(request.page_key, request.has_auth)
+        return page is not None and is_fresh(page, request.now)
 
     def release(self, request: Request) -> Steps:
         """Release the request's stampede lock, if it holds one."""

@@ -39,7 +39,6 @@ from cachekit.pages.io import SyncRecords
 from cachekit.pages.options import PageOptions
 from cachekit.pages.options import page_options
 from cachekit.pages.record import Page
-from cachekit.pages.record import is_fresh
 from cachekit.pages.record import page_response
 from cachekit.pages.rules import Storability
 from cachekit.pages.rules import bypass_reason
@@ -437,21 +436,8 @@ class _Revalidation:
         self.shell = shell
         self.records = records
         self.app = app
-        # The job's own Request (the served one is done with): its facts, its lock, the copied environ.
-        request = self.request = Request(
-            served.method,
-            served.url_hash,
-            served.read,
-            environ,
-            served.now,
-            served.directives,
-            served.has_auth,
-            served.lookup,
-            served.page_key,
-            served.split,
-        )
-        request.lock, served.lock = served.lock, None
-        request.found, request.fwd, request.prior_tags = served.found, served.fwd, served.prior_tags
+        #: The job's own Request (the served one is done with), on the copied environ.
+        self.request = served.handed_over(environ, _environ_header)
 
     def release(self) -> None:
         self.records.run(self.shell.engine.release(self.request))
@@ -460,7 +446,7 @@ class _Revalidation:
         request, url = self.request, request_url(self.request.source)
         try:
             request.now = self.records.cache.clock()
-            if self._rendered_meanwhile():
+            if self.records.run(self.shell.engine.rendered_meanwhile(request)):
                 return
             render = _Render(self.shell, self.records, request, Plan("run"), request.source)
             close_iterable(render.run(self.app, cast("StartResponse", _discard)))
@@ -470,23 +456,6 @@ class _Revalidation:
             logger.exception("background re-render of %s failed; the stale copy stays", url)
         finally:
             self.release()
-
-    def _rendered_meanwhile(self) -> bool:
-        """Whether the page is fresh again: another process stored it between our read and our lock.
-
-        Read again under the lock, so an expiry stays one render across processes.
-        The lookup record read now is the one a purge is checked against.
-        """
-        records, request, engine = self.records, self.request, self.shell.engine
-        request.lookup = records.get(LOOKUP_KEY + request.url_hash)
-        request.page_key = engine.page_key_of(
-            request.url_hash, request.lookup, request.read, request.source, request.split
-        )
-        if request.page_key is None:
-            return False
-        # Tags checked too: a page whose tag was soft-invalidated is fresh by its own dates.
-        page = records.run(engine.read_page(request.page_key, request.has_auth))
-        return page is not None and is_fresh(page, request.now)
 
 
 class _Render:
