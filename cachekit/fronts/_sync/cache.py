@@ -10,6 +10,7 @@ in its :class:`~cachekit.fronts.recorder.Recorder`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -110,10 +111,21 @@ class Cache(SyncExtras):
 
     def get_many(self, keys: Iterable[str], version: int | None = None) -> dict[str, Any]:
         """Return a dict of the keys that were found, with their values."""
-        by_stored = {self.make_key(key, version): key for key in keys}
+        keys = list(keys)
+        head = self.key_head
+        by_stored: dict[str, str] | None = None
+        if version is None and head is not None:
+            with contextlib.suppress(TypeError):  # a key that is not a str: make_key below names it
+                stored_keys = [head + key for key in keys]  # make_key's common case, per batch
+                by_stored = dict(zip(stored_keys, keys, strict=True))
+        if by_stored is None:
+            by_stored = {self.make_key(key, version): key for key in keys}
+            stored_keys = list(by_stored)
+        elif len(by_stored) != len(keys):
+            stored_keys = list(by_stored)  # each key asked once
         started = self._sample()
         try:
-            found = self.backend.get_many(list(by_stored))
+            found = self.backend.get_many(stored_keys)
         except BackendUnavailableError as exc:
             self.recorder.failed("get_many", exc)
             self.recorder.misses += len(by_stored)
@@ -121,12 +133,22 @@ class Cache(SyncExtras):
         if started is not None:
             self._record("get_many", started)
         result: dict[str, Any] = {}
-        for stored_key, stored in found.items():
-            key = by_stored[stored_key]
+        # Plain bytes (no signing, no local objects): the serializer decodes them all in one pass.
+        loads_many = None
+        if self._signed is None and not self.stores_objects:
+            loads_many = getattr(self.serializer, "loads_many", None)
+        if loads_many is not None:
             try:
-                result[key] = self._loads(key, stored)
-            except SerializationError as exc:
-                self.recorder.undecodable(key, exc)
+                result = dict(zip(map(by_stored.__getitem__, found), loads_many(found.values()), strict=True))
+            except SerializationError:
+                loads_many = None  # decode one by one below, counting each undecodable value
+        if loads_many is None:
+            for stored_key, stored in found.items():
+                key = by_stored[stored_key]
+                try:
+                    result[key] = self._loads(key, stored)
+                except SerializationError as exc:
+                    self.recorder.undecodable(key, exc)
         self.recorder.hits += len(result)
         self.recorder.misses += len(by_stored) - len(result)
         return result
