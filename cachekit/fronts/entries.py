@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from typing import Generic
@@ -87,6 +88,11 @@ class EntryOptions:
         self.refresh_ahead = refresh_ahead
 
 
+#: True while a background refresh-ahead recomputes (in its thread or task only): the
+#: computation then is not the caller's, and ``@memoize``'s ``cache_info()`` does not count it.
+REFRESHING: ContextVar[bool] = ContextVar("cachekit_refreshing", default=False)
+
+
 def refresh_due(entry: CacheEntry[Any], now: float, refresh_ahead: float) -> bool:
     """Whether a fresh ``entry`` is within ``refresh_ahead`` seconds of going stale at ``now``."""
     return refresh_ahead > 0 and entry.fresh_until is not None and entry.fresh_until - now <= refresh_ahead
@@ -114,6 +120,7 @@ def envelope(
 __all__ = [
     "TAG_KEY_PREFIX",
     "CacheEntry",
+    "REFRESHING",
     "EntryOptions",
     "Generations",
     "envelope",

@@ -212,6 +212,7 @@ def test_memoize_refresh_ahead(cache: Cache, clock: FakeClock) -> None:
     assert THREADS.wait(5)
     assert square(3) == 10
     assert calls == [3, 3]
+    assert square.cache_info() == CacheInfo(hits=2, misses=1)  # the refresh was no call's miss
 
 
 def test_memoize_tags_from_the_arguments(cache: Cache) -> None:

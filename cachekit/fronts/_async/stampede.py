@@ -23,6 +23,7 @@ from cachekit.fronts._async_only import AsyncCompute
 from cachekit.fronts._async_only import acall
 from cachekit.fronts._async_only import refresh_later
 from cachekit.fronts._core import _MISSING
+from cachekit.fronts.entries import REFRESHING
 from cachekit.fronts.entries import CacheEntry
 from cachekit.fronts.entries import EntryOptions
 from cachekit.fronts.entries import envelope
@@ -127,6 +128,7 @@ class EntryFlow(Generic[T]):
         logged; the stored value stays until it expires.
         """
         cache = self.cache
+        refreshing = REFRESHING.set(True)  # in this thread's or task's own context, not the caller's
         try:
             async with GoAheadLock(cache, cache.make_key(self.key, self.version), blocking=False) as turn:
                 if turn is not Turn.HELD:
@@ -141,6 +143,8 @@ class EntryFlow(Generic[T]):
                 cache.name or "-",
                 self.key,
             )
+        finally:
+            REFRESHING.reset(refreshing)
 
     async def _locked(self, fallback: CacheEntry[T] | None) -> T:
         cache = self.cache

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections.abc import Callable
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ from cachekit.fronts._core import Timeout
 from cachekit.fronts._sync.tags import current_generations
 from cachekit.fronts._sync.tags import invalidate_tags
 from cachekit.fronts._sync_only import default_cache
+from cachekit.fronts.entries import REFRESHING
 from cachekit.fronts.memokeys import MemoKeys
 
 if TYPE_CHECKING:
@@ -107,6 +109,7 @@ class Memoized(Generic[P, R]):
         self._unless_args = unless is not None and bool(inspect.signature(unless).parameters)
         self._hits = 0
         self._misses = 0
+        self._counting = threading.Lock()  # held for one addition: threads share the counters
 
     @property
     def cache(self) -> Cache:
@@ -155,7 +158,7 @@ class Memoized(Generic[P, R]):
 
         def compute() -> R:
             nonlocal computed
-            computed = True
+            computed = computed or not REFRESHING.get()  # a refresh-ahead's is not this call's
             return self.uncached(*args, **kwargs)
 
         # Named with its result type: mypy cannot tell R from get_or_set's ``Callable[[], T] | T``.
@@ -167,10 +170,11 @@ class Memoized(Generic[P, R]):
         else:
             names = _names(self._tags_of(*args, **kwargs))
             result = get_or_set(key, compute, self._timeout, **{**self._options, "tags": names})
-        if computed:
-            self._misses += 1
-        else:
-            self._hits += 1
+        with self._counting:
+            if computed:
+                self._misses += 1
+            else:
+                self._hits += 1
         return result
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
@@ -187,7 +191,8 @@ class Memoized(Generic[P, R]):
             policy (as :meth:`~cachekit.Cache.invalidate_tags`).
         """
         invalidate_tags(self.cache, (self.function_tag,))
-        self._hits = self._misses = 0
+        with self._counting:
+            self._hits = self._misses = 0
 
     def cache_info(self) -> CacheInfo:
         """Hits and misses of this function's calls in this process since the last :meth:`cache_clear`."""

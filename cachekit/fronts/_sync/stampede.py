@@ -23,6 +23,7 @@ from cachekit.fronts._sync.tags import generations_valid
 from cachekit.fronts._sync_only import Compute
 from cachekit.fronts._sync_only import call
 from cachekit.fronts._sync_only import refresh_later
+from cachekit.fronts.entries import REFRESHING
 from cachekit.fronts.entries import CacheEntry
 from cachekit.fronts.entries import EntryOptions
 from cachekit.fronts.entries import envelope
@@ -122,6 +123,7 @@ class EntryFlow(Generic[T]):
         logged; the stored value stays until it expires.
         """
         cache = self.cache
+        refreshing = REFRESHING.set(True)  # in this thread's or task's own context, not the caller's
         try:
             with GoAheadLock(cache, cache.make_key(self.key, self.version), blocking=False) as turn:
                 if turn is not Turn.HELD:
@@ -136,6 +138,8 @@ class EntryFlow(Generic[T]):
                 cache.name or "-",
                 self.key,
             )
+        finally:
+            REFRESHING.reset(refreshing)
 
     def _locked(self, fallback: CacheEntry[T] | None) -> T:
         cache = self.cache
