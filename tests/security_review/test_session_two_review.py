@@ -30,7 +30,6 @@ from cachekit.edge import VarnishPurger
 from cachekit.edge import fastly_purger
 from cachekit.pages.engine import LOOKUP_KEY
 from cachekit.pages.record import decode
-from cachekit.pages.wsgi import PageCache
 from sessions.session import Session
 from sessions.stores.cookie import SignedCookieStore
 from tests import servers
@@ -280,31 +279,31 @@ class _ByLanguage:
         return [f"{lang} render {self.renders}".encode()]
 
 
-def _served(engine: PageCache, app: Any, lang: str) -> bytes:
-    def wrapped(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        return engine(app, environ, start_response)
-
-    environ = wsgi.make_environ("/hinted", "GET", {"Accept-Language": lang}, host="example.com")
-    return wsgi.call_app(wrapped, environ)[2]
-
-
-def test_a_stale_hint_never_serves_another_variant_or_a_purged_page(redis_url: str) -> None:
-    prefix = f"redteam-{uuid.uuid4().hex[:8]}"
+@pytest.mark.parametrize("kind", SHELLS)
+def test_a_stale_hint_never_serves_another_variant_or_a_purged_page(redis_url: str, kind: str) -> None:
+    prefix = {"key_prefix": f"redteam-{uuid.uuid4().hex[:8]}"}
     app = _ByLanguage()
-    # Two processes: each page cache has its own hints.
-    first = PageCache(60, cache=cachekit.from_url(redis_url, key_prefix=prefix))
-    second = PageCache(60, cache=cachekit.from_url(redis_url, key_prefix=prefix))
-    assert _served(first, app, "en") == b"en render 1"
-    assert _served(first, app, "en") == b"en render 1"  # the hint is learned: one round trip
-    assert _served(first, app, "fr") == b"fr render 2"
-    for _ in range(2):  # the hint names the other variant's key each time: never its page
-        assert _served(first, app, "en") == b"en render 1"
-        assert _served(first, app, "fr") == b"fr render 2"
-    assert second.purge("http://example.com/hinted")  # another process purges and re-renders
-    assert _served(second, app, "en") == b"en render 3"
-    assert _served(first, app, "en") == b"en render 3"  # first's hint still names render 1's key
-    assert _served(first, app, "fr") == b"fr render 4"
-    first.cache.clear()
+    # Two processes on one Redis: each page cache has its own hints.
+    first = Shell(kind, app, url=redis_url, cache_options=prefix)
+    second = Shell(kind, app, url=redis_url, cache_options=prefix)
+
+    def served(shell: Shell, lang: str) -> bytes:
+        return shell(environ_for("/hinted", headers={"Accept-Language": lang}))[2]
+
+    try:
+        assert served(first, "en") == b"en render 1"
+        assert served(first, "en") == b"en render 1"  # the hint is learned: one round trip
+        assert served(first, "fr") == b"fr render 2"
+        for _ in range(2):  # the hint names the other variant's key each time: never its page
+            assert served(first, "en") == b"en render 1"
+            assert served(first, "fr") == b"fr render 2"
+        assert second.purge("http://example.com/hinted")  # another process purges and re-renders
+        assert served(second, "en") == b"en render 3"
+        assert served(first, "en") == b"en render 3"  # first's hint still names render 1's key
+        assert served(first, "fr") == b"fr render 4"
+    finally:
+        first.close()
+        second.close()
 
 
 @pytest.mark.parametrize("tags", [[], ["news"]], ids=["one-trip-hit", "tagged-hit"])
