@@ -64,10 +64,11 @@ def make_app() -> Callable[..., Iterable[bytes]]:
     url = os.environ["CACHEKIT_URL"]
     log = redis.Redis.from_url(url)
     prefix = os.environ["REVALIDATE_PREFIX"]
+    render_seconds = float(os.environ.get("REVALIDATE_RENDER_SECONDS", RENDER_SECONDS))
 
     def page(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.time()
-        time.sleep(RENDER_SECONDS)  # the slow query
+        time.sleep(render_seconds)  # the slow query
         log.rpush(prefix + RENDERS_KEY, f"{started:.6f} {time.time():.6f} {os.getpid()}")
         body = f"<p>rendered at {started:.3f} by {os.getpid()}</p>".encode()
         start_response("200 OK", [("Content-Type", "text/html"), ("Content-Length", str(len(body)))])
@@ -76,7 +77,7 @@ def make_app() -> Callable[..., Iterable[bytes]]:
     return CacheMiddleware(
         page,
         cache=cachekit.from_url(url, key_prefix=prefix),
-        timeout=FRESH_SECONDS,
+        timeout=float(os.environ.get("REVALIDATE_FRESH_SECONDS", FRESH_SECONDS)),
         stale_while_revalidate=STALE_SECONDS,
         background_revalidate=os.environ.get("REVALIDATE_BACKGROUND", "1") == "1",
     )
@@ -115,11 +116,14 @@ def _client(port: int, until: float, interval: float, out: list[Sample], errors:
     conn.close()
 
 
-def _gunicorn(port: int, env: dict[str, str], workdir: Any) -> servers.ServerProcess:
+def gunicorn(
+    port: int, env: dict[str, str], workdir: Any, processes: int = PROCESSES, threads: int = THREADS
+) -> servers.ServerProcess:
+    """Start the app under gunicorn (``--preload``, ``gthread``) on ``port``; stop it with ``.stop()``."""
     bin_dir = os.path.dirname(sys.executable)
     argv = [
-        os.path.join(bin_dir, "gunicorn"), "--preload", "-w", str(PROCESSES), "-k", "gthread",
-        "--threads", str(THREADS), "-b", f"{servers.HOST}:{port}", "--timeout", "60",
+        os.path.join(bin_dir, "gunicorn"), "--preload", "-w", str(processes), "-k", "gthread",
+        "--threads", str(threads), "-b", f"{servers.HOST}:{port}", "--timeout", "60",
         "benchmarks.bench_revalidate:make_app()",
     ]  # fmt: skip
     process = servers.ServerProcess("gunicorn", port, argv, workdir, env=env)
@@ -159,7 +163,7 @@ def run_mode(mode: str, redis_url: str, seconds: float, rate: float) -> ModeResu
     }
     port = servers.free_port()
     workdir = servers._workdir(f"gunicorn-{mode}")
-    server = _gunicorn(port, env, workdir)
+    server = gunicorn(port, env, workdir)
     log = redis.Redis.from_url(redis_url)
     try:
         warm = http.client.HTTPConnection(servers.HOST, port, timeout=10)
