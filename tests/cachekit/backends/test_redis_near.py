@@ -727,3 +727,36 @@ def test_cache_keeps_decoded_immutable_values_and_copies_nothing_shared(url: str
     assert cachekit.Cache(cache.backend, serializer=signed).near_memo is None  # bound to the user's key
     assert cachekit.from_url(url).near_memo is None
     cache.backend.close()
+
+
+def _forked_child(backend: RedisBackend, key: str, replies: Any) -> None:
+    """In a forked child (a pre-forking server's worker): nothing served until its own listeners run."""
+    near = backend.near  # type: ignore[attr-defined]
+    replies.put(("before", near.ready, near.lookup(key)))
+    ready = near.wait_ready(10.0)
+    redis_value = backend.get(key)  # read from Redis, kept locally
+    replies.put(("after", ready, redis_value, _held(backend, key, redis_value)))
+
+
+@pytest.mark.parametrize("topology", ["standalone", "cluster"])
+def test_a_forked_child_starts_empty_and_listens_on_its_own(
+    topology: str, url: str, cluster: servers.RedisClusterProcesses
+) -> None:
+    backend = _near(url) if topology == "standalone" else _cluster_near(cluster)
+    key = "k" if topology == "standalone" else next(iter(_key_per_node(backend).values()))
+    backend.set(key, b"1", None)
+    assert _held(backend, key, b"1")
+    ctx = multiprocessing.get_context("fork")
+    replies = ctx.Queue()
+    child = ctx.Process(target=_forked_child, args=(backend, key, replies), daemon=True)
+    child.start()
+    try:
+        assert replies.get(timeout=10) == ("before", False, None)
+        assert replies.get(timeout=20) == ("after", True, b"1", True)
+        child.join(timeout=10)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()
+    assert backend.near.lookup(key) == b"1"  # type: ignore[attr-defined]  # the parent is unaffected
+    backend.close()
