@@ -186,10 +186,10 @@ def cache_from_url(
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError as exc:
-        raise ConfigurationError(f"Malformed cache URL {_redact(url)!r}: {exc}.", setting="url") from None
+        raise ConfigurationError(f"Malformed cache URL {redact_url(url)!r}: {exc}.", setting="url") from None
     if not parts.scheme or "://" not in url:
         raise ConfigurationError(
-            f"Malformed cache URL {_redact(url)!r}: expected scheme://..., e.g. 'locmem://' "
+            f"Malformed cache URL {redact_url(url)!r}: expected scheme://..., e.g. 'locmem://' "
             "or 'redis://127.0.0.1:6379/0'.",
             setting="url",
         )
@@ -216,7 +216,7 @@ def cache_from_url(
     return _build_cache(backend, cache_kwargs, name, cache_class, signing_keys)
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """Hide a password in a URL for messages."""
     parts = urlsplit(url)
     if parts.password is None:

@@ -41,15 +41,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from cachekit import check
-from cachekit._asgi import ASGIApp
-from cachekit._asgi import Message
-from cachekit._asgi import Receive
-from cachekit._asgi import Scope
-from cachekit._asgi import Send
-from cachekit._asgi import send_plain
 from cachekit.eviction import aeviction_risk
 from cachekit.eviction import eviction_risk
 from cachekit.exceptions import BackendUnavailableError
+from cachekit.pages.asgi import ASGIApp
+from cachekit.pages.asgi import Message
+from cachekit.pages.asgi import Receive
+from cachekit.pages.asgi import Scope
+from cachekit.pages.asgi import Send
+from cachekit.pages.asgi import send_plain
 from middleware._session_rules import UNAVAILABLE_BODY
 from middleware._session_rules import UNAVAILABLE_HEADERS
 from middleware._session_rules import UNAVAILABLE_STATUS

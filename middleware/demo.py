@@ -39,8 +39,8 @@ from wsgiref.simple_server import make_server
 from cachekit.cache import Cache
 from cachekit.config import DEFAULT_URL
 from cachekit.config import ENV_VAR
-from cachekit.config import _redact
 from cachekit.config import from_url
+from cachekit.config import redact_url
 from cachekit.views import cache_page
 from cachekit.views import purge
 from middleware.sessions import SessionMiddleware
@@ -418,7 +418,7 @@ class DemoApp:
         answered = hits + stale + misses
         count = getattr(self.session_cache.backend, "count", None)
         return {
-            "backend": _redact(self.url),
+            "backend": redact_url(self.url),
             # One served page is one hit here; the page cache's own counters below count backend
             # lookups (a page is two: its headers, then its body).
             "pages": {
@@ -495,7 +495,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, url: str | None = None) -> 
     """Serve the demo until interrupted."""
     app = build_app(url)
     with make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler) as server:
-        shown = _redact(url or os.environ.get(ENV_VAR) or DEFAULT_URL)
+        shown = redact_url(url or os.environ.get(ENV_VAR) or DEFAULT_URL)
         print(f"cachekit demo on http://{host}:{server.server_port}/ (cache: {shown}); Ctrl-C stops it")
         sys.stdout.flush()
         server.serve_forever()

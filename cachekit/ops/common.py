@@ -9,8 +9,8 @@ from collections.abc import Callable
 from collections.abc import Iterator
 
 from cachekit.cache import Cache
-from cachekit.config import _redact
 from cachekit.config import from_url
+from cachekit.config import redact_url
 from cachekit.exceptions import BackendError
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -34,9 +34,8 @@ class CommandError(Exception):
         self.code = code
 
 
-def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    return _redact(url)
+#: ``url`` without its password, for messages.
+redact = redact_url
 
 
 @contextlib.contextmanager
