@@ -354,8 +354,22 @@ def _through_engine(engine: Any, view: Callable[..., Any], request: Any, args: A
     environ.setdefault("PATH_INFO", request.path_info)
     produced: list[Any] = []
     answer: dict[str, Any] = {}
+    request_thread = threading.get_ident()
 
     def render(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if threading.get_ident() != request_thread:
+            # A background re-render (stale_while_revalidate) on cachekit's thread: its database
+            # connections are that thread's, closed around the view as Django does around a request.
+            from django.db import close_old_connections
+
+            close_old_connections()
+            try:
+                return render_view(environ, start_response)
+            finally:
+                close_old_connections()
+        return render_view(environ, start_response)
+
+    def render_view(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         response = view(request, *args, **kwargs)
         if callable(getattr(response, "render", None)) and not getattr(response, "is_rendered", True):
             response = response.render() or response

@@ -64,8 +64,14 @@ def cache_page(
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> flask.Response:
             app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
+            context = flask.globals.request_ctx._get_current_object()  # type: ignore[attr-defined]
 
             def render(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+                if not flask.has_request_context():
+                    # A background re-render (stale_while_revalidate) after the request ended:
+                    # in a copy of its context, so the view still finds request, session and g.
+                    with context.copy():
+                        return render(environ, start_response)
                 response = app.make_response(view(*args, **kwargs))
                 if getattr(flask.session, "accessed", False):
                     response.vary.add("Cookie")

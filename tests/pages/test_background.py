@@ -461,3 +461,83 @@ def test_task_workers_are_bounded_and_log_a_failing_job(caplog: pytest.LogCaptur
         asyncio.run(asyncio.wait_for(scenario(), 10))
     assert "a background job failed" in caplog.text
     assert workers.running == 0
+
+
+# -- framework view decorators: the view runs after its request ended -------------------------
+
+
+def test_flask_cache_page_re_renders_in_the_background_inside_a_copy_of_the_request_context(
+    clock: FakeClock,
+) -> None:
+    import flask
+
+    from cachekit.contrib.flask import cache_page
+
+    cache = _wsgi_cache(clock, "bg-flask")
+    app = flask.Flask(__name__)
+    app.config["SECRET_KEY"] = "bg-flask-secret-0123456789abcdef"
+    renders: list[str] = []
+
+    @app.get("/news")
+    @cache_page(60, cache=cache, **SWR)
+    def news() -> str:
+        renders.append(flask.request.path)  # request-bound state, read in the background too
+        return f"news {len(renders)} {flask.g.get('missing', '')}"
+
+    client = app.test_client()
+    try:
+        assert client.get("/news").get_data() == b"news 1 "
+        clock.advance(70)
+        assert client.get("/news").get_data() == b"news 1 "  # stale at once
+        assert news.page_cache.background.wait(5)  # type: ignore[attr-defined]
+        assert renders == ["/news", "/news"]
+        assert client.get("/news").get_data() == b"news 2 "
+    finally:
+        cache.clear()
+
+
+def test_django_cache_page_re_renders_in_the_background(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.django_settings import configure_django
+
+    configure_django()
+    import django.db
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from cachekit.contrib.django import cache_page
+
+    closes: list[int] = []  # the threads whose database connections were closed
+    monkeypatch.setattr(django.db, "close_old_connections", lambda **_: closes.append(threading.get_ident()))
+
+    cache = _wsgi_cache(clock, "bg-django")
+    renders: list[int] = []
+
+    @cache_page(60, cache=cache, **SWR)
+    def view(request: Any) -> HttpResponse:
+        renders.append(threading.get_ident())
+        return HttpResponse(f"page {len(renders)} {request.GET.get('q', '')}")
+
+    factory = RequestFactory()
+    try:
+        assert view(factory.get("/page?q=x")).content == b"page 1 x"
+        clock.advance(70)
+        assert view(factory.get("/page?q=x")).content == b"page 1 x"  # stale at once
+        assert _django_engine(view).background.wait(5)
+        assert len(renders) == 2
+        assert renders[1] != threading.get_ident()  # rendered on a background thread
+        assert closes == [renders[1], renders[1]]  # its connections closed around the view, as a request's
+        assert view(factory.get("/page?q=x")).content == b"page 2 x"
+    finally:
+        cache.clear()
+
+
+def _django_engine(view: Any) -> PageCache:
+    """The PageCache a contrib.django cache_page built (it is made on first use)."""
+    for cell in view.purge.__closure__:
+        value = cell.cell_contents
+        if callable(value) and getattr(value, "__name__", "") == "engine":
+            engine: PageCache = value()
+            return engine
+    raise AssertionError("no engine in the decorator")
