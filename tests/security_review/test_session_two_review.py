@@ -28,6 +28,7 @@ from cachekit.edge import Purges
 from cachekit.edge import QueuedPurge
 from cachekit.edge import VarnishPurger
 from cachekit.edge import fastly_purger
+from cachekit.exceptions import BackendUnavailableError
 from cachekit.pages.engine import LOOKUP_KEY
 from cachekit.pages.record import decode
 from sessions.session import Session
@@ -155,6 +156,21 @@ def test_a_purge_to_an_api_never_shows_its_token(
     assert report.queued
     shown = [caplog.text, repr(report), repr(purges), repr(request), *(item.member for item in queue.items())]
     assert all(TOKEN not in text for text in shown)
+
+
+def test_the_caches_redis_password_never_shows_when_its_purge_queue_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    down, varnish = servers.free_port(), servers.free_port()  # nothing listens on either
+    cache = cachekit.from_url(f"redis://:sup3r-secret-pw@127.0.0.1:{down}/0?socket_connect_timeout=0.5")
+    purges = Purges(cache, [VarnishPurger([f"127.0.0.1:{varnish}"])])
+    with caplog.at_level("DEBUG"):
+        with pytest.raises(BackendUnavailableError) as raised:
+            purges.invalidate_tags("news")  # our cache is down: said, after the proxies were tried
+        url_report = purges.purge("http://example.com/")
+    assert url_report.failed == [f"varnish http://127.0.0.1:{varnish}"]  # not queued: the queue is down too
+    shown = [caplog.text, str(raised.value), repr(raised.value), repr(purges), repr(url_report)]
+    assert all("sup3r-secret-pw" not in text for text in shown)
 
 
 def test_the_memory_purge_queue_is_bounded_and_holds_a_repeated_purge_once() -> None:
