@@ -340,8 +340,12 @@ class Session(MutableMapping[str, Any]):
 
     @modified.setter
     def modified(self, value: bool) -> None:
+        self._set_modified(value)
+
+    def _set_modified(self, value: bool) -> None:
         # Marking a session modified by hand (after an in-place change of a nested
-        # value) re-saves every key this request sees.
+        # value) re-saves every key this request sees. (A method, so a subclass that
+        # overrides the property, as the Flask session does, can still call it.)
         if value:
             self._changed.update(self.state.data)
             self.accessed = True

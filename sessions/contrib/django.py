@@ -306,7 +306,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     def exists(self, session_key: str | None) -> bool:
         """Return whether ``session_key`` names a live session in the store."""
-        return bool(session_key) and self.store.exists(session_key)  # type: ignore[arg-type]
+        return bool(session_key and self.store.exists(session_key))
 
     def load(self) -> dict[str, Any]:
         """Return the stored data, or an empty dict (and no session key) if there is none.

@@ -88,7 +88,7 @@ class FlaskSession(Session, SessionMixin):
     load_failed = False
 
     @property
-    def new(self) -> bool:  # type: ignore[override]
+    def new(self) -> bool:  # type: ignore[override]  # SessionMixin.new is a plain attribute
         """True when the session is loaded and not stored yet (Flask's ``session.new``)."""
         return self.loaded and self.session_key is None
 
@@ -99,7 +99,7 @@ class FlaskSession(Session, SessionMixin):
 
     @modified.setter
     def modified(self, value: bool) -> None:
-        Session.modified.fset(self, value)  # type: ignore[attr-defined]
+        self._set_modified(value)
         if not value:
             self._saved_modified = False
 
