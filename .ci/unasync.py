@@ -72,6 +72,7 @@ _SESSIONS: Subs = (
     (r"\bcachekit\.aio\b", "cachekit.cache"),
     (r"\bAsyncSupportsCas\b", "SupportsCas"),
     (r"\bcachekit\.backends\.aio_base\b", "cachekit.backends.base"),
+    (r"\bStoreBase\b", "BaseStore"),
     (r"^import asyncio$", "import time"),
     (r"\basyncio\.sleep\b", "time.sleep"),
 )

@@ -74,14 +74,14 @@ from sessions.stores._merge import retry_delay
 from sessions.stores._merge import session_delta
 from sessions.stores._merge import session_ref
 from sessions.stores._merge import user_index_key
-from sessions.stores.base import BaseStore
+from sessions.stores.base import StoreBase
 from sessions.stores.base import StoreOptions
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-class AsyncCacheStore(BaseStore):
+class AsyncCacheStore(StoreBase):
     """Server-side sessions in a cachekit :class:`~cachekit.aio.AsyncCache`.
 
     :param cache: a cache whose backend supports compare-and-set
@@ -89,7 +89,7 @@ class AsyncCacheStore(BaseStore):
     :param key_prefix: prepended to the hashed id in cache keys.
     :param max_retries: compare-and-set attempts per save before giving up with
         :class:`~sessions.exceptions.SessionConflictError`.
-    :param options: the :class:`~sessions.stores.base.StoreOptions` of :class:`BaseStore`:
+    :param options: the :class:`~sessions.stores.base.StoreOptions` of :class:`StoreBase`:
     :param age: absolute lifetime in seconds (``SESSION_COOKIE_AGE``).
     :param idle_timeout: seconds of inactivity before a session ends, or ``None``.
     :param refresh_interval: least seconds between activity-only writes.
@@ -210,7 +210,7 @@ class AsyncCacheStore(BaseStore):
         return state
 
     # unasync: async-only
-    async def exists(self, cookie_value: str) -> bool:  # type: ignore[override]
+    async def exists(self, cookie_value: str) -> bool:
         """Return whether ``cookie_value`` names a live session."""
         return await self.load(cookie_value) is not None
 

@@ -92,7 +92,7 @@ class Store(StoreAttributes, Protocol):
 
 
 class StoreOptions(TypedDict, total=False):
-    """The keyword arguments of :class:`BaseStore`, which every bundled store takes (its defaults apply)."""
+    """The keyword arguments of :class:`StoreBase`, which every bundled store takes (its defaults apply)."""
 
     age: float
     idle_timeout: float | None
@@ -102,8 +102,10 @@ class StoreOptions(TypedDict, total=False):
     clock: Callable[[], float]
 
 
-class BaseStore:
-    """Expiry policy, clock and serializer handling shared by the bundled stores.
+class StoreBase:
+    """Expiry policy, clock and serializer handling shared by the bundled stores, sync and async.
+
+    Sync stores derive from :class:`BaseStore`, which adds :meth:`~BaseStore.exists`.
 
     :param age: absolute lifetime in seconds (``SESSION_COOKIE_AGE``).
     :param idle_timeout: seconds of inactivity before the session ends, or ``None``.
@@ -135,11 +137,6 @@ class BaseStore:
     def _live(self, state: SessionState) -> bool:
         return self.policy.expires_at(state) > self.clock()
 
-    def exists(self, cookie_value: str) -> bool:
-        """Return whether ``cookie_value`` names a live session."""
-        load: Callable[[str], SessionState | None] = self.load  # type: ignore[attr-defined]
-        return load(cookie_value) is not None
-
     def _unstorable(self, state: SessionState, exc: SerializationError) -> SerializationError:
         """Turn a failed save into an error naming the first key that cannot be stored."""
         for key, value in state.data.items():
@@ -169,4 +166,16 @@ class BaseStore:
         return state
 
 
-__all__ = ["BaseStore", "Store", "StoreAttributes", "StoreOptions"]
+class BaseStore(StoreBase):
+    """:class:`StoreBase` for a sync store: ``exists`` from ``load``, which the store defines."""
+
+    def load(self, cookie_value: str) -> SessionState | None:
+        """Return the live session named by ``cookie_value``, or ``None`` (each store defines it)."""
+        raise NotImplementedError
+
+    def exists(self, cookie_value: str) -> bool:
+        """Return whether ``cookie_value`` names a live session."""
+        return self.load(cookie_value) is not None
+
+
+__all__ = ["BaseStore", "Store", "StoreAttributes", "StoreBase", "StoreOptions"]

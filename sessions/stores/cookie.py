@@ -184,7 +184,7 @@ class SignedCookieStore(BaseStore):
     :param salt: separates these signatures from others made with the same key.
     :param encrypt: encrypt with Fernet (needs ``cryptography``) instead of only signing.
     :param max_size: the largest cookie value produced, in bytes.
-    :param options: the :class:`~sessions.stores.base.StoreOptions` of :class:`BaseStore`:
+    :param options: the :class:`~sessions.stores.base.StoreOptions` of ``StoreBase``:
     :param age: absolute lifetime in seconds (``SESSION_COOKIE_AGE``), checked
         on load against the signed creation time.
     :param idle_timeout: seconds of inactivity before a session ends, or ``None``.
