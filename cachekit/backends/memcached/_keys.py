@@ -17,6 +17,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 from cachekit.backends.memcached._pool import server_name
@@ -49,13 +50,30 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _fits(text: str) -> bool:
+    """Whether every character of ``text`` may stand in a memcached key: printable ASCII, no space."""
+    return text.isascii() and text.isprintable() and " " not in text
+
+
 def safe_key(head: str, key: str) -> str:
     """Return ``head + key`` if memcached can hold it, else ``head + "~" + sha256(key)``."""
     full = head + key
-    legal = len(full) <= MAX_KEY and full.isascii() and full.isprintable() and " " not in full
-    if legal and key[:1] != "~":
+    if len(full) <= MAX_KEY and _fits(full) and key[:1] != "~":
         return full
     return f"{head}~{digest(key)}"
+
+
+def safe_keys(head: str, keys: Sequence[str]) -> list[str]:
+    """:func:`safe_key` of each key under one ``head``.
+
+    The common batch, every key legal as it is and no ``~`` anywhere, is checked in
+    one pass over all of them; any other batch goes key by key.
+    """
+    fulls = [head + key for key in keys]
+    joined = "".join(fulls)
+    if max(map(len, fulls), default=0) <= MAX_KEY and _fits(joined) and "~" not in joined:
+        return fulls
+    return [safe_key(head, key) for key in keys]
 
 
 def scope_of(key: str) -> str:

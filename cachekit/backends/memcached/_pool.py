@@ -93,6 +93,10 @@ class _FailedServers(dict[Any, dict[str, Any]]):
         return super().pop(server, default)
 
 
+# First bytes of the reply lines pymemcache raises for: ERROR, CLIENT_ERROR, SERVER_ERROR.
+_ERROR_STARTS = (b"E", b"C", b"S")
+
+
 class ErrorLineReplyError(MemcacheUnknownCommandError):  # type: ignore[misc]
     """An ``ERROR <text>`` reply, with its text (pymemcache keeps only the command's name).
 
@@ -111,6 +115,9 @@ class _CheckedKeysClient(Client):  # type: ignore[misc]
         return key.encode("ascii")
 
     def _raise_errors(self, line: bytes, name: bytes) -> None:
+        # Called on every line of a reply: a VALUE or END line (no E, C or S first) returns at once.
+        if line[:1] not in _ERROR_STARTS:
+            return
         if line.startswith(b"ERROR "):
             raise ErrorLineReplyError(line.decode("ascii", "replace"))
         super()._raise_errors(line, name)

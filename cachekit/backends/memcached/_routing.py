@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 from cachekit.backends.breaker import CircuitBreaker
@@ -21,6 +22,7 @@ from cachekit.backends.memcached._keys import lock_tail
 from cachekit.backends.memcached._keys import new_token
 from cachekit.backends.memcached._keys import out_key
 from cachekit.backends.memcached._keys import safe_key
+from cachekit.backends.memcached._keys import safe_keys
 from cachekit.backends.memcached._keys import scope_of
 from cachekit.backends.memcached._pool import Connections
 from cachekit.backends.memcached._pool import server_name
@@ -62,14 +64,16 @@ class Routing:
         return self._generations.head(self._call, node, scope, self.generation_ttl)
 
     def _single_key(self, key: str) -> str:
-        """The stored form of ``key`` on the one server (:meth:`_locate` with calls inlined)."""
+        """The stored form of ``key`` on the one server (:meth:`_locate` with scope_of inlined)."""
         end = key.find(":", 0, SCOPE_SEARCH)
-        scope = key[: end + 1] if end >= 0 else ""
+        return safe_key(self._single_head(key[: end + 1] if end >= 0 else ""), key)
+
+    def _single_head(self, scope: str) -> str:
+        """:meth:`_head` on the one server, its cached heads looked up first."""
         cached = self._single_heads.get(scope)
-        head = (
-            cached[0] if cached is not None and cached[1] > _monotonic() else self._head(self._single, scope)
-        )
-        return safe_key(head, key)
+        if cached is not None and cached[1] > _monotonic():
+            return cached[0]
+        return self._head(self._single, scope)
 
     def _detour(self, route_key: str, node: Any) -> str:
         """The detour mark if ``route_key``'s home is out of the ring and ``node`` stands in, else ``""``."""
@@ -140,7 +144,11 @@ class Routing:
         """Map each node to ``{stored key: key}``; nodes whose generation cannot be read are left out."""
         single = self._single
         if single is not None:
-            # One node: scope_of and _head inlined, heads looked up once per scope.
+            scope = scope_of(keys[0]) if keys else ""
+            if scope and all(map(str.startswith, keys, repeat(scope))):
+                # One node, one scope (a Cache's keys): one head, the batch mapped at once.
+                return {single: dict(zip(safe_keys(self._single_head(scope), keys), keys, strict=True))}, []
+            # One node, several scopes: scope_of and _head inlined, heads looked up once per scope.
             heads: dict[str, str] = {}
             stored_keys: dict[str, str] = {}
             for key in keys:

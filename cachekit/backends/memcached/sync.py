@@ -362,8 +362,7 @@ class MemcachedBackend(Routing):
                 errors.append(exc)
                 continue
             answered += 1
-            for stored, value in values.items():
-                found[stored_keys[stored]] = value
+            found.update(zip(map(stored_keys.__getitem__, values), values.values()))
         if errors:
             if not answered:
                 raise errors[0]
