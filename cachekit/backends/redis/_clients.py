@@ -87,35 +87,36 @@ class AsyncBlockingSentinelPool(AsyncSentinelConnectionPool, aioredis.BlockingCo
     """:class:`BlockingSentinelPool` for ``redis.asyncio``."""
 
 
-def sentinel_master(parsed: SentinelURL) -> redis.Redis:
-    """The sync client of the Sentinel-managed master named by ``parsed``."""
+def _master_for(parsed: SentinelURL, sentinel_class: Any, pool_class: type, retry: Callable[[], Any]) -> Any:
+    """The master's client from ``sentinel_class`` (sync or asyncio; redis-py leaves both untyped)."""
     # redis-py's own default retries ten times with backoff: seconds per call.
-    sentinel_kwargs = {**parsed.sentinel_kwargs(), "retry": no_retry()}
-    sentinel = Sentinel(parsed.nodes, sentinel_kwargs=sentinel_kwargs, **parsed.connection)  # type: ignore[no-untyped-call]
-    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+    sentinel_kwargs = {**parsed.sentinel_kwargs(), "retry": retry()}
+    sentinel = sentinel_class(parsed.nodes, sentinel_kwargs=sentinel_kwargs, **parsed.connection)
+    return sentinel.master_for(
         parsed.service,
         db=parsed.db,
         max_connections=parsed.max_connections,
         timeout=parsed.pool_timeout,
-        retry=no_retry(),
-        connection_pool_class=BlockingSentinelPool,
+        retry=retry(),
+        connection_pool_class=pool_class,
     )
+
+
+def sentinel_master(parsed: SentinelURL) -> redis.Redis:
+    """The sync client of the Sentinel-managed master named by ``parsed``."""
+    client: redis.Redis = _master_for(parsed, Sentinel, BlockingSentinelPool, no_retry)
     return client
 
 
 def aio_sentinel_master(parsed: SentinelURL) -> aioredis.Redis:
     """:func:`sentinel_master` for ``redis.asyncio``."""
-    sentinel_kwargs = {**parsed.sentinel_kwargs(), "retry": _aio_no_retry()}
-    sentinel = AsyncSentinel(parsed.nodes, sentinel_kwargs=sentinel_kwargs, **parsed.connection)  # type: ignore[no-untyped-call]
-    client: aioredis.Redis = sentinel.master_for(
-        parsed.service,
-        db=parsed.db,
-        max_connections=parsed.max_connections,
-        timeout=parsed.pool_timeout,
-        retry=_aio_no_retry(),
-        connection_pool_class=AsyncBlockingSentinelPool,
-    )
+    client: aioredis.Redis = _master_for(parsed, AsyncSentinel, AsyncBlockingSentinelPool, _aio_no_retry)
     return client
+
+
+def _nodes(node_class: Any, parsed: ClusterURL) -> list[Any]:
+    """The startup nodes as ``node_class`` (sync or asyncio ``ClusterNode``; the sync one is untyped)."""
+    return [node_class(host, port) for host, port in parsed.nodes]
 
 
 def cluster_client(parsed: ClusterURL) -> RedisCluster:
@@ -124,14 +125,14 @@ def cluster_client(parsed: ClusterURL) -> RedisCluster:
     Its own retry follows MOVED/ASK and re-reads the slot map after a failover; the
     backend's retry of lost connections comes on top, knowing what it retries.
     """
-    nodes = [ClusterNode(host, port) for host, port in parsed.nodes]  # type: ignore[no-untyped-call]
+    nodes = _nodes(ClusterNode, parsed)
     retry = Retry(_cluster_backoff(), parsed.retries, supported_errors=(redis.ConnectionError,))
     return RedisCluster(startup_nodes=nodes, retry=retry, **parsed.connection)
 
 
 def aio_cluster_client(parsed: ClusterURL) -> AsyncRedisCluster:
     """The asyncio Cluster client; unlike the sync one it reads the slot map on first use."""
-    nodes = [AsyncClusterNode(host, port) for host, port in parsed.nodes]
+    nodes = _nodes(AsyncClusterNode, parsed)
     retry = AsyncRetry(_cluster_backoff(), parsed.retries, supported_errors=(aioredis.ConnectionError,))
     client = AsyncRedisCluster(startup_nodes=nodes, retry=retry, **parsed.connection)
     _load_commands_once(client)
