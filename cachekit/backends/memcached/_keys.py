@@ -135,29 +135,18 @@ class Generations:
             return cached[0]
         keys = [GEN_KEY, generation_key(scope)] if scope else [GEN_KEY]
         found = call(node, "get_many", keys)
-        tokens: list[bytes] = []
-        for key in keys:
-            token = found.get(key)
-            if token is None:
-                fresh = new_token()
-                token = fresh if call(node, "add", key, fresh, 0) else call(node, "get", key)
-                if token is None:
-                    raise BackendUnavailableError(
-                        f"memcached {server_name(node.server)} dropped generation key {key!r} at once."
-                    )
-            if not _TOKEN.fullmatch(token):
-                raise BackendError(
-                    f"Generation key {key!r} on memcached {server_name(node.server)} holds "
-                    f"{token[:20]!r}, not a token; delete it to start a new generation."
-                )
-            tokens.append(token)
+        tokens = [self._checked(call, node, key, found.get(key)) for key in keys]
         head = b"".join(tokens).decode("ascii") + ":"
         heads[scope] = (head, time.monotonic() + ttl)
         return head
 
     def _token(self, call: Call, node: Any, key: str) -> bytes:
         """The token under ``key`` on ``node``, created with ``add`` if missing (whoever adds first wins)."""
-        token = call(node, "get", key)
+        return self._checked(call, node, key, call(node, "get", key))
+
+    @staticmethod
+    def _checked(call: Call, node: Any, key: str, token: bytes | None) -> bytes:
+        """``token`` as read from ``key``: created with ``add`` if missing, refused if not a token."""
         if token is None:
             fresh = new_token()
             token = fresh if call(node, "add", key, fresh, 0) else call(node, "get", key)
