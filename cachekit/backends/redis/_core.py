@@ -35,6 +35,7 @@ from cachekit.backends.redis._rules import check_value_size
 from cachekit.backends.redis._rules import ms
 from cachekit.backends.redis._rules import register_scripts
 from cachekit.backends.redis._rules import wire_key
+from cachekit.backends.redis._rules import wire_keys
 from cachekit.backends.redis._urls import OPTIONS
 from cachekit.backends.redis._urls import DirectURL
 from cachekit.backends.redis._urls import ParsedURL
@@ -295,17 +296,15 @@ class RedisCore:
         self, client: Any, items: Mapping[str, bytes], ttl: float | None
     ) -> list[Callable[[], Any]]:
         """One call per batch of :data:`BATCH` items: ``MSET``, or the ``SET ... PX`` script."""
-        pairs = [(wire_key(key), value) for key, value in items.items()]
+        wire = wire_keys(list(items))
+        values = list(items.values())
         runs: list[Callable[[], Any]] = []
-        for start in range(0, len(pairs), BATCH):
-            batch = pairs[start : start + BATCH]
+        for start in range(0, len(values), BATCH):
+            keys, batch = wire[start : start + BATCH], values[start : start + BATCH]
             if ttl is None:
-                runs.append(partial(client.mset, dict(batch)))
+                runs.append(partial(client.mset, dict(zip(keys, batch, strict=True))))
             else:
-                script = self._scripts["set_many_px"]
-                runs.append(
-                    partial(script, keys=[k for k, _ in batch], args=[ms(ttl), *(v for _, v in batch)])
-                )
+                runs.append(partial(self._scripts["set_many_px"], keys=keys, args=[ms(ttl), *batch]))
         return runs
 
     @staticmethod
