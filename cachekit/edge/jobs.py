@@ -32,11 +32,18 @@ MAX_VALUES = 256
 #: Bytes one header line may hold (Varnish's default ``http_req_hdr_len`` is 8 KiB).
 MAX_HEADER_LENGTH = 8000
 
-# Anything a header or request line must not hold: controls (CR, LF, NUL, DEL...) and whitespace.
-_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
+# Anything a header or request line must not hold: controls (CR, LF, NUL, DEL...) and whitespace;
+# and quotes, which would end a string in a VCL or ban expression.
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\"]")
+# URLs also must not hold backslashes, which servers and browsers may read as "/".
+_UNSAFE_URL = re.compile(r"[\x00-\x20\x7f\"\\]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Tags also must not hold the list separators of xkey/Surrogate-Key (space) and Cache-Tag (comma).
 _UNSAFE_TAG = re.compile(r"[\x00-\x20\x7f,\"]")
+# A host name (letters, digits, -, _, dots; never only dots) or a bracketed IPv6 address, and a port.
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|(?=[^:]*[A-Za-z0-9])[A-Za-z0-9_.-]+)(?::[0-9]{1,5})?")
+# A dot segment, raw or percent-encoded (".", "..", "%2e", ".%2E"...).
+_DOT_SEGMENT = re.compile(r"(?:\.|%2[eE]){1,2}")
 
 
 class InvalidPurgeError(CacheKitError, ValueError):
@@ -68,8 +75,8 @@ def _checked(value: object, what: str, limit: int, unsafe: re.Pattern[str]) -> s
     bad = unsafe.search(value)
     if bad is not None:
         raise InvalidPurgeError(
-            f"a {what} must not contain {bad.group()!r} (space, comma, quote or control character): "
-            f"{value[:80]!r}"
+            f"a {what} must not contain {bad.group()!r} (space, comma, quote, backslash or control "
+            f"character): {value[:80]!r}"
         )
     return value
 
@@ -79,15 +86,35 @@ def check_url(url: object, what: str = "URL") -> str:
 
     :raises InvalidPurgeError: otherwise, saying why.
     """
-    text = _checked(url, what, MAX_URL_LENGTH, _UNSAFE)
-    parts = urlsplit(text)
+    text = _checked(url, what, MAX_URL_LENGTH, _UNSAFE_URL)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unclosed [IPv6
+        raise InvalidPurgeError(f"a {what} must be a URL, got {text[:80]!r}.") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidPurgeError(f"a {what} must be absolute (http://host/path), got {text[:80]!r}.")
     if "@" in parts.netloc:
         raise InvalidPurgeError(
             f"a {what} must not carry user:password@, got {parts.scheme}://...@{parts.hostname}."
         )
+    if not valid_netloc(parts.netloc):
+        raise InvalidPurgeError(f"a {what} must name a host name or IP address, got {parts.netloc[:80]!r}.")
+    if has_dot_segment(parts.path):
+        # Servers and proxies resolve them (RFC 3986 section 5.2.4, %2E too in WHATWG URLs): a
+        # purge path with one could climb out of an API's purge path. Browsers remove them
+        # before they ask, so no cached page is named with one.
+        raise InvalidPurgeError(f"a {what} must not contain . or .. path segments, got {text[:80]!r}.")
     return text
+
+
+def valid_netloc(netloc: str) -> bool:
+    """Whether ``netloc`` is a host name, an IPv4 or a bracketed IPv6 address, with an optional port."""
+    return _HOST.fullmatch(netloc) is not None
+
+
+def has_dot_segment(path: str) -> bool:
+    """Whether ``path`` has a ``.`` or ``..`` segment, raw or percent-encoded."""
+    return any(_DOT_SEGMENT.fullmatch(segment) for segment in path.split("/"))
 
 
 def check_pattern(pattern: object) -> str:

@@ -25,6 +25,8 @@ from dataclasses import field
 from typing import TYPE_CHECKING
 from typing import Any
 
+from cachekit.config import read_setting
+from cachekit.edge.jobs import InvalidPurgeError
 from cachekit.edge.jobs import PurgeDeliveryError
 from cachekit.edge.jobs import PurgeJob
 from cachekit.edge.purgers import Purger
@@ -37,6 +39,7 @@ from cachekit.edge.queue import PurgeQueue
 from cachekit.edge.queue import QueuedPurge
 from cachekit.edge.queue import queue_for
 from cachekit.exceptions import ConfigurationError
+from cachekit.pages.engine import LOOKUP_KEY
 
 if TYPE_CHECKING:
     from cachekit.aio import AsyncCache
@@ -152,10 +155,14 @@ class _Delivery:
         """Deliver ``job`` to every purger's targets; queue what could not be reached."""
         report = PurgeReport()
         for purger in self.purgers.values():
+            size = purger.batch(job.kind)
             jobs = (
-                [PurgeJob(job.kind, (value,), job.soft) for value in job.values]
-                if purger.splits(job.kind)
-                else [job]
+                [job]
+                if size is None or len(job.values) <= size
+                else [
+                    PurgeJob(job.kind, job.values[start : start + size], job.soft)
+                    for start in range(0, len(job.values), size)
+                ]
             )
             for target in purger.targets():
                 for one in jobs:
@@ -205,11 +212,28 @@ class _Delivery:
         for item in self.queue.claim(self.clock(), limit):
             where = f"{item.purger} {item.target}"
             purger = self.purgers.get(item.purger)
-            request = None if purger is None else purger.request(item.job, item.target)
+            if purger is not None and item.target not in purger.targets():
+                # Anyone who can write the queue's store could name any host: a purger's
+                # requests (and its credentials) go only to the targets it was built with.
+                self.queue.drop(item)
+                report.failed.append(where)
+                logger.error(
+                    "queued purge for %s dropped: %r is not a target of purger %s",
+                    where,
+                    item.target,
+                    item.purger,
+                )
+                continue
+            try:
+                request = None if purger is None else purger.request(item.job, item.target)
+            except InvalidPurgeError as exc:
+                request, why = None, str(exc)
+            else:
+                why = "no such purger or kind configured now"
             if purger is None or request is None:
                 self.queue.drop(item)
                 report.failed.append(where)
-                logger.error("queued purge for %s dropped: no such purger or kind configured now", where)
+                logger.error("queued purge for %s dropped: %s", where, why)
                 continue
             try:
                 purger.deliver(request)
@@ -267,14 +291,14 @@ class Purges:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any], cache: Cache | None = None, **options: Any) -> Purges:
+    def from_settings(cls, settings: Any, cache: Cache | None = None, **options: Any) -> Purges:
         """Purges configured by a settings mapping (a dict, a settings module, Flask's ``app.config``).
 
         Reads ``PURGERS`` (see :func:`purgers_from_settings`) and ``PURGE_QUEUE_LENGTH``
         (the queue's bound, default 10,000); ``options`` go to the constructor.
         """
-        purgers = purgers_from_settings(settings.get("PURGERS") or ())
-        length = settings.get("PURGE_QUEUE_LENGTH")
+        purgers = purgers_from_settings(read_setting(settings, "PURGERS") or ())
+        length = read_setting(settings, "PURGE_QUEUE_LENGTH")
         if length is not None and "queue" not in options:
             if not isinstance(length, int) or isinstance(length, bool) or length < 1:
                 raise ConfigurationError(
@@ -304,12 +328,26 @@ class Purges:
         ``purge.soft()``, Fastly's soft purge) do; our cache drops them.
 
         :raises InvalidPurgeError: if a URL is not absolute, or could inject a header.
+        :raises BackendUnavailableError: if our cache is down (after the proxies were purged),
+            as :meth:`invalidate_tags`: "not cached" would be untrue, and the page would come back.
         """
         job = PurgeJob.urls(list(urls), soft)
         report = PurgeReport()
-        if self._pages is not None:
-            report.cached = sum(bool(self._pages.purge(url)) for url in job.values)
-        return report.merge(self._delivery.send(job))
+        error: BaseException | None = None
+        if self.cache is not None:
+            # The backend itself, not the cache's failure policy (an outage is no miss here).
+            backend, key = self.cache.backend, self.cache.make_key
+            try:
+                for url in job.values:
+                    report.cached += bool(
+                        backend.delete(key(LOOKUP_KEY + self._pages.engine.purge_hash(url)))
+                    )
+            except Exception as exc:
+                error = exc
+        report.merge(self._delivery.send(job))
+        if error is not None:
+            raise error
+        return report
 
     def purge_prefix(self, *prefixes: str, soft: bool = False) -> PurgeReport:
         """Remove every page under these absolute URL prefixes from the proxies (Varnish ban, Cloudflare).
@@ -418,10 +456,19 @@ class AsyncPurges:
         """As :meth:`Purges.purge`."""
         job = PurgeJob.urls(list(urls), soft)
         report = PurgeReport()
-        if self._pages is not None:
-            for url in job.values:
-                report.cached += bool(await self._pages.purge(url))
-        return report.merge(await asyncio.to_thread(self._delivery.send, job))
+        error: BaseException | None = None
+        if self.cache is not None:
+            backend, key = self.cache.backend, self.cache.make_key
+            try:
+                for url in job.values:
+                    lookup = key(LOOKUP_KEY + self._pages.engine.purge_hash(url))
+                    report.cached += bool(await backend.delete(lookup))
+            except Exception as exc:
+                error = exc
+        report.merge(await asyncio.to_thread(self._delivery.send, job))
+        if error is not None:
+            raise error
+        return report
 
     async def purge_prefix(self, *prefixes: str, soft: bool = False) -> PurgeReport:
         """As :meth:`Purges.purge_prefix`."""

@@ -28,8 +28,10 @@ from cachekit.edge.jobs import InvalidPurgeError
 from cachekit.edge.jobs import Kind
 from cachekit.edge.jobs import PurgeJob
 from cachekit.edge.jobs import WireRequest
+from cachekit.edge.jobs import has_dot_segment
 from cachekit.edge.jobs import json_list
 from cachekit.edge.jobs import send
+from cachekit.edge.jobs import valid_netloc
 from cachekit.exceptions import ConfigurationError
 
 #: Seconds a purge request may take before it counts as unreachable (then it is queued).
@@ -38,6 +40,8 @@ DEFAULT_TIMEOUT = 5.0
 BAN_HEADER = "Cachekit-Ban"
 #: The request header asking the VCL for a soft URL purge (``purge.soft()`` of vmod_purge).
 SOFT_HEADER = "Cachekit-Soft-Purge"
+#: Most values in one Cloudflare ``purge_cache`` request ("Max operations per request").
+CLOUDFLARE_MAX_VALUES = 100
 
 
 class Purger(Protocol):
@@ -52,20 +56,59 @@ class Purger(Protocol):
     def request(self, job: PurgeJob, target: str) -> WireRequest | None:
         """The request that delivers ``job`` to ``target``; ``None`` if this purger cannot purge its kind."""
 
-    def splits(self, kind: Kind) -> bool:
-        """Whether a job of ``kind`` must be sent one value per request."""
+    def batch(self, kind: Kind) -> int | None:
+        """Most values of ``kind`` one request may carry (``1``: one request per value); ``None``: any."""
 
     def deliver(self, request: WireRequest) -> int:
         """Send ``request``; the ``2xx`` status, else :class:`~cachekit.edge.jobs.PurgeDeliveryError`."""
 
 
 def _origin(address: str, setting: str) -> str:
-    """``http://host:port`` from ``host:port`` or a URL (its path is ignored)."""
+    """``http://host:port`` from ``host:port`` or a URL (its path is ignored).
+
+    :raises ConfigurationError: for another scheme, no host, a bad port, or a
+        ``user:password@`` (an origin names places, never credentials: they
+        would show in reprs, logs and queued items; put them in headers).
+    """
+    if not isinstance(address, str):
+        raise ConfigurationError(f"{setting}: expected host:port or http(s)://host:port, got {address!r}.")
     text = address if "://" in address else f"http://{address}"
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unclosed [IPv6
+        raise ConfigurationError(f"{setting}: expected host:port or http(s)://host:port.") from None
+    if "@" in parts.netloc:
+        # Never echo the address: what precedes the @ is a credential.
+        raise ConfigurationError(
+            f"{setting}: an address must not carry user:password@ (got one for host {parts.hostname!r}); "
+            "send credentials in secret_headers."
+        )
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not check_origin(f"{parts.scheme}://{parts.netloc}")
+    ):
         raise ConfigurationError(f"{setting}: expected host:port or http(s)://host:port, got {address!r}.")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def check_origin(origin: object) -> bool:
+    """Whether ``origin`` is ``http(s)://host[:port]`` with a valid host and a port in 1-65535."""
+    if not isinstance(origin, str) or not origin.isascii():
+        return False
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or origin != f"{parts.scheme}://{parts.netloc}":
+        return False
+    if "@" in parts.netloc or not valid_netloc(parts.netloc):
+        return False
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        return False
+    return port is None or port > 0
 
 
 class VarnishPurger:
@@ -123,9 +166,9 @@ class VarnishPurger:
             headers = (("Host", "cachekit-purge"), (BAN_HEADER, pattern), ("Cachekit-Ban-Any-Host", "1"))
         return WireRequest("BAN", target + "/", headers)
 
-    def splits(self, kind: Kind) -> bool:
+    def batch(self, kind: Kind) -> int | None:
         """URLs and prefixes go one per request (a ``PURGE`` names one URL, a ban one host)."""
-        return kind in ("url", "prefix")
+        return 1 if kind in ("url", "prefix") else None
 
     def _url_request(self, url: str, target: str, soft: bool) -> WireRequest:
         parts = urlsplit(url)
@@ -150,13 +193,26 @@ class HTTPCall:
     ``$values_noscheme`` without ``http(s)://``),
     ``$host`` and ``$path`` (of a URL, in the path), plus the purger's ``params``.
 
+    ``$query`` is a URL's ``?query`` (empty when it has none), already percent-encoded.
+
     :param headers: extra headers; ``$values_spaced`` in a value is the values joined by spaces.
+    :param max_values: most values one request may carry (Cloudflare: 100); longer jobs
+        are sent in several requests. ``None``: no limit but the job's.
     """
 
     method: str
     path: str
     body: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    max_values: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_values is not None and (
+            not isinstance(self.max_values, int) or isinstance(self.max_values, bool) or self.max_values < 1
+        ):
+            raise ConfigurationError(
+                f"HTTPCall max_values must be a whole number >= 1, got {self.max_values!r}."
+            )
 
     @property
     def each(self) -> bool:
@@ -164,7 +220,7 @@ class HTTPCall:
         return any(_ONE_VALUE.search(text) for text in (self.path, self.body or ""))
 
 
-_ONE_VALUE = re.compile(r"\$\{?(value|host|path)\b")
+_ONE_VALUE = re.compile(r"\$\{?(value|host|path|query)\b")
 
 
 class HTTPPurger:
@@ -215,7 +271,9 @@ class HTTPPurger:
         """The request for ``job``; ``None`` if the API has no call for its kind.
 
         A call whose templates name ``$value`` takes jobs of one value: :class:`~cachekit.edge.Purges`
-        splits jobs by :meth:`splits`.
+        splits jobs by :meth:`batch`.
+
+        :raises InvalidPurgeError: if a value would make a ``.`` or ``..`` segment of the path.
         """
         call = self.calls.get(job.kind)
         if call is None:
@@ -224,11 +282,19 @@ class HTTPPurger:
         names["values_noscheme"] = json_list(tuple(value.partition("://")[2] for value in job.values))
         value = job.values[0]
         names["value"] = quote(value, safe="")
+        names["query"] = ""
         if job.kind in ("url", "prefix"):
             parts = urlsplit(value)
             names["host"] = quote(parts.netloc, safe=":")
             names["path"] = quote(parts.path or "/", safe="/%")
+            if parts.query:
+                # check_url let through only printable ASCII without space, quote or backslash.
+                names["query"] = "?" + quote(parts.query, safe="/%?=&;:+,@!$'()*[]~-._")
         path = Template(call.path).substitute(names)
+        route = urlsplit(path).path
+        if has_dot_segment(route):
+            # A value ("..", a tag) must never move the request to another API path.
+            raise InvalidPurgeError(f"{self.name}: a purge value would make a dot segment in {route[:80]!r}.")
         body = None
         if call.body is not None:
             body_names = {**names, "value": json_list((value,))[1:-1]}
@@ -245,10 +311,12 @@ class HTTPPurger:
         secret = frozenset(name.lower() for name, _ in self._secret)
         return WireRequest(call.method, target + path, tuple(headers), body, secret)
 
-    def splits(self, kind: Kind) -> bool:
-        """Whether a job of ``kind`` must be sent one value per request."""
+    def batch(self, kind: Kind) -> int | None:
+        """``1`` if the call for ``kind`` names one value, else its ``max_values``."""
         call = self.calls.get(kind)
-        return call is not None and call.each
+        if call is None:
+            return None
+        return 1 if call.each else call.max_values
 
     def deliver(self, request: WireRequest) -> int:
         """Send ``request`` to the API."""
@@ -260,6 +328,8 @@ def fastly_purger(
 ) -> HTTPPurger:
     """A purger for Fastly: ``POST /service/{id}/purge`` with ``Surrogate-Key``; URLs: ``POST /purge/{url}``.
 
+    A URL is sent as ``/purge/{host}{path}?{query}`` (Fastly's "purge single URL"
+    takes the cached URL without its scheme; its query string is the request's).
     Soft purges send ``Fastly-Soft-Purge: 1``. The token goes in ``Fastly-Key`` (never logged).
     """
     if not service_id or not api_token:
@@ -271,7 +341,7 @@ def fastly_purger(
             "tags": HTTPCall(
                 "POST", "/service/$service_id/purge", headers=(("Surrogate-Key", "$values_spaced"),)
             ),
-            "url": HTTPCall("POST", "/purge/$host$path"),
+            "url": HTTPCall("POST", "/purge/$host$path$query"),
         },
         headers={"Accept": "application/json"},
         secret_headers={"Fastly-Key": api_token},
@@ -286,11 +356,16 @@ def cloudflare_purger(
     *,
     name: str = "cloudflare",
     endpoint: str = "https://api.cloudflare.com",
+    max_values: int = CLOUDFLARE_MAX_VALUES,
 ) -> HTTPPurger:
     """A purger for Cloudflare: ``POST /client/v4/zones/{id}/purge_cache``, ``files``/``tags``/``prefixes``.
 
     Cloudflare has no soft purge: soft purges are sent as hard ones. The token
     goes in ``Authorization: Bearer`` (never logged).
+
+    :param max_values: most URLs, tags or prefixes per request: Cloudflare takes
+        100 "operations per request" (500 URLs on Enterprise plans); a longer job is
+        sent in several requests.
     """
     if not zone_id or not api_token:
         raise ConfigurationError("cloudflare_purger needs a zone id and an API token.")
@@ -299,9 +374,9 @@ def cloudflare_purger(
         name,
         endpoint,
         {
-            "url": HTTPCall("POST", path, '{"files": $values}'),
-            "tags": HTTPCall("POST", path, '{"tags": $values}'),
-            "prefix": HTTPCall("POST", path, '{"prefixes": $values_noscheme}'),
+            "url": HTTPCall("POST", path, '{"files": $values}', max_values=max_values),
+            "tags": HTTPCall("POST", path, '{"tags": $values}', max_values=max_values),
+            "prefix": HTTPCall("POST", path, '{"prefixes": $values_noscheme}', max_values=max_values),
         },
         secret_headers={"Authorization": f"Bearer {api_token}"},
         params={"zone_id": zone_id},

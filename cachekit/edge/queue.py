@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from collections.abc import Sequence
@@ -30,9 +31,14 @@ from dataclasses import dataclass
 from typing import Any
 from typing import Protocol
 
+from cachekit.edge.jobs import InvalidPurgeError
 from cachekit.edge.jobs import PurgeJob
+from cachekit.edge.purgers import check_name
+from cachekit.edge.purgers import check_origin
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
+
+logger = logging.getLogger("cachekit.edge")
 
 #: Default most items a queue holds.
 MAX_LENGTH = 10_000
@@ -58,10 +64,34 @@ class QueuedPurge:
         return json.dumps([self.purger, self.target, self.job.to_json()], separators=(",", ":"))
 
     @classmethod
-    def from_member(cls, member: str, attempts: int = 0, version: int = 0) -> QueuedPurge:
-        """The item :attr:`member` names (the job is checked again)."""
-        purger, target, job = json.loads(member)
-        return cls(str(purger), str(target), PurgeJob.from_json(job), attempts, version)
+    def from_member(cls, member: str, attempts: object = 0, version: object = 0) -> QueuedPurge:
+        """The item :attr:`member` names, checked again: a queue's store is data, not trusted code.
+
+        :raises InvalidPurgeError: if ``member`` is not what :attr:`member` writes (not JSON,
+            another shape, a purger name or target that could not be configured, a job that
+            does not pass the checks), or the counters are not whole numbers >= 0.
+        """
+        try:
+            purger, target, job = json.loads(member)
+        except (ValueError, TypeError) as exc:
+            raise InvalidPurgeError(
+                f"a queued purge is not [purger, target, job]: {type(exc).__name__}"
+            ) from None
+        if not isinstance(job, str) or not isinstance(target, str) or not check_origin(target):
+            raise InvalidPurgeError("a queued purge names a target that is not http(s)://host[:port].")
+        counters = []
+        for counter in (attempts, version):
+            text = counter.decode("ascii", "replace") if isinstance(counter, bytes) else counter
+            if isinstance(text, str) and text.isdigit() and text.isascii():
+                text = int(text)
+            if not isinstance(text, int) or isinstance(text, bool) or text < 0:
+                raise InvalidPurgeError("a queued purge's attempts and version must be whole numbers >= 0.")
+            counters.append(text)
+        try:
+            decoded = PurgeJob.from_json(job)
+        except (ValueError, TypeError) as exc:  # InvalidPurgeError is a ValueError
+            raise InvalidPurgeError(f"a queued purge's job does not pass the checks: {exc}") from None
+        return cls(check_name(purger), target, decoded, counters[0], counters[1])
 
 
 class PurgeQueue(Protocol):
@@ -128,7 +158,11 @@ class MemoryPurgeQueue:
             for _, member in due:
                 held = self._items[member]
                 held[0] = now + self.lease
-                claimed.append(QueuedPurge.from_member(member, held[1], held[2]))
+                item = _decoded(member, held[1], held[2])
+                if item is None:
+                    del self._items[member]
+                else:
+                    claimed.append(item)
             return claimed
 
     def done(self, item: QueuedPurge) -> None:
@@ -161,7 +195,8 @@ class MemoryPurgeQueue:
     def items(self) -> list[QueuedPurge]:
         """Every waiting item."""
         with self._lock:
-            return [QueuedPurge.from_member(m, held[1], held[2]) for m, held in self._items.items()]
+            found = [_decoded(m, held[1], held[2]) for m, held in self._items.items()]
+        return [item for item in found if item is not None]
 
 
 _PUT = """
@@ -259,8 +294,12 @@ class RedisPurgeQueue:
         flat = self._run(_CLAIM, repr(now), repr(now + self.lease), limit)
         out = []
         for i in range(0, len(flat), 3):
-            member, attempts, version = (_text(part) for part in flat[i : i + 3])
-            out.append(QueuedPurge.from_member(member, int(attempts), int(version)))
+            member, attempts, version = flat[i : i + 3]
+            item = _decoded(member, attempts, version)
+            if item is None:
+                self._run(_DROP, member)  # the raw member: it may not even be UTF-8
+            else:
+                out.append(item)
         return out
 
     def done(self, item: QueuedPurge) -> None:
@@ -282,11 +321,10 @@ class RedisPurgeQueue:
     def items(self) -> list[QueuedPurge]:
         """Every waiting item."""
         with _translated():
-            members = [_text(m) for m in self.client.zrange(self.keys[0], 0, -1)]
+            members = self.client.zrange(self.keys[0], 0, -1)
             attempts = self.client.hmget(self.keys[1], members) if members else []
-        return [
-            QueuedPurge.from_member(m, int(_text(a or b"0"))) for m, a in zip(members, attempts, strict=True)
-        ]
+        found = [_decoded(m, a or b"0") for m, a in zip(members, attempts, strict=True)]
+        return [item for item in found if item is not None]
 
 
 @contextlib.contextmanager
@@ -302,8 +340,21 @@ def _translated() -> Iterator[None]:
         raise BackendError(f"purge queue: {exc}") from exc
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _decoded(member: Any, attempts: Any = 0, version: Any = 0) -> QueuedPurge | None:
+    """The item ``member`` names, or ``None`` (logged) if it is not one: it is then dropped, never retried.
+
+    One bad member must not stall the queue (every claim would raise on it), and
+    the log never shows it: it may be anyone's bytes.
+    """
+    try:
+        text = member.decode() if isinstance(member, bytes) else member
+        if not isinstance(text, str):
+            raise InvalidPurgeError(f"a queued purge is {type(member).__name__}, not text")
+        return QueuedPurge.from_member(text, attempts, version)
+    except (InvalidPurgeError, UnicodeDecodeError) as exc:
+        reason = str(exc) if isinstance(exc, InvalidPurgeError) else "not UTF-8"
+        logger.error("an undecodable purge queue item (%d bytes) was dropped: %s", len(member), reason)
+        return None
 
 
 def queue_for(cache: Any, max_length: int = MAX_LENGTH) -> PurgeQueue:

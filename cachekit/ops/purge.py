@@ -80,21 +80,25 @@ def cmd_purge(args: argparse.Namespace) -> int:
                 report = purges.purge(page, soft=args.soft)
                 found += report.cached
                 print(f"{'purged' if report.cached else '(miss)'} {page}")
-                _say(total.merge(report))
+                _say(report)
+                total.merge(report)
             for prefix in args.ban_prefixes:
                 report = purges.purge_prefix(prefix, soft=args.soft)
                 print(f"banned {prefix} on the proxies")
-                _say(total.merge(report))
+                _say(report)
+                total.merge(report)
             if args.tags:
                 report = purges.invalidate_tags(*args.tags, soft=args.soft)
                 how = "marked stale" if args.soft else "invalidated"
                 print(f"{how} tag{'s' if len(args.tags) > 1 else ''} {', '.join(args.tags)}")
-                _say(total.merge(report))
+                _say(report)
+                total.merge(report)
             if args.retry_queued:
                 report = purges.deliver_queued(limit=args.limit)
                 waiting = len(purges.queue)
                 print(f"delivered {len(report.delivered)} queued purge(s); {waiting} still waiting")
-                _say(total.merge(report))
+                _say(report)
+                total.merge(report)
         except InvalidPurgeError as exc:
             raise CommandError(str(exc), EXIT_USAGE) from None
     if total.failed:

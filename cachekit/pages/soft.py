@@ -3,14 +3,18 @@
 A hard invalidation (:func:`cachekit.tags.invalidate_tags`) moves a tag's
 generation counter, so every entry that recorded the old generation is gone.
 A soft one moves it too (every ``get_or_set``/``@memoize`` entry treats it as
-hard) and leaves a marker, ``cachekit.tagsoft:<tag>`` = ``(low, high, at)``:
-"generations ``low`` up to ``high - 1`` were retired softly, the latest at
-time ``at``, and ``high`` is current". The page cache, finding a page whose tags moved,
-asks :func:`soft_since`: if every moved tag is covered by its marker, the page
-is treated as having gone stale at ``at``, so it is served within its own
-``stale-while-revalidate`` window (counted from ``at``) while one request
-re-renders it; past that window, or without one, it is a miss as after a hard
-invalidation.
+hard) and leaves a marker, ``cachekit.tagsoft:<tag>`` = ``(low, high, latest, times)``:
+"generations ``low`` up to ``high - 1`` were retired softly, generation ``low + i``
+at ``times[i]`` (``latest`` is the last of them), and ``high`` is current". The
+page cache, finding a page whose tags moved, asks :func:`soft_since`: if every
+moved tag is covered by its marker, the page is treated as having gone stale
+when the generation it was stored with was retired (the earliest such time over
+its tags), so it is served within its own ``stale-while-revalidate`` window,
+counted from that purge, while one request re-renders it; past that window, or
+without one, it is a miss as after a hard invalidation. A second soft purge
+never extends the window of a page already stale since the first. A marker
+keeps the last :data:`MAX_SOFT_GENERATIONS` generations: a page older than
+those is a miss.
 
 A hard invalidation after a soft one moves the counter past ``high``, so the
 marker no longer covers it: hard always wins. Two purges racing may leave a
@@ -41,6 +45,8 @@ if TYPE_CHECKING:
 
 #: Prefix of the markers a soft invalidation leaves.
 SOFT_KEY_PREFIX = "cachekit.tagsoft:"
+#: Most retired generations one marker remembers (older pages are treated as hard-invalidated).
+MAX_SOFT_GENERATIONS = 32
 
 
 def _keys(tag: str) -> tuple[str, str]:
@@ -49,11 +55,21 @@ def _keys(tag: str) -> tuple[str, str]:
     return TAG_KEY_PREFIX + tag, SOFT_KEY_PREFIX + tag
 
 
-def _marker(before: Any, new: int, now: float) -> tuple[int, int, float]:
-    # Stale since the latest soft purge: a page stored after the first one gets its whole window.
-    if isinstance(before, (tuple, list)) and len(before) == 3 and before[1] == new - 1:
-        return (int(before[0]), new, now)
-    return (new - 1, new, now)
+def _marker(before: Any, new: int, now: float) -> tuple[int, int, float, tuple[float, ...]]:
+    # Each retired generation keeps its own time: a page stored after the first purge gets its
+    # whole window from the second, and one stale since the first keeps the first's.
+    times: tuple[float, ...] = ()
+    low = new - 1
+    if isinstance(before, (tuple, list)) and len(before) in (3, 4) and before[1] == new - 1:
+        low = int(before[0])
+        if len(before) == 4 and isinstance(before[3], (tuple, list)) and len(before[3]) == before[1] - low:
+            times = tuple(before[3])
+        else:  # a marker written before per-generation times: all at its one time
+            times = (float(before[2]),) * (new - 1 - low)
+    times += (now,)
+    if len(times) > MAX_SOFT_GENERATIONS:
+        low, times = new - MAX_SOFT_GENERATIONS, times[-MAX_SOFT_GENERATIONS:]
+    return (low, new, now, times)
 
 
 def soft_invalidate_tags(cache: Cache, tags: Iterable[str]) -> None:
@@ -89,20 +105,28 @@ def _names(generations: Sequence[tuple[str, int]]) -> list[str]:
 
 
 def _since(generations: Sequence[tuple[str, int]], found: dict[str, Any]) -> float | None:
-    latest: float | None = None
+    earliest: float | None = None
     for tag, generation in generations:
         counter, soft = _keys(tag)
         current = found.get(counter)
         if current == generation:
             continue
         marker = found.get(soft)
-        if not isinstance(marker, (tuple, list)) or len(marker) != 3:
+        if not isinstance(marker, (tuple, list)) or len(marker) not in (3, 4):
             return None
-        low, high, at = marker
+        low, high = marker[0], marker[1]
         if current != high or not low <= generation < high:
             return None
-        latest = at if latest is None else max(latest, at)
-    return latest
+        if len(marker) == 4:
+            times = marker[3]
+            if not isinstance(times, (tuple, list)) or len(times) != high - low:
+                return None
+            at = times[generation - low]
+        else:  # written before per-generation times
+            at = marker[2]
+        # The page went stale at the first of its tags' purges that retired its generation.
+        earliest = at if earliest is None else min(earliest, at)
+    return earliest
 
 
 def soft_since(cache: Cache, generations: Sequence[tuple[str, int]]) -> float | None:
@@ -144,6 +168,7 @@ def stale_from(page: Page, at: float, options: PageOptions) -> Page:
 
 
 __all__ = [
+    "MAX_SOFT_GENERATIONS",
     "SOFT_KEY_PREFIX",
     "async_soft_since",
     "async_soft_invalidate_tags",

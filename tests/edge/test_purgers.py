@@ -432,14 +432,14 @@ def queue(request: pytest.FixtureRequest) -> Any:
     client.delete(*RedisPurgeQueue(client, name).keys)
 
 
-def item(value: str, target: str = "h1") -> QueuedPurge:
+def item(value: str, target: str = "http://h1") -> QueuedPurge:
     return QueuedPurge("varnish", target, PurgeJob.tags([value]))
 
 
 def test_the_same_purge_queued_twice_waits_once(queue: Any) -> None:
     assert queue.put(item("a"), 0.0)
     assert queue.put(item("a"), 0.0)
-    assert queue.put(item("a", "h2"), 0.0)
+    assert queue.put(item("a", "http://h2"), 0.0)
     assert len(queue) == 2
 
 
