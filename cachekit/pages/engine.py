@@ -44,6 +44,7 @@ from cachekit.pages.fields import status_member
 from cachekit.pages.fields import surrogate_keys
 from cachekit.pages.fields import targeted_directives
 from cachekit.pages.fields import without
+from cachekit.pages.forwarded import effective_url
 from cachekit.pages.options import PageOptions
 from cachekit.pages.record import AUTH_OK
 from cachekit.pages.record import FIELDS
@@ -273,11 +274,23 @@ class PageEngine:
             if len(self._url_hashes) >= _MEMO_SIZE:
                 self._url_hashes.clear()
                 self._path_hashes.clear()
-            forwarded = [f"{name}={read(source, name)}" for name in trusted if read(source, name) is not None]
             full = url()
-            known = self._url_hashes[memo_key] = self.hash_url(full, *forwarded)
+            given = {name: value for name in trusted if (value := read(source, name)) is not None}
+            # Named by the URL the trusted headers describe, so a purge of that URL reaches the
+            # page; their raw values are keyed in the variant (variant_key).
+            effective = (
+                effective_url(full, given, normalize_query=self.options.normalize_query) if given else full
+            )
+            if effective is None:  # values that describe no URL: keyed by them (no purge by URL names it)
+                forwarded = [f"{name}={value}" for name, value in given.items()]
+                known = self.hash_url(full, *forwarded)
+                path_hash = self.hash_url(full.partition("?")[0], *forwarded)
+            else:
+                known = self.hash_url(effective)
+                path_hash = self.hash_url(effective.partition("?")[0])
+            self._url_hashes[memo_key] = known
             # Variants are counted per path: junk query strings are variants of one page.
-            self._path_hashes[known] = self.hash_url(full.partition("?")[0], *forwarded)
+            self._path_hashes[known] = path_hash
         return known
 
     def hash_url(self, url: str, *forwarded: str) -> str:
@@ -299,12 +312,16 @@ class PageEngine:
         """
         _, names, nonce = lookup
         values = tuple([read(source, name) or "" for name in names])
-        memo_key = (url_hash, lookup, values, split)
+        trusted = self.options.trusted_forwarded
+        # The trusted forwarded headers as they came ("\n", which no header holds, for absent).
+        forwarded = tuple([_or_absent(read(source, name)) for name in trusted]) if trusted else ()
+        memo_key = (url_hash, lookup, values, split, forwarded)
         page_key = self._page_keys.get(memo_key)
         if page_key is None:
             if len(self._page_keys) >= _MEMO_SIZE:
                 self._page_keys.clear()
-            parts = (url_hash, nonce, *names, *values)
+            # len(forwarded) is fixed per engine, so names and values still split unambiguously.
+            parts = (url_hash, nonce, *names, *values, *forwarded)
             # "split" never starts a hex url_hash: no split-less key can equal one with a split.
             page_key = PAGE_KEY + (digest("split", split, *parts) if split else digest(*parts))
             self._page_keys[memo_key] = page_key
@@ -799,6 +816,10 @@ class PageEngine:
     def error_answer(self, plan: Plan) -> tuple[str, list[tuple[str, str]], bytes] | None:
         """The 504 for an origin failure when the stale page must be revalidated (RFC 9111 section 4.2.4)."""
         return GATEWAY_TIMEOUT if plan.revalidate and self.options.stale_if_error else None
+
+
+def _or_absent(value: str | None) -> str:
+    return "\n" if value is None else value
 
 
 def _join(base_path: str, reference: str) -> str:

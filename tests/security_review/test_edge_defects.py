@@ -330,6 +330,60 @@ def test_a_purger_address_with_a_bad_port_is_refused_when_configured(host: str) 
         HTTPPurger("api", host, {"url": HTTPCall("POST", "/purge")})
 
 
+# D9: a URL purge reaches pages keyed with trusted forwarded headers ----------------------
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+@pytest.mark.parametrize(
+    ("trusted", "headers", "public"),
+    [
+        (["x-forwarded-proto"], {"X-Forwarded-Proto": "https"}, "https://example.com/page"),
+        (
+            ["x-forwarded-host", "x-forwarded-proto"],
+            {"X-Forwarded-Host": "www.example.org", "X-Forwarded-Proto": "https"},
+            "https://www.example.org/page",
+        ),
+        (
+            ["forwarded"],
+            {"Forwarded": 'for=192.0.2.1;proto=https;host="www.example.org"'},
+            "https://www.example.org/page",
+        ),
+        (["x-forwarded-prefix"], {"X-Forwarded-Prefix": "/blog"}, "http://example.com/blog/page"),
+    ],
+    ids=["proto", "host-and-proto", "forwarded", "prefix"],
+)
+def test_a_url_purge_reaches_pages_keyed_with_trusted_forwarded_headers(
+    kind: str, trusted: list[str], headers: dict[str, str], public: str
+) -> None:
+    app = _Counter()
+    shell = Shell(kind, app, trusted_forwarded=trusted)
+    try:
+        behind = environ_for("/page", headers=headers)
+        assert shell(dict(behind))[2] == b"render 1"
+        assert shell(dict(behind))[2] == b"render 1"
+        assert shell(environ_for("/page"))[2] == b"render 2"  # the direct request: its own page
+        assert shell.purge(public)  # the URL the client asked for, as operators and proxies name it
+        assert shell(dict(behind))[2] == b"render 3"  # was: render 1, kept until it expired
+        assert shell(environ_for("/page"))[2] == b"render 2"  # another URL: untouched
+    finally:
+        shell.close()
+
+
+def test_the_raw_forwarded_values_stay_in_the_key_and_purges_through_purges_reach_them() -> None:
+    app = _Counter()
+    shell = Shell("wsgi", app, trusted_forwarded=["x-forwarded-host"])
+    try:
+        lower = environ_for("/page", headers={"X-Forwarded-Host": "www.example.org"})
+        upper = environ_for("/page", headers={"X-Forwarded-Host": "WWW.example.org"})
+        assert shell(dict(lower))[2] == b"render 1"
+        assert shell(dict(upper))[2] == b"render 2"  # one URL, but the app may echo the raw value
+        assert shell(dict(lower))[2] == b"render 1"
+        report = Purges(shell.cache).purge("http://www.example.org/page")
+        assert report.cached == 1
+        assert shell(dict(lower))[2] == b"render 3"
+        assert shell(dict(upper))[2] == b"render 4"  # every variant under the URL went
+    finally:
+        shell.close()
+
+
 # D10: cachekit purge says each outcome once ----------------------------------------------
 def test_cachekit_purge_says_each_proxy_outcome_once(
     recorders: tuple[Recorder, Recorder], redis_server: servers.ServerProcess
