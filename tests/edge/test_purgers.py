@@ -188,6 +188,19 @@ def test_an_http_purger_with_a_value_in_its_path_sends_one_request_per_value(rec
         "http://user:secret@example.com/",
         "http://example.com/" + "a" * 3000,
         "",
+        'http://example.com/a"b',
+        "http://example.com/a\\b",
+        "http://example.com/../x",
+        "http://example.com/a/..",
+        "http://example.com/./x",
+        "http://example.com/%2e%2E/x",
+        "http://example.com/.%2e/x",
+        "http://example.com/%2E/x",
+        "http://../x",
+        "http://./x",
+        "http://exa mple.com/",
+        "http://[::1/",
+        "http://example.com:80:80/",
     ],
 )
 def test_a_hostile_url_is_refused_before_any_request(recorder: Recorder, url: str) -> None:
@@ -208,6 +221,20 @@ def test_a_hostile_tag_is_refused_before_any_request(recorder: Recorder, tag: st
     with pytest.raises(InvalidPurgeError):
         purges.invalidate_tags("fine", tag)
     assert recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/a..b/.c/c./...",
+        "http://[::1]:8080/",
+        "http://127.0.0.1:1/a",
+        "http://my_host.example.com./a?x=../y",
+        "https://EXAMPLE.com/%2e%2ex",
+    ],
+)
+def test_urls_with_dots_that_are_no_dot_segments_are_purged(url: str) -> None:
+    assert PurgeJob.urls([url]).values == (url,)
 
 
 def test_a_ban_pattern_with_spaces_or_a_bad_regex_is_refused(recorder: Recorder) -> None:
