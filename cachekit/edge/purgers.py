@@ -51,7 +51,11 @@ class Purger(Protocol):
     name: str
 
     def targets(self) -> Sequence[str]:
-        """Stable names of the places one job is delivered to (hosts, an API)."""
+        """Stable names of the places one job is delivered to (hosts, an API).
+
+        Each is up to 2,048 of ``A-Z a-z 0-9 _ . : / [ ] % -`` (they key queued items; see
+        :func:`check_target`): the built-in purgers name an origin, ``http(s)://host[:port]``.
+        """
 
     def request(self, job: PurgeJob, target: str) -> WireRequest | None:
         """The request that delivers ``job`` to ``target``; ``None`` if this purger cannot purge its kind."""
@@ -381,6 +385,19 @@ def cloudflare_purger(
         secret_headers={"Authorization": f"Bearer {api_token}"},
         params={"zone_id": zone_id},
     )
+
+
+def check_target(target: object) -> str:
+    """A purger target as queued items name it: no space, control, quote or ``@`` (credentials).
+
+    :raises InvalidPurgeError: otherwise.
+    """
+    if not isinstance(target, str) or not _TARGET.fullmatch(target):
+        raise InvalidPurgeError("a purge target must be 1-2048 of A-Z a-z 0-9 _ . : / [ ] % -.")
+    return target
+
+
+_TARGET = re.compile(r"[A-Za-z0-9_.:/\[\]%-]{1,2048}")
 
 
 def check_name(name: object) -> str:

@@ -34,7 +34,7 @@ from typing import Protocol
 from cachekit.edge.jobs import InvalidPurgeError
 from cachekit.edge.jobs import PurgeJob
 from cachekit.edge.purgers import check_name
-from cachekit.edge.purgers import check_origin
+from cachekit.edge.purgers import check_target
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
 
@@ -77,8 +77,8 @@ class QueuedPurge:
             raise InvalidPurgeError(
                 f"a queued purge is not [purger, target, job]: {type(exc).__name__}"
             ) from None
-        if not isinstance(job, str) or not isinstance(target, str) or not check_origin(target):
-            raise InvalidPurgeError("a queued purge names a target that is not http(s)://host[:port].")
+        if not isinstance(job, str):
+            raise InvalidPurgeError("a queued purge's job is not text.")
         counters = []
         for counter in (attempts, version):
             text = counter.decode("ascii", "replace") if isinstance(counter, bytes) else counter
@@ -91,7 +91,7 @@ class QueuedPurge:
             decoded = PurgeJob.from_json(job)
         except (ValueError, TypeError) as exc:  # InvalidPurgeError is a ValueError
             raise InvalidPurgeError(f"a queued purge's job does not pass the checks: {exc}") from None
-        return cls(check_name(purger), target, decoded, counters[0], counters[1])
+        return cls(check_name(purger), check_target(target), decoded, counters[0], counters[1])
 
 
 class PurgeQueue(Protocol):
