@@ -42,6 +42,8 @@ BAN_HEADER = "Cachekit-Ban"
 SOFT_HEADER = "Cachekit-Soft-Purge"
 #: Most values in one Cloudflare ``purge_cache`` request ("Max operations per request").
 CLOUDFLARE_MAX_VALUES = 100
+#: Most surrogate keys in one Fastly batch purge ("up to 256 surrogate keys ... in one batch request").
+FASTLY_MAX_KEYS = 256
 
 
 class Purger(Protocol):
@@ -343,7 +345,10 @@ def fastly_purger(
         endpoint,
         {
             "tags": HTTPCall(
-                "POST", "/service/$service_id/purge", headers=(("Surrogate-Key", "$values_spaced"),)
+                "POST",
+                "/service/$service_id/purge",
+                headers=(("Surrogate-Key", "$values_spaced"),),
+                max_values=FASTLY_MAX_KEYS,
             ),
             "url": HTTPCall("POST", "/purge/$host$path$query"),
         },
