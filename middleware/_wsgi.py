@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from typing import Any
 
+from cachekit.pages.rules import with_vary
 from cachekit.pages.wsgi import status_code as _status_code
 
 if TYPE_CHECKING:
@@ -22,20 +23,8 @@ def status_code(status: str) -> int:
 
 
 def add_vary(headers: Headers, field: str) -> None:
-    """Add ``field`` to the response's ``Vary`` header in place, once, merging with what is there.
-
-    ``Vary: *`` already covers every field and is left alone.
-    """
-    wanted = field.lower()
-    for index, (name, value) in enumerate(headers):
-        if name.lower() != "vary":
-            continue
-        present = {item.strip().lower() for item in value.split(",")}
-        if wanted in present or "*" in present:
-            return
-        headers[index] = (name, f"{value}, {field}" if value.strip() else field)
-        return
-    headers.append(("Vary", field))
+    """Add ``field`` to the response's ``Vary`` header in place (the rule is :func:`with_vary`'s)."""
+    headers[:] = with_vary(headers, field)
 
 
 def close_iterable(iterable: Iterable[bytes]) -> None:

@@ -34,7 +34,7 @@ from cachekit.pages.rules import not_modified_headers
 from cachekit.pages.rules import parse_http_date
 from cachekit.pages.rules import patch_served_headers
 from cachekit.pages.rules import strip_hop_by_hop
-from cachekit.pages.rules import vary_headers
+from cachekit.pages.rules import with_vary
 from cachekit.tags import Generations
 
 #: A stored page; fields at the positions below. A plain tuple (not a NamedTuple)
@@ -119,7 +119,7 @@ def stored_page(
     """
     kept = strip_hop_by_hop(headers)
     if per_cookie:
-        kept = vary_on_cookie(kept)
+        kept = with_vary(kept, "Cookie")
     page_etag = header(kept, "etag")
     if page_etag is None and etag and status[:3] == "200":
         page_etag = make_etag(body)
@@ -133,19 +133,6 @@ def stored_page(
         generations=generations,
         patch_freshness=patch_freshness,
     )
-
-
-def vary_on_cookie(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Return ``headers`` with ``Cookie`` in their ``Vary``."""
-    if "cookie" in vary_headers(headers):
-        return headers
-    headers = list(headers)
-    for index, (name, value) in enumerate(headers):
-        if name.lower() == "vary":
-            headers[index] = (name, f"{value}, Cookie" if value.strip() else "Cookie")
-            return headers
-    headers.append(("Vary", "Cookie"))
-    return headers
 
 
 def new_lookup(names: Iterable[str], previous: Any) -> Lookup:

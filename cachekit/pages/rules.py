@@ -178,6 +178,23 @@ def vary_headers(headers: Headers) -> list[str]:
     return seen
 
 
+def with_vary(headers: Headers, field: str) -> list[tuple[str, str]]:
+    """Return a copy of ``headers`` whose ``Vary`` names ``field``, added to the first ``Vary`` once.
+
+    ``Vary: *`` already covers every field and is left alone.
+    """
+    merged = list(headers)
+    present = vary_headers(merged)
+    if field.lower() in present or "*" in present:
+        return merged
+    for index, (name, value) in enumerate(merged):
+        if name.lower() == "vary":
+            merged[index] = (name, f"{value}, {field}" if value.strip() else field)
+            return merged
+    merged.append(("Vary", field))
+    return merged
+
+
 def strip_hop_by_hop(headers: Headers) -> list[tuple[str, str]]:
     """Drop hop-by-hop headers, including any named by ``Connection``, from ``headers``."""
     drop = set(HOP_BY_HOP)
