@@ -136,7 +136,10 @@ class AsyncMemoized(Generic[P, R]):
         return bound
 
     def make_key(self, *args: Any, **kwargs: Any) -> str:
-        """Return the cache key a call with these arguments uses.
+        """Return the key of a call with these arguments, the same in every process.
+
+        The entry is stored under it plus ``@`` and the function's generation
+        (see :meth:`cache_clear`).
 
         :raises TypeError: if an argument has no stable key (see :mod:`cachekit.memoize`).
         """
