@@ -39,6 +39,8 @@ logger = logging.getLogger("cachekit.background")
 REVALIDATE_WORKERS = 4
 
 _THREAD_WORKERS: weakref.WeakSet[ThreadWorkers] = weakref.WeakSet()
+_SHARED: dict[tuple[str, int], ThreadWorkers] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 class ThreadWorkers:
@@ -52,6 +54,20 @@ class ThreadWorkers:
         self._name = name
         self._reset()
         _THREAD_WORKERS.add(self)
+
+    @classmethod
+    def shared(cls, limit: int = REVALIDATE_WORKERS, *, name: str = "cachekit-revalidate") -> ThreadWorkers:
+        """The process's one pool of ``limit`` threads named ``name``, made on the first call.
+
+        Every page cache of a process with the same ``revalidate_workers`` shares it, so the
+        bound is per process, not per decorated view (fifty ``@cache_page`` views would
+        otherwise hold up to fifty pools).
+        """
+        with _SHARED_LOCK:
+            workers = _SHARED.get((name, limit))
+            if workers is None:
+                workers = _SHARED[name, limit] = cls(limit, name=name)
+            return workers
 
     def _reset(self) -> None:
         # Also the fork handler: the child has none of the parent's threads, and its

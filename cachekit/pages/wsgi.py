@@ -225,8 +225,9 @@ class PageCache:
         self._records: SyncRecords | None = None
         self._forwarded = frozenset(environ_key(name) for name in self.options.untrusted_forwarded)
         #: The background re-renders (``background_revalidate``): ``background.wait(timeout)``
-        #: waits for those in flight. Its thread pool is made on first use, in each process.
-        self.background = ThreadWorkers(self.options.revalidate_workers)
+        #: waits for those in flight. One pool per process for every page cache with the same
+        #: ``revalidate_workers``, made on first use.
+        self.background = ThreadWorkers.shared(self.options.revalidate_workers)
 
     def __getattr__(self, name: str) -> Any:
         # The settings read as attributes, as before PageOptions: engine.max_body_size...

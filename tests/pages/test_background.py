@@ -541,3 +541,14 @@ def _django_engine(view: Any) -> PageCache:
             engine: PageCache = value()
             return engine
     raise AssertionError("no engine in the decorator")
+
+
+def test_every_wsgi_page_cache_of_a_process_shares_one_bounded_pool() -> None:
+    first = PageCache(60, cache=Cache(LocMemBackend("bg-shared-1")), **SWR)
+    second = PageCache(60, cache=Cache(LocMemBackend("bg-shared-2")), **SWR)
+    other = PageCache(60, cache=Cache(LocMemBackend("bg-shared-3")), revalidate_workers=2, **SWR)
+
+    assert first.background is second.background
+    assert first.background.limit == 4
+    assert other.background is not first.background
+    assert other.background.limit == 2
