@@ -362,7 +362,7 @@ class MemcachedBackend(Routing):
                 errors.append(exc)
                 continue
             answered += 1
-            found.update(zip(map(stored_keys.__getitem__, values), values.values()))
+            found.update(zip(map(stored_keys.__getitem__, values), values.values(), strict=True))
         if errors:
             if not answered:
                 raise errors[0]
