@@ -60,12 +60,22 @@ def _canonical(value: Any) -> str:
 class MemoKeys:
     """Builds the cache key of each call of one function."""
 
-    __slots__ = ("_key", "_name", "_signature")
+    __slots__ = ("_defaults", "_key", "_name", "_names", "_required", "_signature")
 
     def __init__(self, func: Callable[..., Any], key: Callable[..., str] | None) -> None:
         self._key = key
         self._signature = inspect.signature(func)
         self._name = f"{KEY_PREFIX}{func.__module__}.{func.__qualname__}"
+        # Positional calls of a function without *args, **kwargs or keyword-only parameters
+        # bind by position: their text is built without Signature.bind (1.5 us of a 2.7 us key).
+        params = tuple(self._signature.parameters.values())
+        plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        by_position = all(param.kind in plain for param in params)
+        #: The parameters' names, when positional calls can bind by position.
+        self._names: tuple[str, ...] | None = tuple(p.name for p in params) if by_position else None
+        #: Their defaults, for the parameters a call leaves out; the first ``_required`` have none.
+        self._defaults: tuple[Any, ...] = tuple(p.default for p in params)
+        self._required = sum(p.default is inspect.Parameter.empty for p in params)
 
     def make_key(self, *args: Any, **kwargs: Any) -> str:
         """Return the cache key a call with these arguments uses.
@@ -74,9 +84,17 @@ class MemoKeys:
         """
         if self._key is not None:
             return f"{self._name}:{self._key(*args, **kwargs)}"
-        bound = self._signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        text = ",".join(f"{name}={_canonical(value)}" for name, value in bound.arguments.items())
+        names = self._names
+        given = len(args)
+        if names is not None and not kwargs and given <= len(names):
+            if given < self._required:
+                self._signature.bind(*args)  # raises the TypeError naming the missing argument
+            values = args + self._defaults[given:]
+            text = ",".join(f"{name}={_canonical(value)}" for name, value in zip(names, values, strict=True))
+        else:
+            bound = self._signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            text = ",".join(f"{name}={_canonical(value)}" for name, value in bound.arguments.items())
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
         return f"{self._name}:{digest}"
 

@@ -6,11 +6,18 @@ This is the source of :class:`~cachekit.aio.AsyncMemoized`; the sync
 function agree on them.
 
 Every entry of one function is stored under its key plus the function's
-*generation*, a tag counter (:mod:`cachekit.tags`) read with each call: one more
-read, as Flask-Caching's ``delete_memoized`` costs. :meth:`AsyncMemoized.cache_clear`
-moves it on, so every process stops reading the function's old entries at once
-(they expire in the backend). A counter the backend lost starts at a new random
-value, which clears the function too, never revives old entries.
+*generation*, a tag counter (:mod:`cachekit.tags`) read with each call.
+:meth:`AsyncMemoized.cache_clear` moves it on, so every process stops reading the
+function's old entries at once (they expire in the backend). A counter the backend
+lost starts at a new random value, which clears the function too, never revives
+old entries.
+
+The counter costs no round trip of its own: a call reads it together with the
+entry under the generation this object last saw, in one ``get_many``, and uses
+that entry only if the counter still holds that generation; otherwise (after a
+clear) it reads the entry under the new one. A wrong guess costs one more read,
+never a stale value. A local-memory backend has no round trip to save: there the
+counter and the entry are two plain reads, cheaper than one ``get_many``.
 """
 
 from __future__ import annotations
@@ -32,8 +39,10 @@ from typing import TypeVar
 from cachekit.fronts._async.tags import current_generations
 from cachekit.fronts._async.tags import invalidate_tags
 from cachekit.fronts._async_only import default_async_cache
+from cachekit.fronts._core import _MISSING
 from cachekit.fronts._core import Timeout
 from cachekit.fronts.entries import REFRESHING
+from cachekit.fronts.entries import tag_key
 from cachekit.fronts.memokeys import MemoKeys
 
 if TYPE_CHECKING:
@@ -93,6 +102,9 @@ class AsyncMemoized(Generic[P, R]):
         self._keys = MemoKeys(func, key)
         #: The tag whose generation every entry of this function carries in its key.
         self.function_tag = f"{FUNCTION_TAG_PREFIX}{func.__module__}.{func.__qualname__}"
+        self._generation_key = tag_key(self.function_tag)
+        #: The generation the last call found in the cache (``None``: none read yet).
+        self._generation: int | None = None
         self._tags_of: Callable[..., Iterable[str]] | None = tags if callable(tags) else None
         tag_names = () if callable(tags) else _names(tags)
         self._options: dict[str, Any] = {
@@ -121,6 +133,7 @@ class AsyncMemoized(Generic[P, R]):
     @cache.setter
     def cache(self, cache: AsyncCache) -> None:
         self._cache = cache
+        self._generation = None  # seen in the other cache
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         # Decorating a method: bind like a function would, keeping invalidate/uncached reachable.
@@ -148,7 +161,32 @@ class AsyncMemoized(Generic[P, R]):
     async def _stored_key(self, cache: AsyncCache, key: str) -> str:
         """``key`` under the function's current generation (see the module docstring)."""
         ((_, generation),) = await current_generations(cache, (self.function_tag,))
+        self._generation = generation
         return f"{key}@{generation}"
+
+    async def _lookup(self, cache: AsyncCache, key: str) -> tuple[str, Any]:
+        """``key`` under the function's current generation, and what it holds (``_MISSING``: nothing).
+
+        One ``get_many`` when the last generation seen is still current (see the module docstring).
+        """
+        counter = self._generation_key
+        guess = self._generation
+        if cache.stores_objects:
+            generation = await cache.get(counter)
+        elif guess is not None:
+            stored_key = f"{key}@{guess}"
+            found = await cache.get_many((counter, stored_key))
+            generation = found.get(counter)
+            if generation == guess and type(generation) is int:
+                return stored_key, found.get(stored_key, _MISSING)
+        else:
+            generation = await cache.get(counter)
+        if type(generation) is int:
+            self._generation = generation
+            stored_key = f"{key}@{generation}"
+        else:  # missing (never created, evicted, cleared): created, or adopted from another process
+            stored_key = await self._stored_key(cache, key)
+        return stored_key, await cache.get(stored_key, _MISSING)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         unless = self._unless
@@ -156,7 +194,16 @@ class AsyncMemoized(Generic[P, R]):
             return await self.uncached(*args, **kwargs)  # bypass: the cache is neither read nor written
         key = self._keys.make_key(*args, **kwargs)
         cache = self._cache or self.cache
-        key = await self._stored_key(cache, key)
+        if not self._enveloped:
+            key, found = await self._lookup(cache, key)
+            if found is not _MISSING:
+                with self._counting:
+                    self._hits += 1
+                # The cache holds what this function returned under its key.
+                hit: R = found
+                return hit
+        else:
+            key = await self._stored_key(cache, key)
         computed = False
 
         def compute() -> Awaitable[R]:
