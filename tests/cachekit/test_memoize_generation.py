@@ -20,6 +20,7 @@ from cachekit import aio
 from cachekit.aio import AsyncCache
 from cachekit.backends.aio_locmem import AsyncLocMemBackend
 from cachekit.backends.locmem import LocMemBackend
+from cachekit.exceptions import BackendUnavailableError
 from cachekit.fronts.entries import tag_key
 from cachekit.memoize import CacheInfo
 from cachekit.memoize import memoize
@@ -41,6 +42,32 @@ class CountingBytes(LocMemBackend):
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         self.reads.append(tuple(keys))
         return super().get_many(keys)
+
+
+class DownBytes(CountingBytes):
+    """Bytes in local memory whose reads fail while :attr:`down` (a Redis outage)."""
+
+    down = False
+
+    def get(self, key: str) -> Any:
+        if self.down:
+            raise BackendUnavailableError("connection refused")
+        return super().get(key)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        if self.down:
+            raise BackendUnavailableError("connection refused")
+        return super().get_many(keys)
+
+    def add(self, key: str, value: Any, ttl: float | None) -> bool:
+        if self.down:
+            raise BackendUnavailableError("connection refused")
+        return super().add(key, value, ttl)
+
+    def set(self, key: str, value: Any, ttl: float | None) -> None:
+        if self.down:
+            raise BackendUnavailableError("connection refused")
+        super().set(key, value, ttl)
 
 
 class AsyncBytes(AsyncLocMemBackend):
@@ -108,6 +135,34 @@ def test_a_lost_counter_revives_no_old_entry(backend: CountingBytes) -> None:
     assert there(1) == "b1"  # a fresh random generation: the old entry is not read
     assert here(1) == "b1"
     assert calls == ["a1", "b1"]
+
+
+def test_an_outage_during_a_hit_follows_the_failure_policy(request: pytest.FixtureRequest) -> None:
+    backend = DownBytes(f"memo-gen-{request.node.name}")
+    lenient, strict = Cache(backend), Cache(backend, on_error="raise")
+    here, there, calls = twins(lenient, strict)
+    assert (here(1), there(1)) == ("a1", "a1")  # both have seen the generation
+    backend.down = True
+    assert here(1) == "a1"  # a miss: computed, served, not stored
+    assert calls == ["a1", "a1"]
+    assert lenient.stats()["errors"] >= 1
+    backend.down = False
+    assert here(1) == "a1"  # back: the entry stored before the outage is read
+    assert calls == ["a1", "a1"]
+    backend.down = True
+    with pytest.raises(BackendUnavailableError):
+        there(1)
+
+
+def test_an_undecodable_entry_is_a_miss(backend: CountingBytes) -> None:
+    cache = Cache(backend)
+    here, _, calls = twins(cache)
+    assert here(1) == "a1"
+    entry = cache.make_key(f"{here.make_key(1)}@{cache.get(tag_key(here.function_tag))}")
+    backend.set(entry, b"\x80not a pickle", None)
+    assert here(1) == "a1"
+    assert calls == ["a1", "a1"]
+    assert cache.stats()["errors"] >= 1
 
 
 def test_a_clear_through_redis_reaches_another_client(redis_url: str) -> None:
