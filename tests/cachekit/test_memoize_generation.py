@@ -111,6 +111,28 @@ def test_a_hit_is_one_backend_read(backend: CountingBytes) -> None:
     assert here.cache_info() == CacheInfo(hits=2, misses=1)
 
 
+def test_a_tagged_hit_reads_its_tags_once_more_and_nothing_else(backend: CountingBytes) -> None:
+    cache = Cache(backend)
+    calls: list[int] = []
+
+    @memoize(60, cache=cache, tags=lambda n: [f"n:{n}"])
+    def double(n: int) -> int:
+        calls.append(n)
+        return 2 * n
+
+    assert double(1) == double(1) == 2
+    counter = tag_key(double.function_tag)
+    entry = f"{double.make_key(1)}@{cache.get(counter)}"
+    backend.reads.clear()
+    assert double(1) == 2
+    tag_counter = cache.make_key(tag_key("n:1"))
+    assert backend.reads == [(cache.make_key(counter), cache.make_key(entry)), (tag_counter,)]
+    cache.invalidate_tags("n:1")
+    assert double(1) == 2
+    assert calls == [1, 1]  # the entry's tag moved: recomputed, not served
+    assert double.cache_info() == CacheInfo(hits=2, misses=2)
+
+
 def test_a_clear_elsewhere_is_seen_by_the_next_call_and_a_wrong_guess_costs_one_read(
     backend: CountingBytes,
 ) -> None:

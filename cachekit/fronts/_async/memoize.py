@@ -36,14 +36,18 @@ from typing import ParamSpec
 from typing import TypeAlias
 from typing import TypeVar
 
+from cachekit.clock import ServerClock  # unasync: async-only
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import SerializationError
 from cachekit.fronts._async.tags import current_generations
+from cachekit.fronts._async.tags import generations_valid
 from cachekit.fronts._async.tags import invalidate_tags
 from cachekit.fronts._async_only import default_async_cache
 from cachekit.fronts._core import _MISSING
 from cachekit.fronts._core import Timeout
 from cachekit.fronts.entries import REFRESHING
+from cachekit.fronts.entries import CacheEntry
+from cachekit.fronts.entries import refresh_due
 from cachekit.fronts.entries import tag_key
 from cachekit.fronts.memokeys import MemoKeys
 
@@ -226,22 +230,45 @@ class AsyncMemoized(Generic[P, R]):
             stored_key = await self._stored_key(cache, key)
         return stored_key, await cache.get(stored_key, _MISSING)
 
+    async def _answers_at_once(self, cache: AsyncCache, entry: CacheEntry[Any]) -> bool:
+        """Whether ``get_or_set`` would answer with this entry read for it and start nothing.
+
+        Fresh, no early or ahead refresh due, tags still valid: the first case of
+        :meth:`~cachekit.fronts._async.stampede.EntryFlow.run`, whose re-read of the
+        entry this saves. Any other entry goes to ``get_or_set``, which reads it again.
+        """
+        # unasync: async-only
+        clock = cache.clock
+        if isinstance(clock, ServerClock) and clock.due:
+            await clock.aresync()  # calling the clock itself must not block the loop
+        # unasync: end
+        now = cache.clock()
+        options = self._options
+        if not entry.is_fresh(now) or entry.refresh_early(now, options["beta"]):
+            return False
+        return not refresh_due(entry, now, options["refresh_ahead"]) and await generations_valid(
+            cache, entry.tags
+        )
+
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         unless = self._unless
         if unless is not None and (unless(*args, **kwargs) if self._unless_args else unless()):
             return await self.uncached(*args, **kwargs)  # bypass: the cache is neither read nor written
         key = self._keys.make_key(*args, **kwargs)
         cache = self._cache or self.cache
+        key, found = await self._lookup(cache, key)
         if not self._enveloped:
-            key, found = await self._lookup(cache, key)
             if found is not _MISSING:
                 with self._counting:
                     self._hits += 1
                 # The cache holds what this function returned under its key.
                 hit: R = found
                 return hit
-        else:
-            key = await self._stored_key(cache, key)
+        elif isinstance(found, CacheEntry) and await self._answers_at_once(cache, found):
+            with self._counting:
+                self._hits += 1
+            fresh: R = found.value
+            return fresh
         computed = False
 
         def compute() -> Awaitable[R]:

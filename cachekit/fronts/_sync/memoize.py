@@ -41,9 +41,12 @@ from cachekit.exceptions import SerializationError
 from cachekit.fronts._core import _MISSING
 from cachekit.fronts._core import Timeout
 from cachekit.fronts._sync.tags import current_generations
+from cachekit.fronts._sync.tags import generations_valid
 from cachekit.fronts._sync.tags import invalidate_tags
 from cachekit.fronts._sync_only import default_cache
 from cachekit.fronts.entries import REFRESHING
+from cachekit.fronts.entries import CacheEntry
+from cachekit.fronts.entries import refresh_due
 from cachekit.fronts.entries import tag_key
 from cachekit.fronts.memokeys import MemoKeys
 
@@ -226,22 +229,38 @@ class Memoized(Generic[P, R]):
             stored_key = self._stored_key(cache, key)
         return stored_key, cache.get(stored_key, _MISSING)
 
+    def _answers_at_once(self, cache: Cache, entry: CacheEntry[Any]) -> bool:
+        """Whether ``get_or_set`` would answer with this entry read for it and start nothing.
+
+        Fresh, no early or ahead refresh due, tags still valid: the first case of
+        :meth:`~cachekit.fronts._sync.stampede.EntryFlow.run`, whose re-read of the
+        entry this saves. Any other entry goes to ``get_or_set``, which reads it again.
+        """
+        now = cache.clock()
+        options = self._options
+        if not entry.is_fresh(now) or entry.refresh_early(now, options["beta"]):
+            return False
+        return not refresh_due(entry, now, options["refresh_ahead"]) and generations_valid(cache, entry.tags)
+
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         unless = self._unless
         if unless is not None and (unless(*args, **kwargs) if self._unless_args else unless()):
             return self.uncached(*args, **kwargs)  # bypass: the cache is neither read nor written
         key = self._keys.make_key(*args, **kwargs)
         cache = self._cache or self.cache
+        key, found = self._lookup(cache, key)
         if not self._enveloped:
-            key, found = self._lookup(cache, key)
             if found is not _MISSING:
                 with self._counting:
                     self._hits += 1
                 # The cache holds what this function returned under its key.
                 hit: R = found
                 return hit
-        else:
-            key = self._stored_key(cache, key)
+        elif isinstance(found, CacheEntry) and self._answers_at_once(cache, found):
+            with self._counting:
+                self._hits += 1
+            fresh: R = found.value
+            return fresh
         computed = False
 
         def compute() -> R:
