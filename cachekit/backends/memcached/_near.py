@@ -1,7 +1,7 @@
 """The near cache on memcached: local memory in front of it, with the weaker guarantee it allows.
 
 memcached tells no client when a key changes, so the near cache of
-:mod:`cachekit.backends.redis._near` has two substitutes here (docs/backends.md says
+:mod:`cachekit.backends.near` (on Redis: ``CLIENT TRACKING``) has two substitutes here (docs/backends.md says
 what each guarantees):
 
 - ``near_cache_channel="redis://..."``: every write through a near-cache backend
@@ -18,7 +18,7 @@ what each guarantees):
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,10 +26,11 @@ import redis
 
 from cachekit.backends.memcached.asyncio import AsyncMemcachedBackend
 from cachekit.backends.memcached.sync import MemcachedBackend
-from cachekit.backends.redis._near import DecodedMemo
-from cachekit.backends.redis._near import NearCache
-from cachekit.backends.redis._near import invalidation_message
-from cachekit.backends.redis._near import listener_factory
+from cachekit.backends.near.front import NearAccess
+from cachekit.backends.near.front import dropping_writes
+from cachekit.backends.near.listener import NearCache
+from cachekit.backends.near.listener import invalidation_message
+from cachekit.backends.near.listener import listener_factory
 from cachekit.backends.redis._urls import redact_url
 from cachekit.exceptions import ConfigurationError
 
@@ -41,7 +42,8 @@ CHANNEL = "cachekit:near-cache:memcached"
 DEFAULT_NEAR_TTL = 5.0
 
 
-class NearMemcachedBackend(MemcachedBackend):
+@dropping_writes
+class NearMemcachedBackend(NearAccess, MemcachedBackend):
     """A :class:`MemcachedBackend` with a near cache in front of ``get``/``get_many``.
 
     :param near_cache: entries kept in local memory (least recently used evicted).
@@ -107,19 +109,6 @@ class NearMemcachedBackend(MemcachedBackend):
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, near_cache={self._near.max_entries})"
 
-    @property
-    def near(self) -> NearCache:
-        """The near cache (its counters, ``ready``, ``wait_ready()``)."""
-        return self._near
-
-    def near_stats(self) -> dict[str, int]:
-        """``near_hits``, ``near_misses``, ``near_invalidations``, ``near_flushes``, ``near_ready``."""
-        return self._near.stats()
-
-    def near_memo(self) -> DecodedMemo:
-        """Where a ``Cache`` keeps the decoded values of near hits (see ``DecodedMemo``)."""
-        return self._near.decoded
-
     # -- reads ---------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
@@ -131,17 +120,9 @@ class NearMemcachedBackend(MemcachedBackend):
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         """Local values where held; one memcached ``get_many`` for the rest."""
-        near = self._near
-        found: dict[str, bytes] = {}
-        missing: list[str] = []
-        for key in keys:
-            value = near.lookup(key)
-            if value is None:
-                missing.append(key)
-            else:
-                found[key] = value
+        found, missing = self._near.split(keys)
         if missing:
-            found.update(self._read_through(list(dict.fromkeys(missing))))
+            found.update(self._read_through(missing))
         return found
 
     def _read_through(self, keys: list[str]) -> dict[str, bytes]:
@@ -161,89 +142,25 @@ class NearMemcachedBackend(MemcachedBackend):
 
     # -- writes: drop locally, then tell the other processes -----------------------
 
-    def _wrote(self, keys: Sequence[str] | Mapping[str, Any] | None) -> None:
-        if keys is None:
-            self._near.flush()
-        else:
-            self._near.invalidate(keys)
+    def _dropped(self, keys: Iterable[str] | None) -> None:
+        """Drop ``keys`` (``None``: everything) locally, then tell the other processes."""
+        written = None if keys is None else list(keys)
+        super()._dropped(written)
         publisher = self._publisher
         if publisher is None:
             return
         try:
-            publisher.publish(CHANNEL, invalidation_message(None if keys is None else list(keys)))
+            publisher.publish(CHANNEL, invalidation_message(written))
         except (redis.RedisError, OSError) as exc:
             # The write stands; other processes keep their copies up to near_cache_ttl.
             logger.warning(
                 "near cache: could not publish %s on %s (%s); other processes may serve the old "
                 "value for up to %.1f s",
-                "a flush" if keys is None else f"{len(keys)} written key(s)",
+                "a flush" if written is None else f"{len(written)} written key(s)",
                 redact_url(self._channel_url or ""),
                 exc,
                 self.near_ttl,
             )
-
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        """Store in memcached; drop and announce ``key``."""
-        try:
-            super().set(key, value, ttl)
-        finally:
-            self._wrote((key,))
-
-    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
-        """Store in memcached; drop and announce the keys."""
-        try:
-            super().set_many(items, ttl)
-        finally:
-            self._wrote(list(items))
-
-    def add(self, key: str, value: bytes, ttl: float | None) -> bool:
-        """``add`` in memcached; drop and announce ``key``."""
-        try:
-            return super().add(key, value, ttl)
-        finally:
-            self._wrote((key,))
-
-    def cas(self, key: str, value: bytes, token: Any, ttl: float | None) -> bool:
-        """``cas`` in memcached; drop and announce ``key``."""
-        try:
-            return super().cas(key, value, token, ttl)
-        finally:
-            self._wrote((key,))
-
-    def delete(self, key: str) -> bool:
-        """Delete in memcached; drop and announce ``key``."""
-        try:
-            return super().delete(key)
-        finally:
-            self._wrote((key,))
-
-    def delete_many(self, keys: Sequence[str]) -> None:
-        """Delete in memcached; drop and announce the keys."""
-        try:
-            super().delete_many(keys)
-        finally:
-            self._wrote(keys)
-
-    def incr(self, key: str, delta: int) -> int:
-        """``incr`` in memcached; drop and announce ``key``."""
-        try:
-            return super().incr(key, delta)
-        finally:
-            self._wrote((key,))
-
-    def touch(self, key: str, ttl: float | None) -> bool:
-        """``touch`` in memcached; drop and announce ``key`` (its expiry changed)."""
-        try:
-            return super().touch(key, ttl)
-        finally:
-            self._wrote((key,))
-
-    def clear(self, prefix: str = "") -> None:
-        """Clear memcached; drop all local memory and announce a flush."""
-        try:
-            super().clear(prefix)
-        finally:
-            self._wrote(None)
 
     def close(self) -> None:
         """Stop the listener, drop local memory, close connections."""
@@ -257,7 +174,7 @@ def _one(key: str, value: bytes | None) -> dict[str, bytes]:
     return {} if value is None else {key: value}
 
 
-class AsyncNearMemcachedBackend(AsyncMemcachedBackend):
+class AsyncNearMemcachedBackend(NearAccess, AsyncMemcachedBackend):
     """:class:`AsyncMemcachedBackend` over a :class:`NearMemcachedBackend`.
 
     A near hit is answered on the event loop (no hop into the thread pool); misses and
@@ -267,37 +184,20 @@ class AsyncNearMemcachedBackend(AsyncMemcachedBackend):
 
     sync: NearMemcachedBackend
 
-    @property
-    def near(self) -> NearCache:
-        """The near cache (its counters, ``ready``, ``wait_ready()``)."""
-        return self.sync.near
-
-    def near_stats(self) -> dict[str, int]:
-        """``near_hits``, ``near_misses``, ``near_invalidations``, ``near_flushes``, ``near_ready``."""
-        return self.sync.near_stats()
-
-    def near_memo(self) -> DecodedMemo:
-        """Where an ``AsyncCache`` keeps the decoded values of near hits (see ``DecodedMemo``)."""
-        return self.sync.near_memo()
+    def _init(self, backend: MemcachedBackend, max_threads: int) -> None:
+        super()._init(backend, max_threads)
+        self._near = self.sync.near  # the sync backend's: one local memory for both
 
     async def get(self, key: str) -> bytes | None:
         """The local value of ``key`` while it lives, else memcached's (in the pool)."""
-        value = self.sync.near.lookup(key)
+        value = self._near.lookup(key)
         if value is not None:
             return value
         return (await self._run(self.sync._read_through, [key])).get(key)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         """Local values where held; one memcached ``get_many`` in the pool for the rest."""
-        near = self.sync.near
-        found: dict[str, bytes] = {}
-        missing: list[str] = []
-        for key in keys:
-            value = near.lookup(key)
-            if value is None:
-                missing.append(key)
-            else:
-                found[key] = value
+        found, missing = self._near.split(keys)
         if missing:
-            found.update(await self._run(self.sync._read_through, list(dict.fromkeys(missing))))
+            found.update(await self._run(self.sync._read_through, missing))
         return found

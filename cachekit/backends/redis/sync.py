@@ -66,8 +66,6 @@ from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import ConfigurationError
 
 _T = TypeVar("_T")
-# Names the near cache (_near.py, _aio_near.py) imports from here.
-_wire_all = wire_keys
 
 
 class RedisBackend(RedisCore):
