@@ -187,8 +187,18 @@ def test_an_undecodable_entry_is_a_miss(backend: CountingBytes) -> None:
     assert cache.stats()["errors"] >= 1
 
 
-def test_a_clear_through_redis_reaches_another_client(redis_url: str) -> None:
-    first, second = cachekit.from_url(redis_url), cachekit.from_url(redis_url)  # two processes' clients
+@pytest.fixture(params=["redis", "memcached-pool"])
+def server_url(request: pytest.FixtureRequest) -> str:
+    """A real Redis, or a pool of three memcached servers (the two keys of a read may part)."""
+    if request.param == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        return url
+    pool: list[Any] = request.getfixturevalue("memcached_servers")
+    return "memcached://" + ",".join(server.address for server in pool)
+
+
+def test_a_clear_through_a_server_reaches_another_client(server_url: str) -> None:
+    first, second = cachekit.from_url(server_url), cachekit.from_url(server_url)  # two processes' clients
     try:
         first.clear()
         here, there, calls = twins(first, second)
