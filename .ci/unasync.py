@@ -77,6 +77,20 @@ _SESSIONS: Subs = (
     (r"\basyncio\.sleep\b", "time.sleep"),
 )
 
+#: The Redis near-cache backend: AsyncNearRedisBackend (backends/redis/_aio_near.py) is the source.
+_REDIS_NEAR: Subs = (
+    (r"\bAsyncNearRedisBackend\b", "NearRedisBackend"),
+    (r"\bAsyncRedisBackend\b", "RedisBackend"),
+    (r"\bcachekit\.backends\.redis\.asyncio\b", "cachekit.backends.redis.sync"),
+    (r"\baio_listener\b", "sync_listener"),
+    (r"\basyncio\.to_thread\(self\._near\.close\)", "self._near.close()"),
+    (r" \(off the event loop\)", ""),
+    (
+        r"^The source of ``_sync_near\.py``, which .*$",
+        "Generated from ``_aio_near.py``: edit that file, then run ``.ci/unasync.py``.",
+    ),
+)
+
 #: (async source, generated sync file, replacements beyond COMMON), relative to the root.
 PAIRS: tuple[tuple[str, str, Subs], ...] = (
     ("cachekit/fronts/_async/cache.py", "cachekit/fronts/_sync/cache.py", _FRONTS),
@@ -89,6 +103,7 @@ PAIRS: tuple[tuple[str, str, Subs], ...] = (
     ),
     ("cachekit/fronts/_async/memoize.py", "cachekit/fronts/_sync/memoize.py", _FRONTS),
     ("sessions/stores/aio_cache.py", "sessions/stores/cache.py", _SESSIONS),
+    ("cachekit/backends/redis/_aio_near.py", "cachekit/backends/redis/_sync_near.py", _REDIS_NEAR),
 )
 
 HEADER = "# Generated from {source} by .ci/unasync.py; do not edit.\n"

@@ -3,7 +3,8 @@
 :mod:`~cachekit.backends.redis.sync` holds :class:`RedisBackend`,
 :mod:`~cachekit.backends.redis.asyncio` its asyncio twin; the URL rules
 (``_urls``), the error table (``_errors``) and the near cache (``_near``,
-``_aio_near``) are private to this package. The names below keep the import
+``_aio_near`` and its generated twin ``_sync_near``, over ``cachekit.backends.near``)
+are private to this package. The names below keep the import
 paths of the single-module ``cachekit.backends.redis`` working.
 """
 

@@ -1,72 +1,47 @@
 """The near cache in front of :class:`~cachekit.backends.redis.asyncio.AsyncRedisBackend`.
 
-The same :class:`~cachekit.backends.near.listener.NearCache` as the sync backend's: its
-store and its listener (a thread with one blocking RESP2 connection) need no event loop,
-and a near hit never awaits. Only the reads that miss locally and the writes are awaited.
+The source of ``_sync_near.py``, which ``.ci/unasync.py`` generates from it.
+Both backends hold the same kind of :class:`~cachekit.backends.near.listener.NearCache`,
+whose store and listeners (threads with one blocking RESP2 connection each) need no
+event loop, so a near hit never waits on I/O; only the reads that miss locally and the
+writes do.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import Callable
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import redis
-
+from cachekit.backends.locmem import _tick
 from cachekit.backends.near.front import NearAccess
 from cachekit.backends.near.front import dropping_writes
-from cachekit.backends.near.listener import listener_factory
-from cachekit.backends.redis._clients import blocking_client
-from cachekit.backends.redis._clients import sentinel_master as sync_sentinel_master
+from cachekit.backends.near.store import monotonic
+from cachekit.backends.redis._near import aio_listener
 from cachekit.backends.redis._near import cluster_url
 from cachekit.backends.redis._near import queue_reads
 from cachekit.backends.redis._near import read_replies
 from cachekit.backends.redis._near import redis_near
 from cachekit.backends.redis._near import settle_reads
 from cachekit.backends.redis._rules import wire_keys
-from cachekit.backends.redis._urls import SentinelURL
-from cachekit.backends.redis._urls import Standalone
 from cachekit.backends.redis._urls import redact_url
 from cachekit.backends.redis.asyncio import AsyncRedisBackend
-
-_CONNECTION_FIELDS = {f.name for f in dataclasses.fields(Standalone)}
-
-
-def _sentinel_url(client: object) -> SentinelURL | None:
-    """The parsed ``redis+sentinel://`` URL behind a backend's client factory, if it is one."""
-    if isinstance(client, partial) and isinstance(client.args[0] if client.args else None, SentinelURL):
-        parsed: SentinelURL = client.args[0]
-        return parsed
-    return None
-
-
-def _listener(options: dict[str, Any]) -> tuple[Callable[[], Any], float]:
-    """The listener's connections and socket timeout: a thread's, so blocking ones."""
-    sentinel = _sentinel_url(options.get("client"))
-    if sentinel is not None:
-        # A sync Sentinel-managed pool sends it to the current master (found again on every reconnect).
-        pool = sync_sentinel_master(sentinel).connection_pool
-        return listener_factory(pool), sentinel.connection["socket_timeout"]
-    server = Standalone(**{name: value for name, value in options.items() if name in _CONNECTION_FIELDS})
-    # A sync pool only to learn the connection class and arguments; it never connects.
-    pool = blocking_client(redis, server).connection_pool
-    return listener_factory(pool), server.socket_timeout
 
 
 @dropping_writes
 class AsyncNearRedisBackend(NearAccess, AsyncRedisBackend):
-    """An :class:`AsyncRedisBackend` (standalone, Sentinel or Cluster) with a near cache.
+    """The :class:`AsyncRedisBackend` (standalone, Sentinel or Cluster) with a near cache in front.
 
-    See ``NearRedisBackend``: the same :class:`NearCache`, its listeners threads.
+    Built by ``AsyncRedisBackend(near_cache=N, ...)``/``from_url(..., near_cache=N)``. Only
+    ``get`` and ``get_many`` are served locally; ``gets``/``cas``, ``incr``, ``add``, the
+    lock and every script always go to Redis, and every write drops its keys locally.
     """
 
     def __init__(self, *, near_cache: int, **options: Any) -> None:
         super().__init__(near_cache=near_cache, **options)
         self._near_cluster = cluster_url(options.get("client")) is not None
-        self._near = redis_near(near_cache, options, partial(_listener, options))
+        self._near = redis_near(near_cache, options, partial(aio_listener, self, options))
 
     def __repr__(self) -> str:
         return f"AsyncRedisBackend({redact_url(self._location)!r}, near_cache={self._near.max_entries})"
@@ -74,6 +49,15 @@ class AsyncNearRedisBackend(NearAccess, AsyncRedisBackend):
     async def get(self, key: str) -> bytes | None:
         """Return the local value of ``key`` if exact, else read Redis (and keep it locally)."""
         near = self._near
+        if near._healthy:  # the hit path, inlined: LocMemBackend.get on the near store's dict
+            entry = near._data.get(key)
+            if entry is not None:
+                expires = entry.expires
+                if expires is None or expires > monotonic():
+                    entry.used = _tick()
+                    near.hits += 1
+                    held: bytes = entry.value
+                    return held
         if near.prefix and not key.startswith(near.prefix):
             return await AsyncRedisBackend.get(self, key)
         value = near.lookup(key)

@@ -4,35 +4,41 @@ Private to :mod:`cachekit.backends.redis`; turned on with ``near_cache=N`` (entr
 optionally ``near_cache_bytes=B`` on a ``redis://``, ``redis+sentinel://`` or
 ``redis+cluster://`` backend (sync and asyncio). The local store and its rules are
 :mod:`cachekit.backends.near.store`'s, the ``CLIENT TRACKING`` listeners
-:mod:`cachekit.backends.near.listener`'s. Here: what is Redis's own, the slot map a
-Cluster's watcher reads (:func:`cluster_topology`), the read-through (one pipelined
-``MGET`` + ``PTTL`` round trip, so a local copy expires with the server's), and
-:class:`NearRedisBackend`; its asyncio twin is ``_aio_near.AsyncNearRedisBackend``.
+:mod:`cachekit.backends.near.listener`'s. Here are the parts that are Redis's own and
+shared by both backends: the slot map a Cluster's watcher reads (:func:`cluster_topology`),
+where each backend's listener connects, and the read-through (one pipelined ``MGET`` +
+``PTTL`` round trip, so a local copy expires with the server's). The backends themselves:
+``_aio_near.AsyncNearRedisBackend``, written by hand, and ``_sync_near.NearRedisBackend``,
+generated from it by ``.ci/unasync.py``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 from typing import Any
 
 import redis
 
-from cachekit.backends.locmem import _tick
-from cachekit.backends.near.front import NearAccess
-from cachekit.backends.near.front import dropping_writes
 from cachekit.backends.near.listener import NearCache
 from cachekit.backends.near.listener import Topology
 from cachekit.backends.near.listener import listener_factory
-from cachekit.backends.near.store import monotonic
 from cachekit.backends.redis._clients import aio_cluster_client
+from cachekit.backends.redis._clients import blocking_client
 from cachekit.backends.redis._clients import cluster_client
-from cachekit.backends.redis._rules import wire_keys
+from cachekit.backends.redis._clients import sentinel_master
 from cachekit.backends.redis._urls import ClusterURL
-from cachekit.backends.redis._urls import redact_url
-from cachekit.backends.redis.sync import RedisBackend
+from cachekit.backends.redis._urls import SentinelURL
+from cachekit.backends.redis._urls import Standalone
+
+if TYPE_CHECKING:
+    from cachekit.backends.redis.sync import RedisBackend
+
+_CONNECTION_FIELDS = {f.name for f in dataclasses.fields(Standalone)}
 
 
 def cluster_topology(
@@ -109,6 +115,39 @@ def redis_near(
     return NearCache(connect, socket_timeout=timeout, **sizes)
 
 
+def sync_listener(backend: RedisBackend, options: Mapping[str, Any]) -> tuple[Callable[[], Any], float]:
+    """The sync backend's listener: connections through its client's pool, and its socket timeout.
+
+    Through the pool at each connect: a Sentinel-managed pool points it at the current master.
+    """
+    return partial(_from_pool, backend), backend._socket_timeout
+
+
+def _from_pool(backend: RedisBackend) -> Any:
+    return listener_factory(backend.client.connection_pool)()
+
+
+def aio_listener(backend: object, options: Mapping[str, Any]) -> tuple[Callable[[], Any], float]:
+    """The asyncio backend's listener: a thread's, so blocking connections, and their socket timeout."""
+    sentinel = _sentinel_url(options.get("client"))
+    if sentinel is not None:
+        # A sync Sentinel-managed pool sends it to the current master (found again on every reconnect).
+        pool = sentinel_master(sentinel).connection_pool
+        return listener_factory(pool), sentinel.connection["socket_timeout"]
+    server = Standalone(**{name: value for name, value in options.items() if name in _CONNECTION_FIELDS})
+    # A sync pool only to learn the connection class and arguments; it never connects.
+    pool = blocking_client(redis, server).connection_pool
+    return listener_factory(pool), server.socket_timeout
+
+
+def _sentinel_url(client: object) -> SentinelURL | None:
+    """The parsed ``redis+sentinel://`` URL behind a backend's client factory, if it is one."""
+    if isinstance(client, partial) and isinstance(client.args[0] if client.args else None, SentinelURL):
+        parsed: SentinelURL = client.args[0]
+        return parsed
+    return None
+
+
 def queue_reads(pipe: Any, wire: Sequence[str | bytes], cluster: bool) -> None:
     """Queue the read-through's commands: the values, then each key's ``PTTL``."""
     if cluster:  # one GET per key: the cluster pipeline sends each to its slot's master
@@ -138,84 +177,3 @@ def settle_reads(
     ttls = results[1:] if results else [-2] * len(keys)
     near.end(ticket, zip(keys, values, ttls, strict=True))
     return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
-
-
-@dropping_writes
-class NearRedisBackend(NearAccess, RedisBackend):
-    """A :class:`RedisBackend` (standalone, Sentinel or Cluster) with a :class:`NearCache` in front.
-
-    Built by ``RedisBackend(near_cache=N, ...)``/``from_url(..., near_cache=N)``. Only
-    ``get`` and ``get_many`` are served locally; ``gets``/``cas``, ``incr``, ``add``, the
-    lock and every script always go to Redis, and every write drops its keys locally.
-    """
-
-    def __init__(self, *, near_cache: int, **options: Any) -> None:
-        super().__init__(near_cache=near_cache, **options)
-        self._near_cluster = cluster_url(options.get("client")) is not None
-        self._near = redis_near(near_cache, options, self._listener)
-
-    def _listener(self) -> tuple[Callable[[], Any], float]:
-        return self._listener_connection, self._socket_timeout
-
-    def _listener_connection(self) -> Any:
-        # Through the client's pool: a Sentinel-managed pool points it at the current master.
-        return listener_factory(self.client.connection_pool)()
-
-    def __repr__(self) -> str:
-        return f"RedisBackend({redact_url(self._location)!r}, near_cache={self._near.max_entries})"
-
-    def get(self, key: str) -> bytes | None:
-        """Return the local value of ``key`` if exact, else read Redis (and keep it locally)."""
-        near = self._near
-        if near._healthy:  # the hit path, inlined: LocMemBackend.get on the near store's dict
-            entry = near._data.get(key)
-            if entry is not None:
-                expires = entry.expires
-                if expires is None or expires > monotonic():
-                    entry.used = _tick()
-                    near.hits += 1
-                    held: bytes = entry.value
-                    return held
-        if near.prefix and not key.startswith(near.prefix):
-            return RedisBackend.get(self, key)
-        value = near.lookup(key)
-        if value is not None:
-            return value
-        return self._read_through([key]).get(key)
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """Local values where held, one pipelined ``MGET`` + ``PTTL`` round trip for the rest."""
-        if not self._near.keeps_all(keys):
-            return RedisBackend.get_many(self, keys)
-        found, missing = self._near.split(keys)
-        if missing:
-            found.update(self._read_through(missing))
-        return found
-
-    def _read_through(self, keys: list[str]) -> dict[str, bytes]:
-        client = self._client or self._connect()
-        wire = wire_keys(keys)
-        cluster = self._near_cluster
-
-        def run() -> list[Any]:
-            pipe = client.pipeline(transaction=False)
-            queue_reads(pipe, wire, cluster)
-            return read_replies(pipe.execute(), len(wire), cluster)
-
-        ticket = self._near.begin(keys)
-        results: list[Any] = []
-        try:
-            results = self._call(None, "MGET", keys[0] if len(keys) == 1 else None, run, run)
-        finally:
-            found = settle_reads(self._near, ticket, keys, results)
-        return found
-
-    def gets(self, key: str) -> tuple[bytes, Any] | None:
-        """Always from Redis: a ``cas`` token must be the server's current value."""
-        value = RedisBackend.get(self, key)
-        return None if value is None else (value, value)
-
-    def close(self) -> None:
-        """Stop the listener, drop local memory, close pooled connections."""
-        self._near.close()
-        super().close()

@@ -123,7 +123,7 @@ class RedisBackend(RedisCore):
 
     _clients = SYNC
     _kind = "RedisBackend"
-    _near_variant = "cachekit.backends.redis._near:NearRedisBackend"
+    _near_variant = "cachekit.backends.redis._sync_near:NearRedisBackend"
 
     def __init__(
         self,
