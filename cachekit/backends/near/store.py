@@ -124,13 +124,14 @@ class LocalNear:
         """The local values of ``keys``, and the others (once each) to read from the server."""
         found: dict[str, bytes] = {}
         missing: list[str] = []
+        lookup = self.lookup
         for key in keys:
-            value = self.lookup(key)
+            value = lookup(key)
             if value is None:
                 missing.append(key)
             else:
                 found[key] = value
-        return found, list(dict.fromkeys(missing))
+        return found, list(dict.fromkeys(missing)) if missing else missing
 
     def begin(self, keys: Iterable[str]) -> int | None:
         """Register reads of ``keys`` about to be sent; returns the ticket for :meth:`end`."""

@@ -67,9 +67,10 @@ class AsyncNearRedisBackend(NearAccess, AsyncRedisBackend):
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         """Local values where held, one pipelined ``MGET`` + ``PTTL`` round trip for the rest."""
-        if not self._near.keeps_all(keys):
+        near = self._near
+        if near.prefix and not near.keeps_all(keys):
             return await AsyncRedisBackend.get_many(self, keys)
-        found, missing = self._near.split(keys)
+        found, missing = near.split(keys)
         if missing:
             found.update(await self._read_through(missing))
         return found
