@@ -39,7 +39,6 @@ from redis.cluster import RedisCluster
 
 from cachekit.backends.breaker import CircuitBreaker
 from cachekit.backends.redis._clients import SYNC
-from cachekit.backends.redis._clients import blocking_client as blocking_client
 from cachekit.backends.redis._core import RedisCore
 from cachekit.backends.redis._errors import ERRORS
 from cachekit.backends.redis._rules import BATCH
@@ -59,7 +58,6 @@ from cachekit.backends.redis._urls import DEFAULT_POOL_TIMEOUT
 from cachekit.backends.redis._urls import DEFAULT_SOCKET_CONNECT_TIMEOUT
 from cachekit.backends.redis._urls import DEFAULT_SOCKET_TIMEOUT
 from cachekit.backends.redis._urls import Standalone
-from cachekit.backends.redis._urls import redact_url as redact_url
 from cachekit.backends.redis.lock import RedisLock as RedisLock
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
