@@ -105,20 +105,23 @@ async def _read_two(cache: AsyncCache, first: str, second: str) -> tuple[Any, An
         return None, _MISSING
     if started is not None:
         cache._record("get_many", started)
-    values: list[Any] = [None, _MISSING]
-    for index, (key, stored_key) in enumerate(((first, keys[0]), (second, keys[1]))):
-        data = stored.get(stored_key)
-        if data is None:
-            cache.recorder.misses += 1
-            continue
-        try:
-            values[index] = cache._decode(key, data)
-        except SerializationError as exc:
-            cache.recorder.undecodable(key, exc)
-            cache.recorder.misses += 1
-            continue
-        cache.recorder.hits += 1
-    return values[0], values[1]
+    counter = _decoded(cache, first, stored.get(keys[0]))
+    entry = _decoded(cache, second, stored.get(keys[1]))
+    found = (counter is not _MISSING) + (entry is not _MISSING)
+    cache.recorder.hits += found
+    cache.recorder.misses += 2 - found
+    return None if counter is _MISSING else counter, entry
+
+
+def _decoded(cache: AsyncCache, key: str, data: bytes | None) -> Any:
+    """``data`` read for ``key`` decoded, or ``_MISSING`` if absent or undecodable (counted)."""
+    if data is None:
+        return _MISSING
+    try:
+        return cache._decode(key, data)
+    except SerializationError as exc:
+        cache.recorder.undecodable(key, exc)
+        return _MISSING
 
 
 class AsyncMemoized(Generic[P, R]):
