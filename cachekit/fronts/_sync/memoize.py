@@ -106,9 +106,9 @@ def _read_two(cache: Cache, first: str, second: str) -> tuple[Any, Any]:
         cache._record("get_many", started)
     counter = _decoded(cache, first, stored.get(keys[0]))
     entry = _decoded(cache, second, stored.get(keys[1]))
-    found = (counter is not _MISSING) + (entry is not _MISSING)
-    cache.recorder.hits += found
-    cache.recorder.misses += 2 - found
+    hits = (counter is not _MISSING) + (entry is not _MISSING)
+    cache.recorder.hits += hits
+    cache.recorder.misses += 2 - hits
     return None if counter is _MISSING else counter, entry
 
 
