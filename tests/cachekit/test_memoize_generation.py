@@ -22,6 +22,7 @@ from cachekit.backends.aio_locmem import AsyncLocMemBackend
 from cachekit.backends.locmem import LocMemBackend
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.fronts.entries import tag_key
+from cachekit.fronts.memokeys import MemoKeys
 from cachekit.memoize import CacheInfo
 from cachekit.memoize import memoize
 
@@ -255,3 +256,17 @@ def test_positional_calls_key_as_bound_calls_do() -> None:
         plain.make_key()
     with pytest.raises(TypeError, match="too many"):
         plain.make_key(1, 2, "c", 4)
+
+
+def test_keys_of_int_and_str_arguments_are_looked_up_and_never_mixed_up() -> None:
+    keys = MemoKeys(keyed, None)
+    first = keys.make_key(1, 2, "c")
+    assert keys.make_key(1, 2, "c") == first == MemoKeys(keyed, None).make_key(1, 2, c="c")  # bound path
+    # Equal to 1 but another type, so another key: the looked-up key is not reused for them.
+    assert len({first, keys.make_key(True, 2, "c"), keys.make_key(1.0, 2, "c")}) == 3
+    long = "x" * 1000
+    assert keys.make_key(1, 2, long) == MemoKeys(keyed, None).make_key(1, 2, c=long)
+    for n in range(1000):
+        keys.make_key(n)
+    assert keys.make_key(5) == MemoKeys(keyed, None).make_key(5, c="c")
+    assert 0 < len(keys._made) <= 256  # bounded whatever the calls
