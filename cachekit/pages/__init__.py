@@ -2,7 +2,9 @@
 
 ``options`` (the one options object), ``rules`` (RFC 9111, pure), ``fields``
 (Cache-Status, targeted Cache-Control, surrogate keys; pure), ``record``
-(the stored page as plain data), ``engine`` (sans-I/O decisions), ``io`` (the
+(the stored page as plain data), ``engine`` (sans-I/O decisions, with
+``steps``: the request's facts and plan, ``verdict``: whether a response is
+stored, ``status``: its Cache-Status members), ``io`` (the
 engine's cache operations, sync and async), ``urls`` (canonical URLs),
 ``wsgi`` and ``asgi`` (the shells).
 """

@@ -8,6 +8,12 @@ and receive the results; :mod:`cachekit.pages.io` runs them on a
 (awaited). The WSGI and ASGI shells only move bytes and call these steps, so
 every rule below holds, and is fixed, once for both.
 
+The engine's parts, by role: the vocabulary the steps, runners and shells
+share (:class:`Request`, :class:`Plan`, the key names) in
+:mod:`cachekit.pages.steps`; step 2's verdicts in :mod:`cachekit.pages.verdict`;
+the ``Cache-Status`` members in :mod:`cachekit.pages.status`. This module keeps
+the keys, the lookup, storing and invalidation, and re-exports every name it had.
+
 The steps of one ``GET``:
 
 1. The shell reads the URL's lookup record (learned ``Vary`` and purge
@@ -27,19 +33,12 @@ The steps of one ``GET``:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from collections.abc import Generator
 from collections.abc import Mapping
 from typing import Any
-from typing import NamedTuple
-from typing import TypeAlias
 from urllib.parse import urlsplit
 
 from cachekit.pages.fields import CACHE_STATUS
-from cachekit.pages.fields import Answer
-from cachekit.pages.fields import effective_headers
-from cachekit.pages.fields import marked
 from cachekit.pages.fields import status_member
 from cachekit.pages.fields import surrogate_keys
 from cachekit.pages.fields import targeted_directives
@@ -53,7 +52,6 @@ from cachekit.pages.record import GATEWAY_TIMEOUT
 from cachekit.pages.record import LOOKUP_MARK
 from cachekit.pages.record import MARK
 from cachekit.pages.record import MUST_REVALIDATE
-from cachekit.pages.record import STATUS
 from cachekit.pages.record import TAGS
 from cachekit.pages.record import Lookup
 from cachekit.pages.record import Page
@@ -62,179 +60,42 @@ from cachekit.pages.record import error_fallback
 from cachekit.pages.record import in_revalidate_window
 from cachekit.pages.record import is_fresh
 from cachekit.pages.record import is_lookup
-from cachekit.pages.record import is_public
 from cachekit.pages.record import new_lookup
 from cachekit.pages.record import page_for
 from cachekit.pages.record import servable
-from cachekit.pages.record import session_use
 from cachekit.pages.record import stored_page
 from cachekit.pages.rules import Storability
 from cachekit.pages.rules import header
-from cachekit.pages.rules import parse_cache_control
-from cachekit.pages.rules import storability
 from cachekit.pages.rules import vary_headers
 from cachekit.pages.soft import stale_from
+from cachekit.pages.status import StatusFields
+from cachekit.pages.steps import _EMPTY as _EMPTY
+from cachekit.pages.steps import _PASS as _PASS
+from cachekit.pages.steps import _RUN as _RUN
+from cachekit.pages.steps import LOCK_KEY as LOCK_KEY
+from cachekit.pages.steps import LOOKUP_KEY as LOOKUP_KEY
+from cachekit.pages.steps import NOLOCK_KEY as NOLOCK_KEY
+from cachekit.pages.steps import NOLOCK_SECONDS as NOLOCK_SECONDS
+from cachekit.pages.steps import PAGE_KEY as PAGE_KEY
+from cachekit.pages.steps import VARIANTS_KEY as VARIANTS_KEY
+from cachekit.pages.steps import HeaderReader as HeaderReader
+from cachekit.pages.steps import Op as Op
+from cachekit.pages.steps import Plan as Plan
+from cachekit.pages.steps import Request as Request
+from cachekit.pages.steps import Steps as Steps
+from cachekit.pages.steps import digest as digest
+from cachekit.pages.steps import directives as directives
 from cachekit.pages.urls import canonical_url
+from cachekit.pages.verdict import COOKIE_PRIVATE as COOKIE_PRIVATE
+from cachekit.pages.verdict import SESSION_PRIVATE as SESSION_PRIVATE
+from cachekit.pages.verdict import Verdicts
 from cachekit.tags import Generations
 
-#: One operation a step needs done on the cache: ``(name, *arguments)``; see :mod:`cachekit.pages.io`.
-Op: TypeAlias = tuple[Any, ...]
-#: A step: yields operations, receives their results, returns its decision.
-Steps: TypeAlias = Generator[Op, Any, Any]
-#: Reads a request header: ``read(source, lower-case name)``, where ``source`` is the
-#: shell's request (a WSGI environ; ASGI headers as a dict, read with ``dict.get``).
-HeaderReader: TypeAlias = Callable[[Any, str], "str | None"]
-
-LOOKUP_KEY = "cachekit.page.headers."
-PAGE_KEY = "cachekit.page.GET."
-NOLOCK_KEY = "cachekit.page.nolock."
-VARIANTS_KEY = "cachekit.page.variants."
-LOCK_KEY = "cachekit.page.lock."
-# How long a URL whose own response was not storable skips the stampede lock:
-# waiting for a response that will not be stored would only serialize its requests.
-NOLOCK_SECONDS = 60.0
-
-_EMPTY: Mapping[str, str | None] = {}
 _MEMO_SIZE = 4096
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def directives(cache_control: str | None) -> Mapping[str, str | None]:
-    """A request's ``Cache-Control`` directives (an empty mapping when it has none)."""
-    return parse_cache_control(cache_control) if cache_control else _EMPTY
-
-
-def digest(*parts: str) -> str:
-    """A short hash of ``parts`` for cache keys."""
-    data = "\0".join(parts).encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-#: The verdict on a response that read one user's stored session or will set the session cookie.
-SESSION_PRIVATE = Storability(None, "the response used a stored session or changes the session")
-#: The verdict on a per-user response to a request carrying identifying cookies.
-COOKIE_PRIVATE = Storability(None, "varies on Cookie and the request carried cookies (say public to share)")
-
-
-class Request:
-    """One request's facts, gathered once by a shell; the steps read and update them."""
-
-    __slots__ = (
-        "detail",
-        "directives",
-        "found",
-        "fwd",
-        "has_auth",
-        "read",
-        "source",
-        "lock",
-        "lookup",
-        "method",
-        "now",
-        "page_key",
-        "prior_tags",
-        "session",
-        "split",
-        "static_tags",
-        "url_hash",
-    )
-
-    def __init__(
-        self,
-        method: str,
-        url_hash: str,
-        read: HeaderReader,
-        source: Any,
-        now: float,
-        directives: Mapping[str, str | None],
-        has_auth: bool,
-        lookup: Any = None,
-        page_key: str | None = None,
-        split: str = "",
-    ) -> None:
-        #: The request method.
-        self.method = method
-        #: The hash naming this URL (with its trusted forwarded inputs) in the engine.
-        self.url_hash = url_hash
-        #: Reads a request header from :attr:`source` (see :meth:`header`).
-        self.read = read
-        #: The shell's request that :attr:`read` reads.
-        self.source = source
-        #: The cache's clock when the request arrived.
-        self.now = now
-        #: The request's ``Cache-Control`` directives (:func:`directives`).
-        self.directives = directives
-        #: Whether the request carried ``Authorization``.
-        self.has_auth = has_auth
-        #: What the URL's lookup record held at lookup (a page is stored only if no purge came since).
-        self.lookup = lookup
-        #: The variant key the request maps to under :attr:`lookup`, if any.
-        self.page_key = page_key
-        #: The mount prefix (``SCRIPT_NAME`` / ``root_path``), keyed in the variant.
-        self.split = split
-        #: The stampede lock this request holds, if any.
-        self.lock: Any = None
-        #: The session the app used, as the shell found it (read after the response started).
-        self.session: Any = None
-        #: Whether a page (fresh or stale) was stored for the request's variant at lookup.
-        self.found = False
-        #: Why the request went to the app, as ``Cache-Status`` ``fwd`` says it (RFC 9211).
-        self.fwd = "uri-miss"
-        #: Why a storable response was not stored, if it was not (``Cache-Status`` ``detail``).
-        self.detail = ""
-        #: Tags of the page stored for the variant at lookup (fresh, stale or invalidated).
-        self.prior_tags: tuple[str, ...] = ()
-        #: The tags the options name for this request (``tags=``), read before the render.
-        self.static_tags: tuple[str, ...] = ()
-
-    def header(self, name: str) -> str | None:
-        """The request header ``name`` (lower-case), or ``None``."""
-        return self.read(self.source, name)
-
-    def handed_over(self, source: Any, read: HeaderReader) -> Request:
-        """This request's facts for a background re-render reading ``source``; its lock moves along."""
-        job = Request(
-            self.method,
-            self.url_hash,
-            read,
-            source,
-            self.now,
-            self.directives,
-            self.has_auth,
-            self.lookup,
-            self.page_key,
-            self.split,
-        )
-        job.lock, self.lock = self.lock, None
-        job.found, job.fwd, job.prior_tags = self.found, self.fwd, self.prior_tags
-        return job
-
-
-class Plan(NamedTuple):
-    """What :meth:`PageEngine.lookup` decided."""
-
-    #: ``"serve"`` (answer with :attr:`page`), ``"run"`` (run the app; store if allowed) or ``"pass"``
-    #: (run the app and touch nothing).
-    action: str
-    #: The page to serve, for ``"serve"``; for a ``"run"`` in the stale-while-revalidate window
-    #: (the lock taken), the stale page a shell may answer with while it re-renders in the background
-    #: (``None`` when the page is fresh but older than the request's ``max-age``: that one renders).
-    page: Page | None = None
-    #: A stale page that may stand in for an error (stale-if-error), for ``"run"``.
-    fallback: Page | None = None
-    #: A stale page that must not be served: an error is answered with a 504.
-    revalidate: bool = False
-    #: Counted as a stale serve.
-    stale: bool = False
-    #: Served from the page another request rendered while this one waited for the lock.
-    collapsed: bool = False
-
-
-_PASS = Plan("pass")
-_RUN = Plan("run")
-
-
-class PageEngine:
+class PageEngine(Verdicts, StatusFields):
     """The rules of one page cache, shared by every shell that has its :class:`PageOptions`."""
 
     def __init__(self, options: PageOptions) -> None:
@@ -487,87 +348,6 @@ class PageEngine:
         names = tuple(dict.fromkeys((*request.static_tags, *request.prior_tags)))
         return (yield ("generations", names)) if names else ()
 
-    # -- step 2: the verdict -------------------------------------------------------------------
-
-    def verdict(
-        self, request: Request, status: int, headers: list[tuple[str, str]], *, failed: bool
-    ) -> Storability:
-        """Whether the response may be stored, and for how long (RFC 9111 plus our sharing rules)."""
-        if failed:
-            return Storability(None, "the app reported an error")
-        options = self.options
-        headers = self.effective(headers)
-        length = header(headers, "content-length")
-        if (
-            length is not None
-            and length.isascii()
-            and length.isdigit()
-            and int(length) > options.max_body_size
-        ):
-            return Storability(None, "body larger than max_body_size")
-        verdict = storability(
-            status,
-            headers,
-            default_timeout=self._lifetime[1] if self._lifetime else None,
-            now=request.now,
-            has_authorization=request.has_auth,
-            request_no_store="no-store" in request.directives,
-            statuses=options.statuses,
-            explicit_statuses=options.explicit_statuses,
-            stale_while_revalidate=options.stale_while_revalidate,
-            stale_if_error=options.stale_if_error,
-        )
-        if not verdict.storable:
-            return verdict
-        use = self.session_use(request, headers)
-        if use is SessionUse.PRIVATE:
-            return SESSION_PRIVATE
-        if (
-            use is not SessionUse.PER_COOKIE
-            and "cookie" in vary_headers(headers)
-            and self.identifying_cookies(request.header("cookie"))
-            and not is_public(headers)
-        ):
-            return COOKIE_PRIVATE
-        return verdict
-
-    def effective(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The response headers as this cache's storage rules read them (targeted fields first, RFC 9213)."""
-        return list(effective_headers(headers, self.options.target_fields))  # type: ignore[arg-type]
-
-    def session_use(self, request: Request, headers: list[tuple[str, str]]) -> SessionUse:
-        """How the response used the request's session (see :func:`cachekit.pages.record.session_use`)."""
-        return session_use(request.session, self.effective(headers))
-
-    def identifying_cookies(self, cookie: str | None) -> bool:
-        """Whether a ``Cookie`` header holds a cookie not named in ``shareable_cookies``."""
-        if not cookie:
-            return False
-        shareable = self.options.shareable_cookies
-        for part in cookie.split(";"):
-            name = part.partition("=")[0].strip()
-            if name and name.lower() not in shareable:
-                return True
-        return False
-
-    def no_lock_earned(self, request: Request, status: int, headers: list[tuple[str, str]]) -> bool:
-        """Whether the response's own headers (not the request) make it unstorable: skip the lock a while.
-
-        A request's ``no-store``, ``Authorization``, cookies or conditions, a
-        ``206`` or a ``304`` never switch the lock off for others.
-        """
-        if request.lock is None or status in (206, 304) or not 200 <= status < 500:
-            return False
-        own = storability(
-            status,
-            self.effective(headers),
-            default_timeout=self._lifetime[1] if self._lifetime else None,
-            now=request.now,
-            statuses=self.options.statuses,
-            explicit_statuses=self.options.explicit_statuses,
-        )
-        return not own.storable
-
     def on_start(self, request: Request, status: int, headers: list[tuple[str, str]], failed: bool) -> Steps:
         """The response started: its verdict; an unstorable one releases the lock at once."""
         verdict = self.verdict(request, status, headers, failed=failed)
@@ -671,89 +451,6 @@ class PageEngine:
             return True
         request.detail = "purged during the render"
         return False
-
-    # -- the fields shared with other caches ---------------------------------------------------
-
-    def page_headers(self, headers: list[tuple[str, str]], verdict: Storability) -> list[tuple[str, str]]:
-        """The headers a produced response goes on with: to the client, and into the stored page.
-
-        Surrogate-key headers are dropped unless ``expose_surrogate_keys``; a
-        storable response gets the configured ``CDN-Cache-Control`` when it has none.
-        """
-        options = self.options
-        if options.surrogate_key_headers and not options.expose_surrogate_keys:
-            names = options.surrogate_key_headers
-            if any(name.lower() in names for name, _ in headers):
-                headers = without(headers, names)
-        cdn = options.cdn_cache_control
-        if cdn is not None and verdict.storable and header(headers, "cdn-cache-control") is None:
-            headers = [*headers, ("CDN-Cache-Control", cdn)]
-        return headers
-
-    def hit_status(self, page: Page, now: float, plan: Plan | None = None, fwd: str = "miss") -> str | None:
-        """The ``Cache-Status`` member for a response served from ``page`` (``None`` when off).
-
-        A collapsed request (``plan.collapsed``: it waited for another's render)
-        reports why it would have gone to the app (``fwd``) and ``collapsed``.
-        """
-        options = self.options
-        if not options.cache_status:
-            return None
-        fresh_until = page[FRESH_UNTIL]
-        ttl = None if fresh_until is None else fresh_until - now
-        if plan is not None and plan.collapsed:
-            return status_member(
-                options.cache_status_name,
-                fwd=fwd,
-                fwd_status=int(page[STATUS][:3]),
-                ttl=ttl,
-                collapsed=True,
-            )
-        # The hit path's member by hand: a serialized name and an integer need no serializer.
-        return f"{self._status_name};hit" if ttl is None else f"{self._status_name};hit;ttl={int(ttl // 1)}"
-
-    def serve_plan(self, plan: Plan, request: Request, answer: Callable[[Page, float], Answer]) -> Answer:
-        """The response for a ``serve`` plan: its page as the shell's ``answer`` renders it, marked."""
-        served: Page = plan.page  # type: ignore[assignment]
-        out = answer(served, request.now)
-        if self.options.cache_status:
-            out = marked(out, self.hit_status(served, request.now, plan, request.fwd))
-        return out
-
-    def render_status(self, request: Request, status: int, verdict: Storability, stored: bool) -> str | None:
-        """The ``Cache-Status`` member for a response the app produced (``None`` when off)."""
-        options = self.options
-        if not options.cache_status:
-            return None
-        return status_member(
-            options.cache_status_name,
-            fwd=request.fwd,
-            fwd_status=status or None,
-            ttl=verdict.lifetime if stored else None,
-            stored=stored,
-            detail=None if stored else (request.detail or verdict.reason),
-        )
-
-    def error_status(self, request: Request, status: int | None, page: Page | None, now: float) -> str | None:
-        """The ``Cache-Status`` member when the app failed and ``page`` (stale) or a 504 answers."""
-        options = self.options
-        if not options.cache_status:
-            return None
-        stale_for = None if page is None or page[FRESH_UNTIL] is None else page[FRESH_UNTIL] - now
-        return status_member(
-            options.cache_status_name,
-            fwd=request.fwd,
-            fwd_status=status or None,
-            ttl=stale_for,
-            detail="stale-if-error" if page is not None else "must-revalidate and the origin failed",
-        )
-
-    def pass_status(self, fwd: str, status: int, detail: str) -> str | None:
-        """The ``Cache-Status`` member for a request passed to the app untouched by the cache."""
-        options = self.options
-        if not options.cache_status:
-            return None
-        return status_member(options.cache_status_name, fwd=fwd, fwd_status=status or None, detail=detail)
 
     def _within_variant_cap(self, request: Request, keep: float | None) -> Steps:
         """Count a new variant of the request's path; ``False`` once past ``max_variants``."""
