@@ -626,7 +626,7 @@ class Article:
 def test_purge_during_a_render_wins(cache: Cache, clock: FakeClock, refresh: str) -> None:
     """The URL's learned Vary is there when the render starts; a purge removes it before the store."""
     article = Article()
-    view = cache_page(60, cache=cache, stale_while_revalidate=30)(article.view)
+    view = cache_page(60, cache=cache, stale_while_revalidate=30, background_revalidate=False)(article.view)
 
     def edit() -> None:
         article.text = "v2"
@@ -665,7 +665,7 @@ def test_a_stale_render_never_replaces_one_stored_after_a_purge(cache: Cache) ->
 
 def test_purge_wins_when_the_render_changes_the_learned_vary(cache: Cache, clock: FakeClock) -> None:
     article = Article()
-    view = cache_page(60, cache=cache, stale_while_revalidate=30)(article.view)
+    view = cache_page(60, cache=cache, stale_while_revalidate=30, background_revalidate=False)(article.view)
 
     def edit() -> None:
         article.text = "v2"
@@ -682,7 +682,7 @@ def test_purge_wins_when_the_render_changes_the_learned_vary(cache: Cache, clock
 
 def test_a_changed_vary_is_learned_when_no_purge_came(cache: Cache, clock: FakeClock) -> None:
     article = Article()
-    view = cache_page(60, cache=cache, stale_while_revalidate=30)(article.view)
+    view = cache_page(60, cache=cache, stale_while_revalidate=30, background_revalidate=False)(article.view)
     call_app(view, make_environ("/page"))
     clock.advance(61)
     article.vary = (("Vary", "Accept-Language"),)
@@ -708,7 +708,9 @@ def test_a_changed_vary_without_compare_and_set(clock: FakeClock, purged: bool) 
     cache = Cache(NoCasBackend(LocMemBackend("no-cas", clock=clock)), clock=clock)  # type: ignore[arg-type]
     try:
         article = Article()
-        view = cache_page(60, cache=cache, stale_while_revalidate=30)(article.view)
+        view = cache_page(60, cache=cache, stale_while_revalidate=30, background_revalidate=False)(
+            article.view
+        )
 
         def edit() -> None:
             article.vary = (("Vary", "Accept-Language"),)
