@@ -12,6 +12,7 @@ the purge (``403``, ``405``...) is reported, not retried: retrying will not help
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import threading
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import Generic
+from typing import TypeVar
 
 from cachekit.config import read_setting
 from cachekit.edge.jobs import InvalidPurgeError
@@ -44,6 +47,8 @@ from cachekit.pages.engine import LOOKUP_KEY
 if TYPE_CHECKING:
     from cachekit.aio import AsyncCache
     from cachekit.cache import Cache
+
+CacheT = TypeVar("CacheT", bound="Cache | AsyncCache")
 
 logger = logging.getLogger("cachekit.edge")
 
@@ -254,21 +259,15 @@ class _Delivery:
         return report
 
 
-class Purges:
-    """Purge pages from our page cache and every proxy and CDN in front, in one call.
+class _Front(Generic[CacheT]):
+    """What :class:`Purges` and :class:`AsyncPurges` share: the constructor and the queue.
 
-    :param cache: the :class:`~cachekit.Cache` pages are stored in (``None``: proxies only).
-    :param purgers: :class:`~cachekit.edge.VarnishPurger`, :class:`~cachekit.edge.HTTPPurger`...
-    :param queue: where unreachable purges wait; default: on ``cache``'s Redis
-        when it has one (durable), else in memory (not durable).
-    :param key_prefix: the page cache's ``key_prefix``.
-    :param normalize_query: the pages were cached with ``normalize_query=True``.
-    :param backoff: seconds before the first retry, doubled per failure up to ``max_backoff``.
+    Each names its page cache (WSGI or ASGI, for the URL hashes) and its default queue.
     """
 
     def __init__(
         self,
-        cache: Cache | None = None,
+        cache: CacheT | None = None,
         purgers: Iterable[Purger] = (),
         *,
         queue: PurgeQueue | None = None,
@@ -281,14 +280,49 @@ class Purges:
         self.cache = cache
         self._pages: Any = None
         if cache is not None:
-            from cachekit.pages.wsgi import PageCache
-
-            self._pages = PageCache(cache=cache, key_prefix=key_prefix, normalize_query=normalize_query)
+            self._pages = self._page_cache(cache, key_prefix, normalize_query)
         self._delivery = _Delivery(
-            purgers, queue if queue is not None else queue_for(cache), backoff, max_backoff, clock
+            purgers, queue if queue is not None else self._default_queue(cache), backoff, max_backoff, clock
         )
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+
+    def _page_cache(self, cache: CacheT, key_prefix: str, normalize_query: bool) -> Any:
+        raise NotImplementedError
+
+    def _default_queue(self, cache: CacheT | None) -> PurgeQueue:
+        raise NotImplementedError
+
+    @property
+    def queue(self) -> PurgeQueue:
+        """Where unreachable purges wait."""
+        return self._delivery.queue
+
+
+class Purges(_Front["Cache"]):
+    """Purge pages from our page cache and every proxy and CDN in front, in one call.
+
+    :param cache: the :class:`~cachekit.Cache` pages are stored in (``None``: proxies only).
+    :param purgers: :class:`~cachekit.edge.VarnishPurger`, :class:`~cachekit.edge.HTTPPurger`...
+    :param queue: where unreachable purges wait; default: on ``cache``'s Redis
+        when it has one (durable), else in memory (not durable).
+    :param key_prefix: the page cache's ``key_prefix``.
+    :param normalize_query: the pages were cached with ``normalize_query=True``.
+    :param backoff: seconds before the first retry, doubled per failure up to ``max_backoff``.
+    """
+
+    _thread: threading.Thread | None = None
+
+    @functools.cached_property
+    def _stop(self) -> threading.Event:
+        # The delivery thread's stop flag, one per instance, made on first use (no __init__ here).
+        return threading.Event()
+
+    def _page_cache(self, cache: Cache, key_prefix: str, normalize_query: bool) -> Any:
+        from cachekit.pages.wsgi import PageCache
+
+        return PageCache(cache=cache, key_prefix=key_prefix, normalize_query=normalize_query)
+
+    def _default_queue(self, cache: Cache | None) -> PurgeQueue:
+        return queue_for(cache)
 
     @classmethod
     def from_settings(cls, settings: Any, cache: Cache | None = None, **options: Any) -> Purges:
@@ -312,11 +346,6 @@ class Purges:
     def purgers(self) -> Mapping[str, Purger]:
         """The purgers by name."""
         return self._delivery.purgers
-
-    @property
-    def queue(self) -> PurgeQueue:
-        """Where unreachable purges wait."""
-        return self._delivery.queue
 
     def __repr__(self) -> str:
         return f"Purges(cache={self.cache!r}, purgers={list(self.purgers.values())!r}, queue={self.queue!r})"
@@ -417,7 +446,7 @@ class Purges:
                 logger.exception("delivering queued purges failed")
 
 
-class AsyncPurges:
+class AsyncPurges(_Front["AsyncCache"]):
     """:class:`Purges` for an :class:`~cachekit.aio.AsyncCache`: our cache awaited, proxies in a thread.
 
     Requests to proxies use :mod:`http.client` in :func:`asyncio.to_thread`
@@ -425,32 +454,13 @@ class AsyncPurges:
     durable); pass ``queue=RedisPurgeQueue(redis.Redis(...))`` for a durable one.
     """
 
-    def __init__(
-        self,
-        cache: AsyncCache | None = None,
-        purgers: Iterable[Purger] = (),
-        *,
-        queue: PurgeQueue | None = None,
-        key_prefix: str = "",
-        normalize_query: bool = False,
-        backoff: float = BACKOFF,
-        max_backoff: float = MAX_BACKOFF,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.cache = cache
-        self._pages: Any = None
-        if cache is not None:
-            from cachekit.pages.asgi import AsyncPageCache
+    def _page_cache(self, cache: AsyncCache, key_prefix: str, normalize_query: bool) -> Any:
+        from cachekit.pages.asgi import AsyncPageCache
 
-            self._pages = AsyncPageCache(cache=cache, key_prefix=key_prefix, normalize_query=normalize_query)
-        self._delivery = _Delivery(
-            purgers, queue if queue is not None else MemoryPurgeQueue(), backoff, max_backoff, clock
-        )
+        return AsyncPageCache(cache=cache, key_prefix=key_prefix, normalize_query=normalize_query)
 
-    @property
-    def queue(self) -> PurgeQueue:
-        """Where unreachable purges wait."""
-        return self._delivery.queue
+    def _default_queue(self, cache: AsyncCache | None) -> PurgeQueue:
+        return MemoryPurgeQueue()
 
     async def purge(self, *urls: str, soft: bool = False) -> PurgeReport:
         """As :meth:`Purges.purge`."""
