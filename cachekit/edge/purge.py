@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -296,6 +297,13 @@ class _Front(Generic[CacheT]):
         """Where unreachable purges wait."""
         return self._delivery.queue
 
+    def _lookup_keys(self, job: PurgeJob) -> Iterator[str]:
+        """The keys of the lookup records of ``job``'s URLs, one at a time (a delete purges every variant)."""
+        assert self.cache is not None
+        key, engine = self.cache.make_key, self._pages.engine
+        for url in job.values:
+            yield key(LOOKUP_KEY + engine.purge_hash(url))
+
 
 class Purges(_Front["Cache"]):
     """Purge pages from our page cache and every proxy and CDN in front, in one call.
@@ -365,12 +373,9 @@ class Purges(_Front["Cache"]):
         error: BaseException | None = None
         if self.cache is not None:
             # The backend itself, not the cache's failure policy (an outage is no miss here).
-            backend, key = self.cache.backend, self.cache.make_key
+            backend = self.cache.backend
             try:
-                for url in job.values:
-                    report.cached += bool(
-                        backend.delete(key(LOOKUP_KEY + self._pages.engine.purge_hash(url)))
-                    )
+                report.cached += sum(bool(backend.delete(lookup)) for lookup in self._lookup_keys(job))
             except Exception as exc:
                 error = exc
         report.merge(self._delivery.send(job))
@@ -468,11 +473,9 @@ class AsyncPurges(_Front["AsyncCache"]):
         report = PurgeReport()
         error: BaseException | None = None
         if self.cache is not None:
-            backend, key = self.cache.backend, self.cache.make_key
             try:
-                for url in job.values:
-                    lookup = key(LOOKUP_KEY + self._pages.engine.purge_hash(url))
-                    report.cached += bool(await backend.delete(lookup))
+                for lookup in self._lookup_keys(job):
+                    report.cached += bool(await self.cache.backend.delete(lookup))
             except Exception as exc:
                 error = exc
         report.merge(await asyncio.to_thread(self._delivery.send, job))
