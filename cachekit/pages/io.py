@@ -13,6 +13,7 @@ a write into a no-op, counted by the cache as for any other call.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -89,6 +90,30 @@ class _Records:
         self.cache.recorder.failed(name, exc)
         return _ON_OUTAGE.get(name)
 
+    def hinted(
+        self,
+        engine: PageEngine,
+        url_hash: str,
+        read: HeaderReader,
+        source: Any,
+        split: str,
+        hint: str,
+        keys: list[str],
+        found: Mapping[str, Any] | None,
+    ) -> tuple[Any, str | None, Any, str | None]:
+        """The hit path's one ``get_many`` of ``keys`` (lookup record, ``hint``'s page) read.
+
+        ``found`` is ``None`` when the read failed. Returns ``(lookup record, page key,
+        page, key still to read)``: the last is the page key when the record disowns the
+        hint (the caller reads that page), else ``None``.
+        """
+        found = found or {}
+        lookup = self.load(found.get(keys[0]))
+        page_key = engine.page_key_of(url_hash, lookup, read, source, split)
+        if page_key == hint:
+            return lookup, page_key, self.load(found.get(keys[1])), None
+        return lookup, page_key, None, page_key
+
     def lock_timeout(self, timeout: float | None) -> float:
         return self.cache.lock_timeout if timeout is None else timeout
 
@@ -151,13 +176,9 @@ class SyncRecords(_Records):
         try:
             found = self.backend.get_many(keys)
         except BackendUnavailableError as exc:
-            self.cache.recorder.failed("get_many", exc)
-            found = {}
-        lookup = self.load(found.get(keys[0]))
-        page_key = engine.page_key_of(url_hash, lookup, read, source, split)
-        if page_key == hint:
-            return lookup, page_key, self.load(found.get(keys[1]))
-        return lookup, page_key, None if page_key is None else self.get(page_key)
+            found = self.outage("get_many", exc)
+        lookup, page_key, page, unread = self.hinted(engine, url_hash, read, source, split, hint, keys, found)
+        return lookup, page_key, page if unread is None else self.get(unread)
 
     def has(self, key: str) -> bool:
         return self.backend.get(self.key(key)) is not None
@@ -257,13 +278,9 @@ class AsyncRecords(_Records):
         try:
             found = await self.backend.get_many(keys)
         except BackendUnavailableError as exc:
-            self.cache.recorder.failed("get_many", exc)
-            found = {}
-        lookup = self.load(found.get(keys[0]))
-        page_key = engine.page_key_of(url_hash, lookup, read, source, split)
-        if page_key == hint:
-            return lookup, page_key, self.load(found.get(keys[1]))
-        return lookup, page_key, None if page_key is None else await self.get(page_key)
+            found = self.outage("get_many", exc)
+        lookup, page_key, page, unread = self.hinted(engine, url_hash, read, source, split, hint, keys, found)
+        return lookup, page_key, page if unread is None else await self.get(unread)
 
     async def has(self, key: str) -> bool:
         return await self.backend.get(self.key(key)) is not None
