@@ -18,13 +18,16 @@ import asyncio
 import time
 from collections.abc import Mapping
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import ClassVar
 
-from cachekit.backends.locmem import DEFAULT_MAX_BYTES
-from cachekit.backends.locmem import Clock
 from cachekit.backends.locmem import LocMemBackend
 from cachekit.backends.locmem import LocMemLock
+from cachekit.backends.locmem import LocMemOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 # Longest sleep between two tries of a contended lock.
 _MAX_POLL = 0.05
@@ -107,16 +110,9 @@ class AsyncLocMemBackend:
     OPTIONS: ClassVar[Mapping[str, type]] = LocMemBackend.OPTIONS
     stores_objects: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        location: str = "",
-        *,
-        max_entries: int = 1000,
-        max_bytes: int | None = DEFAULT_MAX_BYTES,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        #: The sync backend doing the work.
-        self.sync = LocMemBackend(location, max_entries=max_entries, max_bytes=max_bytes, clock=clock)
+    def __init__(self, location: str = "", **options: Unpack[LocMemOptions]) -> None:
+        #: The sync backend doing the work (it owns the options' defaults and checks).
+        self.sync = LocMemBackend(location, **options)
 
     @classmethod
     def from_sync(cls, backend: LocMemBackend) -> AsyncLocMemBackend:

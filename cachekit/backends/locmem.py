@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 from typing import ClassVar
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 from cachekit.exceptions import BackendError
@@ -41,6 +42,15 @@ from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import MissingKeyError
 
 Clock = Callable[[], float]
+
+
+class LocMemOptions(TypedDict, total=False):
+    """:class:`LocMemBackend`'s keyword options, for the backends that hand them on to it."""
+
+    max_entries: int
+    max_bytes: int | None
+    clock: Clock
+
 
 #: The byte bound of a local-memory store unless ``max_bytes`` says otherwise (64 MiB):
 #: a flood of distinct keys (junk query strings on cached pages) cannot grow the
