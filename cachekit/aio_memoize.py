@@ -17,11 +17,13 @@ from typing import TypeVar
 
 from cachekit.fronts._async.memoize import AsyncMemoized
 from cachekit.fronts._async.memoize import CacheInfo
-from cachekit.fronts._async.memoize import MemoTags
+from cachekit.fronts._async.memoize import MemoOptions
 from cachekit.fronts._core import DEFAULT_TIMEOUT
 from cachekit.fronts._core import Timeout
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from cachekit.aio import AsyncCache
 
 P = ParamSpec("P")
@@ -32,13 +34,7 @@ def memoize(
     timeout: Timeout = DEFAULT_TIMEOUT,
     *,
     cache: AsyncCache,
-    key: Callable[..., str] | None = None,
-    tags: MemoTags = (),
-    stale_while_revalidate: float = 0,
-    stale_if_error: float = 0,
-    beta: float = 0,
-    refresh_ahead: float = 0,
-    unless: Callable[..., bool] | None = None,
+    **options: Unpack[MemoOptions],
 ) -> Callable[[Callable[P, Awaitable[R]]], AsyncMemoized[P, R]]:
     """Cache an ``async def`` function's results by its arguments, one computation per key.
 
@@ -79,18 +75,7 @@ def memoize(
                 f"cachekit.aio.memoize decorates async def functions; "
                 f"use cachekit.memoize.memoize for {func!r}."
             )
-        return AsyncMemoized(
-            func,
-            timeout,
-            cache,
-            key,
-            tags,
-            stale_while_revalidate,
-            stale_if_error,
-            beta,
-            refresh_ahead,
-            unless,
-        )
+        return AsyncMemoized(func, timeout, cache, **options)
 
     return decorator
 

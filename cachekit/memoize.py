@@ -14,6 +14,7 @@ rule, so an instance method needs its class to define ``__cache_key__`` (or a
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from typing import ParamSpec
 from typing import TypeVar
 
@@ -22,8 +23,11 @@ from cachekit.fronts._core import Timeout
 from cachekit.fronts._sync.cache import Cache
 from cachekit.fronts._sync.memoize import CacheInfo
 from cachekit.fronts._sync.memoize import Memoized
-from cachekit.fronts._sync.memoize import MemoTags
+from cachekit.fronts._sync.memoize import MemoOptions
 from cachekit.fronts.memokeys import KEY_PREFIX
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,13 +37,7 @@ def memoize(
     timeout: Timeout = DEFAULT_TIMEOUT,
     *,
     cache: Cache | None = None,
-    key: Callable[..., str] | None = None,
-    tags: MemoTags = (),
-    stale_while_revalidate: float = 0,
-    stale_if_error: float = 0,
-    beta: float = 0,
-    refresh_ahead: float = 0,
-    unless: Callable[..., bool] | None = None,
+    **options: Unpack[MemoOptions],
 ) -> Callable[[Callable[P, R]], Memoized[P, R]]:
     """Cache a function's results by its arguments (``None`` results included).
 
@@ -75,18 +73,7 @@ def memoize(
     """
 
     def decorator(func: Callable[P, R]) -> Memoized[P, R]:
-        return Memoized(
-            func,
-            timeout,
-            cache,
-            key,
-            tags,
-            stale_while_revalidate,
-            stale_if_error,
-            beta,
-            refresh_ahead,
-            unless,
-        )
+        return Memoized(func, timeout, cache, **options)
 
     return decorator
 

@@ -34,6 +34,7 @@ from typing import Generic
 from typing import NamedTuple
 from typing import ParamSpec
 from typing import TypeAlias
+from typing import TypedDict
 from typing import TypeVar
 
 from cachekit.clock import ServerClock  # unasync: async-only
@@ -59,6 +60,19 @@ R = TypeVar("R")
 
 #: Tags for memoized results: names, or a function of the call's arguments returning names.
 MemoTags: TypeAlias = "Iterable[str] | Callable[..., Iterable[str]]"
+
+
+class MemoOptions(TypedDict, total=False):
+    """``memoize``'s keyword options after ``cache``, handed on to the memoized function as they are."""
+
+    key: Callable[..., str] | None
+    tags: MemoTags
+    stale_while_revalidate: float
+    stale_if_error: float
+    beta: float
+    refresh_ahead: float
+    unless: Callable[..., bool] | None
+
 
 #: Prefix of the tag naming every entry of one memoized function (its generation).
 FUNCTION_TAG_PREFIX = "cachekit.memoize:"
@@ -132,11 +146,11 @@ class AsyncMemoized(Generic[P, R]):
         func: Callable[P, Awaitable[R]],
         timeout: Timeout,
         cache: AsyncCache | None,
-        key: Callable[..., str] | None,
-        tags: MemoTags,
-        stale_while_revalidate: float,
-        stale_if_error: float,
-        beta: float,
+        key: Callable[..., str] | None = None,
+        tags: MemoTags = (),
+        stale_while_revalidate: float = 0,
+        stale_if_error: float = 0,
+        beta: float = 0,
         refresh_ahead: float = 0,
         unless: Callable[..., bool] | None = None,
     ) -> None:
