@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from cachekit.eviction import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +39,6 @@ __all__ = ["ServerClock", "aserver_time", "server_time"]
 DEFAULT_RESYNC = 60.0
 # After a failed read, try again this soon.
 _RETRY = 5.0
-
-
-def _redis_client(backend: Any) -> Any:
-    for module_name, class_name in (
-        ("cachekit.backends.redis.sync", "RedisBackend"),
-        ("cachekit.backends.redis.asyncio", "AsyncRedisBackend"),
-    ):
-        module = sys.modules.get(module_name)
-        if module is not None and isinstance(backend, getattr(module, class_name)):
-            return backend.client
-    return None
 
 
 def _memcached_time(stats: dict[str, Any]) -> float | None:
@@ -63,7 +53,7 @@ def server_time(backend: Any) -> float | None:
 
     :raises BackendError: if the server cannot be reached.
     """
-    client = _redis_client(backend)
+    client = redis_client(backend)
     if client is not None:
         seconds, micros = client.time()
         return float(seconds) + float(micros) / 1e6
@@ -74,7 +64,7 @@ def server_time(backend: Any) -> float | None:
 
 async def aserver_time(backend: Any) -> float | None:
     """:func:`server_time` for an async backend."""
-    client = _redis_client(backend)
+    client = redis_client(backend)
     if client is not None:
         seconds, micros = await client.time()
         return float(seconds) + float(micros) / 1e6

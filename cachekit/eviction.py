@@ -65,7 +65,7 @@ def eviction_risk(backend: Any) -> str | None:
         settings = getattr(backend, "server_settings", None)
         if settings is not None:
             return judge_memcached(settings())
-        client = _redis_client(backend)
+        client = redis_client(backend)
         if client is not None:
             return judge_redis(client.info("memory"))
     except Exception as exc:  # a start-up check must never stop the start
@@ -79,7 +79,7 @@ async def aeviction_risk(backend: Any) -> str | None:
         sync = getattr(backend, "sync", None)
         if sync is not None and hasattr(sync, "server_settings"):
             return judge_memcached(sync.server_settings())
-        client = _redis_client(backend)
+        client = redis_client(backend)
         if client is not None:
             return judge_redis(await client.info("memory"))
     except Exception as exc:  # a start-up check must never stop the start
@@ -87,7 +87,7 @@ async def aeviction_risk(backend: Any) -> str | None:
     return None
 
 
-def _redis_client(backend: Any) -> Any:
+def redis_client(backend: Any) -> Any:
     """The redis-py client of a (sync or async) Redis backend, else ``None``; imports nothing new."""
     for module_name, class_name in (
         ("cachekit.backends.redis.sync", "RedisBackend"),
