@@ -744,7 +744,12 @@ def test_a_forked_child_starts_empty_and_listens_on_its_own(
 ) -> None:
     backend = _near(url) if topology == "standalone" else _cluster_near(cluster)
     key = "k" if topology == "standalone" else next(iter(_key_per_node(backend).values()))
+    near = backend.near  # type: ignore[attr-defined]
+    announced = near.invalidations
     backend.set(key, b"1", None)
+    # BCAST tells the writer of its own write too: let that arrive before filling, or it may
+    # drop the filled copy later and the parent's last check below reads nothing.
+    assert _until(lambda: near.invalidations > announced)
     assert _held(backend, key, b"1")
     ctx = multiprocessing.get_context("fork")
     replies = ctx.Queue()
