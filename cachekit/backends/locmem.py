@@ -61,8 +61,9 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 #: How many of the oldest queued keys one eviction compares (Redis's ``maxmemory-samples``).
 _SAMPLES = 5
 
-# Ticks of last use: one C call, atomic under the GIL, no lock.
-_tick = itertools.count(1).__next__
+#: Ticks of last use: one C call, atomic under the GIL, no lock (the near cache stamps its
+#: entries with it too).
+use_tick = itertools.count(1).__next__
 
 
 class _Entry:
@@ -77,7 +78,7 @@ class _Entry:
         self.value = value
         self.expires = expires
         self.size = size
-        self.used = _tick()
+        self.used = use_tick()
 
 
 class _Store:
@@ -262,7 +263,7 @@ class LocMemBackend:
         if expires is not None and expires <= self._clock():
             self._expired(key)
             return None
-        entry.used = _tick()
+        entry.used = use_tick()
         return entry.value
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
@@ -278,7 +279,7 @@ class LocMemBackend:
             if expires is not None and expires <= now:
                 self._expired(key)
                 continue
-            entry.used = _tick()
+            entry.used = use_tick()
             found[key] = entry.value
         return found
 
@@ -325,7 +326,7 @@ class LocMemBackend:
             # In place, value first: a lock-free reader loads the expiry first.
             entry.value = value
             entry.expires = expires
-            entry.used = _tick()
+            entry.used = use_tick()
             store.size += size - entry.size
             entry.size = size
         if len(self._data) > self.max_entries or (max_bytes is not None and store.size > max_bytes):
@@ -413,7 +414,7 @@ class LocMemBackend:
             # An overwrite, in place, value first: a lock-free reader loads the expiry first.
             entry.value = value
             entry.expires = expires
-            entry.used = _tick()
+            entry.used = use_tick()
             store = self._store
             store.size += size - entry.size
             entry.size = size
@@ -479,7 +480,7 @@ class LocMemBackend:
                 except (TypeError, ValueError):
                     raise BackendError(f"Value under {key!r} is not an integer.") from None
                 entry.value = str(result).encode()
-            entry.used = _tick()
+            entry.used = use_tick()
             return result
 
     def touch(self, key: str, ttl: float | None) -> bool:
