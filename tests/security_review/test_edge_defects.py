@@ -7,11 +7,9 @@ our cache could not apply is never reported as "not cached".
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
 import posixpath
-import threading
 import types
 import uuid
 from collections.abc import Iterator
@@ -48,52 +46,17 @@ from tests import servers
 from tests.conftest import FakeClock
 from tests.pages.shells import Shell
 from tests.pages.shells import environ_for
+from tests.security_review.recorder import Recorder
+from tests.security_review.recorder import serving
 
 TOKEN = "fastly-token-never-leaves"
-
-
-class Recorder(http.server.ThreadingHTTPServer):
-    """Records every request's method, path and headers; answers 200."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__((servers.HOST, 0), _Handler)
-        self.seen: list[tuple[str, str, dict[str, str]]] = []
-
-    @property
-    def origin(self) -> str:
-        return f"http://{servers.HOST}:{self.server_address[1]}"
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: Recorder
-
-    def _any(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        self.server.seen.append((self.command, self.path, dict(self.headers)))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_GET = do_POST = do_PURGE = do_BAN = _any  # noqa: N815
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
 def recorders() -> Iterator[tuple[Recorder, Recorder]]:
     made = (Recorder(), Recorder())
-    threads = [threading.Thread(target=r.serve_forever, daemon=True) for r in made]
-    for thread in threads:
-        thread.start()
-    yield made
-    for r in made:
-        r.shutdown()
-        r.server_close()
+    with serving(*made):
+        yield made
 
 
 # D1: a planted queue item never sends the token to another host -----------------------------

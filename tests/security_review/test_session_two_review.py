@@ -9,9 +9,7 @@ Defects found are in the red-team report, not here: every test below passes and 
 from __future__ import annotations
 
 import base64
-import http.server
 import socket
-import threading
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -39,55 +37,17 @@ from tests.conftest import FakeClock
 from tests.pages.shells import SHELLS
 from tests.pages.shells import Shell
 from tests.pages.shells import environ_for
+from tests.security_review.recorder import Recorder
+from tests.security_review.recorder import serving
 
 TOKEN = "red-team-api-token-0123"
 
 
-class Recorder(http.server.ThreadingHTTPServer):
-    """A loopback HTTP server that records every request and answers 200."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__((servers.HOST, 0), _Recording)
-        self.seen: list[tuple[str, str, dict[str, str]]] = []
-
-    @property
-    def origin(self) -> str:
-        return f"http://{servers.HOST}:{self.server_address[1]}"
-
-
-class _Recording(http.server.BaseHTTPRequestHandler):
-    server: Recorder
-
-    def _any(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        self.server.seen.append((self.command, self.path, dict(self.headers)))
-        body = b"page " + self.path.encode()
-        self.send_response(200)
-        self.send_header("Cache-Control", "max-age=60")
-        self.send_header("xkey", "redteam")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PURGE = do_BAN = _any  # noqa: N815
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
-    server = Recorder()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    server = Recorder(pages=True)
+    with serving(server):
+        yield server
 
 
 # -- 1. edge purges: nothing hostile reaches a proxy --------------------------------------------
