@@ -48,7 +48,6 @@ from cachekit.pages.options import PageOptions
 from cachekit.pages.record import AUTH_OK
 from cachekit.pages.record import FIELDS
 from cachekit.pages.record import FRESH_UNTIL
-from cachekit.pages.record import GATEWAY_TIMEOUT
 from cachekit.pages.record import LOOKUP_MARK
 from cachekit.pages.record import MARK
 from cachekit.pages.record import MUST_REVALIDATE
@@ -57,6 +56,7 @@ from cachekit.pages.record import Lookup
 from cachekit.pages.record import Page
 from cachekit.pages.record import SessionUse
 from cachekit.pages.record import error_fallback
+from cachekit.pages.record import gateway_timeout
 from cachekit.pages.record import in_revalidate_window
 from cachekit.pages.record import is_fresh
 from cachekit.pages.record import is_lookup
@@ -512,7 +512,7 @@ class PageEngine(Verdicts, StatusFields):
 
     def error_answer(self, plan: Plan) -> tuple[str, list[tuple[str, str]], bytes] | None:
         """The 504 for an origin failure when the stale page must be revalidated (RFC 9111 section 4.2.4)."""
-        return GATEWAY_TIMEOUT if plan.revalidate and self.options.stale_if_error else None
+        return gateway_timeout() if plan.revalidate and self.options.stale_if_error else None
 
 
 def _or_absent(value: str | None) -> str:

@@ -369,9 +369,15 @@ def page_response(
     return status, headers, b"" if method == "HEAD" else page[BODY]
 
 
-#: Served when the origin failed and the stale copy may not stand in (RFC 9111 section 4.2.4).
-GATEWAY_TIMEOUT: tuple[str, list[tuple[str, str]], bytes] = (
-    "504 Gateway Timeout",
-    [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")],
-    b"504 Gateway Timeout: the page must be revalidated and the origin failed.\n",
-)
+def gateway_timeout() -> tuple[str, list[tuple[str, str]], bytes]:
+    """The answer when the origin failed and the stale copy may not stand in (RFC 9111 section 4.2.4).
+
+    A new header list each time: PEP 3333 lets a middleware outside us append to the one it is
+    handed (``Set-Cookie``...), so a list shared between requests would carry one user's headers
+    to the next.
+    """
+    return (
+        "504 Gateway Timeout",
+        [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")],
+        b"504 Gateway Timeout: the page must be revalidated and the origin failed.\n",
+    )

@@ -132,13 +132,9 @@ class _Chained:
 def serve_page(
     answer: tuple[str, list[tuple[str, str]], bytes], start_response: StartResponse, method: str
 ) -> Iterable[bytes]:
-    """Send one whole ``(status, headers, body)`` answer.
-
-    The header list handed on is always a new one: PEP 3333 lets a middleware outside us append to
-    it, and an answer such as the fixed 504 is shared by every request.
-    """
+    """Send one whole ``(status, headers, body)`` answer (its header list is its own)."""
     status, headers, body = answer
-    start_response(status, list(headers))
+    start_response(status, headers)
     return [body] if body or (method != "HEAD" and status[:3] != "304") else []
 
 
