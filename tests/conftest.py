@@ -25,6 +25,12 @@ IN_CI = bool(os.environ.get("CI"))
 HAVE_REDIS = shutil.which("redis-server") is not None
 HAVE_MEMCACHED = shutil.which("memcached") is not None
 
+#: The conformance fixtures test what the backends answer, not how fast a loaded CI
+#: machine connects: the 0.25 s default connect timeout once failed a fixture's set-up
+#: on a stalled runner. The fault tests (tests/cachekit/test_faults.py) set their own.
+STEADY_REDIS = {"socket_connect_timeout": 5.0}
+STEADY_MEMCACHED = {"connect_timeout": 5.0}
+
 #: Every backend the conformance suite runs on (parameter ids).
 BACKENDS = [
     "locmem",
@@ -160,7 +166,7 @@ def redis_url(redis_server: servers.ServerProcess) -> str:
 def redis_backend(redis_server: servers.ServerProcess) -> Iterator[BackendHarness]:
     from cachekit.backends.redis import RedisBackend
 
-    backend = RedisBackend.from_url(f"redis://{redis_server.address}/0")
+    backend = RedisBackend.from_url(f"redis://{redis_server.address}/0", **STEADY_REDIS)
     backend.clear()
     yield BackendHarness(backend, "redis")
     backend.clear()
@@ -182,7 +188,7 @@ def redis_near_backend(redis_server: servers.ServerProcess) -> Iterator[BackendH
     """Redis with a near cache (issue 17), its invalidation listener subscribed."""
     from cachekit.backends.redis import RedisBackend
 
-    backend = RedisBackend.from_url(f"redis://{redis_server.address}/0", near_cache=1000)
+    backend = RedisBackend.from_url(f"redis://{redis_server.address}/0", near_cache=1000, **STEADY_REDIS)
     backend.clear()
     assert backend.near.wait_ready(5.0), "near-cache listener did not subscribe"
     yield BackendHarness(backend, "redis-near")
@@ -194,7 +200,7 @@ def redis_near_backend(redis_server: servers.ServerProcess) -> Iterator[BackendH
 def memcached_backend(memcached_server: servers.ServerProcess) -> Iterator[BackendHarness]:
     from cachekit.backends.memcached import MemcachedBackend
 
-    backend = MemcachedBackend.from_url(f"memcached://{memcached_server.address}")
+    backend = MemcachedBackend.from_url(f"memcached://{memcached_server.address}", **STEADY_MEMCACHED)
     backend.clear()  # the server outlives the test: start from an empty namespace
     yield BackendHarness(backend, "memcached", short_ttl=1.0)
     backend.close()
@@ -205,7 +211,7 @@ def memcached_pool_backend(memcached_servers: list[servers.ServerProcess]) -> It
     from cachekit.backends.memcached import MemcachedBackend
 
     location = ",".join(server.address for server in memcached_servers)
-    backend = MemcachedBackend.from_url(f"memcached://{location}")
+    backend = MemcachedBackend.from_url(f"memcached://{location}", **STEADY_MEMCACHED)
     backend.clear()
     yield BackendHarness(backend, "memcached-pool", short_ttl=1.0)
     backend.close()
@@ -250,7 +256,7 @@ def redis_near_cluster_backend(redis_cluster: servers.RedisClusterProcesses) -> 
     """Redis Cluster with a near cache (issue 17): a listener per master, all subscribed."""
     from cachekit.backends.redis import RedisBackend
 
-    backend = RedisBackend.from_url(redis_cluster.url, near_cache=1000)
+    backend = RedisBackend.from_url(redis_cluster.url, near_cache=1000, **STEADY_REDIS)
     backend.clear()
     assert backend.near.wait_ready(10.0), "near-cache listeners did not subscribe"
     yield BackendHarness(backend, "redis-near-cluster")
@@ -262,7 +268,7 @@ def redis_near_cluster_backend(redis_cluster: servers.RedisClusterProcesses) -> 
 def redis_cluster_backend(redis_cluster: servers.RedisClusterProcesses) -> Iterator[BackendHarness]:
     from cachekit.backends.redis import RedisBackend
 
-    backend = RedisBackend.from_url(redis_cluster.url)
+    backend = RedisBackend.from_url(redis_cluster.url, **STEADY_REDIS)
     backend.clear()
     yield BackendHarness(backend, "redis-cluster")
     backend.clear()
@@ -273,7 +279,7 @@ def redis_cluster_backend(redis_cluster: servers.RedisClusterProcesses) -> Itera
 def redis_sentinel_backend(redis_sentinel: servers.RedisSentinelProcesses) -> Iterator[BackendHarness]:
     from cachekit.backends.redis import RedisBackend
 
-    backend = RedisBackend.from_url(redis_sentinel.url)
+    backend = RedisBackend.from_url(redis_sentinel.url, **STEADY_REDIS)
     backend.clear()
     yield BackendHarness(backend, "redis-sentinel")
     backend.clear()
@@ -325,7 +331,7 @@ def locmem_async_backend(
 def _redis_async(url: str, name: str, loop: Any) -> Iterator[BackendHarness]:
     from cachekit.backends.aio_redis import AsyncRedisBackend
 
-    backend = AsyncRedisBackend.from_url(url)
+    backend = AsyncRedisBackend.from_url(url, **STEADY_REDIS)
     loop.run(backend.clear())
     yield _bridged(backend, name, loop)
     loop.run(backend.clear())
@@ -344,7 +350,7 @@ def redis_near_async_backend(
     """The async Redis backend with a near cache (issue 17), its listener subscribed."""
     from cachekit.backends.aio_redis import AsyncRedisBackend
 
-    backend = AsyncRedisBackend.from_url(f"redis://{redis_server.address}/0", near_cache=1000)
+    backend = AsyncRedisBackend.from_url(f"redis://{redis_server.address}/0", near_cache=1000, **STEADY_REDIS)
     bridge_loop.run(backend.clear())
     assert backend.near.wait_ready(5.0), "near-cache listener did not subscribe"
     yield _bridged(backend, "redis-near-async", bridge_loop)
@@ -382,7 +388,7 @@ def memcached_async_backend(
 ) -> Iterator[BackendHarness]:
     from cachekit.backends.aio_memcached import AsyncMemcachedBackend
 
-    backend = AsyncMemcachedBackend.from_url(f"memcached://{memcached_server.address}")
+    backend = AsyncMemcachedBackend.from_url(f"memcached://{memcached_server.address}", **STEADY_MEMCACHED)
     bridge_loop.run(backend.clear())
     yield _bridged(backend, "memcached-async", bridge_loop, short_ttl=1.0)
     bridge_loop.run(backend.close())
