@@ -15,15 +15,15 @@ lines that add cachekit to the app are at the end of :func:`create_app`.
 
 from __future__ import annotations
 
-import html
 import os
-import secrets
-import time
 from typing import TYPE_CHECKING
 
 import bottle
 from bottle import redirect
 from bottle import request
+from demo_pages import home_page
+from demo_pages import note_key
+from demo_pages import rendered_page
 
 import cachekit
 from middleware import CacheMiddleware
@@ -33,30 +33,6 @@ from sessions import Session
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
-
-
-def home_page(session: Session) -> str:
-    """The home page: this session's visit counter, its user and its notes."""
-    user = session.get("user")
-    notes = "".join(
-        f"<li class='note'>{html.escape(text)}</li>"
-        for key, text in sorted(session.items())
-        if key.startswith("note:")
-    )
-    if user:
-        account = f"<p>Logged in as <b id='user'>{html.escape(user)}</b>.</p>" + form("/logout", "Log out")
-    else:
-        account = form("/login", "Log in", "name")
-    return (
-        f"<h1>Home</h1><p>Visits in this session: <b id='visits'>{session['visits']}</b></p>{account}"
-        f"<ul>{notes}</ul>{form('/notes', 'Add note', 'text')}<p><a href='/cached'>A cached page</a></p>"
-    )
-
-
-def form(action: str, label: str, field: str = "") -> str:
-    """A POST form with one optional text field."""
-    entry = f"<input name='{field}' required> " if field else ""
-    return f"<form method='post' action='{action}'>{entry}<button>{label}</button></form>"
 
 
 def session() -> Session:
@@ -92,13 +68,13 @@ def create_app(url: str | None = None) -> WSGIApplication:
     def add_note() -> None:
         # One key per note: overlapping requests that add notes all keep theirs.
         text = (request.forms.getunicode("text") or "")[:200]
-        session()[f"note:{time.time_ns()}:{secrets.token_hex(4)}"] = text
+        session()[note_key()] = text
         redirect("/", 303)
 
     @app.get("/cached")
     def cached() -> str:
         # Sets no cookie and does not touch the session, so the page cache may keep it.
-        return f"<p id='rendered'>Rendered at {time.time():.6f} by process {os.getpid()}.</p>"
+        return rendered_page()
 
     # cachekit: a session on every request, and the page cache outside it so
     # that it sees the "Vary: Cookie" of pages that used the session.

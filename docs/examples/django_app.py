@@ -16,14 +16,14 @@ Any other ``manage.py`` command works too: ``python docs/examples/django_app.py 
 
 from __future__ import annotations
 
-import html
 import os
-import secrets
 import sys
-import time
 from typing import Any
 
 import django
+from demo_pages import home_page
+from demo_pages import note_key
+from demo_pages import rendered_page
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
@@ -66,30 +66,6 @@ def configure() -> None:
 configure()  # before the views: cache_page reads the settings when it decorates
 
 
-def home_page(session: Any) -> str:
-    """The home page: this session's visit counter, its user and its notes."""
-    user = session.get("user")
-    notes = "".join(
-        f"<li class='note'>{html.escape(text)}</li>"
-        for key, text in sorted(session.items())
-        if key.startswith("note:")
-    )
-    if user:
-        account = f"<p>Logged in as <b id='user'>{html.escape(user)}</b>.</p>" + form("/logout", "Log out")
-    else:
-        account = form("/login", "Log in", "name")
-    return (
-        f"<h1>Home</h1><p>Visits in this session: <b id='visits'>{session['visits']}</b></p>{account}"
-        f"<ul>{notes}</ul>{form('/notes', 'Add note', 'text')}<p><a href='/cached'>A cached page</a></p>"
-    )
-
-
-def form(action: str, label: str, field: str = "") -> str:
-    """A POST form with one optional text field."""
-    entry = f"<input name='{field}' required> " if field else ""
-    return f"<form method='post' action='{action}'>{entry}<button>{label}</button></form>"
-
-
 def see_other(location: str) -> HttpResponseRedirect:
     """Redirect after a POST with 303, so the browser follows with a GET."""
     return HttpResponseRedirect(location, status=303)
@@ -118,14 +94,14 @@ def logout(request: HttpRequest) -> HttpResponse:
 @require_POST
 def add_note(request: HttpRequest) -> HttpResponse:
     # One key per note: overlapping requests that add notes all keep theirs.
-    request.session[f"note:{time.time_ns()}:{secrets.token_hex(4)}"] = request.POST.get("text", "")[:200]
+    request.session[note_key()] = request.POST.get("text", "")[:200]
     return see_other("/")
 
 
 @cache_page(60)
 def cached(request: HttpRequest) -> HttpResponse:
     # Sets no cookie and does not touch the session, so the page cache may keep it.
-    return HttpResponse(f"<p id='rendered'>Rendered at {time.time():.6f} by process {os.getpid()}.</p>")
+    return HttpResponse(rendered_page())
 
 
 urlpatterns = [

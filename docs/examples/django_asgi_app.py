@@ -18,14 +18,13 @@ own ``CACHES`` and ``SESSION_ENGINE``.)
 
 from __future__ import annotations
 
-import html
 import os
-import secrets
 import sys
-import time
-from typing import Any
 
 import django
+from demo_pages import home_page
+from demo_pages import note_key
+from demo_pages import rendered_page
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.http import HttpRequest
@@ -65,30 +64,6 @@ def session_of(request: HttpRequest) -> Session:
     return session
 
 
-def home_page(session: Any) -> str:
-    """The home page: this session's visit counter, its user and its notes."""
-    user = session.get("user")
-    notes = "".join(
-        f"<li class='note'>{html.escape(text)}</li>"
-        for key, text in sorted(session.items())
-        if key.startswith("note:")
-    )
-    if user:
-        account = f"<p>Logged in as <b id='user'>{html.escape(user)}</b>.</p>" + form("/logout", "Log out")
-    else:
-        account = form("/login", "Log in", "name")
-    return (
-        f"<h1>Home</h1><p>Visits in this session: <b id='visits'>{session['visits']}</b></p>{account}"
-        f"<ul>{notes}</ul>{form('/notes', 'Add note', 'text')}<p><a href='/cached'>A cached page</a></p>"
-    )
-
-
-def form(action: str, label: str, field: str = "") -> str:
-    """A POST form with one optional text field."""
-    entry = f"<input name='{field}' required> " if field else ""
-    return f"<form method='post' action='{action}'>{entry}<button>{label}</button></form>"
-
-
 def see_other(location: str) -> HttpResponseRedirect:
     """Redirect after a POST with 303, so the browser follows with a GET."""
     return HttpResponseRedirect(location, status=303)
@@ -118,13 +93,13 @@ async def logout(request: HttpRequest) -> HttpResponse:
 @require_POST
 async def add_note(request: HttpRequest) -> HttpResponse:
     # One key per note: overlapping requests that add notes all keep theirs.
-    session_of(request)[f"note:{time.time_ns()}:{secrets.token_hex(4)}"] = request.POST.get("text", "")[:200]
+    session_of(request)[note_key()] = request.POST.get("text", "")[:200]
     return see_other("/")
 
 
 async def cached(request: HttpRequest) -> HttpResponse:
     # Sets no cookie and does not touch the session, so the page cache may keep it.
-    response = HttpResponse(f"<p id='rendered'>Rendered at {time.time():.6f} by process {os.getpid()}.</p>")
+    response = HttpResponse(rendered_page())
     response["Cache-Control"] = "max-age=60"
     return response
 

@@ -15,11 +15,11 @@ lines that add cachekit to the app are at the end of :func:`create_app`.
 
 from __future__ import annotations
 
-import html
 import os
-import secrets
-import time
 
+from demo_pages import home_page
+from demo_pages import note_key
+from demo_pages import rendered_page
 from flask import Flask
 from flask import redirect
 from flask import request
@@ -30,30 +30,6 @@ from middleware import CacheMiddleware
 from middleware import SessionMiddleware
 from sessions import CacheStore
 from sessions import Session
-
-
-def home_page(session: Session) -> str:
-    """The home page: this session's visit counter, its user and its notes."""
-    user = session.get("user")
-    notes = "".join(
-        f"<li class='note'>{html.escape(text)}</li>"
-        for key, text in sorted(session.items())
-        if key.startswith("note:")
-    )
-    if user:
-        account = f"<p>Logged in as <b id='user'>{html.escape(user)}</b>.</p>" + form("/logout", "Log out")
-    else:
-        account = form("/login", "Log in", "name")
-    return (
-        f"<h1>Home</h1><p>Visits in this session: <b id='visits'>{session['visits']}</b></p>{account}"
-        f"<ul>{notes}</ul>{form('/notes', 'Add note', 'text')}<p><a href='/cached'>A cached page</a></p>"
-    )
-
-
-def form(action: str, label: str, field: str = "") -> str:
-    """A POST form with one optional text field."""
-    entry = f"<input name='{field}' required> " if field else ""
-    return f"<form method='post' action='{action}'>{entry}<button>{label}</button></form>"
 
 
 def create_app(url: str | None = None) -> Flask:
@@ -86,13 +62,13 @@ def create_app(url: str | None = None) -> Flask:
     @app.post("/notes")
     def add_note() -> Response:
         # One key per note: overlapping requests that add notes all keep theirs.
-        session()[f"note:{time.time_ns()}:{secrets.token_hex(4)}"] = request.form.get("text", "")[:200]
+        session()[note_key()] = request.form.get("text", "")[:200]
         return redirect("/", 303)
 
     @app.get("/cached")
     def cached() -> str:
         # Sets no cookie and does not touch the session, so the page cache may keep it.
-        return f"<p id='rendered'>Rendered at {time.time():.6f} by process {os.getpid()}.</p>"
+        return rendered_page()
 
     # cachekit: a session on every request, and the page cache outside it so
     # that it sees the "Vary: Cookie" of pages that used the session.

@@ -15,12 +15,12 @@ lines that add cachekit to the app are at the end of :func:`create_app`.
 
 from __future__ import annotations
 
-import html
 import os
-import secrets
-import time
 from typing import TYPE_CHECKING
 
+from demo_pages import home_page
+from demo_pages import note_key
+from demo_pages import rendered_page
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.request import Request
@@ -34,30 +34,6 @@ from sessions import Session
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
-
-
-def home_page(session: Session) -> str:
-    """The home page: this session's visit counter, its user and its notes."""
-    user = session.get("user")
-    notes = "".join(
-        f"<li class='note'>{html.escape(text)}</li>"
-        for key, text in sorted(session.items())
-        if key.startswith("note:")
-    )
-    if user:
-        account = f"<p>Logged in as <b id='user'>{html.escape(user)}</b>.</p>" + form("/logout", "Log out")
-    else:
-        account = form("/login", "Log in", "name")
-    return (
-        f"<h1>Home</h1><p>Visits in this session: <b id='visits'>{session['visits']}</b></p>{account}"
-        f"<ul>{notes}</ul>{form('/notes', 'Add note', 'text')}<p><a href='/cached'>A cached page</a></p>"
-    )
-
-
-def form(action: str, label: str, field: str = "") -> str:
-    """A POST form with one optional text field."""
-    entry = f"<input name='{field}' required> " if field else ""
-    return f"<form method='post' action='{action}'>{entry}<button>{label}</button></form>"
 
 
 def session(request: Request) -> Session:
@@ -86,13 +62,13 @@ def logout(request: Request) -> Response:
 
 def add_note(request: Request) -> Response:
     # One key per note: overlapping requests that add notes all keep theirs.
-    session(request)[f"note:{time.time_ns()}:{secrets.token_hex(4)}"] = request.POST.get("text", "")[:200]
+    session(request)[note_key()] = request.POST.get("text", "")[:200]
     return HTTPSeeOther("/")
 
 
 def cached(request: Request) -> Response:
     # Sets no cookie and does not touch the session, so the page cache may keep it.
-    return Response(f"<p id='rendered'>Rendered at {time.time():.6f} by process {os.getpid()}.</p>")
+    return Response(rendered_page())
 
 
 def create_app(url: str | None = None) -> WSGIApplication:

@@ -17,12 +17,12 @@ a FastAPI app is wrapped the same way (``app = AsgiSessionMiddleware(FastAPI(...
 
 from __future__ import annotations
 
-import html
 import os
-import secrets
-import time
 from urllib.parse import parse_qs
 
+from demo_pages import home_page
+from demo_pages import note_key
+from demo_pages import rendered_page
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -33,32 +33,7 @@ from starlette.types import ASGIApp
 from cachekit import aio
 from middleware import AsgiCacheMiddleware
 from middleware import AsgiSessionMiddleware
-from sessions.session import Session
 from sessions.stores.aio_cache import AsyncCacheStore
-
-
-def home_page(session: Session) -> str:
-    """The home page: this session's visit counter, its user and its notes."""
-    user = session.get("user")
-    notes = "".join(
-        f"<li class='note'>{html.escape(text)}</li>"
-        for key, text in sorted(session.items())
-        if key.startswith("note:")
-    )
-    if user:
-        account = f"<p>Logged in as <b id='user'>{html.escape(user)}</b>.</p>" + form("/logout", "Log out")
-    else:
-        account = form("/login", "Log in", "name")
-    return (
-        f"<h1>Home</h1><p>Visits in this session: <b id='visits'>{session['visits']}</b></p>{account}"
-        f"<ul>{notes}</ul>{form('/notes', 'Add note', 'text')}<p><a href='/cached'>A cached page</a></p>"
-    )
-
-
-def form(action: str, label: str, field: str = "") -> str:
-    """A POST form with one optional text field."""
-    entry = f"<input name='{field}' required> " if field else ""
-    return f"<form method='post' action='{action}'>{entry}<button>{label}</button></form>"
 
 
 async def field(request: Request, name: str) -> str:
@@ -88,13 +63,13 @@ async def logout(request: Request) -> RedirectResponse:
 async def add_note(request: Request) -> RedirectResponse:
     # One key per note: overlapping requests that add notes all keep theirs.
     text = (await field(request, "text"))[:200]
-    request.session[f"note:{time.time_ns()}:{secrets.token_hex(4)}"] = text
+    request.session[note_key()] = text
     return RedirectResponse("/", 303)
 
 
 async def cached(request: Request) -> HTMLResponse:
     # Sets no cookie and does not touch the session, so the page cache may keep it.
-    return HTMLResponse(f"<p id='rendered'>Rendered at {time.time():.6f} by process {os.getpid()}.</p>")
+    return HTMLResponse(rendered_page())
 
 
 def create_app(url: str | None = None) -> ASGIApp:

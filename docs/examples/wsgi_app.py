@@ -15,14 +15,15 @@ No framework: the views are WSGI callables, ``/cached`` is decorated with
 
 from __future__ import annotations
 
-import html
 import os
-import secrets
-import time
 from collections.abc import Callable
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
+
+from demo_pages import home_page
+from demo_pages import note_key
+from demo_pages import rendered_page
 
 import cachekit
 from cachekit.views import cache_page
@@ -34,30 +35,6 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
     from _typeshed.wsgi import WSGIApplication
     from _typeshed.wsgi import WSGIEnvironment
-
-
-def home_page(session: Session) -> str:
-    """The home page: this session's visit counter, its user and its notes."""
-    user = session.get("user")
-    notes = "".join(
-        f"<li class='note'>{html.escape(text)}</li>"
-        for key, text in sorted(session.items())
-        if key.startswith("note:")
-    )
-    if user:
-        account = f"<p>Logged in as <b id='user'>{html.escape(user)}</b>.</p>" + form("/logout", "Log out")
-    else:
-        account = form("/login", "Log in", "name")
-    return (
-        f"<h1>Home</h1><p>Visits in this session: <b id='visits'>{session['visits']}</b></p>{account}"
-        f"<ul>{notes}</ul>{form('/notes', 'Add note', 'text')}<p><a href='/cached'>A cached page</a></p>"
-    )
-
-
-def form(action: str, label: str, field: str = "") -> str:
-    """A POST form with one optional text field."""
-    entry = f"<input name='{field}' required> " if field else ""
-    return f"<form method='post' action='{action}'>{entry}<button>{label}</button></form>"
 
 
 def respond(start_response: StartResponse, status: str, body: str = "", location: str = "") -> list[bytes]:
@@ -102,13 +79,13 @@ def create_app(url: str | None = None) -> WSGIApplication:
     def add_note(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # One key per note: overlapping requests that add notes all keep theirs.
         text = form_field(environ, "text")[:200]
-        environ["cachekit.session"][f"note:{time.time_ns()}:{secrets.token_hex(4)}"] = text
+        environ["cachekit.session"][note_key()] = text
         return respond(start_response, "303 See Other", location="/")
 
     @cache_page(60, cache=cache)
     def cached(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # Sets no cookie and does not touch the session, so the page cache may keep it.
-        body = f"<p id='rendered'>Rendered at {time.time():.6f} by process {os.getpid()}.</p>"
+        body = rendered_page()
         return respond(start_response, "200 OK", body)
 
     views: dict[tuple[str, str], Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]] = {

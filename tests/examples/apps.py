@@ -25,6 +25,8 @@ def load_example(name: str) -> ModuleType:
     """Import ``docs/examples/<name>.py`` as module ``name``, once per process."""
     if name in sys.modules:
         return sys.modules[name]
+    if str(EXAMPLES_DIR) not in sys.path:
+        sys.path.append(str(EXAMPLES_DIR))  # the examples import their shared demo_pages as a sibling
     spec = importlib.util.spec_from_file_location(name, EXAMPLES_DIR / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
