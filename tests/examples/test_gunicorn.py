@@ -10,10 +10,7 @@ take some. Each app's server is stopped by PID when its tests end.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -26,12 +23,12 @@ import pytest
 
 from tests import servers
 from tests.examples.apps import EXAMPLES
-from tests.examples.apps import ROOT
+from tests.gunicorn import Gunicorn
+from tests.gunicorn import start_gunicorn
 
 requests = pytest.importorskip("requests")
 
 WORKERS = 2
-START_DEADLINE = 30.0
 TIMEOUT = 10.0  # per HTTP request
 BURST = 6  # concurrent requests per round when looking for the other worker
 
@@ -42,71 +39,16 @@ class Served:
 
     name: str
     url: str
-    process: subprocess.Popen[bytes]
 
 
-def _gunicorn_running(name: str, redis_server: servers.ServerProcess, db: int, log_path: Path) -> Served:
+def _gunicorn_running(name: str, redis_server: servers.ServerProcess, db: int, log_path: Path) -> Gunicorn:
     redis = pytest.importorskip("redis")
     with redis.Redis(host=servers.HOST, port=redis_server.port, db=db) as client:
         client.flushdb()
-    port = servers.free_port()
-    env = {
-        **os.environ,
-        "CACHEKIT_URL": f"redis://{redis_server.address}/{db}",
-        "CACHEKIT_EXAMPLE": name,
-        "PYTHONWARNINGS": "ignore::DeprecationWarning",
-    }
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                str(WORKERS),
-                "--bind",
-                f"{servers.HOST}:{port}",
-                "--chdir",
-                str(ROOT),
-                "--timeout",
-                "30",
-                "--graceful-timeout",
-                "2",
-                "--log-level",
-                "warning",
-                "tests.examples.served:app",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    url = f"http://{servers.HOST}:{port}"
-    deadline = time.monotonic() + START_DEADLINE
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            if requests.get(url + "/cached", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            _stop(process)
-            pytest.fail(f"gunicorn did not answer within {START_DEADLINE} s:\n{log_path.read_text()}")
-        time.sleep(0.05)
-    return Served(name, url, process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()  # gunicorn's master stops its workers on SIGTERM
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    env = {"CACHEKIT_URL": f"redis://{redis_server.address}/{db}", "CACHEKIT_EXAMPLE": name}
+    return start_gunicorn(
+        "tests.examples.served:app", probe="/cached", log_path=log_path, env=env, workers=WORKERS
+    )
 
 
 @pytest.fixture(scope="module", params=EXAMPLES)
@@ -114,9 +56,9 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     redis_server: servers.ServerProcess = request.getfixturevalue("redis_server")
     name: str = request.param
     log_path = tmp_path_factory.mktemp("gunicorn") / f"{name}.log"
-    app = _gunicorn_running(name, redis_server, db=1 + EXAMPLES.index(name), log_path=log_path)
-    yield app
-    _stop(app.process)
+    gunicorn = _gunicorn_running(name, redis_server, db=1 + EXAMPLES.index(name), log_path=log_path)
+    yield Served(name, gunicorn.url)
+    gunicorn.stop()
 
 
 def pid(response: Any) -> int:

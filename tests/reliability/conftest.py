@@ -15,12 +15,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +27,8 @@ from hypothesis import settings
 from tests import servers
 from tests.conftest import IN_CI
 from tests.conftest import require_binary
-from tests.examples.test_gunicorn import START_DEADLINE
-from tests.examples.test_gunicorn import WORKERS
-from tests.examples.test_gunicorn import _stop
+from tests.gunicorn import Gunicorn
+from tests.gunicorn import start_gunicorn
 from tests.reliability.app import URL_VAR
 from tests.reliability.app import build_app
 
@@ -79,66 +74,14 @@ def make_app() -> Iterator[Callable[..., Any]]:
         app.close()
 
 
-@dataclass
-class Gunicorn:
-    """``tests.reliability.app:app`` under gunicorn with :data:`WORKERS` sync workers."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-
-def start_gunicorn(cache_url: str, log_path: Path) -> Gunicorn:
-    """Start gunicorn on a free loopback port and wait (bounded) until it answers."""
-    requests = pytest.importorskip("requests")
-    port = servers.free_port()
-    env = {**os.environ, URL_VAR: cache_url, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                str(WORKERS),
-                "--bind",
-                f"{servers.HOST}:{port}",
-                "--chdir",
-                str(ROOT),
-                "--timeout",
-                "30",
-                "--graceful-timeout",
-                "2",
-                "--log-level",
-                "warning",
-                "tests.reliability.app:app",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    served = Gunicorn(f"http://{servers.HOST}:{port}", process, log_path)
-    deadline = time.monotonic() + START_DEADLINE
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited with {process.returncode}:\n{served.log()}")
-        try:
-            if requests.get(served.url + "/stats.json", timeout=1).status_code == 200:
-                return served
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            _stop(process)
-            pytest.fail(f"gunicorn did not answer within {START_DEADLINE} s:\n{served.log()}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def gunicorn_on_own_redis(own_redis: servers.ServerProcess, tmp_path: Path) -> Iterator[Gunicorn]:
-    served = start_gunicorn(f"redis://{own_redis.address}/0", tmp_path / "gunicorn.log")
+    """``tests.reliability.app:app`` under gunicorn (2 sync workers) on this test's own Redis."""
+    served = start_gunicorn(
+        "tests.reliability.app:app",
+        probe="/stats.json",
+        log_path=tmp_path / "gunicorn.log",
+        env={URL_VAR: f"redis://{own_redis.address}/0"},
+    )
     yield served
-    _stop(served.process)
+    served.stop()

@@ -26,8 +26,8 @@ import pytest
 import requests
 
 from tests import servers
+from tests.gunicorn import Gunicorn
 from tests.reliability.conftest import ROOT
-from tests.reliability.conftest import Gunicorn
 
 LOAD_DEADLINE = 90.0
 
