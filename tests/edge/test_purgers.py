@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -32,53 +30,17 @@ from cachekit.edge import purgers_from_settings
 from cachekit.edge.queue import queue_for
 from cachekit.exceptions import ConfigurationError
 from tests import servers
+from tests.recorder import Recorder
+from tests.recorder import serving
 
 TOKEN = "s3cr3t-token-value"
-
-
-class Recorder(http.server.ThreadingHTTPServer):
-    """Records every request; answers ``status`` (settable)."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__((servers.HOST, 0), _Handler)
-        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
-        self.hosts: list[list[str]] = []
-        self.status = 200
-
-    @property
-    def address(self) -> str:
-        return f"{servers.HOST}:{self.server_address[1]}"
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: Recorder
-
-    def _any(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        self.server.requests.append((self.command, self.path, dict(self.headers.items()), body))
-        self.server.hosts.append(self.headers.get_all("Host") or [])
-        self.send_response(self.server.status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    # http.server dispatches on do_<METHOD>: one recorder for every method the purgers use.
-    do_GET = do_POST = do_DELETE = do_PURGE = do_BAN = _any  # noqa: N815
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
     server = Recorder()
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(server):
+        yield server
 
 
 def closed_port() -> str:
@@ -90,8 +52,7 @@ def closed_port() -> str:
 
 def test_varnish_purges_urls_bans_prefixes_and_sends_tags_in_xkey(recorder: Recorder) -> None:
     second = Recorder()
-    threading.Thread(target=second.serve_forever, args=(0.02,), daemon=True).start()
-    try:
+    with serving(second):
         purges = Purges(purgers=[VarnishPurger([recorder.address, f"http://{second.address}"])])
         assert purges.purge("http://example.com/a?x=1", "https://example.com/b").ok
         assert purges.invalidate_tags("t1", "t2", soft=True).ok
@@ -99,9 +60,6 @@ def test_varnish_purges_urls_bans_prefixes_and_sends_tags_in_xkey(recorder: Reco
         assert purges.purge_prefix("http://example.com/blog/").ok
         assert purges.ban(r"^/a", r"\.css$").ok
         assert purges.purge("http://example.com/c", soft=True).ok
-    finally:
-        second.shutdown()
-        second.server_close()
     assert [r[:2] for r in recorder.requests] == [r[:2] for r in second.requests]
     seen = [
         (method, path, {k.lower(): v for k, v in headers.items()})

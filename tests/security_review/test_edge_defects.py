@@ -46,8 +46,8 @@ from tests import servers
 from tests.conftest import FakeClock
 from tests.pages.shells import Shell
 from tests.pages.shells import environ_for
-from tests.security_review.recorder import Recorder
-from tests.security_review.recorder import serving
+from tests.recorder import Recorder
+from tests.recorder import serving
 
 TOKEN = "fastly-token-never-leaves"
 
@@ -71,8 +71,8 @@ def test_a_queued_item_is_only_delivered_to_a_target_its_purger_has(
     assert queue.put(planted, 0.0)
     with caplog.at_level(logging.ERROR, logger="cachekit.edge"):
         report = purges.deliver_queued()
-    assert attacker.seen == []  # was: POST /purge/example.com/ with Fastly-Key: <token>
-    assert api.seen == []
+    assert attacker.requests == []  # was: POST /purge/example.com/ with Fastly-Key: <token>
+    assert api.requests == []
     assert report.failed == [f"fastly {attacker.origin}"]
     assert len(queue) == 0
     assert "not a target of purger fastly" in caplog.text
@@ -137,7 +137,7 @@ def test_one_undecodable_member_does_not_stall_the_redis_purge_queue(
     try:
         assert len(queue.items()) == 1
         purges.deliver_queued()  # was: JSONDecodeError out of claim(), the good item leased and stuck
-        assert [path for _, path, _ in varnish.seen] == ["/good"]
+        assert [path for _, path, _, _ in varnish.requests] == ["/good"]
         assert len(queue) == 0
     finally:
         client.delete(*queue.keys)
@@ -369,7 +369,7 @@ def test_cachekit_purge_says_each_proxy_outcome_once(
     )
     assert result.returncode in (0, 1), result.stderr
     lines = [line for line in result.stdout.splitlines() if line.strip().endswith(": purged")]
-    assert len(varnish.seen) == 2
+    assert len(varnish.requests) == 2
     assert len(lines) == 2, result.stdout  # was: 3 lines (the first URL's twice)
 
 
@@ -432,7 +432,7 @@ def test_a_url_purge_our_cache_could_not_apply_is_not_reported_as_a_miss(
                     shell._runner.run(purge)
         finally:
             backend.delete = real
-        assert [path for _, path, _ in varnish.seen] == ["/page"]  # the proxies were purged first
+        assert [path for _, path, _, _ in varnish.requests] == ["/page"]  # the proxies were purged first
         # the partition heals: the caller knows the purge must be made again; then it holds
         assert shell(environ_for("/page"))[2] == b"render 1"
         assert shell.purge("http://example.com/page")

@@ -37,8 +37,8 @@ from tests.conftest import FakeClock
 from tests.pages.shells import SHELLS
 from tests.pages.shells import Shell
 from tests.pages.shells import environ_for
-from tests.security_review.recorder import Recorder
-from tests.security_review.recorder import serving
+from tests.recorder import Recorder
+from tests.recorder import serving
 
 TOKEN = "red-team-api-token-0123"
 
@@ -76,7 +76,7 @@ def test_a_hostile_url_is_refused_before_any_request(recorder: Recorder, url: st
         purges.purge(url)
     with pytest.raises(InvalidPurgeError):
         purges.purge_prefix(url)
-    assert recorder.seen == []
+    assert recorder.requests == []
 
 
 @pytest.mark.parametrize("tag", HOSTILE_TAGS)
@@ -84,7 +84,7 @@ def test_a_hostile_tag_is_refused_before_any_request(recorder: Recorder, tag: st
     purges = Purges(None, [VarnishPurger([recorder.origin])])
     with pytest.raises(InvalidPurgeError):
         purges.invalidate_tags("fine", tag)
-    assert recorder.seen == []
+    assert recorder.requests == []
 
 
 @pytest.mark.parametrize("pattern", HOSTILE_PATTERNS)
@@ -92,7 +92,7 @@ def test_a_hostile_ban_pattern_is_refused_before_any_request(recorder: Recorder,
     purges = Purges(None, [VarnishPurger([recorder.origin])])
     with pytest.raises(InvalidPurgeError):
         purges.ban(pattern)
-    assert recorder.seen == []
+    assert recorder.requests == []
 
 
 def test_a_queued_job_is_checked_again_when_read_back() -> None:
@@ -229,8 +229,10 @@ def test_varnish_refuses_purges_whatever_a_client_claims_and_strips_purge_header
             b"Cachekit-Ban: ^/\r\nCachekit-Soft-Purge: 1\r\nConnection: close\r\n\r\n" % host
         )
         assert b"page /other" in _raw(port, sneaky)
-        sent = {name.lower() for _, path, headers in recorder.seen if path == "/other" for name in headers}
-        assert sent, recorder.seen
+        sent = {
+            name.lower() for _, path, headers, _ in recorder.requests if path == "/other" for name in headers
+        }
+        assert sent, recorder.requests
         assert sent.isdisjoint({"xkey", "xkey-softpurge", "cachekit-ban", "cachekit-soft-purge"})
         assert b"HIT" in _raw(port, get)  # and nothing above purged /acl
     finally:

@@ -1,4 +1,9 @@
-"""A loopback HTTP server that records every request (the purgers' far end in these reviews)."""
+"""A loopback HTTP server that records every request: the far end of the purgers in tests.
+
+It stands in for Varnish, Fastly's or Cloudflare's API (an empty answer with a settable
+status) or, with ``pages=True``, for an origin that serves small cacheable pages tagged
+``xkey: redteam``.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,9 @@ from tests import servers
 
 
 class Recorder(http.server.ThreadingHTTPServer):
-    """Records each request's method, path and headers; answers 200.
+    """Records each request as ``(method, path, headers, body)`` and each one's ``Host`` lines.
 
-    :param pages: answer with a small cacheable page tagged ``xkey: redteam`` (an origin)
-        rather than an empty body (a purge API).
+    :param pages: answer with a small cacheable page rather than an empty body.
     """
 
     daemon_threads = True
@@ -23,11 +27,18 @@ class Recorder(http.server.ThreadingHTTPServer):
     def __init__(self, *, pages: bool = False) -> None:
         super().__init__((servers.HOST, 0), _Recording)
         self.pages = pages
-        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        #: The status every answer carries; a test sets it to play a failing API.
+        self.status = 200
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.hosts: list[list[str]] = []
+
+    @property
+    def address(self) -> str:
+        return f"{servers.HOST}:{self.server_address[1]}"
 
     @property
     def origin(self) -> str:
-        return f"http://{servers.HOST}:{self.server_address[1]}"
+        return f"http://{self.address}"
 
 
 class _Recording(http.server.BaseHTTPRequestHandler):
@@ -35,11 +46,11 @@ class _Recording(http.server.BaseHTTPRequestHandler):
 
     def _any(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        self.server.seen.append((self.command, self.path, dict(self.headers)))
+        received = self.rfile.read(length) if length else b""
+        self.server.requests.append((self.command, self.path, dict(self.headers.items()), received))
+        self.server.hosts.append(self.headers.get_all("Host") or [])
         body = b"page " + self.path.encode() if self.server.pages else b""
-        self.send_response(200)
+        self.send_response(self.server.status)
         if self.server.pages:
             self.send_header("Cache-Control", "max-age=60")
             self.send_header("xkey", "redteam")
@@ -47,7 +58,8 @@ class _Recording(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_POST = do_PURGE = do_BAN = _any  # noqa: N815
+    # http.server dispatches on do_<METHOD>: one recorder for every method the purgers use.
+    do_GET = do_POST = do_DELETE = do_PURGE = do_BAN = _any  # noqa: N815
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -56,7 +68,7 @@ class _Recording(http.server.BaseHTTPRequestHandler):
 @contextmanager
 def serving(*recorders: Recorder) -> Iterator[None]:
     """Serve ``recorders`` on threads for the block, then shut them down."""
-    threads = [threading.Thread(target=r.serve_forever, daemon=True) for r in recorders]
+    threads = [threading.Thread(target=r.serve_forever, args=(0.02,), daemon=True) for r in recorders]
     for thread in threads:
         thread.start()
     try:
