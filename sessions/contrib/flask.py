@@ -41,18 +41,22 @@ dropped and the cookie removed.
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING
 from typing import Any
 
 from flask.sessions import SessionInterface
 from flask.sessions import SessionMixin
 from werkzeug.exceptions import ServiceUnavailable
+from werkzeug.http import dump_cookie
 
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.pages.wsgi import SESSION_ENVIRON_KEY
 from sessions.contrib import RETRY_AFTER
 from sessions.contrib import UNAVAILABLE_BODY
 from sessions.contrib import UNAVAILABLE_STATUS
+from sessions.cookies import http_date
+from sessions.cookies import read_cookie
 from sessions.exceptions import SessionConflictError
 from sessions.session import Session
 from sessions.stores.base import Store
@@ -63,6 +67,46 @@ if TYPE_CHECKING:
     from flask import Response
 
 logger = logging.getLogger(__name__)
+
+#: Cookie values Werkzeug's ``dump_cookie`` sends unquoted (a subset of its own rule):
+#: session ids and signed cookies. Any other value goes through ``dump_cookie``.
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.~=:-]*")
+# Stand-ins for the value and the date in a line built once by ``dump_cookie``.
+_VALUE = "cachekitsessionvalue"
+_DATE = "cachekitsessiondate"
+#: The attributes of one cookie line: name, path, domain, secure, httponly, samesite, partitioned.
+_Attributes = tuple[str, str, str | None, bool, bool, str | None, bool]
+#: ``Set-Cookie`` for one set of attributes, split around the value and the date:
+#: ``(head, tail without Expires, before the date, after the date)``.
+_Template = tuple[str, str, str, str]
+
+
+def _template(attributes: _Attributes) -> _Template | None:
+    """Werkzeug's ``Set-Cookie`` line for ``attributes``, cut where the value and date go.
+
+    ``None`` when the attributes are ones ``dump_cookie`` refuses or a stand-in
+    cannot be found unambiguously: each cookie is then built by ``dump_cookie``.
+    """
+    name, path, domain, secure, httponly, samesite, partitioned = attributes
+    options: dict[str, Any] = {
+        "path": path,
+        "domain": domain,
+        "secure": secure,
+        "httponly": httponly,
+        "samesite": samesite,
+        "partitioned": partitioned,
+        "max_size": 0,
+    }
+    try:
+        plain = dump_cookie(name, _VALUE, **options)
+        dated = dump_cookie(name, _VALUE, expires=_DATE, **options)
+    except ValueError:
+        return None
+    if plain.count(_VALUE) != 1 or dated.count(_VALUE) != 1 or dated.count(_DATE) != 1:
+        return None
+    head, _, tail = plain.partition(_VALUE)
+    before, _, after = dated.partition(_VALUE)[2].partition(_DATE)
+    return head, tail, before, after
 
 
 class SessionUnavailableError(ServiceUnavailable, BackendUnavailableError):
@@ -125,6 +169,8 @@ class CacheKitSessionInterface(SessionInterface):
 
     def __init__(self, store: Store | None = None) -> None:
         self._store = store
+        # Set-Cookie templates per attribute set (the config rarely changes; bounded anyway).
+        self._templates: dict[_Attributes, _Template | None] = {}
 
     @property
     def store(self) -> Store:
@@ -143,8 +189,9 @@ class CacheKitSessionInterface(SessionInterface):
         parent domain or another path) is ambiguous: the request gets a new
         session rather than possibly the planted one.
         """
-        values = set(request.cookies.getlist(self.get_cookie_name(app)))
-        value = values.pop() if len(values) == 1 else None
+        # read_cookie, not request.cookies: the one cookie needed, without parsing them all.
+        header = request.environ.get("HTTP_COOKIE")
+        value = read_cookie(header, self.get_cookie_name(app)) if header else None
         session = self.session_class(self.store, value or None)
         # Tells a page cache around the app whether the page read a stored session or an anonymous one.
         request.environ.setdefault(SESSION_ENVIRON_KEY, session)
@@ -164,8 +211,9 @@ class CacheKitSessionInterface(SessionInterface):
             self._unavailable(response)
 
     def _save(self, app: Flask, session: FlaskSession, response: Response) -> None:
-        if session.accessed:
-            response.vary.add("Cookie")
+        vary = session.accessed
+        if vary:
+            _vary_cookie(response)
         if session.load_failed:
             return
         if not session.loaded:
@@ -188,8 +236,12 @@ class CacheKitSessionInterface(SessionInterface):
             return
         modified = session.modified
         # Flask's lifetimes: a permanent session lasts PERMANENT_SESSION_LIFETIME
-        # from this save; any other ends with the browser.
-        session.set_expiry(app.permanent_session_lifetime if session.permanent else 0)
+        # from this save; any other ends with the browser (expiry 0, set once: an
+        # unchanged expiry is left alone, so a lost race keeps the stored one).
+        if session.permanent:
+            session.set_expiry(app.permanent_session_lifetime)
+        elif session.state.expiry != 0:
+            session.set_expiry(0)
         try:
             value = session.save()
         except SessionConflictError as exc:
@@ -199,9 +251,41 @@ class CacheKitSessionInterface(SessionInterface):
             return
         if modified:
             session._saved_modified = True
-        expires = None if session.get_expire_at_browser_close() else session.get_expiry_date()
-        response.vary.add("Cookie")
-        response.set_cookie(self.get_cookie_name(app), value, expires=expires, **self._attributes(app))
+        if not vary:
+            _vary_cookie(response)
+        self._set_cookie(app, response, value, session.store.policy.cookie_expires(session.state))
+
+    def _set_cookie(self, app: Flask, response: Response, value: str, expires: float | None) -> None:
+        """Add the session's ``Set-Cookie``: Werkzeug's line, from a template built once per attribute set."""
+        attributes = (
+            self.get_cookie_name(app),
+            self.get_cookie_path(app),
+            self.get_cookie_domain(app),
+            self.get_cookie_secure(app),
+            self.get_cookie_httponly(app),
+            self.get_cookie_samesite(app),
+            self.get_cookie_partitioned(app),
+        )
+        templates = self._templates
+        try:
+            template = templates[attributes]
+        except KeyError:
+            if len(templates) >= 32:
+                templates.clear()
+            template = templates[attributes] = _template(attributes)
+        except TypeError:  # an unhashable attribute from an overridden get_cookie_*
+            template = None
+        if template is not None and _PLAIN_VALUE.fullmatch(value):
+            head, tail, before, after = template
+            if expires is None:
+                line = f"{head}{value}{tail}"
+            else:
+                line = f"{head}{value}{before}{http_date(expires)}{after}"
+            # Werkzeug warns about a line longer than this; let it, by building that one itself.
+            if len(line) <= response.max_cookie_size:
+                response.headers.add("Set-Cookie", line)
+                return
+        response.set_cookie(value=value, expires=expires, **self._attributes(app))
 
     @staticmethod
     def _unavailable(response: Response) -> None:
@@ -213,12 +297,13 @@ class CacheKitSessionInterface(SessionInterface):
         del response.headers["Set-Cookie"]  # every one: nothing unsaved is confirmed
 
     def _delete_cookie(self, app: Flask, response: Response) -> None:
-        response.vary.add("Cookie")
-        response.delete_cookie(self.get_cookie_name(app), **self._attributes(app))
+        _vary_cookie(response)
+        response.delete_cookie(**self._attributes(app))
 
     def _attributes(self, app: Flask) -> dict[str, Any]:
         """The session cookie's attributes from Flask's config, for setting and deleting it alike."""
         return {
+            "key": self.get_cookie_name(app),
             "path": self.get_cookie_path(app),
             "domain": self.get_cookie_domain(app),
             "secure": self.get_cookie_secure(app),
@@ -226,6 +311,20 @@ class CacheKitSessionInterface(SessionInterface):
             "samesite": self.get_cookie_samesite(app),
             "partitioned": self.get_cookie_partitioned(app),
         }
+
+
+def _vary_cookie(response: Response) -> None:
+    """Add ``Cookie`` to the response's ``Vary``, as ``response.vary.add("Cookie")`` does.
+
+    The common cases skip Werkzeug's parse and rewrite of the header: no
+    ``Vary`` yet, or one that is ``Cookie`` already.
+    """
+    headers = response.headers
+    current = headers.get("Vary")
+    if current is None:
+        headers.add("Vary", "Cookie")
+    elif current != "Cookie":
+        response.vary.add("Cookie")
 
 
 __all__ = ["CacheKitSessionInterface", "FlaskSession", "SessionUnavailableError"]
