@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 from typing import Any
 from typing import ClassVar
 
+from cachekit.backends.locmem import NO_INLINE_ACCESS
+from cachekit.backends.locmem import InlineAccess
 from cachekit.backends.locmem import LocMemBackend
 from cachekit.backends.locmem import LocMemLock
 from cachekit.backends.locmem import LocMemOptions
@@ -133,6 +135,17 @@ class AsyncLocMemBackend:
 
     def __repr__(self) -> str:
         return f"Async{self.sync!r}"
+
+    def inline_access(self) -> InlineAccess:
+        """The sync store's :meth:`~cachekit.backends.locmem.LocMemBackend.inline_access`.
+
+        :data:`~cachekit.backends.locmem.NO_INLINE_ACCESS` for a subclass that overrides
+        :meth:`get` or :meth:`set`.
+        """
+        kind = type(self)
+        if kind.get is not AsyncLocMemBackend.get or kind.set is not AsyncLocMemBackend.set:
+            return NO_INLINE_ACCESS
+        return self.sync.inline_access()
 
     async def get(self, key: str) -> Any:
         """Return the stored value or ``None``."""

@@ -19,6 +19,10 @@ the one used least recently (smallest tick) and puts the others at the back.
 A store of up to that many entries is therefore exact LRU, a larger one a close
 approximation. Deleted keys stay in the queue as "ghosts", counted so that they
 are skipped; the queue is rebuilt when ghosts outnumber the live keys.
+
+The :class:`~cachekit.Cache` front reads entries and overwrites them in place
+itself, through :meth:`LocMemBackend.inline_access`, by these same rules: a
+hit then costs one Python frame instead of two.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 from typing import ClassVar
+from typing import NamedTuple
 from typing import TypedDict
 from urllib.parse import urlsplit
 
@@ -66,7 +71,7 @@ _SAMPLES = 5
 use_tick = itertools.count(1).__next__
 
 
-class _Entry:
+class Entry:
     """One stored value: its expiry (monotonic seconds or ``None``), counted size and last use.
 
     Slots, not a list: 64 bytes instead of 88, and a value can be replaced in place.
@@ -81,11 +86,35 @@ class _Entry:
         self.used = use_tick()
 
 
+class InlineAccess(NamedTuple):
+    """What a front needs to read and overwrite a store's entries itself (see the module docstring).
+
+    A reader loads an entry's ``expires`` before its ``value``, treats an expired entry as
+    absent (leaving its removal to :meth:`LocMemBackend.get`) and stamps ``used`` with
+    :data:`use_tick`. A writer holds ``mutex`` and may only overwrite an entry whose
+    ``size`` stays the same (no count, byte or queue upkeep), value first, then expiry.
+    """
+
+    #: Stored key -> entry, shared by every backend of the location (``None``: no access).
+    entries: dict[str, Entry] | None
+    #: The backend's monotonic clock, which ``expires`` is measured on.
+    clock: Clock
+    #: The store's mutex, held by every writer.
+    mutex: threading.Lock
+    #: Whether sizes are counted (``max_bytes`` is set): a ``str`` or ``bytes`` value's size is
+    #: then its ``len()``, otherwise 0.
+    sized: bool
+
+
+#: What a front binds for a backend it must call instead (any other backend).
+NO_INLINE_ACCESS = InlineAccess(None, time.monotonic, threading.Lock(), False)
+
+
 class _Store:
     """The data, lock table and condition shared by all backends of one location."""
 
     def __init__(self) -> None:
-        self.data: dict[str, _Entry] = {}
+        self.data: dict[str, Entry] = {}
         #: Keys in insertion order, oldest first, including ghosts (deleted keys).
         self.order: deque[str] = deque()
         #: How many times each deleted key is still in ``order``.
@@ -236,9 +265,20 @@ class LocMemBackend:
     def __repr__(self) -> str:
         return f"LocMemBackend(location={self.location!r}, max_entries={self.max_entries})"
 
+    def inline_access(self) -> InlineAccess:
+        """The store's entries, clock and mutex for a front's inline hit and overwrite paths.
+
+        :data:`NO_INLINE_ACCESS` for a subclass that overrides :meth:`get` or :meth:`set`
+        (the front must call those) or that is handed bytes rather than objects.
+        """
+        kind = type(self)
+        if kind.get is not LocMemBackend.get or kind.set is not LocMemBackend.set or not self.stores_objects:
+            return NO_INLINE_ACCESS
+        return InlineAccess(self._data, self._clock, self._mutex, self.max_bytes is not None)
+
     # -- reads (no lock: see the module docstring) ----------------------------
 
-    def _live(self, key: str, now: float) -> _Entry | None:
+    def _live(self, key: str, now: float) -> Entry | None:
         """Return the entry under ``key`` unless expired (then drop it). Hold the mutex."""
         entry = self._data.get(key)
         if entry is None:
@@ -319,7 +359,7 @@ class LocMemBackend:
         store = self._store
         entry = self._data.get(key)
         if entry is None:
-            self._data[key] = _Entry(value, expires, size)
+            self._data[key] = Entry(value, expires, size)
             store.order.append(key)
             store.size += size
         else:

@@ -23,6 +23,8 @@ from typing import TypeAlias
 from typing import TypeVar
 
 from cachekit.backends.breaker import breaker_stats
+from cachekit.backends.locmem import NO_INLINE_ACCESS
+from cachekit.backends.locmem import InlineAccess
 from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import SerializationError
 from cachekit.fronts.recorder import Recorder
@@ -202,6 +204,13 @@ class FrontCore(Generic[_B]):
         self.near_memo: dict[str, tuple[bytes, object, Any]] | None = (
             near_memo(backend) if near_memo is not None and self._signed is None else None
         )
+        # Local memory's entries, which get() and set() read and overwrite themselves: one
+        # Python frame per hit instead of two (see cachekit.backends.locmem.InlineAccess).
+        inline_access = getattr(type(backend), "inline_access", None)
+        access: InlineAccess = NO_INLINE_ACCESS
+        if inline_access is not None and self.key_head is not None:
+            access = inline_access(backend)
+        self._entries, self._entries_clock, self._entries_mutex, self._entries_sized = access
         #: The counters and the failure policy; see :class:`~cachekit.fronts.recorder.Recorder`.
         self.recorder = Recorder(name, raises=on_error == "raise")
         if not isinstance(latency_sample_every, int) or latency_sample_every < 0:
