@@ -12,6 +12,9 @@ from it by ``.ci/unasync.py``, around blocking ones.
 from __future__ import annotations
 
 import hashlib
+import json
+import json.encoder
+import json.scanner
 import random
 import re
 import secrets
@@ -27,6 +30,8 @@ from typing import Any
 from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import SerializationError
 from cachekit.serializers import Serializer
+from sessions.serializers import TaggedJSONSerializer
+from sessions.serializers import tag
 from sessions.state import USER_KEY
 from sessions.state import ExpiryPolicy
 from sessions.state import SessionState
@@ -84,6 +89,74 @@ def encode_state(state: SessionState, *, objects: bool, dump: Callable[[SessionS
     return dump(state)
 
 
+# TaggedJSONSerializer's JSON settings (compact UTF-8, no NaN), with the coder ``json``
+# builds on every ``dumps``/``loads`` call built once instead. No circularity check:
+# ``tag`` walks every value first, so a cycle fails there (RecursionError). Neither
+# keeps state between calls, so threads may share them.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False)
+_ENCODE: Callable[[Any, int], Iterable[str]]
+if json.encoder.c_make_encoder is not None:  # type: ignore[attr-defined]
+    _ENCODE = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None, _JSON.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+else:  # pragma: no cover  (an interpreter without json's C accelerator)
+
+    def _ENCODE(value: Any, _level: int) -> Iterable[str]:  # noqa: N802
+        return _JSON.iterencode(value)
+
+
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def dump_record(state: SessionState) -> bytes:
+    """``TaggedJSONSerializer().dumps(state.to_record())``, byte for byte, with less work.
+
+    Only the data needs tags (the record's own fields are numbers and a str), and
+    the JSON coder is built once instead of per call.
+
+    :raises SerializationError: if some value has no tagged JSON form.
+    """
+    record = state.to_record()
+    try:
+        record["d"] = tag(record["d"])
+        return "".join(_ENCODE(record, 0)).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise SerializationError(f"Cannot serialize session data: {exc}.") from exc
+
+
+def _load_plain_record(stored: Any) -> Any:
+    """The record in ``stored`` if it is JSON with no tag in it (the usual session), else ``None``.
+
+    What TaggedJSONSerializer's ``loads`` returns for such bytes, without its
+    per-object hook: a record whose data holds only str, int, float, bool and
+    None values (and is not a one-key mapping, which may be an escaped key)
+    holds no tag. Anything else, malformed input included, is left to ``loads``.
+    """
+    if type(stored) is bytes:
+        try:
+            text = stored.decode()
+        except UnicodeDecodeError:
+            return None
+    elif type(stored) is str:
+        text = stored
+    else:
+        return None
+    try:
+        record, end = _SCAN(text, 0)
+    except (ValueError, StopIteration, RecursionError):
+        return None
+    if end != len(text) or type(record) is not dict or len(record) == 1:
+        return None
+    data = record.get("d")
+    if (
+        type(data) is not dict
+        or not _PLAIN.issuperset(map(type, data.values()))
+        or (len(data) == 1 and next(iter(data))[:1] == " ")
+    ):
+        return None
+    return record
+
+
 def decode_state(stored: Any, serializer: Serializer) -> SessionState | None:
     """Return the state :func:`encode_state` stored, or ``None`` if ``stored`` is not one."""
     try:
@@ -97,6 +170,10 @@ def decode_state(stored: Any, serializer: Serializer) -> SessionState | None:
             values = (size + 3) >> 1
             data = dict(zip(stored[3:values], stored[values:]))  # noqa: B905
             return SessionState(data, stored[0], stored[1], stored[2])
+        if type(serializer) is TaggedJSONSerializer:
+            record = _load_plain_record(stored)
+            if record is not None:
+                return SessionState.from_record(record)
         return SessionState.from_record(serializer.loads(stored))
     except (SerializationError, ValueError, TypeError):
         return None
@@ -336,6 +413,7 @@ __all__ = [
     "RawSerializer",
     "SessionCounters",
     "decode_state",
+    "dump_record",
     "durable_backend",
     "encode_state",
     "hashed_key",
