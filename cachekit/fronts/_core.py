@@ -9,6 +9,7 @@ backend. Counting and the failure policy live in the front's
 
 from __future__ import annotations
 
+import collections
 import datetime
 import enum
 import math
@@ -16,6 +17,8 @@ import sys
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
+from itertools import chain
+from itertools import compress
 from typing import Any
 from typing import Generic
 from typing import Literal
@@ -62,21 +65,46 @@ class _Pickled(bytes):
 
 
 class _Copied:
-    """A private copy of a flat dict, list or set kept in an object-storing backend.
+    """A private copy of a value kept in an object-storing backend; each read returns ``data.copy()``.
 
-    Its items are all immutable, so a shallow copy on each read is as safe as
-    unpickling and several times cheaper.
+    ``data`` is a flat dict, list or set (its items are all immutable, so a
+    shallow copy is as safe as unpickling and several times cheaper) or a
+    :class:`_Nested` (one level deeper).
     """
 
     __slots__ = ("data", "nbytes")
 
-    def __init__(self, data: dict[Any, Any] | list[Any] | set[Any]) -> None:
+    def __init__(self, data: dict[Any, Any] | list[Any] | set[Any] | _Nested, nbytes: int = 0) -> None:
         self.data = data
         #: Approximate bytes held, read by the local-memory store's byte bound.
-        self.nbytes = sys.getsizeof(data) + 64 * len(data)
+        self.nbytes = nbytes or sys.getsizeof(data) + 64 * len(data)  # type: ignore[arg-type]
 
     def __sizeof__(self) -> int:
         return self.nbytes
+
+
+class _Nested:
+    """A private copy of a dict or list whose items are atoms or flat lists, dicts or sets of atoms.
+
+    :meth:`copy` is the deep copy unpickling would make, from C-level container
+    copies only (a third of the time): the outer container is copied, then each
+    inner one, put back by position. The atoms are shared, being immutable.
+    Built only by :func:`_nested`, which checks the shape.
+    """
+
+    __slots__ = ("base", "groups")
+
+    def __init__(self, base: dict[Any, Any] | list[Any], groups: tuple[_Group, ...]) -> None:
+        self.base = base
+        self.groups = groups
+
+    def copy(self) -> dict[Any, Any] | list[Any]:
+        """A fresh deep copy (new outer and inner containers)."""
+        fresh = self.base.copy()
+        put = fresh.__setitem__
+        for positions, copy, inner in self.groups:
+            _consume(map(put, positions, map(copy, inner)))
+        return fresh
 
 
 _INFINITY = float("inf")
@@ -88,6 +116,75 @@ _STORED_AS_IS = _ATOMS - {type(None)}
 
 def _all_atoms(items: Iterable[Any]) -> bool:
     return _ATOMS.issuperset(map(type, items))
+
+
+# (positions in the outer container, the kind's copy method, the private inner containers)
+_Group = tuple[tuple[Any, ...], Callable[[Any], Any], tuple[Any, ...]]
+_consume: Callable[[Iterable[Any]], None] = collections.deque(maxlen=0).extend
+_ATOMS_OR_FLAT = _ATOMS | _FLAT_CONTAINERS
+_FROZEN = frozenset({tuple, frozenset})
+
+
+def _all_shareable(collections: Iterable[Iterable[Any]]) -> bool:
+    """Whether every item of ``collections`` (each iterable twice) is immutable all the way down.
+
+    All atoms is one C-level pass; tuples and frozensets are then looked into.
+    """
+    return _all_atoms(chain.from_iterable(collections)) or all(
+        map(_is_immutable, chain.from_iterable(collections))
+    )
+
+
+def _nested(value: dict[Any, Any] | list[Any]) -> _Copied | None:
+    """``value`` kept as a :class:`_Nested` copy, or ``None`` if it is not of that shape.
+
+    The shape: an exact dict or list whose items are immutable (atoms, or
+    tuples and frozensets of them) or exact lists, dicts or sets of immutable
+    items; dict keys immutable; no inner container twice (pickle would keep the
+    two shared, separate copies would not). Exact types only, so nothing that
+    pickle restores as something else (a subclass, a bytearray, an array) gets
+    here; immutable items are shared, not copied, as pickle's copy could not be
+    told from them. Each check is a C-level pass where it can be: a Python loop
+    over the items costs more than the pickling it saves.
+    """
+    items: Iterable[Any]
+    positions: Iterable[Any]
+    if type(value) is dict:
+        items, positions = value.values(), value
+    else:
+        items, positions = value, range(len(value))
+    kinds = set(map(type, items))
+    # Tuples and frozensets are shared as they are if nothing inside can change.
+    if not _ATOMS_OR_FLAT.issuperset(kinds) and (
+        not _ATOMS_OR_FLAT.issuperset(kinds - _FROZEN)
+        or not all(_is_immutable(item) for item in items if type(item) in _FROZEN)
+    ):
+        return None
+    if type(value) is dict and not _all_shareable((value,)):
+        return None
+    base = value.copy()
+    groups: list[_Group] = []
+    originals: list[Any] = []
+    size = 0
+    for inner_kind in (list, dict, set):
+        if inner_kind not in kinds:
+            continue
+        # The kinds are exact, so isinstance (a C call map() can take) is a type test here.
+        mask = list(map(inner_kind.__instancecheck__, items))
+        inner = list(compress(items, mask))
+        members = inner if inner_kind is not dict else [*inner, *map(dict.values, inner)]
+        if not _all_shareable(members):
+            return None
+        where = tuple(compress(positions, mask))
+        private = tuple(map(inner_kind.copy, inner))
+        _consume(map(base.__setitem__, where, private))
+        groups.append((where, inner_kind.copy, private))
+        originals += inner
+        size += sum(map(len, inner))
+    if len(set(map(id, originals))) != len(originals):
+        return None
+    nbytes = sys.getsizeof(base) + 64 * (len(base) + size + len(originals))
+    return _Copied(_Nested(base, tuple(groups)), nbytes)
 
 
 def _is_immutable(value: Any) -> bool:
@@ -308,6 +405,10 @@ class FrontCore(Generic[_B]):
                 and _all_atoms(value)
             ):
                 return _Copied(value.copy())
+            if kind is dict or kind is list:
+                nested = _nested(value)  # one level deeper: C-level copies instead of pickle
+                if nested is not None:
+                    return nested
         try:
             signed = self._signed
             if signed is None:
