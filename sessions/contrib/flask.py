@@ -47,6 +47,7 @@ from typing import Any
 
 from flask.sessions import SessionInterface
 from flask.sessions import SessionMixin
+from flask.wrappers import Response as FlaskResponse
 from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.http import dump_cookie
 
@@ -79,6 +80,9 @@ _Attributes = tuple[str, str, str | None, bool, bool, str | None, bool]
 #: ``Set-Cookie`` for one set of attributes, split around the value and the date:
 #: ``(head, tail without Expires, before the date, after the date)``.
 _Template = tuple[str, str, str, str]
+#: Flask's ``Response.max_cookie_size`` (the current app's ``MAX_COOKIE_SIZE``, read
+#: through two context-local proxies): a response class that keeps it is asked the app.
+_FLASK_MAX_COOKIE_SIZE = vars(FlaskResponse)["max_cookie_size"]
 
 
 def _template(attributes: _Attributes) -> _Template | None:
@@ -282,7 +286,11 @@ class CacheKitSessionInterface(SessionInterface):
             else:
                 line = f"{head}{value}{before}{http_date(expires)}{after}"
             # Werkzeug warns about a line longer than this; let it, by building that one itself.
-            if len(line) <= response.max_cookie_size:
+            if getattr(type(response), "max_cookie_size", None) is _FLASK_MAX_COOKIE_SIZE:
+                limit: int = app.config["MAX_COOKIE_SIZE"]
+            else:
+                limit = response.max_cookie_size
+            if len(line) <= limit:
                 response.headers.add("Set-Cookie", line)
                 return
         response.set_cookie(value=value, expires=expires, **self._attributes(app))

@@ -125,6 +125,17 @@ def test_a_line_over_max_cookie_size_still_warns_as_werkzeug_does() -> None:
     assert len(response.headers.getlist("Set-Cookie")) == 1
 
 
+def test_a_response_class_with_its_own_max_cookie_size_is_asked() -> None:
+    class Small(flask.Response):
+        max_cookie_size = 40  # type: ignore[assignment]
+
+    app = _app(_locmem_store(), _count)
+    app.response_class = Small
+    with pytest.warns(UserWarning, match="cookie is too large"):
+        response = app.test_client().get("/")
+    assert len(response.headers.getlist("Set-Cookie")) == 1
+
+
 @pytest.mark.parametrize(
     ("app_vary", "expected"),
     [
