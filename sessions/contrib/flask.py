@@ -325,13 +325,14 @@ def _vary_cookie(response: Response) -> None:
     """Add ``Cookie`` to the response's ``Vary``, as ``response.vary.add("Cookie")`` does.
 
     The common cases skip Werkzeug's parse and rewrite of the header: no
-    ``Vary`` yet, or one that is ``Cookie`` already.
+    ``Vary`` yet, or one that is ``Cookie`` already. (``getlist``, since
+    ``get`` of a missing header raises and catches an HTTP exception.)
     """
     headers = response.headers
-    current = headers.get("Vary")
-    if current is None:
+    current = headers.getlist("Vary")
+    if not current:
         headers.add("Vary", "Cookie")
-    elif current != "Cookie":
+    elif current != ["Cookie"]:
         response.vary.add("Cookie")
 
 
