@@ -27,7 +27,8 @@ adds per request.
 ``--redis`` (needs ``redis-server``; issue 21) prints only the Redis table: the
 counter on one ``redis-server`` through ``SessionMiddleware`` (against the bare
 app) and through ``CacheKitSessionInterface`` in Flask, against Flask-Session's
-Redis interface (both against the same Flask app without a session).
+Redis interface (both against the same Flask app without a session), with the
+commands each request costs the server (``INFO commandstats``).
 
 The acceptance goal: ours at most half the cost of the cheapest peer of the
 same kind (Beaker memory for server-side stores, Beaker cookie for cookies).
@@ -419,6 +420,37 @@ def redis_systems(url: str) -> list[tuple[str, Callable[[], None]]]:
     ]
 
 
+def commands_per_request(
+    url: str, systems: list[tuple[str, Callable[[], None]]], number: int = 100
+) -> dict[str, str]:
+    """Per system, the commands the server ran per request (``INFO commandstats``).
+
+    A script's own commands count too, under their names: ``evalsha 1, get 2, set 1``
+    is one ``GET``, then one script that ran a ``GET`` and a ``SET``: two round trips.
+    """
+    import redis
+
+    raw = redis.Redis.from_url(url)
+    found: dict[str, str] = {}
+    try:
+        for name, operation in systems:
+            raw.config_resetstat()
+            for _ in range(number):
+                operation()
+            calls = {
+                key.removeprefix("cmdstat_"): int(value["calls"])
+                for key, value in raw.info("commandstats").items()
+            }
+            calls.pop("config|resetstat", None)
+            calls.pop("info", None)
+            found[name] = (
+                ", ".join(f"{key} {count / number:g}" for key, count in sorted(calls.items())) or "-"
+            )
+    finally:
+        raw.close()
+    return found
+
+
 def redis_report(requests: int, rounds: int) -> str:
     """Added cost per request on Redis, ours against Flask-Session (goal: <= 1.0)."""
     import shutil
@@ -429,10 +461,10 @@ def redis_report(requests: int, rounds: int) -> str:
 
     server = servers.start_redis()
     try:
-        per_request = {
-            r.system: r.seconds_per_op
-            for r in measure_cpu(redis_systems(f"redis://{server.address}/0"), requests, rounds)
-        }
+        url = f"redis://{server.address}/0"
+        systems = redis_systems(url)
+        per_request = {r.system: r.seconds_per_op for r in measure_cpu(systems, requests, rounds)}
+        commands = commands_per_request(url, systems)
     finally:
         server.stop()
     added = {
@@ -441,9 +473,13 @@ def redis_report(requests: int, rounds: int) -> str:
         - per_request["flask, no session"],
         "flask-session (Redis)": per_request["flask-session (Redis)"] - per_request["flask, no session"],
     }
-    lines = ["## Sessions on Redis: cost added per request (process CPU time, medians)", ""]
+    lines = [
+        "## Sessions on Redis: cost added per request (process CPU time, medians)",
+        "",
+        f"{'system':<30} {'added cost':>11}  commands per request (INFO commandstats)",
+    ]
     for name, seconds in added.items():
-        lines.append(f"{name:<30} {seconds * 1e6:>9.1f}µs")
+        lines.append(f"{name:<30} {seconds * 1e6:>9.1f}µs  {commands[name]}")
     peer = added["flask-session (Redis)"]
     lines.append("")
     for name in ("cachekit SessionMiddleware", "cachekit Flask interface"):
