@@ -14,8 +14,11 @@ Compares, in one run with the order of systems rotated each round, ``get`` hit,
 below 1 means cachekit is faster.
 
 Then ``get`` hits over 1,000 and over 1,000,000 stored keys (random order, the
-same loop), and the memory each stored entry adds (``tracemalloc``, 100,000
-entries of one shared value, the same key strings for every system).
+same loop), with the ladder of indirections a hit walks (a dict read with the
+stored key objects, with a built key, then our entry object, the backend, the
+front) and how much each grows from 1,000 to 1,000,000 keys; then the memory
+each stored entry adds (``tracemalloc``, 100,000 entries of one shared value,
+the same key strings for every system).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from benchmarks._harness import Result
 from benchmarks._harness import measure
 from benchmarks._harness import report
 from cachekit import from_url
+from cachekit.backends.locmem import use_tick
 
 STRING = "x" * 100
 RECORD = {f"field{i}": i for i in range(50)}
@@ -120,7 +124,19 @@ def systems_for(value: Any) -> dict[str, dict[str, Callable[[], object]]]:
 
 
 def _hits_over(count: int, number: int, rounds: int) -> list[Result]:
-    """``get`` hits on ``count`` stored keys in a shuffled order: ours, cachelib, a bare dict (the floor)."""
+    """``get`` hits on ``count`` stored keys in a shuffled order: ours, cachelib, and the ladder
+    of indirections a hit walks, each one step more than the last, to show where a large
+    store's cache misses come from.
+
+    - a dict read with the stored key objects themselves (the key's identity matches: its
+      characters are never compared);
+    - a dict read with the key built as ours is (``"bench:1:" + name``: a new string, so the
+      stored key is read to compare it);
+    - our store's dict read the same way, then its :class:`~cachekit.backends.locmem.Entry`
+      (one more object per key), its expiry (a float, one more), and a new last-use stamp
+      (which drops the old one: an int object allocated at the previous stamp);
+    - ``LocMemBackend.get`` (the same, plus its frame and the clock), then the ``Cache``.
+    """
     import cachelib
 
     names = [f"key{i}" for i in range(count)]
@@ -131,19 +147,56 @@ def _hits_over(count: int, number: int, rounds: int) -> list[Result]:
         ours.set(name, STRING, timeout=3600)
         simple.set(name, STRING)
         plain[f"bench:{name}"] = STRING
-    order = random.Random(count).sample(names, min(count, 200_000))
-    ours_keys = itertools.cycle(order)
-    simple_keys = itertools.cycle(order)
-    plain_keys = itertools.cycle(order)
+    backend = ours.backend
+    entries = backend.inline_access().entries
+    assert entries is not None
+    stored = {name: key for name, key in zip(names, plain, strict=True)}
+    # Each system reads its own random order: one that followed another through the same keys
+    # would find them in the CPU caches.
+    orders = [random.Random(count + n).sample(names, min(count, 200_000)) for n in range(8)]
+    ours_keys, backend_keys, entry_keys, expiry_keys, stamp_keys, simple_keys, plain_keys = (
+        itertools.cycle(order) for order in orders[:7]
+    )
+    stored_keys = itertools.cycle([stored[name] for name in orders[7]])
+
+    def entry_value() -> object:
+        return entries["bench:1:" + next(entry_keys)].value
+
+    def entry_expiry() -> object:  # the expiry is a float object of its own
+        entry = entries["bench:1:" + next(expiry_keys)]
+        return entry.expires is not None and entry.expires > 0.0 and entry.value
+
+    def entry_stamp() -> object:  # the new stamp lets go of the old one, an int elsewhere in memory
+        entry = entries["bench:1:" + next(stamp_keys)]
+        if entry.expires is not None and entry.expires > 0.0:
+            entry.used = use_tick()
+        return entry.value
+
     systems: list[tuple[str, Callable[[], object]]] = [
         ("cachekit locmem", lambda: ours.get(next(ours_keys))),
         ("cachelib SimpleCache", lambda: simple.get(next(simple_keys))),
+        ("dict, the stored key objects", lambda: plain.get(next(stored_keys))),
         ("dict, key built as ours", lambda: plain.get("bench:" + next(plain_keys))),
+        ("our dict, then its Entry", entry_value),
+        ("... and its expiry", entry_expiry),
+        ("... and a new last-use stamp", entry_stamp),
+        ("LocMemBackend.get", lambda: backend.get("bench:1:" + next(backend_keys))),
     ]
     results = measure(f"get hit, {count:,} keys", systems, number=number, rounds=rounds)
     ours.clear()
     simple.clear()
     return results
+
+
+def growth(results: list[Result], small: int, large: int) -> dict[str, tuple[float, float]]:
+    """Each system's time per hit over ``large`` keys against ``small``: ``(difference µs, ratio)``."""
+    times = {(r.scenario, r.system): r.seconds_per_op for r in results}
+    growths: dict[str, tuple[float, float]] = {}
+    for (scenario, system), seconds in times.items():
+        if scenario == f"get hit, {large:,} keys":
+            base = times[(f"get hit, {small:,} keys", system)]
+            growths[system] = ((seconds - base) * 1e6, seconds / base)
+    return growths
 
 
 def bytes_per_entry(count: int = 100_000) -> dict[str, float]:
@@ -238,7 +291,12 @@ def run(number: int = 20000, rounds: int = 7) -> list[Result]:
 
 def main() -> None:
     number = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
-    print(report(run(number), "cachekit locmem", "locmem: time per operation, medians"))
+    results = run(number)
+    print(report(results, "cachekit locmem", "locmem: time per operation, medians"))
+    print("## a hit over 1,000,000 keys against one over 1,000 (each step adds one indirection)\n")
+    for name, (extra, ratio) in growth(results, 1000, 1_000_000).items():
+        print(f"{name:<40} {extra:>+7.3f} µs {ratio:>6.2f}x")
+    print()
     print("## memory per entry (100,000 entries, 100-byte str, tracemalloc)\n")
     for name, size in bytes_per_entry().items():
         print(f"{name:<40} {size:>7.1f} B")
