@@ -9,7 +9,6 @@ in its :class:`~cachekit.fronts.recorder.Recorder`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -132,22 +131,28 @@ class AsyncCache(AsyncExtras):
         """Return a dict of the keys that were found, with their values."""
         keys = list(keys)
         head = self.key_head
+        stored_keys: list[str] | None = None
+        # Stored key -> key; not built in the common case (distinct keys, all found in order).
         by_stored: dict[str, str] | None = None
         if version is None and head is not None:
-            with contextlib.suppress(TypeError):  # a key that is not a str: make_key below names it
+            try:
+                distinct = len(set(keys)) == len(keys)
                 stored_keys = [head + key for key in keys]  # make_key's common case, per batch
-                by_stored = dict(zip(stored_keys, keys, strict=True))
-        if by_stored is None:
+            except TypeError:
+                pass  # a key that is not a str: make_key below names it
+            else:
+                if not distinct:
+                    by_stored = dict(zip(stored_keys, keys, strict=True))
+                    stored_keys = list(by_stored)  # each key asked once
+        if stored_keys is None:
             by_stored = {self.make_key(key, version): key for key in keys}
             stored_keys = list(by_stored)
-        elif len(by_stored) != len(keys):
-            stored_keys = list(by_stored)  # each key asked once
         started = self._sample()
         try:
             found = await self.backend.get_many(stored_keys)
         except BackendUnavailableError as exc:
             self.recorder.failed("get_many", exc)
-            self.recorder.misses += len(by_stored)
+            self.recorder.misses += len(stored_keys)
             return {}
         if started is not None:
             self._record("get_many", started)
@@ -158,10 +163,20 @@ class AsyncCache(AsyncExtras):
             loads_many = getattr(self.serializer, "loads_many", None)
         if loads_many is not None:
             try:
-                result = dict(zip(map(by_stored.__getitem__, found), loads_many(found.values()), strict=True))
+                values = loads_many(found.values())
             except SerializationError:
                 loads_many = None  # decode one by one below, counting each undecodable value
+            else:
+                if len(found) == len(stored_keys) and list(found) == stored_keys:
+                    asked = keys if by_stored is None else by_stored.values()
+                    result = dict(zip(asked, values, strict=True))  # all found, in order: no lookups
+                else:
+                    if by_stored is None:
+                        by_stored = dict(zip(stored_keys, keys, strict=True))
+                    result = dict(zip(map(by_stored.__getitem__, found), values, strict=True))
         if loads_many is None:
+            if by_stored is None:
+                by_stored = dict(zip(stored_keys, keys, strict=True))
             for stored_key, stored in found.items():
                 key = by_stored[stored_key]
                 try:
@@ -169,7 +184,7 @@ class AsyncCache(AsyncExtras):
                 except SerializationError as exc:
                     self.recorder.undecodable(key, exc)
         self.recorder.hits += len(result)
-        self.recorder.misses += len(by_stored) - len(result)
+        self.recorder.misses += len(stored_keys) - len(result)
         return result
 
     async def has_key(self, key: str, version: int | None = None) -> bool:
