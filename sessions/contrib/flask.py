@@ -201,12 +201,17 @@ class CacheKitSessionInterface(SessionInterface):
         request.environ.setdefault(SESSION_ENVIRON_KEY, session)
         return session
 
+    def is_null_session(self, obj: object) -> bool:
+        """Whether ``obj`` is Flask's null session (never one of ours: checked by type first)."""
+        return type(obj) is not self.session_class and super().is_null_session(obj)
+
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         """Save the session if Flask's rules ask for it and set or delete the cookie.
 
         :raises BackendUnavailableError: if the store's cache is down.
         """
-        if not isinstance(session, FlaskSession):
+        # type() first: isinstance() of an ABC (a MutableMapping) costs more, on every response.
+        if type(session) is not self.session_class and not isinstance(session, FlaskSession):
             return
         try:
             self._save(app, session, response)

@@ -28,6 +28,7 @@ from cachekit.backends.locmem import LocMemBackend  # noqa: E402
 from cachekit.cache import Cache  # noqa: E402
 from cachekit.config import from_url  # noqa: E402
 from sessions.contrib.flask import CacheKitSessionInterface  # noqa: E402
+from sessions.contrib.flask import FlaskSession  # noqa: E402
 from sessions.stores import CacheStore  # noqa: E402
 from sessions.stores.base import Store  # noqa: E402
 
@@ -127,7 +128,7 @@ def test_a_line_over_max_cookie_size_still_warns_as_werkzeug_does() -> None:
 
 def test_a_response_class_with_its_own_max_cookie_size_is_asked() -> None:
     class Small(flask.Response):
-        max_cookie_size = 40  # type: ignore[assignment]
+        max_cookie_size = 40
 
     app = _app(_locmem_store(), _count)
     app.response_class = Small
@@ -253,3 +254,22 @@ def test_concurrent_flask_requests_on_redis_lose_no_update(redis_url: str) -> No
     state = store.load(value)
     assert state is not None
     assert state.data == {"start": 1, **{f"k{index}": index for index in range(workers)}}
+
+
+def test_null_sessions_are_told_from_ours() -> None:
+    app = _app(_locmem_store(), _count)
+    interface = app.session_interface
+    with app.test_request_context():
+        ours = interface.open_session(app, flask.request)
+    assert interface.is_null_session(interface.make_null_session(app))
+    assert not interface.is_null_session(ours)
+
+    class Mine(FlaskSession):
+        pass
+
+    interface.session_class = Mine
+    with app.test_request_context():
+        mine = interface.open_session(app, flask.request)
+    assert type(mine) is Mine
+    assert not interface.is_null_session(mine)
+    assert app.test_client().get("/").headers["Set-Cookie"].startswith("session=")
