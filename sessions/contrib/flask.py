@@ -82,7 +82,7 @@ _Attributes = tuple[str, str, str | None, bool, bool, str | None, bool]
 _Template = tuple[str, str, str, str]
 #: Flask's ``Response.max_cookie_size`` (the current app's ``MAX_COOKIE_SIZE``, read
 #: through two context-local proxies): a response class that keeps it is asked the app.
-_FLASK_MAX_COOKIE_SIZE = vars(FlaskResponse)["max_cookie_size"]
+_FLASK_MAX_COOKIE_SIZE = vars(FlaskResponse).get("max_cookie_size")
 
 
 def _template(attributes: _Attributes) -> _Template | None:
