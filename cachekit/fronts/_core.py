@@ -19,6 +19,8 @@ from collections.abc import Callable
 from collections.abc import Iterable
 from itertools import chain
 from itertools import compress
+from itertools import repeat
+from operator import is_
 from typing import Any
 from typing import Generic
 from typing import Literal
@@ -153,14 +155,15 @@ def _nested(value: dict[Any, Any] | list[Any]) -> _Copied | None:
         items, positions = value.values(), value
     else:
         items, positions = value, range(len(value))
-    kinds = set(map(type, items))
+    kind_list = list(map(type, items))
+    kinds = set(kind_list)
     # Tuples and frozensets are shared as they are if nothing inside can change.
     if not _ATOMS_OR_FLAT.issuperset(kinds) and (
         not _ATOMS_OR_FLAT.issuperset(kinds - _FROZEN)
         or not all(_is_immutable(item) for item in items if type(item) in _FROZEN)
     ):
         return None
-    if type(value) is dict and not _all_shareable((value,)):
+    if type(value) is dict and not (_all_atoms(value) or all(map(_is_immutable, value))):
         return None
     base = value.copy()
     groups: list[_Group] = []
@@ -169,15 +172,17 @@ def _nested(value: dict[Any, Any] | list[Any]) -> _Copied | None:
     for inner_kind in (list, dict, set):
         if inner_kind not in kinds:
             continue
-        # The kinds are exact, so isinstance (a C call map() can take) is a type test here.
-        mask = list(map(inner_kind.__instancecheck__, items))
+        mask = list(map(is_, kind_list, repeat(inner_kind)))
         inner = list(compress(items, mask))
         members = inner if inner_kind is not dict else [*inner, *map(dict.values, inner)]
         if not _all_shareable(members):
             return None
         where = tuple(compress(positions, mask))
         private = tuple(map(inner_kind.copy, inner))
-        _consume(map(base.__setitem__, where, private))
+        if type(base) is dict:
+            base.update(zip(where, private, strict=True))
+        else:
+            _consume(map(base.__setitem__, where, private))
         groups.append((where, inner_kind.copy, private))
         originals += inner
         size += sum(map(len, inner))
