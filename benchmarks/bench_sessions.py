@@ -28,7 +28,9 @@ adds per request.
 counter on one ``redis-server`` through ``SessionMiddleware`` (against the bare
 app) and through ``CacheKitSessionInterface`` in Flask, against Flask-Session's
 Redis interface (both against the same Flask app without a session), with the
-commands each request costs the server (``INFO commandstats``).
+commands each request costs the server (``INFO commandstats``). The Flask case
+also runs as a logged-in user's permanent session (``session.permanent`` and
+``set_user``), whose expiry slides on every request as Flask-Session's does.
 
 The acceptance goal: ours at most half the cost of the cheapest peer of the
 same kind (Beaker memory for server-side stores, Beaker cookie for cookies).
@@ -405,6 +407,19 @@ def redis_systems(url: str) -> list[tuple[str, Callable[[], None]]]:
     ours.secret_key = SECRET
     ours.session_interface = CacheKitSessionInterface(CacheStore(cachekit.from_url(url, key_prefix="ck")))
     ours.add_url_rule("/s", "s", counter)
+
+    def owned_counter() -> str:
+        # A logged-in user's permanent session: its expiry slides on every request.
+        session.permanent = True
+        session.set_user("user-1", user_agent="bench")  # writes nothing once recorded
+        return counter()
+
+    owned = Flask("bench-cachekit-owned")
+    owned.secret_key = SECRET
+    owned.session_interface = CacheKitSessionInterface(
+        CacheStore(cachekit.from_url(url, key_prefix="ck-owned"))
+    )
+    owned.add_url_rule("/s", "s", owned_counter)
     peer = Flask("bench-flask-session")
     peer.secret_key = SECRET
     peer.config.update(SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(url))
@@ -416,6 +431,7 @@ def redis_systems(url: str) -> list[tuple[str, Callable[[], None]]]:
         ("cachekit SessionMiddleware", browser(SessionMiddleware(cachekit_app, store), "/")),
         ("flask, no session", browser(plain.wsgi_app, "/s")),
         ("cachekit Flask interface", browser(ours.wsgi_app, "/s")),
+        ("cachekit Flask, set_user", browser(owned.wsgi_app, "/s")),
         ("flask-session (Redis)", browser(peer.wsgi_app, "/s")),
     ]
 
@@ -471,6 +487,8 @@ def redis_report(requests: int, rounds: int) -> str:
         "cachekit SessionMiddleware": per_request["cachekit SessionMiddleware"] - per_request["bare WSGI"],
         "cachekit Flask interface": per_request["cachekit Flask interface"]
         - per_request["flask, no session"],
+        "cachekit Flask, set_user": per_request["cachekit Flask, set_user"]
+        - per_request["flask, no session"],
         "flask-session (Redis)": per_request["flask-session (Redis)"] - per_request["flask, no session"],
     }
     lines = [
@@ -482,7 +500,7 @@ def redis_report(requests: int, rounds: int) -> str:
         lines.append(f"{name:<30} {seconds * 1e6:>9.1f}µs  {commands[name]}")
     peer = added["flask-session (Redis)"]
     lines.append("")
-    for name in ("cachekit SessionMiddleware", "cachekit Flask interface"):
+    for name in ("cachekit SessionMiddleware", "cachekit Flask interface", "cachekit Flask, set_user"):
         lines.append(f"{name} / flask-session = {added[name] / peer:.2f} (goal <= 1.0)")
     return "\n".join(lines)
 

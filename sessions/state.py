@@ -176,6 +176,11 @@ class SessionState:
     #: backend whose compare-and-set compares values (Redis) cannot take two
     #: writers' equal records for one write and lose an increment.
     nonce: str | None = field(default=None, init=False, compare=False, repr=False)
+    #: Stored when set: the expiry the owner's index lists this session with (a
+    #: server-side store with :meth:`Session.set_user`). While the session's latest
+    #: expiry stays at or before it, a save leaves the index alone; ``None`` (an
+    #: older record, or no owner) means "not indexed yet".
+    indexed_until: float | None = field(default=None, init=False, compare=False, repr=False)
 
     @classmethod
     def new(cls, now: float) -> SessionState:
@@ -194,6 +199,8 @@ class SessionState:
             record["x"] = round(self.expiry, 3)
         if self.nonce is not None:
             record["u"] = self.nonce
+        if self.indexed_until is not None:
+            record["i"] = round(self.indexed_until, 3)
         return record
 
     @classmethod
@@ -216,7 +223,13 @@ class SessionState:
             or not (expiry is None or type(expiry) in _NUMBERS)
         ):
             raise ValueError("session record is malformed")
-        return cls(data, created, active, expiry)
+        state = cls(data, created, active, expiry)
+        until = record.get("i")
+        if until is not None:
+            if type(until) not in _NUMBERS:
+                raise ValueError("session record is malformed")
+            state.indexed_until = until
+        return state
 
     def copy(self) -> SessionState:
         """Return a copy whose data dict can change independently."""

@@ -15,6 +15,7 @@ import hashlib
 import json
 import json.encoder
 import json.scanner
+import math
 import random
 import re
 import secrets
@@ -80,12 +81,16 @@ def encode_state(state: SessionState, *, objects: bool, dump: Callable[[SessionS
     :param objects: the backend keeps Python objects (local memory): a session of
         plain values is stored as a flat tuple of immutable values,
         ``(created, active, expiry, key1, ..., keyN, value1, ..., valueN)``, with
-        no serialization at all (and so no pickle either).
+        no serialization at all (and so no pickle either), and
+        :attr:`~SessionState.indexed_until` last when it is set (an even length).
     :param dump: serializes ``state`` otherwise (JSON, never pickle).
     """
     data = state.data
     if objects and _PLAIN.issuperset(map(type, data.values())):
-        return (state.created, state.last_active, state.expiry, *data, *data.values())
+        until = state.indexed_until
+        if until is None:
+            return (state.created, state.last_active, state.expiry, *data, *data.values())
+        return (state.created, state.last_active, state.expiry, *data, *data.values(), until)
     return dump(state)
 
 
@@ -162,14 +167,21 @@ def decode_state(stored: Any, serializer: Serializer) -> SessionState | None:
     try:
         if type(stored) is tuple:
             # (created, active, expiry, keys..., values...): an odd length, so
-            # both halves below are as long. (zip's strict= keyword alone costs
-            # more than the rest of this line.)
+            # both halves below are as long; an even one ends with indexed_until.
+            # (zip's strict= keyword alone costs more than the rest of this line.)
             size = len(stored)
-            if not size & 1:
+            if size & 1:
+                values = (size + 3) >> 1
+                data = dict(zip(stored[3:values], stored[values:]))  # noqa: B905
+                return SessionState(data, stored[0], stored[1], stored[2])
+            until = stored[-1] if size > 3 else None
+            if type(until) not in (int, float):
                 return None
-            values = (size + 3) >> 1
-            data = dict(zip(stored[3:values], stored[values:]))  # noqa: B905
-            return SessionState(data, stored[0], stored[1], stored[2])
+            values = (size + 2) >> 1
+            data = dict(zip(stored[3:values], stored[values:-1]))  # noqa: B905
+            state = SessionState(data, stored[0], stored[1], stored[2])
+            state.indexed_until = until
+            return state
         if type(serializer) is TaggedJSONSerializer:
             record = _load_plain_record(stored)
             if record is not None:
@@ -257,8 +269,15 @@ def durable_backend(backend: Any, replicas: int, timeout: float) -> Any:
 
 # -- sessions per user ------------------------------------------------------------------
 
-#: A user's index: session ref (the hashed id) -> ``[latest expiry, metadata]``.
+#: A user's index: session ref (the hashed id) -> ``[indexed until, metadata]``: a moment
+#: at or after the session's latest expiry (see :func:`reindex_until`).
 Index = dict[str, list[Any]]
+
+#: The most headroom an index entry gets past its session's latest expiry: a session
+#: whose expiry slides (a permanent Flask session) rewrites its owner's index at
+#: most once per this much of its own activity, and an evicted index goes at most
+#: this long unrebuilt by an active session (seconds).
+REINDEX_SLACK = 3600.0
 
 
 @dataclass(frozen=True)
@@ -293,6 +312,23 @@ def latest_expiry(policy: ExpiryPolicy, state: SessionState) -> float:
     expiry = state.expiry
     end: float = expiry if expiry else state.created + policy.age
     return end
+
+
+def reindex_until(policy: ExpiryPolicy, state: SessionState, now: float) -> float:
+    """The moment to list ``state`` until in its owner's index, entered at ``now``.
+
+    Its latest expiry plus headroom: a quarter of the time it has left, at most
+    :data:`REINDEX_SLACK`, rounded up to a whole second (exact in a record). A
+    save whose latest expiry stays within it leaves the index alone.
+    """
+    latest = latest_expiry(policy, state)
+    return float(math.ceil(latest + min(REINDEX_SLACK, max(latest - now, 0.0) / 4)))
+
+
+def is_indexed(policy: ExpiryPolicy, state: SessionState) -> bool:
+    """Whether the owner's index entry ``state`` records outlasts its latest expiry."""
+    until = state.indexed_until
+    return until is not None and latest_expiry(policy, state) <= until
 
 
 def decode_index(stored: Any, serializer: Serializer) -> Index:
@@ -406,6 +442,7 @@ def retry_delay(attempt: int) -> float:
 
 __all__ = [
     "CREATE_ATTEMPTS",
+    "REINDEX_SLACK",
     "SESSION_ID",
     "Index",
     "Ops",
@@ -419,10 +456,12 @@ __all__ = [
     "hashed_key",
     "decode_index",
     "index_ttl",
+    "is_indexed",
     "is_session_id",
     "latest_expiry",
     "live_user_session",
     "prune_index",
+    "reindex_until",
     "session_ref",
     "user_index_key",
     "mark_unique",

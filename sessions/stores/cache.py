@@ -66,6 +66,7 @@ from sessions.stores._merge import durable_backend
 from sessions.stores._merge import encode_state
 from sessions.stores._merge import hashed_key
 from sessions.stores._merge import index_ttl
+from sessions.stores._merge import is_indexed
 from sessions.stores._merge import is_session_id
 from sessions.stores._merge import latest_expiry
 from sessions.stores._merge import live_sessions
@@ -74,6 +75,7 @@ from sessions.stores._merge import mark_unique
 from sessions.stores._merge import merge_delta
 from sessions.stores._merge import new_session_id
 from sessions.stores._merge import prune_index
+from sessions.stores._merge import reindex_until
 from sessions.stores._merge import retry_delay
 from sessions.stores._merge import session_delta
 from sessions.stores._merge import session_ref
@@ -247,29 +249,22 @@ class CacheStore(BaseStore):
         was set) are merged into the stored copy with compare-and-set, and merge
         operations (:meth:`Session.incr` ...) replayed on it. A session with an
         owner (:meth:`Session.set_user`) is entered in the owner's index when it
-        gets a new id or expiry.
+        gets a new owner or id, or when its latest expiry passes the one its index
+        entry records (:func:`~sessions.stores._merge.reindex_until` gives that
+        headroom, so a session whose expiry slides on every request rewrites the
+        index about once an hour, not on every save).
 
         :raises SessionConflictError: if the session was deleted or expired
             meanwhile, or every compare-and-set attempt lost.
         :raises BackendUnavailableError: if the cache is down.
         """
-        owner: tuple[str | int, dict[str, Any] | None] | None = session.pending_user
-        replaces = None
-        if owner is None and (session.cycle_pending or session.expiry_changed):
-            user_id = session.state.data.get(USER_KEY)
-            if user_id is not None:
-                owner, replaces = (user_id, None), session.session_key
-        session_key = self._save(session)
-        if owner is not None:
-            self._register(owner[0], session_key, session.state, owner[1], replaces)
-        return session_key
-
-    def _save(self, session: Session) -> str:
         session_key = session.session_key
         if session_key is None or session.cycle_pending:
             return self.cycle(session)
         state = session.state
         ops = session.pending_ops
+        pending = session.pending_user
+        indexed: tuple[str | int, float] | None = None
         if state.token is not None:
             if ops:
                 mark_unique(state, ops, objects=self._objects)
@@ -281,11 +276,14 @@ class CacheStore(BaseStore):
             now = self.clock()
             state.last_active = now
             ttl = self.policy.expires_at(state) - now
-            if ttl > 0 and self.records.cas(
-                key, encode_state(state, objects=self._objects, dump=self._dump), token, ttl
-            ):
-                session.saved(session_key, state)
-                return session_key
+            if ttl > 0:
+                if USER_KEY in state.data or state.indexed_until is not None:
+                    indexed = self._index(session_key, state, pending, now, indexed)
+                if self.records.cas(
+                    key, encode_state(state, objects=self._objects, dump=self._dump), token, ttl
+                ):
+                    session.saved(session_key, state)
+                    return session_key
         else:
             key = self.store_key(session_key)
         changed, deleted = session_delta(session)
@@ -293,13 +291,14 @@ class CacheStore(BaseStore):
             found = self._fetch(key)
             if found is None:
                 raise SessionConflictError("The session was deleted or expired before it could be saved.")
+            now = self.clock()
             current = merge_delta(
                 found[0],
                 changed,
                 deleted,
                 expiry_changed=session.expiry_changed,
                 expiry=state.expiry,
-                now=self.clock(),
+                now=now,
                 ops=ops,
             )
             token = found[1]
@@ -308,6 +307,7 @@ class CacheStore(BaseStore):
             if ttl <= 0:
                 self.records.delete(key)
                 raise SessionConflictError("The session expired before it could be saved.")
+            indexed = self._index(session_key, current, pending, now, indexed)
             if self.records.cas(key, self._encode(current), token, ttl):
                 session.saved(session_key, current)
                 return session_key
@@ -320,13 +320,27 @@ class CacheStore(BaseStore):
         )
 
     def cycle(self, session: Session) -> str:
-        """Store the session's data under a new id, then delete the old id; return the new id."""
+        """Store the session's data under a new id, then delete the old id; return the new id.
+
+        A session with an owner is entered in the owner's index under the new id
+        (the old id's entry moves to it, unless :meth:`Session.set_user` gave new
+        metadata).
+        """
         old_key = session.session_key
+        pending = session.pending_user
         state = self._next_state(session, fresh=True)
+        user_id: str | int | None = state.data.get(USER_KEY)
+        if user_id is not None:
+            state.indexed_until = reindex_until(self.policy, state, state.last_active)
         new_key = self.create(state)
         if old_key is not None:
             self.delete(old_key)
         session.saved(new_key, state)
+        until = state.indexed_until
+        if user_id is not None and until is not None:
+            # Nobody else knows the new id yet, so the record may go first here.
+            meta = pending[1] if pending else None
+            self._register(user_id, new_key, until, meta, None if pending else old_key)
         return new_key
 
     def delete(self, cookie_value: str) -> None:
@@ -350,15 +364,53 @@ class CacheStore(BaseStore):
             return self.records.add(key, data, index_ttl(index, now))
         return self.records.cas(key, data, found[1], index_ttl(index, now))
 
+    def _index(
+        self,
+        session_key: str,
+        state: SessionState,
+        pending: tuple[str | int, dict[str, Any]] | None,
+        now: float,
+        indexed: tuple[str | int, float] | None,
+    ) -> tuple[str | int, float] | None:
+        """Before ``state`` is written: enter it in its owner's index if its entry may not outlive it.
+
+        Sets ``state.indexed_until`` to what the index lists, and returns
+        ``(owner, until)`` once this save wrote the index (``indexed``: an
+        earlier attempt of this save that did). The index goes first, so a
+        stored record never claims an entry its owner's index lacks.
+        """
+        user_id = state.data.get(USER_KEY)
+        if user_id is None:
+            state.indexed_until = None
+            return indexed
+        if pending is None and is_indexed(self.policy, state):
+            return indexed
+        if (
+            indexed is not None
+            and indexed[0] == user_id
+            and type(indexed[0]) is type(user_id)
+            and latest_expiry(self.policy, state) <= indexed[1]
+        ):
+            state.indexed_until = indexed[1]
+            return indexed
+        until = reindex_until(self.policy, state, now)
+        self._register(user_id, session_key, until, pending[1] if pending else None, None)
+        state.indexed_until = until
+        return user_id, until
+
     def _register(
         self,
         user_id: str | int,
         session_key: str,
-        state: SessionState,
+        until: float,
         metadata: dict[str, Any] | None,
         replaces: str | None,
     ) -> None:
-        """Enter a session in its owner's index (moving the entry of the id it replaces)."""
+        """Enter a session in its owner's index until ``until`` (moving the entry of the id it replaces).
+
+        An entry already there keeps the later of its moment and ``until``: a
+        concurrent save of the session may have recorded the later one.
+        """
         key = self._user_key(user_id)
         ref = session_ref(session_key)
         old = session_ref(replaces) if replaces else None
@@ -368,7 +420,7 @@ class CacheStore(BaseStore):
             index = prune_index(decode_index(found[0], self.serializer), now) if found else {}
             previous = index.pop(old, None) if old else index.get(ref)
             meta = metadata if metadata is not None else (previous[1] if previous else {})
-            index[ref] = [latest_expiry(self.policy, state), meta]
+            index[ref] = [until if old or previous is None else max(until, previous[0]), meta]
             if self._write_index(key, index, found, now):
                 return
             self._count("conflicts_retried")
