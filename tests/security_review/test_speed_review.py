@@ -127,6 +127,22 @@ def test_a_patched_backend_get_is_still_called(where: str) -> None:
     backend.clear()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="RT-4: after cache.backend is reassigned, Cache.get/set over local memory still read "
+    "and overwrite the old store's entries (bound once in FrontCore.__init__)",
+)
+def test_a_reassigned_backend_is_the_one_read_and_written() -> None:
+    old = LocMemBackend(_location())
+    cache = Cache(old, key_prefix="p")
+    cache.set("k", "v")
+    cache.backend = NullBackend()  # a public attribute ("the backend this cache stores into")
+    got = cache.get("k", "default")
+    cache.set("k", "w")  # same size: must not land in the store the cache no longer holds
+    assert (got, old.get(cache.make_key("k"))) == ("default", "v")
+    old.clear()
+
+
 def test_inline_reads_and_overwrites_race_deletes_clears_and_evictions() -> None:
     # Each worker owns its keys: after its own delete it must read nothing, and after its own
     # overwrite the new value or nothing (another worker's clear or eviction), never the old
