@@ -83,6 +83,8 @@ _Template = tuple[str, str, str, str]
 #: Flask's ``Response.max_cookie_size`` (the current app's ``MAX_COOKIE_SIZE``, read
 #: through two context-local proxies): a response class that keeps it is asked the app.
 _FLASK_MAX_COOKIE_SIZE = vars(FlaskResponse).get("max_cookie_size")
+#: Werkzeug's own ``set_cookie``: a response class that overrides it is always asked.
+_WERKZEUG_SET_COOKIE = FlaskResponse.set_cookie
 
 
 def _template(attributes: _Attributes) -> _Template | None:
@@ -284,12 +286,14 @@ class CacheKitSessionInterface(SessionInterface):
             template = templates[attributes] = _template(attributes)
         except TypeError:  # an unhashable attribute from an overridden get_cookie_*
             template = None
-        if template is not None and _PLAIN_VALUE.fullmatch(value):
+        own_set_cookie = type(response).set_cookie is not _WERKZEUG_SET_COOKIE
+        if template is not None and not own_set_cookie and _PLAIN_VALUE.fullmatch(value):
             head, tail, before, after = template
             if expires is None:
                 line = f"{head}{value}{tail}"
             else:
-                line = f"{head}{value}{before}{http_date(expires)}{after}"
+                # Werkzeug dates a number through a datetime, which rounds it to the microsecond.
+                line = f"{head}{value}{before}{http_date(round(expires, 6))}{after}"
             # Werkzeug warns about a line longer than this; let it, by building that one itself.
             if getattr(type(response), "max_cookie_size", None) is _FLASK_MAX_COOKIE_SIZE:
                 limit: int = app.config["MAX_COOKIE_SIZE"]
