@@ -32,13 +32,13 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 from typing import ClassVar
-from typing import NamedTuple
 from typing import TypedDict
 from urllib.parse import urlsplit
 
@@ -86,28 +86,93 @@ class Entry:
         self.used = use_tick()
 
 
-class InlineAccess(NamedTuple):
+class InlineAccess:
     """What a front needs to read and overwrite a store's entries itself (see the module docstring).
 
     A reader loads an entry's ``expires`` before its ``value``, treats an expired entry as
     absent (leaving its removal to :meth:`LocMemBackend.get`) and stamps ``used`` with
     :data:`use_tick`. A writer holds ``mutex`` and may only overwrite an entry whose
     ``size`` stays the same (no count, byte or queue upkeep), value first, then expiry.
+
+    One per backend, read by its fronts on every call: ``entries`` turns ``None`` while the
+    backend's ``get`` or ``set`` is rebound (``mock.patch`` on the instance or a class), so
+    the fronts call the replacement.
     """
 
-    #: Stored key -> entry, shared by every backend of the location (``None``: no access).
-    entries: dict[str, Entry] | None
-    #: The backend's monotonic clock, which ``expires`` is measured on.
-    clock: Clock
-    #: The store's mutex, held by every writer.
-    mutex: threading.Lock
-    #: Whether sizes are counted (``max_bytes`` is set): a ``str`` or ``bytes`` value's size is
-    #: then its ``len()``, otherwise 0.
-    sized: bool
+    __slots__ = ("clock", "entries", "mutex", "sized")
+
+    def __init__(
+        self, entries: dict[str, Entry] | None, clock: Clock, mutex: threading.Lock, sized: bool
+    ) -> None:
+        #: Stored key -> entry, shared by every backend of the location (``None``: call the backend).
+        self.entries = entries
+        #: The backend's monotonic clock, which ``expires`` is measured on.
+        self.clock = clock
+        #: The store's mutex, held by every writer.
+        self.mutex = mutex
+        #: Whether sizes are counted (``max_bytes`` is set): a ``str`` or ``bytes`` value's size
+        #: is then its ``len()``, otherwise 0.
+        self.sized = sized
 
 
 #: What a front binds for a backend it must call instead (any other backend).
 NO_INLINE_ACCESS = InlineAccess(None, time.monotonic, threading.Lock(), False)
+
+_INLINED = frozenset({"get", "set"})
+#: Every live local-memory backend, sync or async, whose inline access a rebinding refreshes.
+_watched: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _refresh_inline_access() -> None:
+    for backend in list(_watched):
+        backend._refresh_inline()
+
+
+class _WatchesRebinding(type):
+    """Metaclass: rebinding ``get`` or ``set`` on a backend class refreshes every inline access."""
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in _INLINED:
+            _refresh_inline_access()
+
+    def __delattr__(cls, name: str) -> None:
+        super().__delattr__(name)
+        if name in _INLINED:
+            _refresh_inline_access()
+
+
+class InlineWatched(metaclass=_WatchesRebinding):
+    """Base of the local-memory backends: rebinding ``get`` or ``set`` on one, or on its class,
+    refreshes the inline accesses (backends set no attributes after ``__init__``, so the hook
+    costs nothing on their hot paths)."""
+
+    def _refresh_inline(self) -> None:
+        raise NotImplementedError
+
+    def _watch_inline(self) -> None:
+        """Compute the inline access now and again after every rebinding (call once built)."""
+        self._refresh_inline()
+        _watched.add(self)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in _INLINED:
+            _refresh_inline_access()
+
+    def __delattr__(self, name: str) -> None:
+        super().__delattr__(name)
+        if name in _INLINED:
+            _refresh_inline_access()
+
+    def _rebound(self, originals: tuple[Any, Any]) -> bool:
+        """Whether ``get`` or ``set`` is not the original (a subclass, a patch of the class or instance)."""
+        kind = type(self)
+        return (
+            (kind.get, kind.set) != originals  # type: ignore[attr-defined]
+            or "get" in self.__dict__
+            or "set" in self.__dict__
+        )
 
 
 class _Store:
@@ -210,7 +275,7 @@ class LocMemLock:
         self.release()
 
 
-class LocMemBackend:
+class LocMemBackend(InlineWatched):
     """Thread-safe in-process store; reads take no lock, eviction is sampled LRU.
 
     :param location: stores are shared by name within the process.
@@ -246,6 +311,8 @@ class LocMemBackend:
         self._store = _shared_store(location)
         self._data = self._store.data
         self._mutex = self._store.mutex
+        self._inline = InlineAccess(None, clock, self._mutex, max_bytes is not None)
+        self._watch_inline()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> LocMemBackend:
@@ -268,13 +335,20 @@ class LocMemBackend:
     def inline_access(self) -> InlineAccess:
         """The store's entries, clock and mutex for a front's inline hit and overwrite paths.
 
-        :data:`NO_INLINE_ACCESS` for a subclass that overrides :meth:`get` or :meth:`set`
-        (the front must call those) or that is handed bytes rather than objects.
+        Its ``entries`` is ``None`` while :meth:`get` or :meth:`set` is not this class's own
+        (a subclass's, or patched on the class or the instance: the front must call those) and
+        for a subclass handed bytes rather than objects.
         """
-        kind = type(self)
-        if kind.get is not LocMemBackend.get or kind.set is not LocMemBackend.set or not self.stores_objects:
-            return NO_INLINE_ACCESS
-        return InlineAccess(self._data, self._clock, self._mutex, self.max_bytes is not None)
+        return self._inline
+
+    def inline_entries(self) -> dict[str, Entry] | None:
+        """The entry dict inline access may use now, or ``None`` (see :meth:`inline_access`)."""
+        if self._rebound(_ORIGINALS) or not self.stores_objects:
+            return None
+        return self._data
+
+    def _refresh_inline(self) -> None:
+        self._inline.entries = self.inline_entries()
 
     # -- reads (no lock: see the module docstring) ----------------------------
 
@@ -586,3 +660,7 @@ class LocMemBackend:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+#: The methods the front inlines, as defined here (a patch of the class replaces the attributes).
+_ORIGINALS = (LocMemBackend.get, LocMemBackend.set)

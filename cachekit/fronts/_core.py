@@ -274,8 +274,7 @@ class FrontCore(Generic[_B]):
                 raise ConfigurationError(
                     f"{option} must be a positive number, got {value!r}.", setting=option
                 )
-        #: The backend this cache stores into.
-        self.backend = backend
+        self._backend = backend
         #: Seconds used when no timeout is given; ``None`` never expires.
         self.default_timeout = seconds
         #: Prefix of every stored key.
@@ -300,6 +299,34 @@ class FrontCore(Generic[_B]):
         self._key_function = key_function
         #: What every stored key starts with (prefix and version), ``None`` with a key function.
         self.key_head: str | None = None if key_function is not None else f"{key_prefix}:{version}:"
+        self._bind_backend()
+        #: The counters and the failure policy; see :class:`~cachekit.fronts.recorder.Recorder`.
+        self.recorder = Recorder(name, raises=on_error == "raise")
+        if not isinstance(latency_sample_every, int) or latency_sample_every < 0:
+            raise ConfigurationError(
+                "latency_sample_every must be an int >= 0 (0 turns sampling off), "
+                f"got {latency_sample_every!r}.",
+                setting="latency_sample_every",
+            )
+        #: Time one backend call in this many (per cache); 0: never.
+        self.latency_sample_every = latency_sample_every
+        # Counts down to the next sampled call; -1 never reaches 0, so sampling is off.
+        self._countdown = latency_sample_every or -1
+        self._latency: dict[str, LatencyHistogram] = {}
+
+    @property
+    def backend(self) -> _B:
+        """The backend this cache stores into; assigning another rebinds what depends on it."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: _B) -> None:
+        self._backend = backend
+        self._bind_backend()
+
+    def _bind_backend(self) -> None:
+        """Bind what this cache reads from its backend (once per backend, not on every call)."""
+        backend = self._backend
         #: Whether the backend keeps Python objects (local memory) rather than bytes.
         self.stores_objects = bool(getattr(backend, "stores_objects", False))
         # A Redis near cache's memo of decoded values (looked up on the class, as near_stats):
@@ -315,20 +342,10 @@ class FrontCore(Generic[_B]):
         access: InlineAccess = NO_INLINE_ACCESS
         if inline_access is not None and self.key_head is not None:
             access = inline_access(backend)
-        self._entries, self._entries_clock, self._entries_mutex, self._entries_sized = access
-        #: The counters and the failure policy; see :class:`~cachekit.fronts.recorder.Recorder`.
-        self.recorder = Recorder(name, raises=on_error == "raise")
-        if not isinstance(latency_sample_every, int) or latency_sample_every < 0:
-            raise ConfigurationError(
-                "latency_sample_every must be an int >= 0 (0 turns sampling off), "
-                f"got {latency_sample_every!r}.",
-                setting="latency_sample_every",
-            )
-        #: Time one backend call in this many (per cache); 0: never.
-        self.latency_sample_every = latency_sample_every
-        # Counts down to the next sampled call; -1 never reaches 0, so sampling is off.
-        self._countdown = latency_sample_every or -1
-        self._latency: dict[str, LatencyHistogram] = {}
+        self._inline = access  # its entries are read on each call: None while get/set are patched
+        self._entries_clock = access.clock
+        self._entries_mutex = access.mutex
+        self._entries_sized = access.sized
 
     def __repr__(self) -> str:
         label = f"{self.name!r}, " if self.name else ""

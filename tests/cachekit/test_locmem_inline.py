@@ -13,14 +13,15 @@ import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from cachekit import Cache
 from cachekit.aio import AsyncCache
 from cachekit.backends.aio_locmem import AsyncLocMemBackend
-from cachekit.backends.locmem import NO_INLINE_ACCESS
 from cachekit.backends.locmem import LocMemBackend
+from cachekit.exceptions import BackendUnavailableError
 
 
 class FakeClock:
@@ -48,23 +49,21 @@ def backend(clock: FakeClock) -> Iterator[LocMemBackend]:
 
 
 @pytest.fixture
-def backend_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The keys LocMemBackend.get and .set are called with (patched on the class, so the
-    inline access stays on: it only refuses subclasses that override them)."""
+def backend_calls() -> Iterator[list[str]]:
+    """The names of the LocMemBackend methods called (a profiler: patching them would turn the
+    inline paths off)."""
     calls: list[str] = []
-    original_get, original_set = LocMemBackend.get, LocMemBackend.set
+    watched = {LocMemBackend.get.__code__, LocMemBackend.set.__code__}
 
-    def get(self: LocMemBackend, key: str) -> Any:
-        calls.append(f"get {key}")
-        return original_get(self, key)
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code in watched:
+            calls.append(frame.f_code.co_name)
 
-    def set_(self: LocMemBackend, key: str, value: Any, ttl: float | None) -> None:
-        calls.append(f"set {key}")
-        original_set(self, key, value, ttl)
-
-    monkeypatch.setattr(LocMemBackend, "get", get)
-    monkeypatch.setattr(LocMemBackend, "set", set_)
-    return calls
+    sys.setprofile(profile)
+    try:
+        yield calls
+    finally:
+        sys.setprofile(None)
 
 
 def test_hits_misses_and_overwrites_do_not_call_the_backend(
@@ -72,11 +71,11 @@ def test_hits_misses_and_overwrites_do_not_call_the_backend(
 ) -> None:
     cache = Cache(backend, key_prefix="p", latency_sample_every=0)
     cache.set("k", "v1")  # a new key: the backend stores it
-    assert backend_calls == ["set p:1:k"]
+    assert backend_calls == ["set"]
     cache.set("k", "v2")  # same size: overwritten inline
     assert [cache.get("k") for _ in range(3)] == ["v2"] * 3
     assert cache.get("absent", "d") == "d"
-    assert backend_calls == ["set p:1:k"]
+    assert backend_calls == ["set"]
     assert cache.stats()["hits"] == 3
     assert cache.stats()["misses"] == 1
     assert cache.stats()["sets"] == 2
@@ -181,8 +180,8 @@ class BytesLocMem(LocMemBackend):
 
 def test_a_subclass_that_overrides_set_or_takes_bytes_is_always_called() -> None:
     recording = RecordingLocMem(_location())
-    assert recording.inline_access() is NO_INLINE_ACCESS
-    assert BytesLocMem(_location()).inline_access() is NO_INLINE_ACCESS
+    assert recording.inline_access().entries is None
+    assert BytesLocMem(_location()).inline_access().entries is None
     cache = Cache(recording, key_prefix="p")
     cache.set("k", "a")
     cache.set("k", "b")
@@ -201,7 +200,7 @@ def test_a_custom_key_function_reads_through_the_backend(
     cache.set("k", "v")
     cache.set("k", "w")
     assert cache.get("k") == "w"
-    assert backend_calls == ["set custom/k", "set custom/k", "get custom/k"]
+    assert backend_calls == ["set", "set", "get"]
 
 
 def test_concurrent_inline_overwrites_keep_values_whole_and_the_byte_count_exact() -> None:
@@ -259,3 +258,48 @@ def test_the_async_front_reads_and_overwrites_inline_too(clock: FakeClock) -> No
 
     assert asyncio.run(main()) == ["v2", "gone", 0]
     assert (cache.stats()["hits"], cache.stats()["misses"], cache.stats()["sets"]) == (1, 1, 2)
+
+
+@pytest.mark.parametrize("where", ["instance", "class"])
+def test_a_patched_get_or_set_is_called_and_unpatching_restores_the_inline_paths(
+    backend: LocMemBackend, where: str, backend_calls: list[str]
+) -> None:
+    cache = Cache(backend, key_prefix="p", latency_sample_every=0)
+    cache.set("k", "v1")
+    target: Any = backend if where == "instance" else LocMemBackend
+    with (
+        mock.patch.object(target, "get", side_effect=BackendUnavailableError("down")) as get,
+        mock.patch.object(target, "set", side_effect=BackendUnavailableError("down")) as set_,
+    ):
+        assert cache.get("k", "default") == "default"
+        cache.set("k", "v2")  # same size, but the patched set is called: the outage is absorbed
+        assert (get.call_count, set_.call_count) == (1, 1)
+    assert backend.inline_access().entries is not None
+    backend_calls.clear()
+    assert cache.get("k") == "v1"
+    cache.set("k", "v3")
+    assert backend_calls == []
+
+
+def test_patching_the_sync_store_under_an_async_backend_turns_its_inline_paths_off() -> None:
+    backend = AsyncLocMemBackend(_location())
+    cache = AsyncCache(backend, key_prefix="p", latency_sample_every=0)
+    asyncio.run(cache.set("k", "v"))
+    with mock.patch.object(backend.sync, "get", return_value=None) as get:
+        assert asyncio.run(cache.get("k", "default")) == "default"
+        assert get.called
+    assert asyncio.run(cache.get("k")) == "v"
+    backend.sync.clear()
+
+
+def test_a_reassigned_backend_is_read_and_written_and_the_old_store_left_alone() -> None:
+    old, new = LocMemBackend(_location()), LocMemBackend(_location())
+    cache = Cache(old, key_prefix="p", latency_sample_every=0)
+    cache.set("k", "v")
+    cache.backend = new
+    assert cache.get("k", "default") == "default"
+    cache.set("k", "w")
+    cache.set("k", "x")  # same size: inline, into the new store
+    assert (old.get("p:1:k"), new.get("p:1:k"), cache.get("k")) == ("v", "x", "x")
+    old.clear()
+    new.clear()

@@ -110,11 +110,6 @@ def test_every_type_comes_back_as_itself_through_get_many() -> None:
 # -- local memory, read and overwritten inline --------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RT-3: Cache.get/set over local memory skip a LocMemBackend.get/set patched on the "
-    "instance or the class (mock.patch of an outage is ignored); inline_access checks subclasses only",
-)
 @pytest.mark.parametrize("where", ["instance", "class"])
 def test_a_patched_backend_get_is_still_called(where: str) -> None:
     backend = LocMemBackend(_location())
@@ -127,11 +122,6 @@ def test_a_patched_backend_get_is_still_called(where: str) -> None:
     backend.clear()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RT-4: after cache.backend is reassigned, Cache.get/set over local memory still read "
-    "and overwrite the old store's entries (bound once in FrontCore.__init__)",
-)
 def test_a_reassigned_backend_is_the_one_read_and_written() -> None:
     old = LocMemBackend(_location())
     cache = Cache(old, key_prefix="p")

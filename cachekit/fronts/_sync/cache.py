@@ -72,7 +72,7 @@ class Cache(SyncExtras):
         head = self.key_head
         if version is None and type(key) is str and head is not None:
             stored_key = head + key  # the hot path: skip make_key's checks
-            entries = self._entries
+            entries = self._inline.entries
             if entries is not None and self._countdown != 1:
                 # Local memory read here, not in its get(): one Python frame per hit instead of
                 # two. The sampled call, an expired entry (the backend drops it) and a pickled
@@ -220,7 +220,7 @@ class Cache(SyncExtras):
         if ttl == 0:
             self._delete_stored(stored_key)
             return
-        entries = self._entries
+        entries = self._inline.entries
         kind = type(value)
         if entries is not None and (kind is str or kind is bytes) and self._countdown != 1:
             # A local-memory overwrite by a value of the same size, done here rather than in
