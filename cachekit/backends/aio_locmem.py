@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING
 from typing import Any
 from typing import ClassVar
 
-from cachekit.backends.locmem import InlineAccess
-from cachekit.backends.locmem import InlineWatched
 from cachekit.backends.locmem import LocMemBackend
 from cachekit.backends.locmem import LocMemLock
 from cachekit.backends.locmem import LocMemOptions
@@ -99,7 +97,7 @@ class AsyncLocMemLock:
         return f"AsyncLocMemLock({self._key[1]!r})"
 
 
-class AsyncLocMemBackend(InlineWatched):
+class AsyncLocMemBackend:
     """In-process LRU store with coroutine methods; the data is shared with the sync locmem.
 
     :param location: stores are shared by name within the process (sync and async alike).
@@ -115,23 +113,13 @@ class AsyncLocMemBackend(InlineWatched):
     def __init__(self, location: str = "", **options: Unpack[LocMemOptions]) -> None:
         #: The sync backend doing the work (it owns the options' defaults and checks).
         self.sync = LocMemBackend(location, **options)
-        self._watch()
 
     @classmethod
     def from_sync(cls, backend: LocMemBackend) -> AsyncLocMemBackend:
         """Wrap an existing sync backend (same store, same options)."""
         self = cls.__new__(cls)
         self.sync = backend
-        self._watch()
         return self
-
-    def _watch(self) -> None:
-        sync = self.sync.inline_access()
-        self._inline = InlineAccess(None, sync.clock, sync.mutex, sync.sized)
-        self._watch_inline()
-
-    def _refresh_inline(self) -> None:
-        self._inline.entries = None if self._rebound(_ORIGINALS) else self.sync.inline_entries()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AsyncLocMemBackend:
@@ -145,12 +133,6 @@ class AsyncLocMemBackend(InlineWatched):
 
     def __repr__(self) -> str:
         return f"Async{self.sync!r}"
-
-    def inline_access(self) -> InlineAccess:
-        """Inline access to the sync store, as :meth:`LocMemBackend.inline_access
-        <cachekit.backends.locmem.LocMemBackend.inline_access>`; off while this class's
-        :meth:`get` or :meth:`set`, or the sync backend's, is rebound."""
-        return self._inline
 
     async def get(self, key: str) -> Any:
         """Return the stored value or ``None``."""
@@ -206,7 +188,3 @@ class AsyncLocMemBackend(InlineWatched):
     def lock(self, name: str, *, ttl: float) -> AsyncLocMemLock:
         """Return a lock named ``name`` shared by every backend (sync or async) of this location."""
         return AsyncLocMemLock(self.sync.lock(name, ttl=ttl), self.sync.location, name)
-
-
-#: The methods the front inlines, as defined here (a patch of the class replaces the attributes).
-_ORIGINALS = (AsyncLocMemBackend.get, AsyncLocMemBackend.set)

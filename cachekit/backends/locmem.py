@@ -19,10 +19,6 @@ the one used least recently (smallest tick) and puts the others at the back.
 A store of up to that many entries is therefore exact LRU, a larger one a close
 approximation. Deleted keys stay in the queue as "ghosts", counted so that they
 are skipped; the queue is rebuilt when ghosts outnumber the live keys.
-
-The :class:`~cachekit.Cache` front reads entries and overwrites them in place
-itself, through :meth:`LocMemBackend.inline_access`, by these same rules: a
-hit then costs one Python frame instead of two.
 """
 
 from __future__ import annotations
@@ -32,7 +28,6 @@ import sys
 import threading
 import time
 import uuid
-import weakref
 from collections import deque
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -71,7 +66,7 @@ _SAMPLES = 5
 use_tick = itertools.count(1).__next__
 
 
-class Entry:
+class _Entry:
     """One stored value: its expiry (monotonic seconds or ``None``), counted size and last use.
 
     Slots, not a list: 64 bytes instead of 88, and a value can be replaced in place.
@@ -86,100 +81,11 @@ class Entry:
         self.used = use_tick()
 
 
-class InlineAccess:
-    """What a front needs to read and overwrite a store's entries itself (see the module docstring).
-
-    A reader loads an entry's ``expires`` before its ``value``, treats an expired entry as
-    absent (leaving its removal to :meth:`LocMemBackend.get`) and stamps ``used`` with
-    :data:`use_tick`. A writer holds ``mutex`` and may only overwrite an entry whose
-    ``size`` stays the same (no count, byte or queue upkeep), value first, then expiry.
-
-    One per backend, read by its fronts on every call: ``entries`` turns ``None`` while the
-    backend's ``get`` or ``set`` is rebound (``mock.patch`` on the instance or a class), so
-    the fronts call the replacement.
-    """
-
-    __slots__ = ("clock", "entries", "mutex", "sized")
-
-    def __init__(
-        self, entries: dict[str, Entry] | None, clock: Clock, mutex: threading.Lock, sized: bool
-    ) -> None:
-        #: Stored key -> entry, shared by every backend of the location (``None``: call the backend).
-        self.entries = entries
-        #: The backend's monotonic clock, which ``expires`` is measured on.
-        self.clock = clock
-        #: The store's mutex, held by every writer.
-        self.mutex = mutex
-        #: Whether sizes are counted (``max_bytes`` is set): a ``str`` or ``bytes`` value's size
-        #: is then its ``len()``, otherwise 0.
-        self.sized = sized
-
-
-#: What a front binds for a backend it must call instead (any other backend).
-NO_INLINE_ACCESS = InlineAccess(None, time.monotonic, threading.Lock(), False)
-
-_INLINED = frozenset({"get", "set"})
-#: Every live local-memory backend, sync or async, whose inline access a rebinding refreshes.
-_watched: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _refresh_inline_access() -> None:
-    for backend in list(_watched):
-        backend._refresh_inline()
-
-
-class _WatchesRebinding(type):
-    """Metaclass: rebinding ``get`` or ``set`` on a backend class refreshes every inline access."""
-
-    def __setattr__(cls, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
-        if name in _INLINED:
-            _refresh_inline_access()
-
-    def __delattr__(cls, name: str) -> None:
-        super().__delattr__(name)
-        if name in _INLINED:
-            _refresh_inline_access()
-
-
-class InlineWatched(metaclass=_WatchesRebinding):
-    """Base of the local-memory backends: rebinding ``get`` or ``set`` on one, or on its class,
-    refreshes the inline accesses (backends set no attributes after ``__init__``, so the hook
-    costs nothing on their hot paths)."""
-
-    def _refresh_inline(self) -> None:
-        raise NotImplementedError
-
-    def _watch_inline(self) -> None:
-        """Compute the inline access now and again after every rebinding (call once built)."""
-        self._refresh_inline()
-        _watched.add(self)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
-        if name in _INLINED:
-            _refresh_inline_access()
-
-    def __delattr__(self, name: str) -> None:
-        super().__delattr__(name)
-        if name in _INLINED:
-            _refresh_inline_access()
-
-    def _rebound(self, originals: tuple[Any, Any]) -> bool:
-        """Whether ``get`` or ``set`` is not the original (a subclass, a patch of the class or instance)."""
-        kind = type(self)
-        return (
-            (kind.get, kind.set) != originals  # type: ignore[attr-defined]
-            or "get" in self.__dict__
-            or "set" in self.__dict__
-        )
-
-
 class _Store:
     """The data, lock table and condition shared by all backends of one location."""
 
     def __init__(self) -> None:
-        self.data: dict[str, Entry] = {}
+        self.data: dict[str, _Entry] = {}
         #: Keys in insertion order, oldest first, including ghosts (deleted keys).
         self.order: deque[str] = deque()
         #: How many times each deleted key is still in ``order``.
@@ -275,7 +181,7 @@ class LocMemLock:
         self.release()
 
 
-class LocMemBackend(InlineWatched):
+class LocMemBackend:
     """Thread-safe in-process store; reads take no lock, eviction is sampled LRU.
 
     :param location: stores are shared by name within the process.
@@ -311,8 +217,6 @@ class LocMemBackend(InlineWatched):
         self._store = _shared_store(location)
         self._data = self._store.data
         self._mutex = self._store.mutex
-        self._inline = InlineAccess(None, clock, self._mutex, max_bytes is not None)
-        self._watch_inline()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> LocMemBackend:
@@ -332,27 +236,9 @@ class LocMemBackend(InlineWatched):
     def __repr__(self) -> str:
         return f"LocMemBackend(location={self.location!r}, max_entries={self.max_entries})"
 
-    def inline_access(self) -> InlineAccess:
-        """The store's entries, clock and mutex for a front's inline hit and overwrite paths.
-
-        Its ``entries`` is ``None`` while :meth:`get` or :meth:`set` is not this class's own
-        (a subclass's, or patched on the class or the instance: the front must call those) and
-        for a subclass handed bytes rather than objects.
-        """
-        return self._inline
-
-    def inline_entries(self) -> dict[str, Entry] | None:
-        """The entry dict inline access may use now, or ``None`` (see :meth:`inline_access`)."""
-        if self._rebound(_ORIGINALS) or not self.stores_objects:
-            return None
-        return self._data
-
-    def _refresh_inline(self) -> None:
-        self._inline.entries = self.inline_entries()
-
     # -- reads (no lock: see the module docstring) ----------------------------
 
-    def _live(self, key: str, now: float) -> Entry | None:
+    def _live(self, key: str, now: float) -> _Entry | None:
         """Return the entry under ``key`` unless expired (then drop it). Hold the mutex."""
         entry = self._data.get(key)
         if entry is None:
@@ -433,7 +319,7 @@ class LocMemBackend(InlineWatched):
         store = self._store
         entry = self._data.get(key)
         if entry is None:
-            self._data[key] = Entry(value, expires, size)
+            self._data[key] = _Entry(value, expires, size)
             store.order.append(key)
             store.size += size
         else:
@@ -660,7 +546,3 @@ class LocMemBackend(InlineWatched):
 
     def __len__(self) -> int:
         return len(self._data)
-
-
-#: The methods the front inlines, as defined here (a patch of the class replaces the attributes).
-_ORIGINALS = (LocMemBackend.get, LocMemBackend.set)

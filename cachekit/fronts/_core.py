@@ -28,8 +28,6 @@ from typing import TypeAlias
 from typing import TypeVar
 
 from cachekit.backends.breaker import breaker_stats
-from cachekit.backends.locmem import NO_INLINE_ACCESS
-from cachekit.backends.locmem import InlineAccess
 from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import SerializationError
 from cachekit.fronts.recorder import Recorder
@@ -274,7 +272,8 @@ class FrontCore(Generic[_B]):
                 raise ConfigurationError(
                     f"{option} must be a positive number, got {value!r}.", setting=option
                 )
-        self._backend = backend
+        #: The backend this cache stores into.
+        self.backend = backend
         #: Seconds used when no timeout is given; ``None`` never expires.
         self.default_timeout = seconds
         #: Prefix of every stored key.
@@ -299,7 +298,15 @@ class FrontCore(Generic[_B]):
         self._key_function = key_function
         #: What every stored key starts with (prefix and version), ``None`` with a key function.
         self.key_head: str | None = None if key_function is not None else f"{key_prefix}:{version}:"
-        self._bind_backend()
+        #: Whether the backend keeps Python objects (local memory) rather than bytes.
+        self.stores_objects = bool(getattr(backend, "stores_objects", False))
+        # A Redis near cache's memo of decoded values (looked up on the class, as near_stats):
+        # a near hit then costs no unpickling. Not for signed values (bound to the user's key).
+        near_memo = getattr(type(backend), "near_memo", None)
+        #: ``stored key -> (bytes, serializer, value)``, or ``None`` without a near cache.
+        self.near_memo: dict[str, tuple[bytes, object, Any]] | None = (
+            near_memo(backend) if near_memo is not None and self._signed is None else None
+        )
         #: The counters and the failure policy; see :class:`~cachekit.fronts.recorder.Recorder`.
         self.recorder = Recorder(name, raises=on_error == "raise")
         if not isinstance(latency_sample_every, int) or latency_sample_every < 0:
@@ -313,39 +320,6 @@ class FrontCore(Generic[_B]):
         # Counts down to the next sampled call; -1 never reaches 0, so sampling is off.
         self._countdown = latency_sample_every or -1
         self._latency: dict[str, LatencyHistogram] = {}
-
-    @property
-    def backend(self) -> _B:
-        """The backend this cache stores into; assigning another rebinds what depends on it."""
-        return self._backend
-
-    @backend.setter
-    def backend(self, backend: _B) -> None:
-        self._backend = backend
-        self._bind_backend()
-
-    def _bind_backend(self) -> None:
-        """Bind what this cache reads from its backend (once per backend, not on every call)."""
-        backend = self._backend
-        #: Whether the backend keeps Python objects (local memory) rather than bytes.
-        self.stores_objects = bool(getattr(backend, "stores_objects", False))
-        # A Redis near cache's memo of decoded values (looked up on the class, as near_stats):
-        # a near hit then costs no unpickling. Not for signed values (bound to the user's key).
-        near_memo = getattr(type(backend), "near_memo", None)
-        #: ``stored key -> (bytes, serializer, value)``, or ``None`` without a near cache.
-        self.near_memo: dict[str, tuple[bytes, object, Any]] | None = (
-            near_memo(backend) if near_memo is not None and self._signed is None else None
-        )
-        # Local memory's entries, which get() and set() read and overwrite themselves: one
-        # Python frame per hit instead of two (see cachekit.backends.locmem.InlineAccess).
-        inline_access = getattr(type(backend), "inline_access", None)
-        access: InlineAccess = NO_INLINE_ACCESS
-        if inline_access is not None and self.key_head is not None:
-            access = inline_access(backend)
-        self._inline = access  # its entries are read on each call: None while get/set are patched
-        self._entries_clock = access.clock
-        self._entries_mutex = access.mutex
-        self._entries_sized = access.sized
 
     def __repr__(self) -> str:
         label = f"{self.name!r}, " if self.name else ""

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 from typing import TypeVar
 
-from cachekit.backends.locmem import use_tick
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.exceptions import LockTimeoutError
 from cachekit.exceptions import MissingKeyError
@@ -72,25 +71,6 @@ class Cache(SyncExtras):
         head = self.key_head
         if version is None and type(key) is str and head is not None:
             stored_key = head + key  # the hot path: skip make_key's checks
-            entries = self._inline.entries
-            if entries is not None and self._countdown != 1:
-                # Local memory read here, not in its get(): one Python frame per hit instead of
-                # two. The sampled call, an expired entry (the backend drops it) and a pickled
-                # value take the backend path below.
-                entry = entries.get(stored_key)
-                if entry is None:
-                    self._countdown -= 1
-                    self.recorder.misses += 1
-                    return default
-                expires = entry.expires  # before the value, as the store's readers do
-                if expires is None or expires > self._entries_clock():
-                    value = entry.value
-                    kind = type(value)
-                    if kind is not _Pickled:
-                        entry.used = use_tick()
-                        self._countdown -= 1
-                        self.recorder.hits += 1
-                        return value if kind is not _Copied else value.data.copy()
         else:
             stored_key = self.make_key(key, version)
         # _sample() inlined, here and in set(): the call measured 30-70 ns of a local-memory get.
@@ -220,26 +200,6 @@ class Cache(SyncExtras):
         if ttl == 0:
             self._delete_stored(stored_key)
             return
-        entries = self._inline.entries
-        kind = type(value)
-        if entries is not None and (kind is str or kind is bytes) and self._countdown != 1:
-            # A local-memory overwrite by a value of the same size, done here rather than in
-            # its set(): one Python frame instead of two. Everything else goes to set() below.
-            expires = None if ttl is None else self._entries_clock() + ttl
-            size = len(value) if self._entries_sized else 0
-            mutex = self._entries_mutex
-            mutex.acquire()  # not ``with``: 20-30 ns less
-            try:
-                entry = entries.get(stored_key)
-                if entry is not None and entry.size == size:
-                    entry.value = value  # value first: a lock-free reader loads the expiry first
-                    entry.expires = expires
-                    entry.used = use_tick()
-                    self._countdown -= 1
-                    self.recorder.sets += 1
-                    return
-            finally:
-                mutex.release()
         data = value if self.stores_objects and type(value) in _STORED_AS_IS else self._dumps(key, value)
         countdown = self._countdown = self._countdown - 1  # _sample() inlined, as in get()
         started = None if countdown else self._restart_sampling()
