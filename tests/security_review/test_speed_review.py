@@ -1,11 +1,11 @@
 """Red-team review of issue 21's speed changes: the guarantees each shortcut must keep.
 
-Serializer tags (``PickleSerializer``'s 0xF0/0xF1 and ``loads_many``), local memory read and
-overwritten inline by the front, the Flask session adapter's hand-built ``Set-Cookie``,
-``Vary`` and cookie reading, and session records coded as JSON. Tests marked
-``xfail(strict=True)`` pin a defect named in the red-team report (``RT-n``): they fail
-until it is fixed, then the mark must go. The others pin attacks that held and that the
-suite did not cover yet.
+Serializer tags (``PickleSerializer``'s 0xF0/0xF1 and ``loads_many``), local memory (read and
+overwritten inline by the front until 1a083fb reverted it), the Flask session adapter's
+hand-built ``Set-Cookie``, ``Vary`` and cookie reading, and session records coded as JSON.
+The tests named ``RT-n`` pin a defect of the red-team report (strict xfails until fixed; all
+four are fixed now, RT-3 and RT-4 by the revert); the others pin attacks that held and that
+the suite did not cover yet.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def test_every_type_comes_back_as_itself_through_get_many() -> None:
     }
 
 
-# -- local memory, read and overwritten inline --------------------------------------------------
+# -- local memory (RT-3, RT-4: the inline access, reverted in 1a083fb) ---------------------------
 
 
 @pytest.mark.parametrize("where", ["instance", "class"])
@@ -136,7 +136,7 @@ def test_a_reassigned_backend_is_the_one_read_and_written() -> None:
 def test_inline_reads_and_overwrites_race_deletes_clears_and_evictions() -> None:
     # Each worker owns its keys: after its own delete it must read nothing, and after its own
     # overwrite the new value or nothing (another worker's clear or eviction), never the old
-    # one; meanwhile the others overwrite inline, delete, clear and evict.
+    # one; meanwhile the others overwrite, delete, clear and evict.
     bounded = LocMemBackend(_location(), max_entries=40, max_bytes=4_000)
     cache = Cache(bounded, key_prefix="p", latency_sample_every=0)
     errors: list[BaseException] = []
@@ -146,7 +146,7 @@ def test_inline_reads_and_overwrites_race_deletes_clears_and_evictions() -> None
         try:
             for n in range(1500):
                 key = f"{worker}:{n % 8}"
-                old, new = f"{worker}-a" * 4, f"{worker}-b" * 4  # the same size: inline overwrites
+                old, new = f"{worker}-a" * 4, f"{worker}-b" * 4  # the same size (what the inline path took)
                 cache.set(key, old)
                 cache.set(key, new)
                 got = cache.get(key)
@@ -174,8 +174,7 @@ def test_inline_reads_and_overwrites_race_deletes_clears_and_evictions() -> None
         sys.setswitchinterval(interval)
     assert errors == []
     assert stale == []
-    entries = bounded.inline_access().entries
-    assert entries is not None
+    entries = bounded._data
     assert len(entries) <= 40
     assert bounded._store.size == sum(entry.size for entry in entries.values()) <= 4_000
     bounded.clear()
@@ -210,11 +209,7 @@ class StrictCookies(flask.Response):
         super().set_cookie(key, value, *args, **kwargs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RT-1: the Set-Cookie template bypasses a response class's own set_cookie "
-    "(Flask's session interface calls response.set_cookie; its attributes are lost)",
-)
+# RT-1 (fixed in 936eadd): the Set-Cookie template bypassed a response class's own set_cookie.
 def test_a_response_class_with_its_own_set_cookie_is_used() -> None:
     app = _app(_store())
     app.response_class = StrictCookies
@@ -222,11 +217,7 @@ def test_a_response_class_with_its_own_set_cookie_is_used() -> None:
     assert "; SameSite=Strict" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RT-2: Expires is the expiry truncated to the second (sessions.cookies.http_date), "
-    "where Werkzeug formats Flask's datetime, rounded to the microsecond first: one second off",
-)
+# RT-2 (fixed in 936eadd): Expires was the expiry truncated, where Werkzeug rounds to the microsecond.
 def test_expires_is_the_date_werkzeug_sends_for_a_fractional_expiry() -> None:
     now = 1_800_000_000.9999997  # the expiry's fraction rounds up at microseconds
     store = _store(clock=lambda: now)
