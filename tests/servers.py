@@ -176,6 +176,21 @@ def start_memcached(extra: Sequence[str] = (), port: int | None = None) -> Serve
 # -- Redis Cluster and Sentinel --------------------------------------------------------
 
 
+def redis_commands(raw: Any, action: Callable[[], object]) -> dict[str, int]:
+    """The commands a Redis server ran for ``action``, by name, from ``INFO commandstats``.
+
+    A script's inner commands count too (``evalsha`` and the ``get`` it ran). ``raw`` is a
+    redis-py client of that server, used for nothing else meanwhile.
+    """
+    raw.config_resetstat()
+    action()
+    stats = raw.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    for own in ("info", "config|resetstat"):
+        calls.pop(own, None)
+    return calls
+
+
 def _redis_info(port: int, *command: str) -> Any:
     """Send one command to the Redis (or Sentinel) on ``port``; ``None`` if it does not answer."""
     import redis

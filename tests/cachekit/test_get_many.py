@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import pickle
 import zlib
-from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,32 +20,10 @@ from cachekit import Cache
 from cachekit.aio import AsyncCache
 from cachekit.backends.aio_locmem import AsyncLocMemBackend
 from cachekit.backends.locmem import LocMemBackend
-from cachekit.backends.null import NullBackend
 from cachekit.serializers import JSONSerializer
 from cachekit.serializers import PickleSerializer
 from cachekit.signing import SignedSerializer
-
-
-class BytesBackend(NullBackend):
-    """A dict of bytes that records what ``get_many`` was asked."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.data: dict[str, bytes] = {}
-        self.asked: list[list[str]] = []
-
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        self.data[key] = value
-
-    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
-        self.data.update(items)
-
-    def get(self, key: str) -> bytes | None:
-        return self.data.get(key)
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        self.asked.append(list(keys))
-        return {key: self.data[key] for key in keys if key in self.data}
+from tests.bytes_backend import BytesBackend
 
 
 class AsyncBytesBackend:

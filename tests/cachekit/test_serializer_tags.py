@@ -4,39 +4,21 @@ from __future__ import annotations
 
 import pickle
 import zlib
-from collections.abc import Sequence
 
 import pytest
 
 from cachekit import Cache
-from cachekit.backends.null import NullBackend
 from cachekit.exceptions import SerializationError
 from cachekit.serializers import PickleSerializer
 from cachekit.serializers import UnknownFormatError
 from cachekit.signing import SignedSerializer
+from tests.bytes_backend import BytesBackend
 
 KEY = "k" * 32
 
 
 class Name(str):
     """A str subclass: must come back as itself, so it is pickled."""
-
-
-class BytesBackend(NullBackend):
-    """A dict of bytes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.data: dict[str, bytes] = {}
-
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        self.data[key] = value
-
-    def get(self, key: str) -> bytes | None:
-        return self.data.get(key)
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        return {key: self.data[key] for key in keys if key in self.data}
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from cachekit.exceptions import BackendUnavailableError
+from tests import servers
 from tests.pages.shells import SHELLS
 from tests.pages.shells import Shell
 from tests.pages.shells import environ_for
@@ -37,13 +38,9 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
 
 def commands_for(raw: redis.Redis, action: Callable[[], Any]) -> tuple[Any, dict[str, int]]:
     """Run ``action``; return its result and the commands the server ran for it, by name."""
-    raw.config_resetstat()
-    result = action()
-    stats = raw.info("commandstats")
-    calls = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
-    for own in ("info", "config|resetstat"):
-        calls.pop(own, None)
-    return result, calls
+    results: list[Any] = []
+    calls = servers.redis_commands(raw, lambda: results.append(action()))
+    return results[0], calls
 
 
 def _language(environ: dict[str, Any]) -> bytes:

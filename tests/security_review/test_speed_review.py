@@ -16,7 +16,6 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
-from collections.abc import Sequence
 from typing import Any
 from unittest import mock
 
@@ -27,6 +26,7 @@ from cachekit.backends.locmem import LocMemBackend
 from cachekit.backends.null import NullBackend
 from cachekit.exceptions import BackendUnavailableError
 from cachekit.serializers import PickleSerializer
+from tests.bytes_backend import BytesBackend
 
 flask = pytest.importorskip("flask")
 
@@ -43,23 +43,6 @@ def _location() -> str:
 
 
 # -- serializer tags ---------------------------------------------------------------------------
-
-
-class BytesBackend(NullBackend):
-    """A dict of bytes, as Redis or memcached would hold them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.data: dict[str, bytes] = {}
-
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        self.data[key] = value
-
-    def get(self, key: str) -> bytes | None:
-        return self.data.get(key)
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        return {key: self.data[key] for key in keys if key in self.data}
 
 
 class Name(str):

@@ -31,6 +31,7 @@ from sessions.contrib.flask import CacheKitSessionInterface  # noqa: E402
 from sessions.contrib.flask import FlaskSession  # noqa: E402
 from sessions.stores import CacheStore  # noqa: E402
 from sessions.stores.base import Store  # noqa: E402
+from tests import servers  # noqa: E402
 
 CONFIGS: list[dict[str, Any]] = [
     {},
@@ -187,18 +188,6 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def _commands(raw: redis.Redis, action: Callable[[], Any]) -> dict[str, int]:
-    """The commands the server ran for ``action``, by name (scripts' inner commands included)."""
-    raw.config_resetstat()
-    action()
-    calls = {
-        name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in raw.info("commandstats").items()
-    }
-    for own in ("info", "config|resetstat"):
-        calls.pop(own, None)
-    return calls
-
-
 def test_a_session_request_on_redis_is_one_get_and_one_script(redis_url: str, raw: redis.Redis) -> None:
     store = CacheStore(from_url(redis_url, key_prefix=f"flask-trips-{uuid.uuid4().hex[:8]}"))
     app = _app(store, _count)
@@ -211,11 +200,11 @@ def test_a_session_request_on_redis_is_one_get_and_one_script(redis_url: str, ra
     for _ in range(2):  # connects (HELLO, PING) and loads the script (SCRIPT LOAD)
         warm.get("/")
     client = app.test_client()
-    assert _commands(raw, lambda: client.get("/")) == {"set": 1}  # a new session: one SET NX
+    assert servers.redis_commands(raw, lambda: client.get("/")) == {"set": 1}  # a new session: one SET NX
     # A stored session changed: GET to load, then the compare-and-set script (its GET and SET inside).
-    assert _commands(raw, lambda: client.get("/")) == {"get": 2, "evalsha": 1, "set": 1}
+    assert servers.redis_commands(raw, lambda: client.get("/")) == {"get": 2, "evalsha": 1, "set": 1}
     # Read only, not permanent: GET, and nothing written.
-    assert _commands(raw, lambda: client.get("/read")) == {"get": 1}
+    assert servers.redis_commands(raw, lambda: client.get("/read")) == {"get": 1}
     assert client.get("/read").data == b"2"
 
 

@@ -11,7 +11,6 @@ expiry passes that moment. On Redis the requests are counted with
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -32,6 +31,7 @@ from sessions.stores._merge import encode_state
 from sessions.stores._merge import reindex_until
 from sessions.stores._merge import user_index_key
 from sessions.stores.cache import CacheStore
+from tests import servers
 from tests.sessions.helpers import WallClock
 
 if TYPE_CHECKING:
@@ -199,18 +199,6 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def _commands(raw: redis.Redis, action: Callable[[], Any]) -> dict[str, int]:
-    """The commands the server ran for ``action``, by name (scripts' inner commands included)."""
-    raw.config_resetstat()
-    action()
-    calls = {
-        name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in raw.info("commandstats").items()
-    }
-    for own in ("info", "config|resetstat"):
-        calls.pop(own, None)
-    return calls
-
-
 #: A stored session changed: GET to load, then the compare-and-set script (its GET and SET inside).
 ONE_GET_ONE_SCRIPT = {"get": 2, "evalsha": 1, "set": 1}
 
@@ -238,7 +226,7 @@ def test_a_permanent_flask_session_with_an_owner_is_one_get_and_one_script(
     client = app.test_client()
     client.get("/")  # login: the record, then the owner's index
     for _ in range(3):
-        assert _commands(raw, lambda: client.get("/")) == ONE_GET_ONE_SCRIPT
+        assert servers.redis_commands(raw, lambda: client.get("/")) == ONE_GET_ONE_SCRIPT
     assert client.get("/").data == b"5"
     assert [entry.metadata for entry in store.sessions_of("alice")] == [{"user_agent": "UA"}] * 2
 
@@ -265,6 +253,6 @@ def test_a_sliding_session_with_an_owner_under_session_middleware_is_one_get_and
     client = Client(wrapped)
     client.get("/")
     for _ in range(3):
-        assert _commands(raw, lambda: client.get("/")) == ONE_GET_ONE_SCRIPT
+        assert servers.redis_commands(raw, lambda: client.get("/")) == ONE_GET_ONE_SCRIPT
     assert client.get("/").get_data() == b"5"
     assert len(store.sessions_of("alice")) == 2

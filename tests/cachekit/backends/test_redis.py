@@ -267,17 +267,6 @@ def test_client_escape_hatch(redis_server: servers.ServerProcess) -> None:
 # -- round trips (INFO commandstats) ----------------------------------------------------
 
 
-def commands_for(raw: redis.Redis, action: Callable[[], object]) -> dict[str, int]:
-    """Run ``action`` and return the commands the server executed for it, by name."""
-    raw.config_resetstat()
-    action()
-    stats = raw.info("commandstats")
-    calls = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
-    for own in ("info", "config|resetstat"):
-        calls.pop(own, None)
-    return calls
-
-
 @pytest.fixture
 def warm(backend: RedisBackend) -> RedisBackend:
     """A backend whose connection is open and whose scripts the server has cached."""
@@ -322,7 +311,7 @@ def test_one_round_trip(
 ) -> None:
     warm.set_many(ITEMS, None)
     warm.set("n", b"1", None)
-    assert commands_for(raw, lambda: operation(warm)) == expected
+    assert servers.redis_commands(raw, lambda: operation(warm)) == expected
 
 
 def test_set_many_ttl_is_applied_to_every_key(backend: RedisBackend, raw: redis.Redis) -> None:
@@ -359,8 +348,8 @@ def test_cluster_many_key_calls_group_by_slot(redis_cluster_backend: BackendHarn
     node = backend.client.get_node_from_key(keys[0])
     node_client = backend.client.get_redis_connection(node)
     backend.set_many(dict.fromkeys(keys, b"v"), None)
-    assert commands_for(node_client, lambda: backend.get_many(keys)) == {"mget": 1}
-    assert commands_for(node_client, lambda: backend.delete_many(keys)) == {"unlink": 1}
+    assert servers.redis_commands(node_client, lambda: backend.get_many(keys)) == {"mget": 1}
+    assert servers.redis_commands(node_client, lambda: backend.delete_many(keys)) == {"unlink": 1}
 
 
 def test_cluster_spreads_keys_and_reads_them_back(redis_cluster_backend: BackendHarness) -> None:
@@ -450,7 +439,7 @@ def test_clear_prefix_glob_characters_match_literally(backend: RedisBackend, raw
 
 def test_clear_never_uses_keys_or_flushdb_by_default(backend: RedisBackend, raw: redis.Redis) -> None:
     backend.set_many({"a": b"1", "b": b"2"}, None)
-    calls = commands_for(raw, backend.clear)
+    calls = servers.redis_commands(raw, backend.clear)
     assert "keys" not in calls
     assert "flushdb" not in calls
     assert calls["scan"] >= 1
@@ -462,9 +451,9 @@ def test_flush_db_on_clear_only_without_prefix(redis_server: servers.ServerProce
     raw.set("elsewhere", b"1")
     prefixed = Cache(backend, key_prefix="p")
     prefixed.set("k", 1)
-    assert "flushdb" not in commands_for(raw, prefixed.clear)
+    assert "flushdb" not in servers.redis_commands(raw, prefixed.clear)
     assert raw.get("elsewhere") == b"1"
-    assert commands_for(raw, Cache(backend).clear) == {"flushdb": 1}
+    assert servers.redis_commands(raw, Cache(backend).clear) == {"flushdb": 1}
     assert raw.dbsize() == 0
 
 
