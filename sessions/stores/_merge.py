@@ -276,8 +276,10 @@ Index = dict[str, list[Any]]
 #: The most headroom an index entry gets past its session's latest expiry: a session
 #: whose expiry slides (a permanent Flask session) rewrites its owner's index at
 #: most once per this much of its own activity, and an evicted index goes at most
-#: this long unrebuilt by an active session (seconds).
-REINDEX_SLACK = 3600.0
+#: this long unrebuilt by an active session (seconds). Short, because ``revoke_user``
+#: ("log out everywhere") misses what an evicted index no longer lists; a rewrite
+#: every five minutes of a session's activity costs next to nothing.
+REINDEX_SLACK = 300.0
 
 
 @dataclass(frozen=True)

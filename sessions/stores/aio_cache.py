@@ -260,7 +260,7 @@ class AsyncCacheStore(StoreBase):
         gets a new owner or id, or when its latest expiry passes the one its index
         entry records (:func:`~sessions.stores._merge.reindex_until` gives that
         headroom, so a session whose expiry slides on every request rewrites the
-        index about once an hour, not on every save).
+        index about once per five minutes of its activity, not on every save).
 
         :raises SessionConflictError: if the session was deleted or expired
             meanwhile, or every compare-and-set attempt lost.

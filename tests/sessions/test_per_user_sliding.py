@@ -64,14 +64,14 @@ def _index_exists(store: CacheStore, user_id: str = "alice") -> bool:
     return store.records.get(user_index_key(store.key_prefix, user_id)) is not None
 
 
-def test_the_headroom_is_a_quarter_of_the_time_left_capped_at_an_hour() -> None:
+def test_the_headroom_is_a_quarter_of_the_time_left_capped_at_reindex_slack() -> None:
     store = CacheStore(from_url(f"locmem://sliding-{uuid.uuid4().hex}"))
     state = SessionState({}, 1000.0, 1000.0, 1600.0)
     assert reindex_until(store.policy, state, 1000.0) == 1750.0
     state.expiry = 1000.0 + 30 * 86400
-    assert reindex_until(store.policy, state, 1000.0) == state.expiry + REINDEX_SLACK == state.expiry + 3600
+    assert reindex_until(store.policy, state, 1000.0) == state.expiry + REINDEX_SLACK == state.expiry + 300
     state.expiry = None  # the policy's age from creation
-    assert reindex_until(store.policy, state, 1000.0) == 1000.0 + store.policy.age + 3600
+    assert reindex_until(store.policy, state, 1000.0) == 1000.0 + store.policy.age + 300
     state.expiry = 1600.25
     assert reindex_until(store.policy, state, 1000.0) == 1751.0  # rounded up to a second
 
