@@ -83,7 +83,8 @@ _Template = tuple[str, str, str, str]
 #: Flask's ``Response.max_cookie_size`` (the current app's ``MAX_COOKIE_SIZE``, read
 #: through two context-local proxies): a response class that keeps it is asked the app.
 _FLASK_MAX_COOKIE_SIZE = vars(FlaskResponse).get("max_cookie_size")
-#: Werkzeug's own ``set_cookie``: a response class that overrides it is always asked.
+#: Werkzeug's own ``set_cookie``: a response class that overrides it, or a response that
+#: replaces it on itself, is always asked.
 _WERKZEUG_SET_COOKIE = FlaskResponse.set_cookie
 
 
@@ -286,7 +287,9 @@ class CacheKitSessionInterface(SessionInterface):
             template = templates[attributes] = _template(attributes)
         except TypeError:  # an unhashable attribute from an overridden get_cookie_*
             template = None
-        own_set_cookie = type(response).set_cookie is not _WERKZEUG_SET_COOKIE
+        own_set_cookie = (
+            type(response).set_cookie is not _WERKZEUG_SET_COOKIE or "set_cookie" in vars(response)
+        )
         if template is not None and not own_set_cookie and _PLAIN_VALUE.fullmatch(value):
             head, tail, before, after = template
             if expires is None:

@@ -138,6 +138,23 @@ def test_a_response_class_with_its_own_max_cookie_size_is_asked() -> None:
     assert len(response.headers.getlist("Set-Cookie")) == 1
 
 
+def test_a_set_cookie_replaced_on_the_response_itself_is_asked() -> None:
+    # An after_request hook (or a test's mock) may replace set_cookie on one response.
+    def view() -> Any:
+        response = flask.make_response(_count())
+        plain = response.set_cookie
+
+        def strict(key: str, value: str = "", *args: Any, **kwargs: Any) -> None:
+            kwargs["samesite"] = "Strict"
+            plain(key, value, *args, **kwargs)
+
+        response.set_cookie = strict  # type: ignore[method-assign]
+        return response
+
+    (line,) = _app(_locmem_store(), view).test_client().get("/").headers.getlist("Set-Cookie")
+    assert "; SameSite=Strict" in line
+
+
 @pytest.mark.parametrize(
     ("app_vary", "expected"),
     [
