@@ -287,9 +287,8 @@ class CacheKitSessionInterface(SessionInterface):
             template = templates[attributes] = _template(attributes)
         except TypeError:  # an unhashable attribute from an overridden get_cookie_*
             template = None
-        own_set_cookie = (
-            type(response).set_cookie is not _WERKZEUG_SET_COOKIE or "set_cookie" in vars(response)
-        )
+        werkzeug_set_cookie = type(response).set_cookie is _WERKZEUG_SET_COOKIE
+        own_set_cookie = not werkzeug_set_cookie or "set_cookie" in vars(response)
         if template is not None and not own_set_cookie and _PLAIN_VALUE.fullmatch(value):
             head, tail, before, after = template
             if expires is None:
