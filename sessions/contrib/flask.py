@@ -75,8 +75,8 @@ _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.~=:-]*")
 # Stand-ins for the value and the date in a line built once by ``dump_cookie``.
 _VALUE = "cachekitsessionvalue"
 _DATE = "cachekitsessiondate"
-#: The attributes of one cookie line: name, path, domain, secure, httponly, samesite, partitioned.
-_Attributes = tuple[str, str, str | None, bool, bool, str | None, bool]
+#: The values of :meth:`CacheKitSessionInterface._attributes`, in its order: a template's key.
+_Attributes = tuple[Any, ...]
 #: ``Set-Cookie`` for one set of attributes, split around the value and the date:
 #: ``(head, tail without Expires, before the date, after the date)``.
 _Template = tuple[str, str, str, str]
@@ -88,25 +88,16 @@ _FLASK_MAX_COOKIE_SIZE = vars(FlaskResponse).get("max_cookie_size")
 _WERKZEUG_SET_COOKIE = FlaskResponse.set_cookie
 
 
-def _template(attributes: _Attributes) -> _Template | None:
-    """Werkzeug's ``Set-Cookie`` line for ``attributes``, cut where the value and date go.
+def _template(attributes: dict[str, Any]) -> _Template | None:
+    """Werkzeug's ``Set-Cookie`` line for ``attributes`` (``set_cookie``'s keywords), cut where
+    the value and date go.
 
     ``None`` when the attributes are ones ``dump_cookie`` refuses or a stand-in
     cannot be found unambiguously: each cookie is then built by ``dump_cookie``.
     """
-    name, path, domain, secure, httponly, samesite, partitioned = attributes
-    options: dict[str, Any] = {
-        "path": path,
-        "domain": domain,
-        "secure": secure,
-        "httponly": httponly,
-        "samesite": samesite,
-        "partitioned": partitioned,
-        "max_size": 0,
-    }
     try:
-        plain = dump_cookie(name, _VALUE, **options)
-        dated = dump_cookie(name, _VALUE, expires=_DATE, **options)
+        plain = dump_cookie(value=_VALUE, max_size=0, **attributes)
+        dated = dump_cookie(value=_VALUE, expires=_DATE, max_size=0, **attributes)
     except ValueError:
         return None
     if plain.count(_VALUE) != 1 or dated.count(_VALUE) != 1 or dated.count(_DATE) != 1:
@@ -269,22 +260,15 @@ class CacheKitSessionInterface(SessionInterface):
 
     def _set_cookie(self, app: Flask, response: Response, value: str, expires: float | None) -> None:
         """Add the session's ``Set-Cookie``: Werkzeug's line, from a template built once per attribute set."""
-        attributes = (
-            self.get_cookie_name(app),
-            self.get_cookie_path(app),
-            self.get_cookie_domain(app),
-            self.get_cookie_secure(app),
-            self.get_cookie_httponly(app),
-            self.get_cookie_samesite(app),
-            self.get_cookie_partitioned(app),
-        )
+        attributes = self._attributes(app)
+        key = tuple(attributes.values())
         templates = self._templates
         try:
-            template = templates[attributes]
+            template = templates[key]
         except KeyError:
             if len(templates) >= 32:
                 templates.clear()
-            template = templates[attributes] = _template(attributes)
+            template = templates[key] = _template(attributes)
         except TypeError:  # an unhashable attribute from an overridden get_cookie_*
             template = None
         werkzeug_set_cookie = type(response).set_cookie is _WERKZEUG_SET_COOKIE
@@ -304,7 +288,7 @@ class CacheKitSessionInterface(SessionInterface):
             if len(line) <= limit:
                 response.headers.add("Set-Cookie", line)
                 return
-        response.set_cookie(value=value, expires=expires, **self._attributes(app))
+        response.set_cookie(value=value, expires=expires, **attributes)
 
     @staticmethod
     def _unavailable(response: Response) -> None:
