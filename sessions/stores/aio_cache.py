@@ -285,15 +285,7 @@ class AsyncCacheStore(StoreBase):
             state.last_active = now
             ttl = self.policy.expires_at(state) - now
             if ttl > 0:
-                # _index's own first test, inlined: most saves of a session with an owner
-                # leave its index alone.
-                until = state.indexed_until
-                if (until is not None or USER_KEY in state.data) and (
-                    pending is not None
-                    or until is None
-                    or (state.expiry or state.created + self.policy.age) > until
-                    or USER_KEY not in state.data
-                ):
+                if USER_KEY in state.data or state.indexed_until is not None:
                     indexed = await self._index(session_key, state, pending, now, indexed)
                 if await self.records.cas(
                     key, encode_state(state, objects=self._objects, dump=self._dump), token, ttl
