@@ -35,8 +35,11 @@ import binascii
 import datetime
 import decimal
 import json
+import json.encoder
 import math
 import uuid
+from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
 from cachekit.exceptions import SerializationError
@@ -157,8 +160,22 @@ def _untag(obj: dict[str, Any]) -> Any:
     raise ValueError(f"unknown tag {name!r}")
 
 
-# Built once: json.dumps/json.loads with options build a new coder on every call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# Built once: json.dumps/json.loads with options build a new coder on every call, and so
+# does JSONEncoder.encode (its iterencode makes the C encoder anew), so dumps calls the C
+# encoder made here. No circularity check: ``tag`` walks every value first, so a cycle
+# fails there (RecursionError). Neither keeps state between calls: threads may share them.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False)
+_ENCODE: Callable[[Any, int], Iterable[str]]
+if json.encoder.c_make_encoder is not None:  # type: ignore[attr-defined]
+    _ENCODE = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+else:  # pragma: no cover  (an interpreter without json's C accelerator)
+
+    def _ENCODE(value: Any, _level: int) -> Iterable[str]:  # noqa: N802
+        return _ENCODER.iterencode(value)
+
+
 _DECODER = json.JSONDecoder(object_hook=_untag)
 
 
@@ -175,7 +192,7 @@ class TaggedJSONSerializer:
         :raises SerializationError: if some part of ``value`` has no JSON form.
         """
         try:
-            return _ENCODER.encode(tag(value)).encode()
+            return "".join(_ENCODE(tag(value), 0)).encode()
         except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(f"Cannot serialize session data: {exc}.") from exc
 

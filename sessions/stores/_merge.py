@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import json.encoder
 import json.scanner
 import math
 import random
@@ -32,7 +31,6 @@ from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import SerializationError
 from cachekit.serializers import Serializer
 from sessions.serializers import TaggedJSONSerializer
-from sessions.serializers import tag
 from sessions.state import USER_KEY
 from sessions.state import ExpiryPolicy
 from sessions.state import SessionState
@@ -94,39 +92,7 @@ def encode_state(state: SessionState, *, objects: bool, dump: Callable[[SessionS
     return dump(state)
 
 
-# TaggedJSONSerializer's JSON settings (compact UTF-8, no NaN), with the coder ``json``
-# builds on every ``dumps``/``loads`` call built once instead. No circularity check:
-# ``tag`` walks every value first, so a cycle fails there (RecursionError). Neither
-# keeps state between calls, so threads may share them.
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False)
-_ENCODE: Callable[[Any, int], Iterable[str]]
-if json.encoder.c_make_encoder is not None:  # type: ignore[attr-defined]
-    _ENCODE = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-        None, _JSON.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
-    )
-else:  # pragma: no cover  (an interpreter without json's C accelerator)
-
-    def _ENCODE(value: Any, _level: int) -> Iterable[str]:  # noqa: N802
-        return _JSON.iterencode(value)
-
-
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
-
-
-def dump_record(state: SessionState) -> bytes:
-    """``TaggedJSONSerializer().dumps(state.to_record())``, byte for byte, with less work.
-
-    Only the data needs tags (the record's own fields are numbers and a str), and
-    the JSON coder is built once instead of per call.
-
-    :raises SerializationError: if some value has no tagged JSON form.
-    """
-    record = state.to_record()
-    try:
-        record["d"] = tag(record["d"])
-        return "".join(_ENCODE(record, 0)).encode()
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise SerializationError(f"Cannot serialize session data: {exc}.") from exc
 
 
 def _load_plain_record(stored: Any) -> Any:
@@ -452,7 +418,6 @@ __all__ = [
     "RawSerializer",
     "SessionCounters",
     "decode_state",
-    "dump_record",
     "durable_backend",
     "encode_state",
     "hashed_key",

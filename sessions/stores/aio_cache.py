@@ -45,10 +45,8 @@ from typing import Any
 from cachekit.aio import AsyncCache
 from cachekit.backends.aio_base import AsyncSupportsCas
 from cachekit.exceptions import ConfigurationError
-from cachekit.exceptions import SerializationError
 from sessions.exceptions import SessionConflictError
 from sessions.exceptions import SessionCreateError
-from sessions.serializers import TaggedJSONSerializer
 from sessions.session import Session
 from sessions.state import USER_KEY
 from sessions.state import SessionState
@@ -60,7 +58,6 @@ from sessions.stores._merge import SessionCounters
 from sessions.stores._merge import UserSession
 from sessions.stores._merge import decode_index
 from sessions.stores._merge import decode_state
-from sessions.stores._merge import dump_record
 from sessions.stores._merge import durable_backend
 from sessions.stores._merge import encode_state
 from sessions.stores._merge import hashed_key
@@ -176,15 +173,6 @@ class AsyncCacheStore(StoreBase):
 
     def _encode(self, state: SessionState) -> Any:
         return encode_state(state, objects=self._objects, dump=self._dump)
-
-    def _dump(self, state: SessionState) -> bytes:
-        if type(self.serializer) is not TaggedJSONSerializer:
-            return super()._dump(state)
-        # The default serializer's bytes, built with less work (see dump_record).
-        try:
-            return dump_record(state)
-        except SerializationError as exc:
-            raise self._unstorable(state, exc) from exc
 
     def _ttl(self, state: SessionState) -> float:
         return self.policy.expires_at(state) - self.clock()

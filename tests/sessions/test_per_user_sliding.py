@@ -26,7 +26,6 @@ from sessions.session import Session
 from sessions.state import SessionState
 from sessions.stores._merge import REINDEX_SLACK
 from sessions.stores._merge import decode_state
-from sessions.stores._merge import dump_record
 from sessions.stores._merge import encode_state
 from sessions.stores._merge import reindex_until
 from sessions.stores._merge import user_index_key
@@ -167,12 +166,16 @@ def test_a_new_owner_is_always_entered(server_store: CacheStore, wall_clock: Wal
     assert server_store.sessions_of("alice") == []  # its entry there is stale: never listed
 
 
+def _json_record(state: SessionState) -> bytes:
+    return TaggedJSONSerializer().dumps(state.to_record())
+
+
 @pytest.mark.parametrize("objects", [True, False], ids=["tuple", "json"])
 def test_indexed_until_round_trips_both_forms(objects: bool) -> None:
     serializer = TaggedJSONSerializer()
     state = SessionState({"a": 1, "cachekit.user": "alice"}, 10.0, 20.0, 30.0)
     state.indexed_until = 41.0
-    stored = encode_state(state, objects=objects, dump=dump_record)
+    stored = encode_state(state, objects=objects, dump=_json_record)
     if objects:
         assert stored == (10.0, 20.0, 30.0, "a", "cachekit.user", 1, "alice", 41.0)
     else:
@@ -182,7 +185,7 @@ def test_indexed_until_round_trips_both_forms(objects: bool) -> None:
     assert decoded is not None
     assert decoded.indexed_until == 41.0
     state.indexed_until = None
-    decoded = decode_state(encode_state(state, objects=objects, dump=dump_record), serializer)
+    decoded = decode_state(encode_state(state, objects=objects, dump=_json_record), serializer)
     assert decoded is not None
     assert decoded.indexed_until is None
     assert decode_state(b'{"d":{},"c":1,"a":2,"i":"x"}', serializer) is None

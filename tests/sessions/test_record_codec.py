@@ -1,15 +1,18 @@
-"""The cache stores' own JSON coder for session records: the default serializer's bytes and values, faster.
+"""Session records in JSON: the same bytes as ever, and read back as the serializer reads them, faster.
 
-``dump_record`` must write exactly what ``TaggedJSONSerializer().dumps(state.to_record())``
-writes (other processes, the async twin and older code read the same records), and
-``decode_state`` must read back exactly what the serializer's ``loads`` gives, for
-records with tags in them, malformed ones and look-alikes of tags included.
+``TaggedJSONSerializer.dumps`` calls json's C encoder built once; it must write
+exactly what ``json.dumps`` of the tagged value with its settings writes (other
+processes, the async twin and older code read the same records). ``decode_state``
+reads a record without tags past the serializer's per-object hook, and must read
+back exactly what the serializer's ``loads`` gives, for records with tags in them,
+malformed ones and look-alikes of tags included.
 """
 
 from __future__ import annotations
 
 import datetime
 import decimal
+import json
 import uuid
 from typing import Any
 
@@ -19,9 +22,9 @@ from cachekit.backends.locmem import LocMemBackend
 from cachekit.cache import Cache
 from cachekit.exceptions import SerializationError
 from sessions.serializers import TaggedJSONSerializer
+from sessions.serializers import tag
 from sessions.state import SessionState
 from sessions.stores._merge import decode_state
-from sessions.stores._merge import dump_record
 from sessions.stores.cache import CacheStore
 
 SERIALIZER = TaggedJSONSerializer()
@@ -53,8 +56,10 @@ def test_records_are_the_serializers_bytes_and_read_back_alike(
 ) -> None:
     state = SessionState(dict(DATA[name]), 1_800_000_000.5555, 1_800_000_100.0004, expiry)
     state.nonce = nonce
-    data = dump_record(state)
-    assert data == SERIALIZER.dumps(state.to_record())
+    data = SERIALIZER.dumps(state.to_record())
+    # What the serializer wrote before its encoder was built once: json.dumps with its settings.
+    settings: dict[str, Any] = {"separators": (",", ":"), "ensure_ascii": False, "allow_nan": False}
+    assert data == json.dumps(tag(state.to_record()), **settings).encode()
     back = decode_state(data, SERIALIZER)
     assert back is not None
     expected = SessionState.from_record(SERIALIZER.loads(data))
