@@ -9,6 +9,7 @@ in its :class:`~cachekit.fronts.recorder.Recorder`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -112,21 +113,14 @@ class AsyncCache(AsyncExtras):
         keys = list(keys)
         head = self.key_head
         stored_keys: list[str] | None = None
-        # Stored key -> key; not built in the common case (distinct keys, all found in order).
-        by_stored: dict[str, str] | None = None
         if version is None and head is not None:
-            try:
-                distinct = len(set(keys)) == len(keys)
+            with contextlib.suppress(TypeError):  # a key that is not a str: make_key below names it
                 stored_keys = [head + key for key in keys]  # make_key's common case, per batch
-            except TypeError:
-                pass  # a key that is not a str: make_key below names it
-            else:
-                if not distinct:
-                    by_stored = dict(zip(stored_keys, keys, strict=True))
-                    stored_keys = list(by_stored)  # each key asked once
         if stored_keys is None:
-            by_stored = {self.make_key(key, version): key for key in keys}
-            stored_keys = list(by_stored)
+            stored_keys = [self.make_key(key, version) for key in keys]
+        if len(set(stored_keys)) != len(stored_keys):  # each key asked once
+            unique = dict(zip(stored_keys, keys, strict=True))
+            stored_keys, keys = list(unique), list(unique.values())
         started = self._sample()
         try:
             found = await self.backend.get_many(stored_keys)
@@ -136,6 +130,11 @@ class AsyncCache(AsyncExtras):
             return {}
         if started is not None:
             self._record("get_many", started)
+        # The key of each found value: by position in the common case (all found, in order).
+        if len(found) == len(stored_keys) and list(found) == stored_keys:
+            found_keys = keys
+        else:
+            found_keys = list(map(dict(zip(stored_keys, keys, strict=True)).__getitem__, found))
         result: dict[str, Any] = {}
         # Plain bytes (no signing, no local objects): the serializer decodes them all in one pass.
         loads_many = None
@@ -143,22 +142,11 @@ class AsyncCache(AsyncExtras):
             loads_many = getattr(self.serializer, "loads_many", None)
         if loads_many is not None:
             try:
-                values = loads_many(found.values())
+                result = dict(zip(found_keys, loads_many(found.values()), strict=True))
             except SerializationError:
                 loads_many = None  # decode one by one below, counting each undecodable value
-            else:
-                if len(found) == len(stored_keys) and list(found) == stored_keys:
-                    asked = keys if by_stored is None else by_stored.values()
-                    result = dict(zip(asked, values, strict=True))  # all found, in order: no lookups
-                else:
-                    if by_stored is None:
-                        by_stored = dict(zip(stored_keys, keys, strict=True))
-                    result = dict(zip(map(by_stored.__getitem__, found), values, strict=True))
         if loads_many is None:
-            if by_stored is None:
-                by_stored = dict(zip(stored_keys, keys, strict=True))
-            for stored_key, stored in found.items():
-                key = by_stored[stored_key]
+            for key, stored in zip(found_keys, found.values(), strict=True):
                 try:
                     result[key] = self._loads(key, stored)
                 except SerializationError as exc:
