@@ -11,6 +11,7 @@ float's bits and every shared reference.
 from __future__ import annotations
 
 import array
+import asyncio
 import enum
 import math
 import pickle
@@ -23,6 +24,8 @@ from typing import Any
 import pytest
 
 from cachekit import Cache
+from cachekit.aio import AsyncCache
+from cachekit.backends.aio_locmem import AsyncLocMemBackend
 from cachekit.backends.locmem import LocMemBackend
 from cachekit.exceptions import SerializationError
 from cachekit.fronts._core import _Copied
@@ -241,3 +244,22 @@ def test_a_json_cache_still_refuses_what_json_cannot_store() -> None:
         cache.set("k", {"a": [object()]})
     cache.set("k", {"a": [1, "x"]})
     assert cache.get("k") == {"a": [1, "x"]}
+
+
+def test_the_async_front_keeps_nested_copies_private_too() -> None:
+    # AsyncCache shares the front's value rules (fronts/_core.py): the same private copy on each read.
+    async def scenario() -> None:
+        backend = AsyncLocMemBackend("nested-copies-async")
+        await backend.clear()
+        cache = AsyncCache(backend, key_prefix="p")
+        value = {"a": [1, 2], "b": {"c": 3}, "n": 4}
+        await cache.set("k", value)
+        value["a"].append(99)  # the caller's own copy changes after the set
+        got = await cache.get("k")
+        assert got == {"a": [1, 2], "b": {"c": 3}, "n": 4}
+        got["b"]["c"] = 0  # and the copy it read
+        assert await cache.get("k") == {"a": [1, 2], "b": {"c": 3}, "n": 4}
+        assert (await cache.get_many(["k"]))["k"] is not got
+        await backend.clear()
+
+    asyncio.run(scenario())
