@@ -9,21 +9,21 @@ Reads take no lock. Under the GIL one ``dict.get`` and attribute reads are
 atomic, and writers never leave an entry half-written for a reader: a new
 entry is complete before it is inserted, and an overwrite stores the value
 before the expiry, which readers load in the other order (so a reader sees the
-old value with the old expiry or the new value). A read only stamps the entry
-with a tick of a global counter. Writers, eviction and expiry drops hold the
-store's mutex.
+old value with the old expiry or the new value). A read only sets the entry's
+reference bit. Writers, eviction and expiry drops hold the store's mutex.
 
-Eviction is sampled LRU, as Redis does it, so a read moves nothing: keys wait
-in a queue in insertion order; eviction takes the ``_SAMPLES`` oldest, drops
-the one used least recently (smallest tick) and puts the others at the back.
-A store of up to that many entries is therefore exact LRU, a larger one a close
-approximation. Deleted keys stay in the queue as "ghosts", counted so that they
-are skipped; the queue is rebuilt when ghosts outnumber the live keys.
+Eviction is CLOCK (second chance), so a read moves nothing and allocates
+nothing: keys wait in a queue in insertion order; eviction takes the oldest,
+and one read or overwritten since the hand last passed it has its bit cleared
+and goes to the back instead, up to ``_SECOND_CHANCES`` keys per eviction (so
+one eviction stays bounded when every key is hot). The oldest key nobody used
+since goes first, as in LRU; among keys all used since, the order of their last
+use is not kept. Deleted keys stay in the queue as "ghosts", counted so that
+they are skipped; the queue is rebuilt when ghosts outnumber the live keys.
 """
 
 from __future__ import annotations
 
-import itertools
 import sys
 import threading
 import time
@@ -58,16 +58,13 @@ class LocMemOptions(TypedDict, total=False):
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 
-#: How many of the oldest queued keys one eviction compares (Redis's ``maxmemory-samples``).
-_SAMPLES = 5
-
-#: Ticks of last use: one C call, atomic under the GIL, no lock (the near cache stamps its
-#: entries with it too).
-use_tick = itertools.count(1).__next__
+#: How many used keys one eviction may pass over (clearing their bits) before it takes the next
+#: key whatever its bit: the bound on one eviction's work when every key is hot.
+_SECOND_CHANCES = 64
 
 
 class _Entry:
-    """One stored value: its expiry (monotonic seconds or ``None``), counted size and last use.
+    """One stored value: its expiry (monotonic seconds or ``None``), counted size and reference bit.
 
     Slots, not a list: 64 bytes instead of 88, and a value can be replaced in place.
     """
@@ -78,7 +75,7 @@ class _Entry:
         self.value = value
         self.expires = expires
         self.size = size
-        self.used = use_tick()
+        self.used = False
 
 
 class _Store:
@@ -185,7 +182,8 @@ class LocMemBackend:
     """Thread-safe in-process store; reads take no lock, eviction is sampled LRU.
 
     :param location: stores are shared by name within the process.
-    :param max_entries: the least recently used entries are evicted above this count.
+    :param max_entries: entries are evicted above this count, the least recently used first
+        (approximately: CLOCK, see the module docstring).
     :param max_bytes: bound on the summed size of stored values
         (:data:`DEFAULT_MAX_BYTES` unless given; ``None``: no bound).
     :param clock: a monotonic clock in seconds; tests pass a fake one.
@@ -263,7 +261,7 @@ class LocMemBackend:
         if expires is not None and expires <= self._clock():
             self._expired(key)
             return None
-        entry.used = use_tick()
+        entry.used = True
         return entry.value
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
@@ -279,7 +277,7 @@ class LocMemBackend:
             if expires is not None and expires <= now:
                 self._expired(key)
                 continue
-            entry.used = use_tick()
+            entry.used = True
             found[key] = entry.value
         return found
 
@@ -326,7 +324,7 @@ class LocMemBackend:
             # In place, value first: a lock-free reader loads the expiry first.
             entry.value = value
             entry.expires = expires
-            entry.used = use_tick()
+            entry.used = True
             store.size += size - entry.size
             entry.size = size
         if len(self._data) > self.max_entries or (max_bytes is not None and store.size > max_bytes):
@@ -362,7 +360,7 @@ class LocMemBackend:
         store.ghosts = {}
 
     def _evict(self, keep: str) -> None:
-        """Drop expired entries (at most once a second), then by sampled LRU, never ``keep``."""
+        """Drop expired entries (at most once a second), then by CLOCK, never ``keep``."""
         store = self._store
         data = self._data
         now = self._clock()
@@ -371,27 +369,29 @@ class LocMemBackend:
             for key in [k for k, e in data.items() if e.expires is not None and e.expires <= now]:
                 self._drop(key)
         max_bytes = self.max_bytes
+        order = store.order
+        ghosts = store.ghosts
+        passed = 0
         while len(data) > self.max_entries or (
             max_bytes is not None and store.size > max_bytes and len(data) > 1
         ):
-            order = store.order
-            ghosts = store.ghosts
-            sample: list[str] = []
-            while order and len(sample) < _SAMPLES:
-                key = order.popleft()
-                count = ghosts.get(key)
-                if count:  # a deleted key's old place
-                    if count == 1:
-                        del ghosts[key]
-                    else:
-                        ghosts[key] = count - 1
+            key = order.popleft()
+            count = ghosts.get(key)
+            if count:  # a deleted key's old place
+                if count == 1:
+                    del ghosts[key]
                 else:
-                    sample.append(key)
-            victim = min((k for k in sample if k != keep), key=lambda k: data[k].used)
-            for key in sample:
-                if key != victim:
-                    order.append(key)
-            store.size -= data.pop(victim).size
+                    ghosts[key] = count - 1
+                continue
+            entry = data[key]
+            if key == keep or (entry.used and passed < _SECOND_CHANCES):
+                if key != keep:
+                    entry.used = False
+                order.append(key)
+                passed += 1
+                continue
+            del data[key]
+            store.size -= entry.size
 
     def set(self, key: str, value: Any, ttl: float | None) -> None:
         """Store ``value`` under ``key``.
@@ -414,7 +414,7 @@ class LocMemBackend:
             # An overwrite, in place, value first: a lock-free reader loads the expiry first.
             entry.value = value
             entry.expires = expires
-            entry.used = use_tick()
+            entry.used = True
             store = self._store
             store.size += size - entry.size
             entry.size = size
@@ -480,7 +480,7 @@ class LocMemBackend:
                 except (TypeError, ValueError):
                     raise BackendError(f"Value under {key!r} is not an integer.") from None
                 entry.value = str(result).encode()
-            entry.used = use_tick()
+            entry.used = True
             return result
 
     def touch(self, key: str, ttl: float | None) -> bool:

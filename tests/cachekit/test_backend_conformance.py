@@ -557,9 +557,9 @@ def test_locmem_max_entries_boundary(fake_clock: FakeClock, request: pytest.Fixt
     backend = _locmem(fake_clock, request, max_entries=3, max_bytes=None)
     for name in "abc":
         backend.set(name, b"v", ttl=None)
-    assert [backend.get(name) for name in "abc"] == [b"v"] * 3  # exactly max_entries: all kept
-    assert backend.get("a") == b"v"  # a is now the most recently used
-    backend.set("d", b"v", ttl=None)  # one over: the least recently used (b) goes
+    assert backend.count() == 3  # exactly max_entries: all kept
+    assert backend.get("a") == b"v"  # a is used: a second chance
+    backend.set("d", b"v", ttl=None)  # one over: the oldest key not used since (b) goes
     assert backend.get("b") is None
     assert [backend.get(name) for name in "acd"] == [b"v"] * 3
     assert len(backend) == 3
@@ -690,13 +690,13 @@ def test_locmem_reads_and_incr_refresh_lru_order(
     backend = _locmem(fake_clock, request, max_entries=3, max_bytes=None)
     for name in ("a", "b", "c"):
         backend.set(name, b"1", ttl=None)
-    assert backend.get_many(["a"]) == {"a": b"1"}  # a is now the most recent
+    assert backend.get_many(["a"]) == {"a": b"1"}  # a is used: a second chance
     backend.set("d", b"1", ttl=None)
     assert backend.get("b") is None
-    assert backend.incr("c", 1) == 2  # c is now the most recent
-    backend.set("e", b"1", ttl=None)
-    assert backend.get("a") is None
-    assert backend.get_many(["c", "d", "e"]) == {"c": b"2", "d": b"1", "e": b"1"}
+    assert backend.incr("c", 1) == 2  # c is used: a second chance
+    backend.set("e", b"1", ttl=None)  # d has not been used since it came: it goes
+    assert backend.get("d") is None
+    assert backend.get_many(["a", "c", "e"]) == {"a": b"1", "c": b"2", "e": b"1"}
 
 
 def test_locmem_incr_keeps_the_stored_type(fake_clock: FakeClock, request: pytest.FixtureRequest) -> None:

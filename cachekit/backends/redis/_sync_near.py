@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from cachekit.backends.locmem import use_tick
 from cachekit.backends.near.front import NearAccess
 from cachekit.backends.near.front import dropping_writes
 from cachekit.backends.near.store import monotonic
@@ -54,7 +53,7 @@ class NearRedisBackend(NearAccess, RedisBackend):
             if entry is not None:
                 expires = entry.expires
                 if expires is None or expires > monotonic():
-                    entry.used = use_tick()
+                    entry.used = True
                     near.hits += 1
                     held: bytes = entry.value
                     return held

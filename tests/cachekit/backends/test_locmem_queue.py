@@ -1,4 +1,4 @@
-"""The local-memory store's eviction queue: ghosts of deleted keys, sampled LRU, lock-free reads."""
+"""The local-memory store's eviction queue: ghosts of deleted keys, CLOCK, lock-free reads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from cachekit.backends.locmem import _SAMPLES
+from cachekit.backends.locmem import _SECOND_CHANCES
 from cachekit.backends.locmem import LocMemBackend
 
 
@@ -40,18 +40,37 @@ def test_delete_churn_keeps_the_queue_bounded(request: pytest.FixtureRequest) ->
     assert backend.get("kept") == b"v"
 
 
-def test_eviction_drops_the_least_recently_used_of_the_oldest_sample(
+def test_eviction_drops_the_oldest_key_not_used_since_the_hand_passed(
     request: pytest.FixtureRequest,
 ) -> None:
-    backend = _backend(request, max_entries=_SAMPLES, max_bytes=None)
-    names = [f"k{i}" for i in range(_SAMPLES)]
+    backend = _backend(request, max_entries=4, max_bytes=None)
+    for name in ("k0", "k1", "k2", "k3"):
+        backend.set(name, b"v", ttl=None)
+    assert backend.get("k0") == b"v"  # used: a second chance
+    assert backend.get_many(["k1"]) == {"k1": b"v"}
+    backend.set("new", b"v", ttl=None)
+    assert backend.get("k2") is None  # the oldest key nobody used
+    assert backend.get_many(["k0", "k1", "k3", "new"]) == dict.fromkeys(["k0", "k1", "k3", "new"], b"v")
+    backend.set("k3", b"w", ttl=None)  # an overwrite is a use too
+    backend.set("newer", b"v", ttl=None)  # every key used since: the hand clears them and comes back
+    assert len(backend) == 4
+    backend.set("newest", b"v", ttl=None)
+    assert backend.get("newer") == b"v"  # the key written last survives the next eviction
+
+
+def test_one_eviction_passes_over_a_bounded_number_of_used_keys(request: pytest.FixtureRequest) -> None:
+    count = 4 * _SECOND_CHANCES
+    backend = _backend(request, max_entries=count, max_bytes=None)
+    names = [f"k{i}" for i in range(count)]
     for name in names:
         backend.set(name, b"v", ttl=None)
-    for name in reversed(names):  # k0 is now the most recently used, the last one the least
-        assert backend.get(name) == b"v"
+    assert len(backend.get_many(names)) == count  # every key hot
     backend.set("new", b"v", ttl=None)
-    assert backend.get(names[-1]) is None
-    assert all(backend.get(name) == b"v" for name in names[:-1])
+    order = list(backend._store.order)
+    # The hand passed over _SECOND_CHANCES used keys (now at the back, bits cleared) and took the next.
+    assert backend.get_many([names[_SECOND_CHANCES]]) == {}
+    assert order[: count - _SECOND_CHANCES - 1] == names[_SECOND_CHANCES + 1 :]
+    assert [backend._store.data[name].used for name in names[:_SECOND_CHANCES]] == [False] * _SECOND_CHANCES
 
 
 def test_lock_free_reads_see_whole_values_while_writers_overwrite(
