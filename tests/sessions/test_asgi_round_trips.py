@@ -44,7 +44,7 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """``/`` increments ``n``, ``/read`` only reads it, ``/owned`` also slides the expiry and sets the owner."""
+    """``/`` counts in ``n``, ``/read`` only reads it, ``/owned`` also slides the expiry and sets an owner."""
     session: Session = scope["session"]
     if scope["path"] == "/read":
         body = str(session.get("n")).encode()
