@@ -25,6 +25,9 @@ import pytest
 import redis
 
 from cachekit import aio
+from cachekit.pages.asgi import Receive
+from cachekit.pages.asgi import Scope
+from cachekit.pages.asgi import Send
 from middleware import AsgiSessionMiddleware
 from sessions.session import Session
 from sessions.stores.aio_cache import AsyncCacheStore
@@ -43,7 +46,7 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """``/`` counts in ``n``, ``/read`` only reads it, ``/owned`` also slides the expiry and sets an owner."""
     session: Session = scope["session"]
     if scope["path"] == "/read":
