@@ -160,6 +160,7 @@ def test_a_record_write_lost_before_it_ran_is_absent_everywhere(
     assert state is not None
     assert state.data == {"n": 2}  # the record as before: no owner
     assert direct.sessions_of("alice") == []  # the index's entry names a record that is not alice's
+    assert via.sessions_of("alice") == []
     assert direct.revoke_user("alice") == 0
     assert direct.load(session_id) is not None  # not alice's, so not ended
     assert client.get("/login").get_data() == b"3"  # the next try logs in
