@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from cachekit.exceptions import SerializationError
+from sessions.serializers import TaggedJSONSerializer
 from sessions.state import DEFAULT_AGE
 from sessions.state import MERGE_OPS
 from sessions.state import USER_KEY
@@ -58,6 +59,36 @@ if TYPE_CHECKING:
 
 _ATOMS = frozenset({str, int, float, bool, type(None)})
 _UTC = datetime.timezone.utc
+_STR = frozenset({str})
+
+#: set_user() fingerprints of metadata whose values are all str, by its items, for the
+#: default serializer: an app calls it with the same metadata on every request. (Equal
+#: str items mean equal JSON; other values may be equal yet encode apart, as 1 and True.)
+_FINGERPRINTS: dict[tuple[tuple[str, str], ...], str] = {}
+_FINGERPRINTS_MAX = 256
+
+
+def _fingerprint(serializer: Any, metadata: dict[str, Any]) -> str:
+    """The first 16 hex digits of the SHA-256 of ``metadata`` serialized.
+
+    :raises SerializationError: if ``metadata`` cannot be stored.
+    """
+    key = None
+    if type(serializer) is TaggedJSONSerializer and _STR.issuperset(map(type, metadata.values())):
+        key = tuple(metadata.items())
+        found = _FINGERPRINTS.get(key)
+        if found is not None:
+            return found
+    try:
+        encoded = serializer.dumps(metadata)
+    except (SerializationError, TypeError, ValueError) as exc:
+        raise SerializationError(f"Cannot store set_user() metadata: {exc}", key=USER_KEY) from exc
+    fingerprint = hashlib.sha256(encoded).hexdigest()[:16]
+    if key is not None:
+        if len(_FINGERPRINTS) >= _FINGERPRINTS_MAX:
+            _FINGERPRINTS.clear()
+        _FINGERPRINTS[key] = fingerprint
+    return fingerprint
 
 
 class Session(MutableMapping[str, Any]):
@@ -287,11 +318,7 @@ class Session(MutableMapping[str, Any]):
         """
         if type(user_id) not in (str, int):
             raise TypeError(f"set_user() takes a str or int user id, got {type(user_id).__name__}.")
-        try:
-            encoded = self.store.serializer.dumps(metadata)
-        except (SerializationError, TypeError, ValueError) as exc:
-            raise SerializationError(f"Cannot store set_user() metadata: {exc}", key=USER_KEY) from exc
-        fingerprint = hashlib.sha256(encoded).hexdigest()[:16]
+        fingerprint = _fingerprint(self.store.serializer, metadata)
         data = (self._state or self._load()).data
         self.accessed = True
         if (
