@@ -415,11 +415,13 @@ class LocMemBackend:
             entry.value = value
             entry.expires = expires
             entry.used = True
-            store = self._store
-            store.size += size - entry.size
-            entry.size = size
-            if max_bytes is not None and store.size > max_bytes:
-                self._evict(key)
+            grown = size - entry.size
+            if grown:  # 0 without a byte bound, and for a value of the same size
+                store = self._store
+                store.size += grown
+                entry.size = size
+                if grown > 0 and max_bytes is not None and store.size > max_bytes:
+                    self._evict(key)
         finally:
             mutex.release()
 

@@ -248,7 +248,7 @@ class FrontCore(Generic[_B]):
         lock_ttl: float = 30.0,
         name: str = "",
         clock: Callable[[], float] = time.time,
-        latency_sample_every: int = 16,
+        latency_sample_every: int = 64,
     ) -> None:
         seconds = _seconds(default_timeout, "TIMEOUT")
         if seconds is not None and seconds <= 0:

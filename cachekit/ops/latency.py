@@ -1,6 +1,6 @@
 """Latency histograms: how long backend calls take, sampled so they can stay on.
 
-A :class:`~cachekit.Cache` times one call in ``latency_sample_every`` (16 by
+A :class:`~cachekit.Cache` times one call in ``latency_sample_every`` (64 by
 default) per cache and records it in a histogram per operation, with
 power-of-two buckets from 1 µs to about 1 s. Sampling keeps the cost to a
 counter decrement on the other calls; ``benchmarks/bench_locmem.py`` measures
