@@ -31,6 +31,9 @@ Redis interface (both against the same Flask app without a session), with the
 commands each request costs the server (``INFO commandstats``). The Flask case
 also runs as a logged-in user's permanent session (``session.permanent`` and
 ``set_user``), whose expiry slides on every request as Flask-Session's does.
+Each side's floor is printed too: its two commands sent in a loop by a plain
+redis-py client, with nothing else running (so with warm caches: inside a
+request the same client code costs more).
 
 The acceptance goal: ours at most half the cost of the cheapest peer of the
 same kind (Beaker memory for server-side stores, Beaker cookie for cookies).
@@ -433,7 +436,36 @@ def redis_systems(url: str) -> list[tuple[str, Callable[[], None]]]:
         ("cachekit Flask interface", browser(ours.wsgi_app, "/s")),
         ("cachekit Flask, set_user", browser(owned.wsgi_app, "/s")),
         ("flask-session (Redis)", browser(peer.wsgi_app, "/s")),
+        *floors(redis.Redis.from_url(url)),
     ]
+
+
+#: The record a floor writes: about the size of the counter's session record.
+_FLOOR_RECORD = b'{"d":{"count":1},"c":1800000000.123,"a":1800000000.123,"x":0.0}'
+
+
+def floors(client: Any) -> list[tuple[str, Callable[[], None]]]:
+    """Each session layer's two round trips alone, on a plain redis-py client: no framework, no session.
+
+    Flask-Session sends ``GET`` then ``SET ... EX``; our stores send ``GET`` then the
+    compare-and-set script (``EVALSHA`` with the old and the new record).
+    """
+    cas = client.register_script(
+        "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+        "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1"
+    )
+    client.set("floor", _FLOOR_RECORD)
+
+    def get_set() -> None:
+        client.get("floor")
+        client.set("floor", _FLOOR_RECORD, ex=2678400)
+
+    def get_evalsha() -> None:
+        token = client.get("floor")
+        client.evalsha(cas.sha, 1, "floor", token, _FLOOR_RECORD, 1209600000)
+
+    cas(keys=["floor"], args=[_FLOOR_RECORD, _FLOOR_RECORD, 1209600000])  # SCRIPT LOAD, once
+    return [("floor: redis-py GET + SET", get_set), ("floor: redis-py GET + EVALSHA", get_evalsha)]
 
 
 def commands_per_request(
@@ -491,6 +523,8 @@ def redis_report(requests: int, rounds: int) -> str:
         - per_request["flask, no session"],
         "flask-session (Redis)": per_request["flask-session (Redis)"] - per_request["flask, no session"],
     }
+    for floor in ("floor: redis-py GET + SET", "floor: redis-py GET + EVALSHA"):
+        added[floor] = per_request[floor]
     lines = [
         "## Sessions on Redis: cost added per request (process CPU time, medians)",
         "",
@@ -502,6 +536,15 @@ def redis_report(requests: int, rounds: int) -> str:
     lines.append("")
     for name in ("cachekit SessionMiddleware", "cachekit Flask interface", "cachekit Flask, set_user"):
         lines.append(f"{name} / flask-session = {added[name] / peer:.2f} (goal <= 1.0)")
+    ours_floor, peer_floor = added["floor: redis-py GET + EVALSHA"], added["floor: redis-py GET + SET"]
+    lines += ["", "Added cost minus the floor of the same two commands (redis-py alone, in a loop):"]
+    for name, its_floor in (
+        ("cachekit SessionMiddleware", ours_floor),
+        ("cachekit Flask interface", ours_floor),
+        ("cachekit Flask, set_user", ours_floor),
+        ("flask-session (Redis)", peer_floor),
+    ):
+        lines.append(f"  {name:<28} {(added[name] - its_floor) * 1e6:>7.1f}µs")
     return "\n".join(lines)
 
 
