@@ -32,6 +32,7 @@ from cachekit.backends.redis._rules import WriteCalls
 from cachekit.backends.redis._rules import add_calls
 from cachekit.backends.redis._rules import cas_calls
 from cachekit.backends.redis._rules import check_value_size
+from cachekit.backends.redis._rules import direct_pool
 from cachekit.backends.redis._rules import ms
 from cachekit.backends.redis._rules import register_scripts
 from cachekit.backends.redis._rules import wire_key
@@ -80,6 +81,8 @@ class RedisCore:
     _node_breakers: dict[str, CircuitBreaker]
     _wait: tuple[int, int] | None
     _client: Any
+    #: The pool ``get_many`` sends ``MGET`` on directly, or ``None`` (see ``direct_pool``).
+    _direct: Any
     _scripts: dict[str, Any]
     _cluster: bool
     _location: str
@@ -118,6 +121,7 @@ class RedisCore:
         # (replicas, timeout in ms) on a durable() view: writes then WAIT for replicas.
         self._wait = None
         self._client = None
+        self._direct = None
         self._scripts = {}
         self._cluster = False
         if client is not None:
@@ -178,6 +182,7 @@ class RedisCore:
         """Adopt ``client`` and register the scripts with it."""
         self._cluster = isinstance(client, self._clients.cluster_class)
         self._scripts = register_scripts(client)
+        self._direct = direct_pool(client, self._clients.module.Redis)
         self._client = client
 
     def __new__(cls, *args: Any, near_cache: int = 0, **options: Any) -> Any:

@@ -6,13 +6,27 @@ asyncio backend share every line of it; each writes only its own calls to the cl
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
 
+import redis
+
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
+
+try:
+    from hiredis import pack_command as _pack_command
+except ImportError:  # redis-py without hiredis: each connection packs with its own packer
+    _pack_command = None  # type: ignore[assignment]
+
+_command_name = inspect.signature(redis.ConnectionPool.get_connection).parameters.get("command_name")
+#: What ``get_connection`` of a pool is given: redis-py before 5.3 wants the command's name.
+CHECKOUT_ARGS: tuple[str, ...] = (
+    ("MGET",) if _command_name is not None and _command_name.default is inspect.Parameter.empty else ()
+)
 
 # Keys per command in set_many/clear batches: bounds the time one command blocks the server.
 BATCH = 1000
@@ -178,6 +192,38 @@ def wire_keys(keys: Sequence[str]) -> Sequence[str | bytes]:
     if "".join(keys).isascii():  # one C pass over the batch, 5x faster than a check per key
         return keys
     return [wire_key(key) for key in keys]
+
+
+def direct_pool(client: Any, plain_class: type) -> Any | None:
+    """The pool ``get_many`` sends its ``MGET`` on itself, or ``None`` to call ``client.mget``.
+
+    redis-py's command layer (its per-argument packing checks, retry wrapper and
+    metrics hooks) costs more client CPU than the round trip for 100 keys. A
+    client of exactly ``plain_class`` (``redis.Redis`` or ``redis.asyncio.Redis``;
+    not a subclass, which may change how commands run) with a connection pool,
+    no single pinned connection and no client-side cache gives nothing up when
+    its pool is used directly: the pool still checks the process id, blocks,
+    health-checks and reconnects; each connection still disconnects on any
+    error, and the backend retries and counts failures as around any call.
+    """
+    if type(client) is not plain_class or getattr(client, "connection", None) is not None:
+        return None
+    # The sync client names it with an underscore, the asyncio one without.
+    pinned = getattr(client, "single_connection_client", False)
+    if pinned or getattr(client, "_single_connection_client", False):
+        return None
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or getattr(pool, "cache", None) is not None:
+        return None
+    return pool
+
+
+def mget_command(connection: Any, wire: Sequence[str | bytes]) -> list[bytes]:
+    """``MGET`` of ``wire`` packed for ``connection.send_packed_command``: by hiredis in one C call."""
+    if _pack_command is None:
+        packed: list[bytes] = connection.pack_command("MGET", *wire)
+        return packed
+    return [_pack_command(("MGET", *wire))]  # type: ignore[arg-type]  # its stub says a 1-tuple
 
 
 def found(keys: Sequence[str], values: Sequence[bytes | None]) -> dict[str, bytes]:

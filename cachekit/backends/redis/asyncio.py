@@ -36,10 +36,12 @@ from cachekit.backends.redis._clients import AsyncBlockingSentinelPool as AsyncB
 from cachekit.backends.redis._core import RedisCore
 from cachekit.backends.redis._errors import ERRORS
 from cachekit.backends.redis._rules import BATCH
+from cachekit.backends.redis._rules import CHECKOUT_ARGS
 from cachekit.backends.redis._rules import WriteCalls
 from cachekit.backends.redis._rules import found
 from cachekit.backends.redis._rules import glob_escape
 from cachekit.backends.redis._rules import incr_error
+from cachekit.backends.redis._rules import mget_command
 from cachekit.backends.redis._rules import ms
 from cachekit.backends.redis._rules import wire_key
 from cachekit.backends.redis._rules import wire_keys
@@ -228,8 +230,43 @@ class AsyncRedisBackend(RedisCore):
 
             await self._each_node(client, wire, "MGET", run)
             return hits
-        read = partial(client.mget, wire)
+        read = partial(self._mget, client, wire)
         return found(keys, await self._call(None, "MGET", None, read, read))
+
+    async def get_values(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The value under each of ``keys``, in order, ``None`` for a miss: :meth:`get_many` by position.
+
+        ``AsyncCache.get_many`` reads this way: it names the values by position, so no
+        dict of stored keys is built for it. A subclass with its own ``get_many`` (the
+        near cache's) answers from that ``get_many`` instead (see ``__init_subclass__``).
+        """
+        if not keys:
+            return []
+        client = self._client or self._connect()
+        if self._cluster:
+            return list(map((await self.get_many(keys)).get, keys))
+        read = partial(self._mget, client, wire_keys(keys))
+        values: list[bytes | None] = await self._call(None, "MGET", None, read, read)
+        return values
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "get_many" in vars(cls) and "get_values" not in vars(cls):
+            cls.get_values = _values_of_get_many  # type: ignore[method-assign,assignment]
+
+    async def _mget(self, client: Any, wire: Sequence[str | bytes]) -> list[bytes | None]:
+        """One ``MGET``: sent on a connection of the pool itself where that is safe (see ``direct_pool``)."""
+        pool = self._direct
+        if pool is None:
+            values: list[bytes | None] = await client.mget(wire)
+            return values
+        connection = await pool.get_connection(*CHECKOUT_ARGS)
+        try:
+            await connection.send_packed_command(mget_command(connection, wire))
+            values = await connection.read_response()
+        finally:
+            await pool.release(connection)
+        return values
 
     async def gets(self, key: str) -> tuple[bytes, Any] | None:
         """Return ``(value, token)`` for :meth:`cas`, or ``None``; the token is the value read."""
@@ -388,3 +425,9 @@ class AsyncRedisBackend(RedisCore):
     def lock(self, name: str, *, ttl: float) -> AsyncRedisLock:
         """Return a lock named ``name`` held in Redis for at most ``ttl`` seconds."""
         return AsyncRedisLock(self, name, ttl)
+
+
+async def _values_of_get_many(backend: AsyncRedisBackend, keys: Sequence[str]) -> list[bytes | None]:
+    """``get_values`` of a subclass with its own ``get_many``: that one's answer, by position."""
+    hits = await backend.get_many(keys)
+    return list(map(hits.get, keys))

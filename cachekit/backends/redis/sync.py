@@ -42,10 +42,12 @@ from cachekit.backends.redis._clients import SYNC
 from cachekit.backends.redis._core import RedisCore
 from cachekit.backends.redis._errors import ERRORS
 from cachekit.backends.redis._rules import BATCH
+from cachekit.backends.redis._rules import CHECKOUT_ARGS
 from cachekit.backends.redis._rules import WriteCalls
 from cachekit.backends.redis._rules import found
 from cachekit.backends.redis._rules import glob_escape
 from cachekit.backends.redis._rules import incr_error
+from cachekit.backends.redis._rules import mget_command
 from cachekit.backends.redis._rules import ms
 from cachekit.backends.redis._rules import wire_key
 from cachekit.backends.redis._rules import wire_keys
@@ -267,15 +269,53 @@ class RedisBackend(RedisCore):
         wire = wire_keys(keys)
         if self._cluster:
             return self._cluster_get_many(client, keys, wire)
+        return found(keys, self._read(client, wire))
+
+    def get_values(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The value under each of ``keys``, in order, ``None`` for a miss: :meth:`get_many` by position.
+
+        ``Cache.get_many`` reads this way: it names the values by position, so no dict
+        of stored keys is built for it. A subclass with its own ``get_many`` (the near
+        cache's) answers from that ``get_many`` instead (see ``__init_subclass__``).
+        """
+        if not keys:
+            return []
+        client = self._client or self._connect()
+        wire = wire_keys(keys)
+        if self._cluster:
+            return list(map(self._cluster_get_many(client, keys, wire).get, keys))
+        return self._read(client, wire)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "get_many" in vars(cls) and "get_values" not in vars(cls):
+            cls.get_values = _values_of_get_many  # type: ignore[method-assign,assignment]
+
+    def _read(self, client: Any, wire: Sequence[str | bytes]) -> list[bytes | None]:
+        """The ``MGET`` of :meth:`get_many` behind the breaker, retried after a lost connection."""
         breaker = self._breaker
         breaker.before_call()
         try:
-            values = client.mget(wire)
+            values = self._mget(client, wire)
         except ERRORS as exc:
-            values = self._recover(breaker, exc, "MGET", None, partial(client.mget, wire))
+            values = self._recover(breaker, exc, "MGET", None, partial(self._mget, client, wire))
         else:
             breaker.success()
-        return found(keys, values)
+        return values
+
+    def _mget(self, client: Any, wire: Sequence[str | bytes]) -> list[bytes | None]:
+        """One ``MGET``: sent on a connection of the pool itself where that is safe (see ``direct_pool``)."""
+        pool = self._direct
+        if pool is None:
+            values: list[bytes | None] = client.mget(wire)
+            return values
+        connection = pool.get_connection(*CHECKOUT_ARGS)
+        try:
+            connection.send_packed_command(mget_command(connection, wire))
+            values = connection.read_response()
+        finally:
+            pool.release(connection)
+        return values
 
     def _each_node(
         self, client: Any, wire: Sequence[str | bytes], operation: str, run: Callable[[list[int]], None]
@@ -499,6 +539,12 @@ class RedisBackend(RedisCore):
     def lock(self, name: str, *, ttl: float) -> RedisLock:
         """Return a lock named ``name`` held in Redis for at most ``ttl`` seconds."""
         return RedisLock(self, name, ttl)
+
+
+def _values_of_get_many(backend: RedisBackend, keys: Sequence[str]) -> list[bytes | None]:
+    """``get_values`` of a subclass with its own ``get_many``: that one's answer, by position."""
+    hits = backend.get_many(keys)
+    return list(map(hits.get, keys))
 
 
 def _check_near(near_cache: int, near_cache_bytes: int | None, client: object, prefix: str = "") -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Collection
 from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
@@ -122,9 +123,16 @@ class Cache(SyncExtras):
         if len(set(stored_keys)) != len(stored_keys):  # each key asked once
             unique = dict(zip(stored_keys, keys, strict=True))
             stored_keys, keys = list(unique), list(unique.values())
+        backend = self.backend
+        # A backend that answers by position (Redis: MGET's reply as it came) spares the
+        # dict of stored keys; looked up on the class, as a proxy may answer any attribute.
+        get_values = getattr(type(backend), "get_values", None)
         started = self._sample()
         try:
-            found = self.backend.get_many(stored_keys)
+            if get_values is not None:
+                values: list[Any] = get_values(backend, stored_keys)
+            else:
+                found = backend.get_many(stored_keys)
         except BackendUnavailableError as exc:
             self.recorder.failed("get_many", exc)
             self.recorder.misses += len(stored_keys)
@@ -132,10 +140,18 @@ class Cache(SyncExtras):
         if started is not None:
             self._record("get_many", started)
         # The key of each found value: by position in the common case (all found, in order).
-        if len(found) == len(stored_keys) and list(found) == stored_keys:
-            found_keys = keys
+        datas: Collection[Any]
+        if get_values is None:
+            datas = found.values()
+            if len(found) == len(stored_keys) and list(found) == stored_keys:
+                found_keys = keys
+            else:
+                found_keys = list(map(dict(zip(stored_keys, keys, strict=True)).__getitem__, found))
+        elif all(values):  # no None (a miss) and no b"" (not this cache's) among them
+            found_keys, datas = keys, values
         else:
-            found_keys = list(map(dict(zip(stored_keys, keys, strict=True)).__getitem__, found))
+            found_keys = [key for key, value in zip(keys, values, strict=True) if value is not None]
+            datas = [value for value in values if value is not None]
         result: dict[str, Any] = {}
         # Plain bytes (no signing, no local objects): the serializer decodes them all in one pass.
         loads_many = None
@@ -143,11 +159,11 @@ class Cache(SyncExtras):
             loads_many = getattr(self.serializer, "loads_many", None)
         if loads_many is not None:
             try:
-                result = dict(zip(found_keys, loads_many(found.values()), strict=True))
+                result = dict(zip(found_keys, loads_many(datas), strict=True))
             except SerializationError:
                 loads_many = None  # decode one by one below, counting each undecodable value
         if loads_many is None:
-            for key, stored in zip(found_keys, found.values(), strict=True):
+            for key, stored in zip(found_keys, datas, strict=True):
                 try:
                     result[key] = self._loads(key, stored)
                 except SerializationError as exc:
