@@ -201,10 +201,11 @@ def direct_pool(client: Any, plain_class: type) -> Any | None:
     metrics hooks) costs more client CPU than the round trip for 100 keys. A
     client of exactly ``plain_class`` (``redis.Redis`` or ``redis.asyncio.Redis``;
     not a subclass, which may change how commands run) with a connection pool,
-    no single pinned connection and no client-side cache gives nothing up when
-    its pool is used directly: the pool still checks the process id, blocks,
-    health-checks and reconnects; each connection still disconnects on any
-    error, and the backend retries and counts failures as around any call.
+    no single pinned connection and no client-side cache loses nothing but
+    redis-py's own command metrics (off unless configured) when its pool is used
+    directly: the pool still checks the process id, blocks, health-checks and
+    reconnects; each connection still disconnects on any error, and the backend
+    retries and counts failures as around any call.
     """
     if type(client) is not plain_class or getattr(client, "connection", None) is not None:
         return None

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from cachekit import Cache
 from cachekit.aio import AsyncCache
 from cachekit.backends.redis import RedisBackend
+from cachekit.backends.redis import _rules
 from cachekit.backends.redis._rules import direct_pool
 from cachekit.backends.redis.asyncio import AsyncRedisBackend
 from cachekit.exceptions import BackendUnavailableError
@@ -63,6 +64,15 @@ def test_get_values_is_get_many_by_position(backend: RedisBackend) -> None:
 
 def test_the_backends_own_client_is_read_through_its_pool(backend: RedisBackend) -> None:
     assert backend._direct is backend.client.connection_pool
+
+
+def test_without_hiredis_the_connection_packs_the_command(
+    backend: RedisBackend, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_rules, "_pack_command", None)
+    backend.set_many({"a": b"1", "\udcff": b"2"}, None)
+    assert servers.redis_commands(raw, lambda: backend.get_values(["a", "x", "\udcff"])) == {"mget": 1}
+    assert backend.get_values(["a", "x", "\udcff"]) == [b"1", None, b"2"]
 
 
 def test_clients_that_run_commands_their_own_way_keep_their_mget(
