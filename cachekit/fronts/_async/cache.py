@@ -199,10 +199,13 @@ class AsyncCache(AsyncExtras):
             stored_key = head + key
         else:
             stored_key = self.make_key(key, version)
-        ttl = self.default_timeout if timeout is DEFAULT_TIMEOUT else self.lifetime(timeout)
-        if ttl == 0:
-            await self._delete_stored(stored_key)
-            return
+        if timeout is DEFAULT_TIMEOUT:
+            ttl = self.default_timeout  # never 0: checked when the cache was made
+        else:
+            ttl = self.lifetime(timeout)
+            if ttl == 0:
+                await self._delete_stored(stored_key)
+                return
         data = value if self.stores_objects and type(value) in _STORED_AS_IS else self._dumps(key, value)
         countdown = self._countdown = self._countdown - 1  # _sample() inlined, as in get()
         started = None if countdown else self._restart_sampling()
