@@ -179,15 +179,6 @@ else:  # pragma: no cover  (an interpreter without json's C accelerator)
 _DECODER = json.JSONDecoder(object_hook=_untag)
 
 
-def json_text(tagged: Any) -> str:
-    """Compact JSON text of a value :func:`tag` returned, as :class:`TaggedJSONSerializer` writes it.
-
-    :raises TypeError: for a value that is not JSON (untagged).
-    :raises ValueError: for a float that is not finite.
-    """
-    return "".join(_ENCODE(tagged, 0))
-
-
 class TaggedJSONSerializer:
     """JSON with tags for datetime, date, Decimal, UUID, tuple, bytes and Markup; the session serializer.
 
@@ -201,7 +192,7 @@ class TaggedJSONSerializer:
         :raises SerializationError: if some part of ``value`` has no JSON form.
         """
         try:
-            return json_text(tag(value)).encode()
+            return "".join(_ENCODE(tag(value), 0)).encode()
         except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(f"Cannot serialize session data: {exc}.") from exc
 
@@ -216,4 +207,4 @@ class TaggedJSONSerializer:
             raise SerializationError(f"Cannot deserialize session data: {exc}.") from exc
 
 
-__all__ = ["TaggedJSONSerializer", "json_text", "tag"]
+__all__ = ["TaggedJSONSerializer", "tag"]

@@ -10,7 +10,6 @@ itself in the cookie. Both pass the same conformance suite
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -22,8 +21,6 @@ from typing import runtime_checkable
 from cachekit.exceptions import SerializationError
 from cachekit.serializers import Serializer
 from sessions.serializers import TaggedJSONSerializer
-from sessions.serializers import json_text
-from sessions.serializers import tag
 from sessions.state import DEFAULT_AGE
 from sessions.state import ExpiryPolicy
 from sessions.state import SessionState
@@ -155,10 +152,6 @@ class StoreBase:
         :raises SerializationError: naming the key whose value cannot be stored.
         """
         try:
-            if type(self.serializer) is TaggedJSONSerializer:
-                record = _record_json(state)
-                if record is not None:
-                    return record
             return self.serializer.dumps(state.to_record())
         except SerializationError as exc:
             raise self._unstorable(state, exc) from exc
@@ -171,39 +164,6 @@ class StoreBase:
         if fresh:
             state.created = now
         return state
-
-
-_NUMBERS = frozenset({int, float})
-_isfinite = math.isfinite
-
-
-def _record_json(state: SessionState) -> bytes | None:
-    """``TaggedJSONSerializer().dumps(state.to_record())``, byte for byte, with less work.
-
-    Only the data is tagged, and the record's own fields are written in place
-    (a number as ``json`` writes it: its ``repr``) instead of building the record
-    mapping and walking it for tags. ``None`` when a field is not a finite int or
-    float (the serializer then writes, or refuses, the record itself).
-
-    :raises SerializationError: if some value of the data has no tagged JSON form.
-    """
-    created, active, expiry, until = state.created, state.last_active, state.expiry, state.indexed_until
-    for value in (created, active, expiry, until):
-        if value is not None and not (type(value) in _NUMBERS and _isfinite(value)):
-            return None
-    try:
-        data = json_text(tag(state.data))
-        nonce = "" if state.nonce is None else ',"u":' + json_text(state.nonce)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise SerializationError(f"Cannot serialize session data: {exc}.") from exc
-    # The fields in to_record's order: d, c, a, x, u, i.
-    text = f'{{"d":{data},"c":{round(created, 3)!r},"a":{round(active, 3)!r}'
-    if expiry is not None:
-        text += f',"x":{round(expiry, 3)!r}'
-    text += nonce
-    if until is not None:
-        text += f',"i":{round(until, 3)!r}'
-    return (text + "}").encode()
 
 
 class BaseStore(StoreBase):
