@@ -1,0 +1,222 @@
+"""Second red-team review of issue 21's speed changes (since dc5308c): what each shortcut must keep.
+
+Redis ``get_many`` sending its own ``MGET`` on a pooled connection (955d95d, a9cd490),
+local memory's CLOCK eviction (df31a5e, a393758), the session owner's fingerprint memo
+(7dc304d) and ``Cache.set`` taking the default lifetime unchecked (3183db8). The tests
+named ``RT2-n`` pin a defect of the second red-team report (strict xfails until fixed);
+the others pin attacks that held and that the suite did not cover yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import threading
+import uuid
+from collections.abc import Iterator
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+from unittest import mock
+
+import pytest
+import redis
+
+from cachekit import Cache
+from cachekit.aio import AsyncCache
+from cachekit.backends.redis import RedisBackend
+from cachekit.backends.redis.asyncio import AsyncRedisBackend
+from cachekit.exceptions import BackendUnavailableError
+from tests import servers
+from tests.faultproxy import FaultProxy
+
+# Other users of the session server keep to db 0; these tests flush their own.
+DB = 9
+
+
+RT2_1 = "RT2-1: Cache.get_many bypasses a patched or mixed-in backend get_many"
+RT2_2 = "RT2-2: the direct MGET drops a ready-made client's redis-py retry policy"
+RT2_3 = "RT2-3: Cache.set stores when default_timeout was reassigned to 0"
+
+
+def _location() -> str:
+    return f"speed-review-2-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def raw(redis_server: servers.ServerProcess) -> Iterator[redis.Redis]:
+    client = redis.Redis(servers.HOST, redis_server.port, db=DB)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def proxy(redis_server: servers.ServerProcess) -> Iterator[FaultProxy]:
+    faults = FaultProxy(redis_server.port).start()
+    yield faults
+    faults.stop()
+
+
+# -- Redis: get_many's own MGET on the pool ------------------------------------------------------
+
+
+# RT2-1: Cache.get_many reads type(backend).get_values, which RedisBackend defines itself;
+# __init_subclass__ only reroutes a class that defines get_many in its own body, so a get_many
+# patched on the class or the instance, or inherited from a mixin, is never called any more.
+@pytest.mark.xfail(strict=True, reason=RT2_1)
+@pytest.mark.parametrize("where", ["class", "instance"])
+def test_a_patched_backend_get_many_is_still_called(
+    where: str, redis_server: servers.ServerProcess, raw: Any
+) -> None:
+    backend = RedisBackend.from_url(f"redis://{redis_server.address}/{DB}")
+    cache = Cache(backend, key_prefix="p")
+    cache.set("k", "v")
+    target: Any = backend if where == "instance" else RedisBackend
+    with mock.patch.object(target, "get_many", side_effect=BackendUnavailableError("down")) as get_many:
+        assert cache.get_many(["k"]) == {}  # the outage the test patched in
+        assert get_many.called
+    backend.close()
+
+
+@pytest.mark.xfail(strict=True, reason=RT2_1)
+def test_a_mixin_get_many_is_called(redis_server: servers.ServerProcess, raw: Any) -> None:
+    calls: list[list[str]] = []
+
+    class Logged:
+        def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+            calls.append(list(keys))
+            found: dict[str, bytes] = super().get_many(keys)  # type: ignore[misc]
+            return found
+
+    class LoggedRedis(Logged, RedisBackend):
+        pass
+
+    backend = LoggedRedis.from_url(f"redis://{redis_server.address}/{DB}")
+    cache = Cache(backend, key_prefix="p")
+    cache.set("k", "v")
+    assert cache.get_many(["k", "x"]) == {"k": "v"}
+    assert calls == [["p:1:k", "p:1:x"]]
+    backend.close()
+
+
+# RT2-2: a ready-made client keeps redis-py's own retry policy for every command but MGET:
+# the direct path sends and reads on the connection itself, so Retry(...) never runs for it.
+@pytest.mark.xfail(strict=True, reason=RT2_2)
+def test_a_ready_made_clients_retry_covers_get_many_as_it_covers_get(proxy: FaultProxy, raw: Any) -> None:
+    raw.set("p:1:k", b"\xf0v")
+    # redis-py's default: Retry(ExponentialWithJitterBackoff, 3) on ConnectionError and TimeoutError.
+    client = redis.Redis(servers.HOST, proxy.port, db=DB, socket_timeout=0.2)
+    cache = Cache(RedisBackend(client=client), key_prefix="p", on_error="raise")
+    assert cache.get("k") == "v"  # connected
+    proxy.drop_replies(1)
+    assert cache.get("k") == "v"  # redis-py retried the timed-out GET
+    proxy.drop_replies(1)
+    assert client.mget(["p:1:k"]) == [b"\xf0v"]  # and client.mget, which get_many used to call
+    proxy.drop_replies(1)
+    assert cache.get_many(["k"]) == {"k": "v"}
+    client.close()
+
+
+def _values(backend: RedisBackend) -> list[Any]:
+    return backend.get_values(["a", "b", "c"])
+
+
+def test_a_partial_mget_reply_never_leaves_its_rest_for_the_next_command(proxy: FaultProxy, raw: Any) -> None:
+    # A reply that stops mid-array (the socket times out waiting for the rest), and one whose
+    # connection is then cut: the connection must be dropped, never pooled half-read, so each
+    # later command on the pool reads its own answer.
+    raw.mset({"a": b"1", "b": b"2", "c": b"3"})
+    backend = RedisBackend(port=proxy.port, db=DB, socket_timeout=0.2, retries=1)
+    assert _values(backend) == [b"1", b"2", b"3"]
+    proxy.fake_replies(b"*3\r\n$1\r\nX\r\n")  # one element of three, then nothing
+    with pytest.raises(BackendUnavailableError):
+        _values(backend)
+    for _ in range(3):
+        assert backend.get("c") == b"3"
+        assert _values(backend) == [b"1", b"2", b"3"]
+        assert backend.get("a") == b"1"
+    proxy.fake_replies(b"*3\r\n$1\r\nX\r\n$1\r\n")  # cut inside the second element
+    cut = threading.Timer(0.05, proxy.cut)
+    cut.start()
+    assert _values(backend) == [b"1", b"2", b"3"]  # a lost connection: retried on a new one
+    cut.join()
+    assert proxy.faked == 2
+    assert [backend.get(key) for key in "abc"] == [b"1", b"2", b"3"]
+    backend.close()
+
+
+def test_a_cancelled_async_get_many_leaves_no_reply_behind(proxy: FaultProxy, raw: Any) -> None:
+    raw.mset({"p:1:a": b"\xf01", "p:1:b": b"\xf02"})
+
+    async def run() -> list[Any]:
+        backend = AsyncRedisBackend(port=proxy.port, db=DB, socket_timeout=2.0, max_connections=2)
+        cache = AsyncCache(backend, key_prefix="p")
+        seen: list[Any] = [await cache.get_many(["a", "b"])]
+        for _ in range(3):  # more cancellations than the pool has connections
+            proxy.delay(0.3)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(cache.get_many(["a", "b"]), 0.05)
+            proxy.delay(0)
+            seen += [await cache.get("b"), await cache.get_many(["b", "a"]), await cache.get("a")]
+        await asyncio.sleep(0.4)  # the held replies arrive now, on connections already dropped
+        seen += [await cache.get("b"), await cache.get_many(["a", "b"])]
+        await cache.close()
+        return seen
+
+    ab = {"a": "1", "b": "2"}
+    assert asyncio.run(run()) == [ab, *["2", ab, "1"] * 3, "2", ab]
+
+
+def test_the_direct_mget_reads_what_client_mget_reads(redis_server: servers.ServerProcess, raw: Any) -> None:
+    # decode_responses and another encoding: the connection's parser decodes the direct
+    # MGET's reply as it does client.mget's, and the keys on the wire are the same bytes.
+    raw.mset({"a": "é".encode(), "\udcff".encode("utf-8", "surrogatepass"): b"x", "ü": b"y"})
+    keys = ["a", "missing", "\udcff", "ü"]
+    options: dict[str, Any]
+    for options in ({"decode_responses": True, "encoding_errors": "replace"}, {"encoding": "latin-1"}):
+        client: redis.Redis = redis.Redis(servers.HOST, redis_server.port, db=DB, **options)
+        backend = RedisBackend(client=client)
+        assert backend._direct is client.connection_pool
+        wire = [key.encode("utf-8", "surrogatepass") for key in keys]
+        assert backend.get_values(keys) == client.mget(wire)
+        assert servers.redis_commands(raw, partial(backend.get_values, keys)) == {"mget": 1}
+        client.close()
+
+
+# -- Cache.set's default lifetime (3183db8) -------------------------------------------------------
+
+
+# RT2-3: default_timeout is a plain attribute; assigned 0 after construction, set() now hands
+# ttl=0 to the backend (memcached: 1 s, Redis: PX 1) while add/set_many/touch still delete.
+@pytest.mark.xfail(strict=True, reason=RT2_3)
+def test_a_default_timeout_assigned_zero_still_means_do_not_store(
+    memcached_server: servers.ServerProcess,
+) -> None:
+    cache = cachekit_from_url(f"memcached://{memcached_server.address}", key_prefix=_location())
+    cache.set("k", "old")
+    cache.default_timeout = 0  # a public attribute: "Seconds used when no timeout is given"
+    cache.add("a", "v")
+    cache.set("k", "new")
+    assert (cache.get("a"), cache.get("k")) == (None, None)
+    cache.close()
+
+
+def cachekit_from_url(url: str, **options: Any) -> Cache:
+    import cachekit
+
+    return cachekit.from_url(url, **options)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 0.0, datetime.timedelta(0)])
+def test_a_timeout_of_zero_or_less_is_refused_by_every_entry_point(timeout: Any) -> None:
+    import cachekit
+    from cachekit.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="(?i)timeout"):
+        cachekit.from_url(f"locmem://{_location()}", timeout=timeout)
+    with pytest.raises(ConfigurationError, match="(?i)timeout"):
+        cachekit.from_settings({"BACKEND": "locmem", "LOCATION": _location(), "TIMEOUT": timeout})
+    with pytest.raises(ConfigurationError, match="(?i)timeout"):
+        Cache(cachekit.from_url("null://").backend).replace(default_timeout=timeout)
