@@ -21,6 +21,7 @@ from unittest import mock
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from cachekit import Cache
 from cachekit.aio import AsyncCache
@@ -117,6 +118,28 @@ def test_a_ready_made_clients_retry_covers_get_many_as_it_covers_get(proxy: Faul
     proxy.drop_replies(1)
     assert cache.get_many(["k"]) == {"k": "v"}
     client.close()
+
+
+@pytest.mark.xfail(strict=True, reason=RT2_2)
+def test_a_ready_made_async_clients_retry_covers_get_many_as_it_covers_get(
+    proxy: FaultProxy, raw: Any
+) -> None:
+    raw.set("p:1:k", b"\xf0v")
+
+    async def run() -> list[Any]:
+        client = aioredis.Redis(host=servers.HOST, port=proxy.port, db=DB, socket_timeout=0.2)
+        cache = AsyncCache(AsyncRedisBackend(client=client), key_prefix="p", on_error="raise")
+        seen: list[Any] = [await cache.get("k")]
+        proxy.drop_replies(1)
+        seen.append(await cache.get("k"))  # redis-py retried the timed-out GET
+        proxy.drop_replies(1)
+        try:
+            seen.append(await cache.get_many(["k"]))
+        finally:
+            await client.aclose()
+        return seen
+
+    assert asyncio.run(run()) == ["v", "v", {"k": "v"}]
 
 
 def _values(backend: RedisBackend) -> list[Any]:
@@ -220,3 +243,60 @@ def test_a_timeout_of_zero_or_less_is_refused_by_every_entry_point(timeout: Any)
         cachekit.from_settings({"BACKEND": "locmem", "LOCATION": _location(), "TIMEOUT": timeout})
     with pytest.raises(ConfigurationError, match="(?i)timeout"):
         Cache(cachekit.from_url("null://").backend).replace(default_timeout=timeout)
+
+
+def test_django_settings_timeout_zero_is_do_not_store_through_the_adapter(
+    memcached_server: servers.ServerProcess,
+) -> None:
+    # Django's TIMEOUT=0 is "expire at once": the adapter keeps it as its own default and hands
+    # it to Cache.set as an explicit 0 (a delete), never as the cache's default lifetime.
+    pytest.importorskip("django")
+    from tests.django_settings import configure_django
+
+    configure_django()
+    from cachekit.contrib.django import CacheBackend
+
+    for location in (f"memcached://{memcached_server.address}", _location()):
+        cache = CacheBackend(location, {"TIMEOUT": 0, "KEY_PREFIX": _location()})
+        cache.set("k", "v", timeout=60)
+        cache.set("k", "new")
+        cache.set_many({"m": 1})
+        assert cache.add("a", "v") is True
+        assert (cache.get("k"), cache.get("m"), cache.get("a")) == (None, None, None)
+
+
+# -- the session owner's fingerprint memo (7dc304d) -----------------------------------------------
+
+
+class _Folded(str):
+    """A str key equal to any other spelling of itself in another case (a case-folding header map's key)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and self.casefold() == other.casefold()
+
+    def __hash__(self) -> int:
+        return hash(self.casefold())
+
+
+# RT2-4: the memo is looked up by tuple(metadata.items()) with only the values' types checked:
+# a str-subclass key that compares equal to another key shares its entry, yet serializes apart,
+# so set_user() returns early and the owner's listing keeps the old metadata.
+@pytest.mark.xfail(strict=True, reason="RT2-4: set_user's fingerprint memo confuses keys that compare equal")
+def test_metadata_keys_that_compare_equal_but_serialize_apart_get_their_own_fingerprints() -> None:
+    import hashlib
+
+    import cachekit
+    from sessions.serializers import TaggedJSONSerializer
+    from sessions.session import Session
+    from sessions.state import USER_META_KEY
+    from sessions.stores.cache import CacheStore
+
+    store = CacheStore(cachekit.from_url(f"locmem://{_location()}"))
+    prints = []
+    variants: list[dict[str, Any]] = [{"agent": "UA"}, {_Folded("AGENT"): "UA"}]
+    for metadata in variants:
+        session = Session(store)
+        session.set_user("ada", **metadata)
+        prints.append(session.state.data[USER_META_KEY])
+        expected = hashlib.sha256(TaggedJSONSerializer().dumps(metadata)).hexdigest()[:16]
+        assert prints[-1] == expected, metadata
