@@ -10,8 +10,12 @@ the others pin attacks that held and that the suite did not cover yet.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
+import random
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from collections.abc import Sequence
@@ -25,9 +29,12 @@ import redis.asyncio as aioredis
 
 from cachekit import Cache
 from cachekit.aio import AsyncCache
+from cachekit.backends.locmem import LocMemBackend
 from cachekit.backends.redis import RedisBackend
 from cachekit.backends.redis.asyncio import AsyncRedisBackend
+from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
+from cachekit.exceptions import MissingKeyError
 from tests import servers
 from tests.faultproxy import FaultProxy
 
@@ -300,3 +307,114 @@ def test_metadata_keys_that_compare_equal_but_serialize_apart_get_their_own_fing
         prints.append(session.state.data[USER_META_KEY])
         expected = hashlib.sha256(TaggedJSONSerializer().dumps(metadata)).hexdigest()[:16]
         assert prints[-1] == expected, metadata
+
+
+# -- local memory: CLOCK eviction (df31a5e) and the same-size overwrite (a393758) -----------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _check_store(backend: Any, keep: str | None = None) -> None:
+    """The bounds, the byte accounting, and the queue: each live key in it once besides its ghosts."""
+    store = backend._store
+    data = store.data
+    assert len(data) <= backend.max_entries
+    if backend.max_bytes is not None:
+        assert store.size <= backend.max_bytes
+    assert store.size == sum(entry.size for entry in data.values())
+    places = collections.Counter(store.order)
+    for key, count in places.items():
+        assert count - store.ghosts.get(key, 0) == (1 if key in data else 0), key
+    assert set(data) <= set(places)
+    if keep is not None:
+        assert keep in data, f"{keep} evicted by its own write"
+
+
+def _one_op(backend: Any, rnd: random.Random, keys: list[str], clock: _Clock) -> str | None:
+    """One random write, read or clock step; the key a successful write must have kept."""
+    key = rnd.choice(keys)
+    size = rnd.choice([0, 1, 9, 10, 11, 49, 50, 51, 199, 200, 201])
+    ttl = rnd.choice([None, None, 0.5, 2.0])
+    op = rnd.randrange(12)
+    try:
+        if op <= 2:  # overwrites that grow, shrink or keep their size
+            backend.set(key, "x" * size, ttl)
+            return key
+        if op == 3:
+            backend.set_many({k: "y" * rnd.choice([1, 10, 60]) for k in rnd.sample(keys, 3)}, ttl)
+        elif op == 4:
+            return key if backend.add(key, "z" * size, ttl) else None
+        elif op == 5:
+            backend.set(key, rnd.choice([5, b"9"]), ttl)
+            backend.incr(key, rnd.choice([1, 10**30]))
+            return key
+        elif op == 6:
+            backend.delete(key)
+        elif op == 7:
+            backend.delete_many(rnd.sample(keys, 4))
+        elif op == 8:
+            backend.clear(prefix=rnd.choice(["", "k1"]))
+        elif op == 9:
+            token = backend.gets(key)
+            if token is not None and backend.cas(key, "c" * size, token[1], ttl):
+                return key
+        elif op == 10:
+            clock.now += rnd.choice([0.3, 1.1])  # expiry, and the once-a-second sweep
+        else:
+            backend.get(key)
+            backend.get_many(rnd.sample(keys, 5))  # reference bits
+    except (BackendError, MissingKeyError):
+        return None
+    return None
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_clock_eviction_keeps_its_bounds_accounting_and_queue_after_any_sequence(seed: int) -> None:
+    rnd = random.Random(seed)
+    clock = _Clock()
+    backend = LocMemBackend(
+        _location(),
+        max_entries=rnd.choice([1, 2, 3, 8, 40]),
+        max_bytes=rnd.choice([None, 10, 50, 200, 1000]),
+        clock=clock,
+    )
+    keys = [f"k{i}" for i in range(rnd.choice([5, 30, 100]))]
+    for _ in range(1500):
+        _check_store(backend, _one_op(backend, rnd, keys, clock))
+    backend.clear()
+
+
+def test_clock_eviction_keeps_its_bounds_and_accounting_under_threads() -> None:
+    backend = LocMemBackend(_location(), max_entries=16, max_bytes=600)
+    clock = _Clock()  # only for _one_op's clock steps; the backend keeps its own clock
+    errors: list[BaseException] = []
+    stop = time.monotonic() + 1.0
+
+    def work(seed: int) -> None:
+        rnd = random.Random(seed)
+        keys = [f"k{i}" for i in range(40)]
+        try:
+            while time.monotonic() < stop:
+                _one_op(backend, rnd, keys, clock)
+        except BaseException as exc:  # re-raised below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    _check_store(backend)
+    backend.clear()
