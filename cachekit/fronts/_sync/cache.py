@@ -115,12 +115,15 @@ class Cache(SyncExtras):
         keys = list(keys)
         head = self.key_head
         stored_keys: list[str] | None = None
+        # Where duplicates are looked for: head + key repeats exactly where key does, and the
+        # caller's keys may have their hashes already; a key function may map two keys to one.
+        named: list[str] = keys
         if version is None and head is not None:
             with contextlib.suppress(TypeError):  # a key that is not a str: make_key below names it
                 stored_keys = [head + key for key in keys]  # make_key's common case, per batch
         if stored_keys is None:
-            stored_keys = [self.make_key(key, version) for key in keys]
-        if len(set(stored_keys)) != len(stored_keys):  # each key asked once
+            stored_keys = named = [self.make_key(key, version) for key in keys]
+        if len(set(named)) != len(named):  # each key asked once
             unique = dict(zip(stored_keys, keys, strict=True))
             stored_keys, keys = list(unique), list(unique.values())
         backend = self.backend
