@@ -250,11 +250,7 @@ class FrontCore(Generic[_B]):
         clock: Callable[[], float] = time.time,
         latency_sample_every: int = 64,
     ) -> None:
-        seconds = _seconds(default_timeout, "TIMEOUT")
-        if seconds is not None and seconds <= 0:
-            raise ConfigurationError(
-                f"TIMEOUT must be positive or None, got {default_timeout!r}.", setting="TIMEOUT"
-            )
+        self.default_timeout = default_timeout  # checked by the setter
         if not isinstance(key_prefix, str):
             raise ConfigurationError(f"KEY_PREFIX must be a str, got {key_prefix!r}.", setting="KEY_PREFIX")
         if not isinstance(version, int) or isinstance(version, bool):
@@ -274,8 +270,6 @@ class FrontCore(Generic[_B]):
                 )
         #: The backend this cache stores into.
         self.backend = backend
-        #: Seconds used when no timeout is given; ``None`` never expires.
-        self.default_timeout = seconds
         #: Prefix of every stored key.
         self.key_prefix = key_prefix
         #: Default key version.
@@ -320,6 +314,23 @@ class FrontCore(Generic[_B]):
         # Counts down to the next sampled call; -1 never reaches 0, so sampling is off.
         self._countdown = latency_sample_every or -1
         self._latency: dict[str, LatencyHistogram] = {}
+
+    @property
+    def default_timeout(self) -> float | None:
+        """Seconds used when no timeout is given; ``None`` never expires.
+
+        Assigning it checks it as the constructor does.
+
+        :raises ConfigurationError: if assigned 0 or less (or NaN, infinity).
+        """
+        return self._default_timeout
+
+    @default_timeout.setter
+    def default_timeout(self, timeout: float | datetime.timedelta | None) -> None:
+        seconds = _seconds(timeout, "TIMEOUT")
+        if seconds is not None and seconds <= 0:
+            raise ConfigurationError(f"TIMEOUT must be positive or None, got {timeout!r}.", setting="TIMEOUT")
+        self._default_timeout = seconds
 
     def __repr__(self) -> str:
         label = f"{self.name!r}, " if self.name else ""
@@ -379,7 +390,7 @@ class FrontCore(Generic[_B]):
         :raises ConfigurationError: if it is NaN or infinite.
         """
         if timeout is DEFAULT_TIMEOUT:
-            return self.default_timeout
+            return self._default_timeout
         if type(timeout) is int or type(timeout) is float:  # not bool: type() is exact
             if 0 < timeout < _INFINITY:
                 return timeout

@@ -34,6 +34,7 @@ from cachekit.backends.redis import RedisBackend
 from cachekit.backends.redis.asyncio import AsyncRedisBackend
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
+from cachekit.exceptions import ConfigurationError
 from cachekit.exceptions import MissingKeyError
 from tests import servers
 from tests.faultproxy import FaultProxy
@@ -44,7 +45,6 @@ DB = 9
 
 RT2_1 = "RT2-1: Cache.get_many bypasses a patched or mixed-in backend get_many"
 RT2_2 = "RT2-2: the direct MGET drops a ready-made client's redis-py retry policy"
-RT2_3 = "RT2-3: Cache.set stores when default_timeout was reassigned to 0"
 
 
 def _location() -> str:
@@ -218,18 +218,22 @@ def test_the_direct_mget_reads_what_client_mget_reads(redis_server: servers.Serv
 # -- Cache.set's default lifetime (3183db8) -------------------------------------------------------
 
 
-# RT2-3: default_timeout is a plain attribute; assigned 0 after construction, set() now hands
-# ttl=0 to the backend (memcached: 1 s, Redis: PX 1) while add/set_many/touch still delete.
-@pytest.mark.xfail(strict=True, reason=RT2_3)
-def test_a_default_timeout_assigned_zero_still_means_do_not_store(
-    memcached_server: servers.ServerProcess,
+# RT2-3 (fixed): default_timeout was a plain attribute; assigned 0 after construction, set()
+# handed ttl=0 to the backend (memcached: 1 s, Redis: PX 1) while add/set_many/touch deleted.
+# Assigning it is now checked as the constructor checks it.
+@pytest.mark.parametrize("bad", [0, -1, 0.0, datetime.timedelta(0)])
+def test_a_default_timeout_assigned_zero_is_refused_and_the_old_one_kept(
+    memcached_server: servers.ServerProcess, bad: object
 ) -> None:
     cache = cachekit_from_url(f"memcached://{memcached_server.address}", key_prefix=_location())
-    cache.set("k", "old")
-    cache.default_timeout = 0  # a public attribute: "Seconds used when no timeout is given"
-    cache.add("a", "v")
+    with pytest.raises(ConfigurationError, match="TIMEOUT must be positive"):
+        cache.default_timeout = bad  # type: ignore[assignment]
+    assert cache.default_timeout == 300
+    cache.default_timeout = datetime.timedelta(minutes=2)
+    assert cache.default_timeout == 120
     cache.set("k", "new")
-    assert (cache.get("a"), cache.get("k")) == (None, None)
+    cache.add("a", "v")
+    assert (cache.get("a"), cache.get("k")) == ("v", "new")
     cache.close()
 
 

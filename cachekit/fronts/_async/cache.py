@@ -203,7 +203,7 @@ class AsyncCache(AsyncExtras):
         else:
             stored_key = self.make_key(key, version)
         if timeout is DEFAULT_TIMEOUT:
-            ttl = self.default_timeout  # never 0: checked when the cache was made
+            ttl = self._default_timeout  # never 0: checked when it was set
         else:
             ttl = self.lifetime(timeout)
             if ttl == 0:
