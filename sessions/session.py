@@ -61,9 +61,10 @@ _ATOMS = frozenset({str, int, float, bool, type(None)})
 _UTC = datetime.timezone.utc
 _STR = frozenset({str})
 
-#: set_user() fingerprints of metadata whose values are all str, by its items, for the
-#: default serializer: an app calls it with the same metadata on every request. (Equal
-#: str items mean equal JSON; other values may be equal yet encode apart, as 1 and True.)
+#: set_user() fingerprints of metadata whose keys and values are all exact str, by its items,
+#: for the default serializer: an app calls it with the same metadata on every request. (Equal
+#: str items mean equal JSON; other values may be equal yet encode apart, as 1 and True, and a
+#: str subclass may compare equal to a str it does not serialize as.)
 _FINGERPRINTS: dict[tuple[tuple[str, str], ...], str] = {}
 _FINGERPRINTS_MAX = 256
 
@@ -74,7 +75,11 @@ def _fingerprint(serializer: Any, metadata: dict[str, Any]) -> str:
     :raises SerializationError: if ``metadata`` cannot be stored.
     """
     key = None
-    if type(serializer) is TaggedJSONSerializer and _STR.issuperset(map(type, metadata.values())):
+    if (
+        type(serializer) is TaggedJSONSerializer
+        and _STR.issuperset(map(type, metadata))
+        and _STR.issuperset(map(type, metadata.values()))
+    ):
         key = tuple(metadata.items())
         found = _FINGERPRINTS.get(key)
         if found is not None:

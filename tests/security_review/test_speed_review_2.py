@@ -289,10 +289,10 @@ class _Folded(str):
         return hash(self.casefold())
 
 
-# RT2-4: the memo is looked up by tuple(metadata.items()) with only the values' types checked:
-# a str-subclass key that compares equal to another key shares its entry, yet serializes apart,
-# so set_user() returns early and the owner's listing keeps the old metadata.
-@pytest.mark.xfail(strict=True, reason="RT2-4: set_user's fingerprint memo confuses keys that compare equal")
+# RT2-4 (fixed: the keys must be exact str too): the memo was looked up by
+# tuple(metadata.items()) with only the values' types checked: a str-subclass key that compares
+# equal to another key shared its entry, yet serializes apart, so set_user() returned early and
+# the owner's listing kept the old metadata.
 def test_metadata_keys_that_compare_equal_but_serialize_apart_get_their_own_fingerprints() -> None:
     import hashlib
 
