@@ -475,14 +475,14 @@ class LocMemBackend:
             value = entry.value
             if type(value) is int:
                 result = value + delta
-                entry.value = result
+                stored: int | bytes = result
             else:
                 try:
                     result = int(value) + delta
                 except (TypeError, ValueError):
                     raise BackendError(f"Value under {key!r} is not an integer.") from None
-                entry.value = str(result).encode()
-            entry.used = True
+                stored = str(result).encode()
+            self._put(key, stored, entry.expires)  # counts the new size (b"9" -> b"10")
             return result
 
     def touch(self, key: str, ttl: float | None) -> bool:

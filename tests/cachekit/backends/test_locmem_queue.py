@@ -124,3 +124,14 @@ def test_the_byte_bound_reads_nbytes_and_survives_a_failing_one(request: pytest.
     backend.set("more", b"x" * 200, ttl=None)  # over 1000 bytes: the oldest goes
     assert backend.get("view") is None
     assert backend._store.size <= 1000
+
+
+def test_incr_counts_the_new_size_of_the_value(request: pytest.FixtureRequest) -> None:
+    backend = _backend(request, max_entries=10, max_bytes=1000)
+    backend.set("b", b"9", ttl=None)
+    backend.set("n", 2**60, ttl=None)
+    assert backend.incr("b", 1) == 10
+    assert backend.incr("n", 2**70) == 2**60 + 2**70
+    store = backend._store
+    assert store.data["b"].size == 2
+    assert store.size == sum(entry.size for entry in store.data.values())
