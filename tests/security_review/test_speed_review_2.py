@@ -31,6 +31,7 @@ from cachekit import Cache
 from cachekit.aio import AsyncCache
 from cachekit.backends.locmem import LocMemBackend
 from cachekit.backends.redis import RedisBackend
+from cachekit.backends.redis._clients import no_retry
 from cachekit.backends.redis.asyncio import AsyncRedisBackend
 from cachekit.exceptions import BackendError
 from cachekit.exceptions import BackendUnavailableError
@@ -41,10 +42,6 @@ from tests.faultproxy import FaultProxy
 
 # Other users of the session server keep to db 0; these tests flush their own.
 DB = 9
-
-
-RT2_1 = "RT2-1: Cache.get_many bypasses a patched or mixed-in backend get_many"
-RT2_2 = "RT2-2: the direct MGET drops a ready-made client's redis-py retry policy"
 
 
 def _location() -> str:
@@ -70,10 +67,10 @@ def proxy(redis_server: servers.ServerProcess) -> Iterator[FaultProxy]:
 # -- Redis: get_many's own MGET on the pool ------------------------------------------------------
 
 
-# RT2-1: Cache.get_many reads type(backend).get_values, which RedisBackend defines itself;
-# __init_subclass__ only reroutes a class that defines get_many in its own body, so a get_many
-# patched on the class or the instance, or inherited from a mixin, is never called any more.
-@pytest.mark.xfail(strict=True, reason=RT2_1)
+# RT2-1 (fixed: get_values asks get_many whenever it is not the backend's own): Cache.get_many
+# read type(backend).get_values, and __init_subclass__ only rerouted a class that defined
+# get_many in its own body, so a get_many patched on the class or the instance, or inherited
+# from a mixin, was never called.
 @pytest.mark.parametrize("where", ["class", "instance"])
 def test_a_patched_backend_get_many_is_still_called(
     where: str, redis_server: servers.ServerProcess, raw: Any
@@ -88,7 +85,6 @@ def test_a_patched_backend_get_many_is_still_called(
     backend.close()
 
 
-@pytest.mark.xfail(strict=True, reason=RT2_1)
 def test_a_mixin_get_many_is_called(redis_server: servers.ServerProcess, raw: Any) -> None:
     calls: list[list[str]] = []
 
@@ -109,9 +105,9 @@ def test_a_mixin_get_many_is_called(redis_server: servers.ServerProcess, raw: An
     backend.close()
 
 
-# RT2-2: a ready-made client keeps redis-py's own retry policy for every command but MGET:
-# the direct path sends and reads on the connection itself, so Retry(...) never runs for it.
-@pytest.mark.xfail(strict=True, reason=RT2_2)
+# RT2-2 (fixed: a client with redis-py retries of its own keeps client.mget): a ready-made
+# client kept redis-py's own retry policy for every command but MGET, which the direct path
+# sent and read on the connection itself, so Retry(...) never ran for it.
 def test_a_ready_made_clients_retry_covers_get_many_as_it_covers_get(proxy: FaultProxy, raw: Any) -> None:
     raw.set("p:1:k", b"\xf0v")
     # redis-py's default: Retry(ExponentialWithJitterBackoff, 3) on ConnectionError and TimeoutError.
@@ -127,7 +123,6 @@ def test_a_ready_made_clients_retry_covers_get_many_as_it_covers_get(proxy: Faul
     client.close()
 
 
-@pytest.mark.xfail(strict=True, reason=RT2_2)
 def test_a_ready_made_async_clients_retry_covers_get_many_as_it_covers_get(
     proxy: FaultProxy, raw: Any
 ) -> None:
@@ -206,7 +201,8 @@ def test_the_direct_mget_reads_what_client_mget_reads(redis_server: servers.Serv
     keys = ["a", "missing", "\udcff", "ü"]
     options: dict[str, Any]
     for options in ({"decode_responses": True, "encoding_errors": "replace"}, {"encoding": "latin-1"}):
-        client: redis.Redis = redis.Redis(servers.HOST, redis_server.port, db=DB, **options)
+        # redis-py's own retries off, as the backend's clients have them: else no direct path.
+        client: redis.Redis = redis.Redis(servers.HOST, redis_server.port, db=DB, retry=no_retry(), **options)
         backend = RedisBackend(client=client)
         assert backend._direct is client.connection_pool
         wire = [key.encode("utf-8", "surrogatepass") for key in keys]

@@ -194,20 +194,25 @@ def wire_keys(keys: Sequence[str]) -> Sequence[str | bytes]:
     return [wire_key(key) for key in keys]
 
 
-def direct_pool(client: Any, plain_class: type) -> Any | None:
+def direct_pool(client: Any, plain_class: type[Any]) -> Any | None:
     """The pool ``get_many`` sends its ``MGET`` on itself, or ``None`` to call ``client.mget``.
 
     redis-py's command layer (its per-argument packing checks, retry wrapper and
     metrics hooks) costs more client CPU than the round trip for 100 keys. A
     client of exactly ``plain_class`` (``redis.Redis`` or ``redis.asyncio.Redis``;
     not a subclass, which may change how commands run) with a connection pool,
-    no single pinned connection and no client-side cache loses nothing but
-    redis-py's own command metrics (off unless configured) when its pool is used
-    directly: the pool still checks the process id, blocks, health-checks and
-    reconnects; each connection still disconnects on any error, and the backend
-    retries and counts failures as around any call.
+    no single pinned connection, no client-side cache and no retries of redis-py's
+    own (the backend's clients turn them off; a ready-made client keeps them for
+    every command, so it keeps ``client.mget`` too) loses nothing but redis-py's own
+    command metrics (off unless configured) when its pool is used directly: the
+    pool still checks the process id, blocks, health-checks and reconnects; each
+    connection still disconnects on any error, and the backend retries and counts
+    failures as around any call.
     """
     if type(client) is not plain_class or getattr(client, "connection", None) is not None:
+        return None
+    retry = client.get_retry()
+    if retry is not None and retry.get_retries() != 0:
         return None
     # The sync client names it with an underscore, the asyncio one without.
     pinned = getattr(client, "single_connection_client", False)

@@ -236,10 +236,15 @@ class AsyncRedisBackend(RedisCore):
     async def get_values(self, keys: Sequence[str]) -> list[bytes | None]:
         """The value under each of ``keys``, in order, ``None`` for a miss: :meth:`get_many` by position.
 
-        ``AsyncCache.get_many`` reads this way: it names the values by position, so no
-        dict of stored keys is built for it. A subclass with its own ``get_many`` (the
-        near cache's) answers from that ``get_many`` instead (see ``__init_subclass__``).
+        ``AsyncCache.get_many`` reads this way: it names the values by position, so no dict
+        of stored keys is built for it. It is ``get_many``'s twin, never a way around it:
+        a ``get_many`` of a subclass (the near cache's), a mixin or a patch, on the class
+        or on this backend, answers instead.
         """
+        get_many = self.get_many
+        if getattr(get_many, "__func__", None) is not _PLAIN_GET_MANY:
+            hits = await get_many(keys)
+            return list(map(hits.get, keys))
         if not keys:
             return []
         client = self._client or self._connect()
@@ -248,11 +253,6 @@ class AsyncRedisBackend(RedisCore):
         read = partial(self._mget, client, wire_keys(keys))
         values: list[bytes | None] = await self._call(None, "MGET", None, read, read)
         return values
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "get_many" in vars(cls) and "get_values" not in vars(cls):
-            cls.get_values = _values_of_get_many  # type: ignore[method-assign,assignment]
 
     async def _mget(self, client: Any, wire: Sequence[str | bytes]) -> list[bytes | None]:
         """One ``MGET``: sent on a connection of the pool itself where that is safe (see ``direct_pool``)."""
@@ -427,7 +427,5 @@ class AsyncRedisBackend(RedisCore):
         return AsyncRedisLock(self, name, ttl)
 
 
-async def _values_of_get_many(backend: AsyncRedisBackend, keys: Sequence[str]) -> list[bytes | None]:
-    """``get_values`` of a subclass with its own ``get_many``: that one's answer, by position."""
-    hits = await backend.get_many(keys)
-    return list(map(hits.get, keys))
+#: The backend's own get_many, told from a subclass's, a mixin's or a patch's by get_values.
+_PLAIN_GET_MANY = AsyncRedisBackend.get_many

@@ -275,9 +275,14 @@ class RedisBackend(RedisCore):
         """The value under each of ``keys``, in order, ``None`` for a miss: :meth:`get_many` by position.
 
         ``Cache.get_many`` reads this way: it names the values by position, so no dict
-        of stored keys is built for it. A subclass with its own ``get_many`` (the near
-        cache's) answers from that ``get_many`` instead (see ``__init_subclass__``).
+        of stored keys is built for it. It is ``get_many``'s twin, never a way around it:
+        a ``get_many`` of a subclass (the near cache's), a mixin or a patch, on the class
+        or on this backend, answers instead.
         """
+        get_many = self.get_many
+        if getattr(get_many, "__func__", None) is not _PLAIN_GET_MANY:
+            hits = get_many(keys)
+            return list(map(hits.get, keys))
         if not keys:
             return []
         client = self._client or self._connect()
@@ -285,11 +290,6 @@ class RedisBackend(RedisCore):
         if self._cluster:
             return list(map(self._cluster_get_many(client, keys, wire).get, keys))
         return self._read(client, wire)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "get_many" in vars(cls) and "get_values" not in vars(cls):
-            cls.get_values = _values_of_get_many  # type: ignore[method-assign,assignment]
 
     def _read(self, client: Any, wire: Sequence[str | bytes]) -> list[bytes | None]:
         """The ``MGET`` of :meth:`get_many` behind the breaker, retried after a lost connection."""
@@ -541,10 +541,8 @@ class RedisBackend(RedisCore):
         return RedisLock(self, name, ttl)
 
 
-def _values_of_get_many(backend: RedisBackend, keys: Sequence[str]) -> list[bytes | None]:
-    """``get_values`` of a subclass with its own ``get_many``: that one's answer, by position."""
-    hits = backend.get_many(keys)
-    return list(map(hits.get, keys))
+#: The backend's own get_many, told from a subclass's, a mixin's or a patch's by get_values.
+_PLAIN_GET_MANY = RedisBackend.get_many
 
 
 def _check_near(near_cache: int, near_cache_bytes: int | None, client: object, prefix: str = "") -> None:
