@@ -81,7 +81,7 @@ class RedisCore:
     _node_breakers: dict[str, CircuitBreaker]
     _wait: tuple[int, int] | None
     _client: Any
-    #: The pool ``get_many`` sends ``MGET`` on directly, or ``None`` (see ``direct_pool``).
+    #: The pool ``MGET``, ``GET`` and ``EVALSHA`` are sent on directly, or ``None`` (see ``direct_pool``).
     _direct: Any
     _scripts: dict[str, Any]
     _cluster: bool
@@ -194,6 +194,10 @@ class RedisCore:
 
     def _connect(self) -> Any:
         """Build the client on first use; each side says how."""
+        raise NotImplementedError
+
+    def _run_script(self, name: str, keys: list[Any], args: list[Any], target: Any) -> Any:
+        """Run the script ``name`` on ``target`` (the client or a pipeline); each side says how."""
         raise NotImplementedError
 
     def _bind_new(self) -> None:
@@ -334,7 +338,7 @@ class RedisCore:
         if len(value) > self.max_value_size:
             self._check_size(key, value)
         wire = wire_key(key)
-        return wire, add_calls(self._script, wire, value, ttl)
+        return wire, add_calls(self._script, wire, value, ttl, self._run_script)
 
     def _cas_calls(
         self, key: str, value: bytes, token: Any, ttl: float | None
@@ -345,7 +349,7 @@ class RedisCore:
         if not isinstance(token, bytes):
             return None
         wire = wire_key(key)
-        return wire, cas_calls(self._script, wire, token, value, ttl)
+        return wire, cas_calls(self._script, wire, token, value, ttl, self._run_script)
 
     @staticmethod
     def _delete_calls(key: str) -> tuple[str | bytes, WriteCalls]:

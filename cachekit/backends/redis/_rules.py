@@ -23,9 +23,10 @@ except ImportError:  # redis-py without hiredis: each connection packs with its 
     _pack_command = None  # type: ignore[assignment]
 
 _command_name = inspect.signature(redis.ConnectionPool.get_connection).parameters.get("command_name")
-#: What ``get_connection`` of a pool is given: redis-py before 5.3 wants the command's name.
+#: What ``get_connection`` of a pool is given: redis-py before 5.3 wants a command's name
+#: (and ignores it: any name does for every command sent directly).
 CHECKOUT_ARGS: tuple[str, ...] = (
-    ("MGET",) if _command_name is not None and _command_name.default is inspect.Parameter.empty else ()
+    ("GET",) if _command_name is not None and _command_name.default is inspect.Parameter.empty else ()
 )
 
 # Keys per command in set_many/clear batches: bounds the time one command blocks the server.
@@ -131,40 +132,71 @@ def register_scripts(client: Any) -> dict[str, Any]:
 WriteCalls = tuple[Callable[[Any], Any], Callable[[Any], Any]]
 
 
-def add_calls(script: Callable[[str], Any], wire: str | bytes, value: bytes, ttl: float | None) -> WriteCalls:
+#: Runs the registered script of that name with ``keys`` and ``args`` on a client or pipeline:
+#: a backend's ``_run_script`` (sync, or returning an awaitable).
+RunScript = Callable[[str, list[Any], list[Any], Any], Any]
+
+
+def _through_scripts(script: Callable[[str], Any]) -> RunScript:
+    """A :data:`RunScript` calling the redis-py ``Script`` objects ``script(name)`` returns."""
+
+    def run(name: str, keys: list[Any], args: list[Any], target: Any) -> Any:
+        return script(name)(keys=keys, args=args, client=target)
+
+    return run
+
+
+def add_calls(
+    script: Callable[[str], Any],
+    wire: str | bytes,
+    value: bytes,
+    ttl: float | None,
+    run: RunScript | None = None,
+) -> WriteCalls:
     """``add``'s two calls, for the sync and async clients alike: ``SET NX``, then the retry script.
 
     The retry counts the key already holding this very value as added (the lost attempt stored it).
+    It runs through ``run`` when given (the backends' own, which may send ``EVALSHA`` directly),
+    else through the ``Script`` objects that ``script(name)`` returns.
     """
+    run = run or _through_scripts(script)
     args: list[Any]
     if ttl is None:
-        again_script, args = script("add_again_forever"), [value]
+        again_script, args = "add_again_forever", [value]
         command: tuple[Any, ...] = ("SET", wire, value, "NX")
     else:
-        again_script, args = script("add_again"), [value, ms(ttl)]
+        again_script, args = "add_again", [value, ms(ttl)]
         command = ("SET", wire, value, "PX", ms(ttl), "NX")
 
     def first(target: Any) -> Any:
         return target.execute_command(*command)
 
     def again(target: Any) -> Any:
-        return again_script(keys=[wire], args=args, client=target)
+        return run(again_script, [wire], args, target)
 
     return first, again
 
 
 def cas_calls(
-    script: Callable[[str], Any], wire: str | bytes, token: bytes, value: bytes, ttl: float | None
+    script: Callable[[str], Any],
+    wire: str | bytes,
+    token: bytes,
+    value: bytes,
+    ttl: float | None,
+    run: RunScript | None = None,
 ) -> WriteCalls:
-    """``cas``'s two calls: the strict script, then the retry that counts ``value`` there as stored."""
-    first_script, again_script = script("cas"), script("cas_again")
-    args = [token, value, "" if ttl is None else ms(ttl)]
+    """``cas``'s two calls: the strict script, then the retry that counts ``value`` there as stored.
+
+    Both run through ``run`` when given, else through the ``Script`` objects of ``script(name)``.
+    """
+    run = run or _through_scripts(script)
+    keys, args = [wire], [token, value, "" if ttl is None else ms(ttl)]
 
     def first(target: Any) -> Any:
-        return first_script(keys=[wire], args=args, client=target)
+        return run("cas", keys, args, target)
 
     def again(target: Any) -> Any:
-        return again_script(keys=[wire], args=args, client=target)
+        return run("cas_again", keys, args, target)
 
     return first, again
 
@@ -195,15 +227,19 @@ def wire_keys(keys: Sequence[str]) -> Sequence[str | bytes]:
 
 
 def direct_pool(client: Any, plain_class: type[Any]) -> Any | None:
-    """The pool ``get_many`` sends its ``MGET`` on itself, or ``None`` to call ``client.mget``.
+    """The pool the hot commands are sent on directly, or ``None`` to send them through ``client``.
 
+    Those commands are ``get_many``'s ``MGET``, ``get``'s ``GET`` and the ``EVALSHA``
+    of ``cas`` and of the write retries' scripts, each packed by :func:`packed` and sent
+    on a connection checked out of this pool (each backend's ``_command``).
     redis-py's command layer (its per-argument packing checks, retry wrapper and
-    metrics hooks) costs more client CPU than the round trip for 100 keys. A
+    metrics hooks) costs more client CPU than the round trip for 100 keys, and
+    several microseconds of a single ``GET``. A
     client of exactly ``plain_class`` (``redis.Redis`` or ``redis.asyncio.Redis``;
     not a subclass, which may change how commands run) with a connection pool,
     no single pinned connection, no client-side cache and no retries of redis-py's
     own (the backend's clients turn them off; a ready-made client keeps them for
-    every command, so it keeps ``client.mget`` too) loses nothing but redis-py's own
+    every command, so it keeps the client's commands too) loses nothing but redis-py's own
     command metrics (off unless configured) when its pool is used directly: the
     pool still checks the process id, blocks, health-checks and reconnects; each
     connection still disconnects on any error, and the backend retries and counts
@@ -224,12 +260,22 @@ def direct_pool(client: Any, plain_class: type[Any]) -> Any | None:
     return pool
 
 
-def mget_command(connection: Any, wire: Sequence[str | bytes]) -> list[bytes]:
-    """``MGET`` of ``wire`` packed for ``connection.send_packed_command``: by hiredis in one C call."""
+def packed(connection: Any, command: tuple[Any, ...]) -> list[bytes]:
+    """``command`` (name and arguments) packed for ``connection.send_packed_command``.
+
+    By hiredis in one C call; without hiredis by the connection's own packer (its encoder).
+    Arguments are ``str`` (ASCII keys, see :func:`wire_key`), ``bytes`` or ``int``, which
+    both pack alike.
+    """
     if _pack_command is None:
-        packed: list[bytes] = connection.pack_command("MGET", *wire)
-        return packed
-    return [_pack_command(("MGET", *wire))]  # type: ignore[arg-type]  # its stub says a 1-tuple
+        chunks: list[bytes] = connection.pack_command(*command)
+        return chunks
+    return [_pack_command(command)]
+
+
+def evalsha_command(script: Any, keys: Sequence[Any], args: Sequence[Any]) -> tuple[Any, ...]:
+    """The ``EVALSHA`` a redis-py ``Script`` call sends first, for :func:`packed`."""
+    return ("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
 def found(keys: Sequence[str], values: Sequence[bytes | None]) -> dict[str, bytes]:

@@ -29,6 +29,7 @@ from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from cachekit.backends.breaker import CircuitBreaker
 from cachekit.backends.redis._clients import ASYNC
@@ -38,11 +39,12 @@ from cachekit.backends.redis._errors import ERRORS
 from cachekit.backends.redis._rules import BATCH
 from cachekit.backends.redis._rules import CHECKOUT_ARGS
 from cachekit.backends.redis._rules import WriteCalls
+from cachekit.backends.redis._rules import evalsha_command
 from cachekit.backends.redis._rules import found
 from cachekit.backends.redis._rules import glob_escape
 from cachekit.backends.redis._rules import incr_error
-from cachekit.backends.redis._rules import mget_command
 from cachekit.backends.redis._rules import ms
+from cachekit.backends.redis._rules import packed
 from cachekit.backends.redis._rules import wire_key
 from cachekit.backends.redis._rules import wire_keys
 from cachekit.backends.redis._urls import DEFAULT_BREAKER_COOLDOWN
@@ -200,6 +202,36 @@ class AsyncRedisBackend(RedisCore):
         """Let redis.asyncio's cluster client read the slot map (on first use, and after a node failed)."""
         await self._call(None, "connect", None, client.initialize)
 
+    # -- the commands sent on the pool directly ------------------------------------
+
+    @staticmethod
+    async def _command(pool: Any, command: tuple[Any, ...]) -> Any:
+        """:meth:`RedisBackend._command <cachekit.backends.redis.sync.RedisBackend._command>`, awaited.
+
+        A cancellation while sending or reading disconnects the connection before it
+        goes back to the pool, so its unread reply is never read by another command.
+        """
+        connection = await pool.get_connection(*CHECKOUT_ARGS)
+        try:
+            await connection.send_packed_command(packed(connection, command))
+            return await connection.read_response()
+        finally:
+            await pool.release(connection)
+
+    async def _run_script(self, name: str, keys: list[Any], args: list[Any], target: Any) -> Any:
+        """Run the script ``name``: ``EVALSHA`` sent directly on the direct client, as the sync backend.
+
+        See :meth:`RedisBackend._run_script <cachekit.backends.redis.sync.RedisBackend._run_script>`.
+        """
+        script = self._scripts[name]
+        pool = self._direct
+        if pool is not None and target is self._client:
+            try:
+                return await self._command(pool, evalsha_command(script, keys, args))
+            except NoScriptError:
+                pass
+        return await script(keys=keys, args=args, client=target)
+
     # -- reads ---------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
@@ -208,10 +240,14 @@ class AsyncRedisBackend(RedisCore):
         wire = wire_key(key)
         breaker = self._breaker_for(wire) if self._cluster else self._breaker
         breaker.before_call()
+        pool = self._direct
         try:
-            value: bytes | None = await client.get(wire)
+            value: bytes | None = await (
+                client.get(wire) if pool is None else self._command(pool, ("GET", wire))
+            )
         except ERRORS as exc:
-            again: bytes | None = await self._recover(breaker, exc, "GET", key, partial(client.get, wire))
+            read = partial(client.get, wire) if pool is None else partial(self._command, pool, ("GET", wire))
+            again: bytes | None = await self._recover(breaker, exc, "GET", key, read)
             return again
         breaker.success()
         return value
@@ -257,15 +293,9 @@ class AsyncRedisBackend(RedisCore):
     async def _mget(self, client: Any, wire: Sequence[str | bytes]) -> list[bytes | None]:
         """One ``MGET``: sent on a connection of the pool itself where that is safe (see ``direct_pool``)."""
         pool = self._direct
-        if pool is None:
-            values: list[bytes | None] = await client.mget(wire)
-            return values
-        connection = await pool.get_connection(*CHECKOUT_ARGS)
-        try:
-            await connection.send_packed_command(mget_command(connection, wire))
-            values = await connection.read_response()
-        finally:
-            await pool.release(connection)
+        values: list[bytes | None] = await (
+            client.mget(wire) if pool is None else self._command(pool, ("MGET", *wire))
+        )
         return values
 
     async def gets(self, key: str) -> tuple[bytes, Any] | None:

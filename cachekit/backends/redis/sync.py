@@ -36,6 +36,7 @@ from typing import TypeVar
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from cachekit.backends.breaker import CircuitBreaker
 from cachekit.backends.redis._clients import SYNC
@@ -44,11 +45,12 @@ from cachekit.backends.redis._errors import ERRORS
 from cachekit.backends.redis._rules import BATCH
 from cachekit.backends.redis._rules import CHECKOUT_ARGS
 from cachekit.backends.redis._rules import WriteCalls
+from cachekit.backends.redis._rules import evalsha_command
 from cachekit.backends.redis._rules import found
 from cachekit.backends.redis._rules import glob_escape
 from cachekit.backends.redis._rules import incr_error
-from cachekit.backends.redis._rules import mget_command
 from cachekit.backends.redis._rules import ms
+from cachekit.backends.redis._rules import packed
 from cachekit.backends.redis._rules import wire_key
 from cachekit.backends.redis._rules import wire_keys
 from cachekit.backends.redis._urls import DEFAULT_BREAKER_COOLDOWN
@@ -240,6 +242,39 @@ class RedisBackend(RedisCore):
         breaker.success()
         return result
 
+    # -- the commands sent on the pool directly ------------------------------------
+
+    @staticmethod
+    def _command(pool: Any, command: tuple[Any, ...]) -> Any:
+        """Send ``command`` on a connection of ``pool`` and return its reply (see ``direct_pool``).
+
+        The connection disconnects itself on any error while sending or reading (a cut
+        or partial reply leaves nothing behind for the next command); an error reply
+        raises as from the client, leaving the connection clean.
+        """
+        connection = pool.get_connection(*CHECKOUT_ARGS)
+        try:
+            connection.send_packed_command(packed(connection, command))
+            return connection.read_response()
+        finally:
+            pool.release(connection)
+
+    def _run_script(self, name: str, keys: list[Any], args: list[Any], target: Any) -> Any:
+        """Run the script ``name``: its ``EVALSHA`` sent directly when ``target`` is the direct client.
+
+        After ``NOSCRIPT`` (a ``SCRIPT FLUSH``, a restart or a failover emptied the script
+        cache), and on a pipeline or any other client, the redis-py ``Script`` call runs it
+        (loading it when needed), as without the direct path.
+        """
+        script = self._scripts[name]
+        pool = self._direct
+        if pool is not None and target is self._client:
+            try:
+                return self._command(pool, evalsha_command(script, keys, args))
+            except NoScriptError:
+                pass
+        return script(keys=keys, args=args, client=target)
+
     # -- reads ---------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
@@ -248,10 +283,12 @@ class RedisBackend(RedisCore):
         wire = wire_key(key)
         breaker = self._breaker_for(wire) if self._cluster else self._breaker
         breaker.before_call()
+        pool = self._direct
         try:
-            value: bytes | None = client.get(wire)
+            value: bytes | None = client.get(wire) if pool is None else self._command(pool, ("GET", wire))
         except ERRORS as exc:
-            again: bytes | None = self._recover(breaker, exc, "GET", key, partial(client.get, wire))
+            read = partial(client.get, wire) if pool is None else partial(self._command, pool, ("GET", wire))
+            again: bytes | None = self._recover(breaker, exc, "GET", key, read)
             return again
         breaker.success()
         return value
@@ -306,15 +343,9 @@ class RedisBackend(RedisCore):
     def _mget(self, client: Any, wire: Sequence[str | bytes]) -> list[bytes | None]:
         """One ``MGET``: sent on a connection of the pool itself where that is safe (see ``direct_pool``)."""
         pool = self._direct
-        if pool is None:
-            values: list[bytes | None] = client.mget(wire)
-            return values
-        connection = pool.get_connection(*CHECKOUT_ARGS)
-        try:
-            connection.send_packed_command(mget_command(connection, wire))
-            values = connection.read_response()
-        finally:
-            pool.release(connection)
+        values: list[bytes | None] = (
+            client.mget(wire) if pool is None else self._command(pool, ("MGET", *wire))
+        )
         return values
 
     def _each_node(
