@@ -1,0 +1,509 @@
+"""Third red-team review of issue 21's speed changes: the Redis direct ``GET``/``EVALSHA`` path.
+
+Commit 98a9a5a sends ``get``'s ``GET`` and the ``EVALSHA`` of ``cas``, ``cas_again`` and
+``add_again`` on a pooled connection itself (``_command``, ``_run_script``) for a plain
+client. Attacked here on real servers (``tests/servers.py``, ``tests/faultproxy.py``);
+what ``tests/cachekit/backends/test_redis_direct_commands.py`` and
+``tests/security_review/test_speed_review_2.py`` already pin is not repeated.
+
+Defects are strict xfails named ``RT3-n``; the rest are attacks that held and that the
+suite did not cover yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import pytest
+import redis
+
+import cachekit
+from cachekit import aio
+from cachekit.backends.redis import RedisBackend
+from cachekit.backends.redis.asyncio import AsyncRedisBackend
+from cachekit.exceptions import BackendError
+from cachekit.exceptions import BackendUnavailableError
+from sessions.aio import open_session
+from sessions.aio import save_session
+from sessions.session import Session
+from sessions.stores.aio_cache import AsyncCacheStore
+from sessions.stores.cache import CacheStore
+from tests import servers
+from tests.conftest import require_binary
+from tests.faultproxy import FaultProxy
+
+# The session server's other users keep to db 0 and 11; these tests flush db 12.
+DB = 12
+
+
+@pytest.fixture
+def raw(redis_server: servers.ServerProcess) -> Iterator[redis.Redis]:
+    client = redis.Redis(servers.HOST, redis_server.port, db=DB)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def proxy(redis_server: servers.ServerProcess) -> Iterator[FaultProxy]:
+    faults = FaultProxy(redis_server.port).start()
+    yield faults
+    faults.stop()
+
+
+def _old_path(backend: RedisBackend) -> RedisBackend:
+    """``backend`` as before 98a9a5a: every command through redis-py's command layer."""
+    backend._direct = None
+    return backend
+
+
+# -- RT3-1: NOSCRIPT costs one EVALSHA more than the Script call alone ------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RT3-1: after NOSCRIPT the direct path calls the redis-py Script, which sends EVALSHA "
+    "again before SCRIPT LOAD: 3 EVALSHA round trips where the old path sent 2",
+)
+def test_rt3_1_noscript_costs_the_round_trips_the_script_call_cost(
+    redis_server: servers.ServerProcess, raw: redis.Redis
+) -> None:
+    url = f"redis://{redis_server.address}/{DB}"
+    direct, old = RedisBackend.from_url(url), _old_path(RedisBackend.from_url(url))
+    assert direct._direct is not None
+    seen = []
+    for backend in (direct, old):
+        raw.set("a", b"v1")
+        assert backend.cas("a", b"v1", b"v1", None) is True  # loaded
+        raw.script_flush()
+        seen.append(servers.redis_commands(raw, lambda b=backend: b.cas("a", b"v2", b"v1", None)))
+        assert raw.get("a") == b"v2"
+        backend.close()
+    assert seen[1] == {"evalsha": 2, "script|load": 1, "get": 1, "set": 1}
+    assert seen[0] == seen[1]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RT3-1: the asyncio backend's NOSCRIPT fallback also sends EVALSHA twice before SCRIPT LOAD",
+)
+def test_rt3_1_async_noscript_costs_the_round_trips_the_script_call_cost(
+    redis_server: servers.ServerProcess, raw: redis.Redis
+) -> None:
+    url = f"redis://{redis_server.address}/{DB}"
+
+    async def flushed_cas(old: bool) -> dict[str, int]:
+        backend = AsyncRedisBackend.from_url(url)
+        if old:
+            backend._direct = None
+        raw.set("a", b"v1")
+        assert await backend.cas("a", b"v1", b"v1", None) is True
+        raw.script_flush()
+        raw.config_resetstat()
+        assert await backend.cas("a", b"v2", b"v1", None) is True
+        stats = raw.info("commandstats")
+        await backend.close()
+        return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+    direct, old = asyncio.run(flushed_cas(False)), asyncio.run(flushed_cas(True))
+    assert old["evalsha"] == 2
+    assert direct["evalsha"] == old["evalsha"]
+
+
+# -- held: NOSCRIPT after a restart and after a Sentinel failover ------------------------------------
+
+
+def test_a_restarted_server_without_the_scripts_still_answers_cas_and_add_directly() -> None:
+    require_binary("redis-server")
+    server = servers.start_redis()
+    try:
+        backend = RedisBackend(port=server.port, socket_timeout=1.0)
+        assert backend._direct is not None
+        backend.set("a", b"v1", None)
+        assert backend.cas("a", b"v2", b"v1", None) is True  # the script is loaded and the pool warm
+        server.restart()  # an empty script cache, and every pooled connection dead
+        backend.set("a", b"v2", None)
+        with mock.patch.object(RedisBackend, "_command", wraps=RedisBackend._command) as sent:
+            assert backend.cas("a", b"v3", b"v1", None) is False  # a stale token still loses
+            assert backend.cas("a", b"v3", b"v2", None) is True
+        assert sent.call_count == 2  # a direct EVALSHA each time (the first met NOSCRIPT)
+        raw = redis.Redis(servers.HOST, server.port)
+        assert raw.get("a") == b"v3"
+        assert raw.script_exists(backend._scripts["cas"].sha) == [True]
+        assert servers.redis_commands(raw, lambda: backend.cas("a", b"v4", b"v3", None)) == {
+            "evalsha": 1,
+            "get": 1,
+            "set": 1,
+        }
+        raw.close()
+        backend.close()
+    finally:
+        server.stop()
+
+
+def test_a_sentinel_failover_to_a_replica_without_the_script_keeps_sessions_saving() -> None:
+    """The promoted replica never loaded the scripts (Redis replicates a script's effects only)."""
+    require_binary("redis-server")
+    group = servers.start_redis_sentinel(down_after_ms=300)
+    try:
+        cache = cachekit.from_url(f"{group.url}?socket_timeout=0.5&key_prefix=rt3fo")
+        store = CacheStore(cache)
+        backend = cache.backend
+        assert isinstance(backend, RedisBackend)
+        first = Session(store)
+        first["a"] = 1
+        cookie = first.save()
+        second = Session(store, cookie)
+        second["b"] = 2
+        second.save()  # the script ran on the old master
+        assert backend._direct is not None
+        sha = backend._scripts["cas"].sha
+        replica = redis.Redis(servers.HOST, group.replica.port)
+        assert replica.script_exists(sha) == [False]
+        assert redis.Redis(servers.HOST, group.master.port).wait(1, 2000) == 1  # the replica has it all
+        assert servers._redis_info(group.sentinel.port, "SENTINEL", "FAILOVER", group.service) == b"OK"
+        deadline = time.monotonic() + 20
+        while group.master_port() != group.replica.port and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert group.master_port() == group.replica.port
+        old = redis.Redis(servers.HOST, group.master.port)
+        while (replica.info("replication")["role"], old.info("replication")["role"]) != ("master", "slave"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        old.close()
+        third = Session(store, cookie)
+        third["c"] = 3
+        for _ in range(100):  # the old master's pooled connections fail over as READONLY
+            try:
+                third.save()
+                break
+            except BackendUnavailableError:
+                time.sleep(0.05)
+        assert replica.script_exists(sha) == [True]  # NOSCRIPT, then loaded by the Script call
+        state = store.load(cookie)
+        assert state is not None
+        assert state.data == {"a": 1, "b": 2, "c": 3}
+        replica.close()
+        cache.close()
+    finally:
+        group.stop()
+
+
+# -- held: error replies come out as through client.get and the Script call ---------------------------
+
+REPLIES = {
+    "READONLY": b"-READONLY You can't write against a read only replica.\r\n",
+    "LOADING": b"-LOADING Redis is loading the dataset in memory\r\n",
+    "OOM": b"-OOM command not allowed when used memory > 'maxmemory'.\r\n",
+    "MASTERDOWN": b"-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n",
+    "BUSY": b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSCRIPT.\r\n",
+    "WRONGTYPE": b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    "ERR": b"-ERR unknown command 'GET', with args beginning with: \r\n",
+}
+
+
+def _outcome(backend: RedisBackend, proxy: FaultProxy, reply: bytes, operation: str) -> tuple[Any, ...]:
+    """What ``operation`` answered to a faked error ``reply``, the breaker after it, and the next answers."""
+    assert backend.get("a") == b"v1"  # a pooled connection, and the script loaded
+    assert backend.cas("a", b"v1", b"v1", None) is True
+    proxy.fake_replies(reply)
+    try:
+        result: Any = backend.get("a") if operation == "get" else backend.cas("a", b"v2", b"v1", None)
+    except BackendError as exc:
+        result = type(exc)
+    breaker = backend.breakers()[0]
+    state = breaker.state
+    time.sleep(0.06)  # the cooldown: the next call is the half-open probe
+    after = [backend.get("a"), backend.cas("a", b"v1", b"v1", None), backend.get("a")]
+    return result, state, after, breaker.state, proxy.faked
+
+
+@pytest.mark.parametrize("operation", ["get", "cas"])
+@pytest.mark.parametrize("code", list(REPLIES))
+def test_an_error_reply_to_the_direct_command_is_classified_and_counted_as_before(
+    proxy: FaultProxy, raw: redis.Redis, code: str, operation: str
+) -> None:
+    raw.set("a", b"v1")
+    seen = []
+    for old in (False, True):
+        backend = RedisBackend(
+            port=proxy.port, db=DB, socket_timeout=1.0, breaker_failures=1, breaker_cooldown=0.05
+        )
+        if old:
+            _old_path(backend)
+        else:
+            assert backend._direct is not None
+        seen.append(_outcome(backend, proxy, REPLIES[code], operation))
+        backend.close()
+    outage = code not in ("WRONGTYPE", "ERR")
+    expected = BackendUnavailableError if outage else BackendError
+    assert seen[0][0] is expected
+    assert seen[0][1] == ("open" if outage else "closed")  # an outage counts, a bug does not
+    assert seen[0][2:] == ([b"v1", True, b"v1"], "closed", 1)
+    assert seen[0][:4] == seen[1][:4]
+
+
+def test_real_wrongtype_and_oom_replies_come_out_as_through_the_command_layer() -> None:
+    require_binary("redis-server")
+    server = servers.start_redis(["--maxmemory-policy", "noeviction"])
+    try:
+        raw = redis.Redis(servers.HOST, server.port)
+        raw.rpush("list", b"x")
+        raw.set("a", b"v1")
+        seen = []
+        for old in (False, True):
+            backend = RedisBackend(port=server.port, breaker_failures=1, breaker_cooldown=30)
+            if old:
+                _old_path(backend)
+            results: list[Any] = []
+            for call in (
+                lambda b=backend: b.get("list"),
+                lambda b=backend: b.cas("list", b"v2", b"x", None),
+                lambda b=backend: b.add("list", b"v2", None),
+            ):
+                try:
+                    results.append(call())
+                except BackendError as exc:
+                    results.append(type(exc))
+            results.append(backend.breakers()[0].state)
+            seen.append(results)
+            backend.close()
+        assert seen[0] == [BackendError, BackendError, False, "closed"]
+        raw.config_set("maxmemory", "1")  # always above it, and noeviction: every write is refused
+        for old in (False, True):
+            backend = RedisBackend(port=server.port, breaker_failures=1, breaker_cooldown=30)
+            if old:
+                _old_path(backend)
+            assert backend.get("a") == b"v1"  # reads still go
+            outcome: list[Any] = []
+            for call in (
+                lambda b=backend: b.cas("a", b"v2", b"v1", None),
+                lambda b=backend: b.add("new", b"v2", None),
+            ):
+                try:
+                    outcome.append(call())
+                except BackendError as exc:
+                    outcome.append(type(exc))
+                outcome.append(backend.breakers()[0].state)
+                backend.breakers()[0].success()
+            seen.append(outcome)
+            backend.close()
+        assert seen[2] == [BackendUnavailableError, "open", BackendUnavailableError, "open"]
+        assert seen[2] == seen[3]
+        assert raw.get("a") == b"v1"
+        raw.close()
+    finally:
+        server.stop()
+
+
+# -- held: get with the breaker open and half-open sends nothing, then one probe -----------------------
+
+
+def test_a_direct_get_behind_an_open_breaker_sends_nothing_then_one_probe(
+    redis_server: servers.ServerProcess, raw: redis.Redis
+) -> None:
+    raw.set("a", b"v1")
+    backend = RedisBackend(port=redis_server.port, db=DB, breaker_failures=1, breaker_cooldown=0.1)
+    assert backend.get("a") == b"v1"
+    breaker = backend.breakers()[0]
+    breaker.failure()
+    assert breaker.state == "open"
+
+    def refused() -> None:
+        for _ in range(5):
+            with pytest.raises(BackendUnavailableError):
+                backend.get("a")
+
+    assert servers.redis_commands(raw, refused) == {}
+    time.sleep(0.12)
+    assert servers.redis_commands(raw, lambda: backend.get("a")) == {"get": 1}
+    assert breaker.state == "closed"
+    backend.close()
+
+
+# -- held: no lost session update through the direct EVALSHA, with lost and late replies --------------
+
+
+def _store_via(proxy: FaultProxy, socket_timeout: float = 1.0) -> CacheStore:
+    prefix = f"rt3-{uuid.uuid4().hex[:8]}."
+    cache = cachekit.from_url(
+        f"redis://127.0.0.1:{proxy.port}/{DB}", key_prefix=prefix, socket_timeout=socket_timeout
+    )
+    backend = cache.backend
+    assert isinstance(backend, RedisBackend)
+    assert backend._direct is not None
+    return CacheStore(cache)
+
+
+def test_two_saves_of_one_session_both_land_when_each_cas_reply_is_cut(proxy: FaultProxy, raw: Any) -> None:
+    store = _store_via(proxy)
+    base = Session(store)
+    base["base"] = 0
+    cookie = base.save()
+    warm = Session(store, cookie)
+    warm["warm"] = 1
+    warm.save()  # the cas script is loaded
+    first, second = Session(store, cookie), Session(store, cookie)
+    assert first["base"] == second["base"] == 0  # both loaded before either saves
+    first["a"] = 1
+    second["b"] = 2
+    with mock.patch.object(RedisBackend, "_command", wraps=RedisBackend._command) as sent:
+        proxy.cut_after_requests(1)  # the cas runs, its reply is lost: cas_again sees its own write
+        first.save()
+        proxy.cut_after_requests(1)  # the stale cas runs (and loses), its reply is lost too
+        second.save()  # cas_again must not take the other's value for its own
+    assert proxy.cuts == 2
+    assert sent.call_count >= 4
+    state = store.load(cookie)
+    assert state is not None
+    assert state.data == {"base": 0, "warm": 1, "a": 1, "b": 2}
+
+
+def test_a_late_cas_reply_then_a_concurrent_save_loses_nothing(proxy: FaultProxy, raw: Any) -> None:
+    store = _store_via(proxy, socket_timeout=0.2)
+    base = Session(store)
+    base["base"] = 0
+    cookie = base.save()
+    warm = Session(store, cookie)
+    warm["base"] = 1
+    warm.save()
+    first, second = Session(store, cookie), Session(store, cookie)
+    assert first["base"] == second["base"] == 1
+    first["a"] = 1
+    second["b"] = 2
+    proxy.delay(0.4)  # the cas runs; its reply comes after the socket timed out
+    with pytest.raises(BackendUnavailableError):
+        first.save()
+    proxy.delay(0)
+    second.save()  # each command on the pool gets its own answer, never the late one
+    for _ in range(3):
+        state = store.load(cookie)
+        assert state is not None
+        assert state.data == {"base": 1, "a": 1, "b": 2}
+    time.sleep(0.3)  # the late reply arrives on a connection already dropped
+    state = store.load(cookie)
+    assert state is not None
+    assert state.data == {"base": 1, "a": 1, "b": 2}
+
+
+def test_concurrent_saves_of_one_session_under_repeated_cuts_lose_no_acknowledged_update(
+    proxy: FaultProxy, raw: Any
+) -> None:
+    store = _store_via(proxy, socket_timeout=0.5)
+    base = Session(store)
+    base["base"] = 0
+    cookie = base.save()
+    writers, rounds = 6, 15
+    acknowledged: dict[str, int] = {}
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer(index: int) -> None:
+        try:
+            for value in range(rounds):
+                session = Session(store, cookie)
+                session[f"k{index}"] = value
+                for _attempt in range(20):
+                    try:
+                        session.save()
+                        break
+                    except BackendUnavailableError:
+                        time.sleep(0.01)
+                else:
+                    raise AssertionError("never saved")
+                acknowledged[f"k{index}"] = value
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    def cutter() -> None:
+        while not stop.wait(0.03):
+            proxy.cut()
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
+    cutting = threading.Thread(target=cutter)
+    cutting.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(2.0)
+    stop.set()
+    cutting.join(2.0)
+    assert not errors
+    assert not any(thread.is_alive() for thread in threads)
+    state = store.load(cookie)
+    assert state is not None
+    assert acknowledged == {f"k{i}": rounds - 1 for i in range(writers)}
+    assert state.data == {"base": 0, **acknowledged}
+
+
+def test_async_concurrent_saves_both_land_when_the_cas_reply_is_cut_or_cancelled(
+    proxy: FaultProxy, raw: Any
+) -> None:
+    async def run() -> tuple[dict[str, Any] | None, int]:
+        cache = aio.from_url(
+            f"redis://127.0.0.1:{proxy.port}/{DB}",
+            key_prefix=f"rt3a-{uuid.uuid4().hex[:8]}.",
+            socket_timeout=1.0,
+        )
+        backend = cache.backend
+        assert isinstance(backend, AsyncRedisBackend)
+        assert backend._direct is not None
+        store = AsyncCacheStore(cache)
+        base = await open_session(store, None)
+        base["base"] = 0
+        cookie = await save_session(base)
+        warm = await open_session(store, cookie)
+        warm["base"] = 1
+        await save_session(warm)  # the cas script is loaded
+        first, second = await open_session(store, cookie), await open_session(store, cookie)
+        first["a"] = 1
+        second["b"] = 2
+        proxy.cut_after_requests(1)
+        await asyncio.gather(save_session(first), save_session(second))
+        # A save cancelled while its EVALSHA is out: it may have landed or not; the pool must not
+        # hand its reply to anyone, and a later save of the same change must land.
+        third = await open_session(store, cookie)
+        third["c"] = 3
+        proxy.delay(0.3)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(save_session(third), 0.05)
+        proxy.delay(0)
+        fourth = await open_session(store, cookie)
+        fourth["d"] = 4
+        await save_session(fourth)
+        await asyncio.sleep(0.35)
+        retry = await open_session(store, cookie)
+        retry["c"] = 3
+        await save_session(retry)
+        state = await store.load(cookie)
+        await cache.close()
+        return (None if state is None else state.data), proxy.cuts
+
+    data, cuts = asyncio.run(run())
+    assert cuts == 1
+    assert data == {"base": 1, "a": 1, "b": 2, "c": 3, "d": 4}
+
+
+# -- held: Cluster keeps the Script call -----------------------------------------------------------------
+
+
+def test_cluster_keeps_the_script_call_and_client_get(redis_cluster: servers.RedisClusterProcesses) -> None:
+    backend = RedisBackend.from_url(redis_cluster.url)
+    sent = mock.patch.object(RedisBackend, "_command", side_effect=AssertionError("sent directly"))
+    with sent:
+        backend.set("rt3-a", b"v1", None)
+        assert backend._direct is None
+        assert backend.get("rt3-a") == b"v1"
+        assert backend.cas("rt3-a", b"v2", b"v1", None) is True
+        assert backend.cas("rt3-a", b"v3", b"v1", None) is False
+        assert backend.add("rt3-a", b"x", 10.0) is False
+        assert backend.get("rt3-a") == b"v2"
+        backend.delete("rt3-a")
+    backend.close()
