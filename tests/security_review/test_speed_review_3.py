@@ -507,3 +507,48 @@ def test_cluster_keeps_the_script_call_and_client_get(redis_cluster: servers.Red
         assert backend.get("rt3-a") == b"v2"
         backend.delete("rt3-a")
     backend.close()
+
+
+def test_script_flush_between_two_saves_of_one_session_loses_neither(proxy: FaultProxy, raw: Any) -> None:
+    store = _store_via(proxy)
+    base = Session(store)
+    base["base"] = 0
+    cookie = base.save()
+    warm = Session(store, cookie)
+    warm["base"] = 1
+    warm.save()  # the cas script is loaded
+    first, second = Session(store, cookie), Session(store, cookie)
+    assert first["base"] == second["base"] == 1
+    first["a"] = 1
+    second["b"] = 2
+    raw.script_flush()
+    first.save()  # NOSCRIPT: the Script call loads and runs it
+    raw.script_flush()
+    second.save()  # NOSCRIPT on the stale cas, then the merge and a direct cas
+    state = store.load(cookie)
+    assert state is not None
+    assert state.data == {"base": 1, "a": 1, "b": 2}
+
+
+# -- held: a durable view's retry after a cut stays in its pipeline --------------------------------------
+
+
+def test_a_durable_views_retry_after_a_cut_keeps_the_script_call_in_its_pipeline(
+    proxy: FaultProxy, raw: Any
+) -> None:
+    raw.set("a", b"v1")
+    backend = RedisBackend(port=proxy.port, db=DB, socket_timeout=1.0, retries=1)
+    assert backend.get("a") == b"v1"
+    durable = backend.durable(1, 0.05)
+    direct = mock.patch.object(RedisBackend, "_command", side_effect=AssertionError("sent directly"))
+    proxy.cut_after_requests(1)  # the pipeline (cas + WAIT) runs, its reply is lost
+    with direct, pytest.raises(BackendUnavailableError, match="replicas"):  # no replica here
+        durable.cas("a", b"v2", b"v1", None)  # retried as cas_again + WAIT: 0 replicas
+    assert proxy.cuts == 1
+    assert raw.get("a") == b"v2"
+    proxy.cut_after_requests(1)
+    with direct, pytest.raises(BackendUnavailableError, match="replicas"):
+        durable.add("b", b"mine", 30.0)  # SET NX lost, then add_again + WAIT in the pipeline
+    assert proxy.cuts == 2
+    assert raw.get("b") == b"mine"
+    backend.close()
