@@ -21,6 +21,8 @@ Systems, all on the same server in the same run, order rotated each round:
   pickling its values as ``cachekit Cache`` does.
 
 Scenarios: ``get`` hit and ``set`` (with a timeout) of a 100-byte value,
+``cas`` of it (the compare-and-set script a session write sends, against raw
+redis-py's ``EVALSHA`` of the same script; no peer has one),
 ``get_many`` and ``set_many`` (with a timeout) of 100 keys. The last column is
 cachekit's backend time divided by the system's. Two tables: wall time per
 operation (what an application sees) and this process's CPU time per
@@ -53,6 +55,7 @@ from benchmarks._harness import measure
 from benchmarks._harness import report
 from cachekit import Cache
 from cachekit.backends.redis import RedisBackend
+from cachekit.backends.redis import _rules
 from cachekit.serializers import PickleSerializer
 from tests import servers
 
@@ -144,6 +147,15 @@ def systems(address: str) -> dict[str, dict[str, Callable[[], object]]]:
     assert dict(zip(KEYS, loads_many(raw.mget(stored_keys)), strict=True)) == cache.get_many(KEYS)
     items_raw = dict.fromkeys(KEYS, RAW)
     items = dict.fromkeys(KEYS, VALUE)
+    cas_script = raw.register_script(_rules._CAS)
+    raw.set("cas", RAW)
+    assert cas_script(keys=["cas"], args=[RAW, RAW, TIMEOUT * 1000]) == 1  # loaded now
+    assert backend.cas("cas", RAW, RAW, TIMEOUT)
+    cache.set("cas", VALUE, TIMEOUT)
+    found = cache.gets("cas")
+    assert found is not None
+    cas_token = found[1]
+    assert cache.cas("cas", VALUE, cas_token, TIMEOUT)  # the same bytes again: the token still holds
     return {
         "get hit (100 B)": {
             "cachekit backend": lambda: backend.get("hit"),
@@ -160,6 +172,12 @@ def systems(address: str) -> dict[str, dict[str, Callable[[], object]]]:
             "django RedisCache": lambda: django.set("k", VALUE, TIMEOUT),
             "django-redis": lambda: django_redis.set("k", VALUE, TIMEOUT),
             "cachelib RedisCache": lambda: cachelib.set("k", VALUE, TIMEOUT),
+        },
+        # The compare-and-set a session request ends with: the same script, always matching.
+        "cas (100 B, timeout)": {
+            "cachekit backend": lambda: backend.cas("cas", RAW, RAW, TIMEOUT),
+            "raw redis-py": lambda: raw.evalsha(cas_script.sha, 1, "cas", RAW, RAW, TIMEOUT * 1000),
+            "cachekit Cache": lambda: cache.cas("cas", VALUE, cas_token, TIMEOUT),
         },
         "get_many (100 keys)": {
             "cachekit backend": lambda: backend.get_many(KEYS),
