@@ -400,9 +400,11 @@ def test_concurrent_saves_of_one_session_under_repeated_cuts_lose_no_acknowledge
     base = Session(store)
     base["base"] = 0
     cookie = base.save()
-    writers, rounds = 6, 15
+    writers, rounds = 6, 40
     acknowledged: dict[str, int] = {}
     errors: list[BaseException] = []
+    outages: list[int] = []
+    cuts: list[int] = []
     stop = threading.Event()
 
     def writer(index: int) -> None:
@@ -415,6 +417,7 @@ def test_concurrent_saves_of_one_session_under_repeated_cuts_lose_no_acknowledge
                         session.save()
                         break
                     except BackendUnavailableError:
+                        outages.append(index)
                         time.sleep(0.01)
                 else:
                     raise AssertionError("never saved")
@@ -423,7 +426,8 @@ def test_concurrent_saves_of_one_session_under_repeated_cuts_lose_no_acknowledge
             errors.append(exc)
 
     def cutter() -> None:
-        while not stop.wait(0.03):
+        while not stop.wait(0.02):
+            cuts.append(len(proxy._sockets))
             proxy.cut()
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
@@ -440,6 +444,7 @@ def test_concurrent_saves_of_one_session_under_repeated_cuts_lose_no_acknowledge
     state = store.load(cookie)
     assert state is not None
     assert acknowledged == {f"k{i}": rounds - 1 for i in range(writers)}
+    assert sum(cuts) >= 10  # connections were cut under the writers, again and again
     assert state.data == {"base": 0, **acknowledged}
 
 
