@@ -67,11 +67,9 @@ def _old_path(backend: RedisBackend) -> RedisBackend:
 # -- RT3-1: NOSCRIPT costs one EVALSHA more than the Script call alone ------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RT3-1: after NOSCRIPT the direct path calls the redis-py Script, which sends EVALSHA "
-    "again before SCRIPT LOAD: 3 EVALSHA round trips where the old path sent 2",
-)
+# RT3-1 (fixed: after NOSCRIPT the direct path sends SCRIPT LOAD, then the Script call's one
+# EVALSHA): it called the redis-py Script, which sent EVALSHA again before SCRIPT LOAD, 3 EVALSHA
+# round trips where the old path sent 2.
 def test_rt3_1_noscript_costs_the_round_trips_the_script_call_cost(
     redis_server: servers.ServerProcess, raw: redis.Redis
 ) -> None:
@@ -90,10 +88,7 @@ def test_rt3_1_noscript_costs_the_round_trips_the_script_call_cost(
     assert seen[0] == seen[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RT3-1: the asyncio backend's NOSCRIPT fallback also sends EVALSHA twice before SCRIPT LOAD",
-)
+# RT3-1 (fixed) for the asyncio backend, whose NOSCRIPT fallback also sent EVALSHA twice before SCRIPT LOAD.
 def test_rt3_1_async_noscript_costs_the_round_trips_the_script_call_cost(
     redis_server: servers.ServerProcess, raw: redis.Redis
 ) -> None:
@@ -557,3 +552,36 @@ def test_a_durable_views_retry_after_a_cut_keeps_the_script_call_in_its_pipeline
     assert proxy.cuts == 2
     assert raw.get("b") == b"mine"
     backend.close()
+
+
+@pytest.mark.parametrize("code", ["READONLY", "LOADING", "OOM", "WRONGTYPE"])
+def test_an_error_reply_to_the_async_direct_command_is_classified_and_counted_as_before(
+    proxy: FaultProxy, raw: redis.Redis, code: str
+) -> None:
+    raw.set("a", b"v1")
+
+    async def outcome(old: bool) -> list[Any]:
+        backend = AsyncRedisBackend(
+            port=proxy.port, db=DB, socket_timeout=1.0, breaker_failures=1, breaker_cooldown=0.05
+        )
+        if old:
+            backend._direct = None
+        else:
+            assert backend._direct is not None
+        seen: list[Any] = [await backend.get("a"), await backend.cas("a", b"v1", b"v1", None)]
+        for call in (lambda: backend.get("a"), lambda: backend.cas("a", b"v2", b"v1", None)):
+            proxy.fake_replies(REPLIES[code])
+            try:
+                seen.append(await call())
+            except BackendError as exc:
+                seen.append(type(exc))
+            seen.append(backend.breakers()[0].state)
+            await asyncio.sleep(0.06)  # past the cooldown: the next call is the probe
+            seen += [await backend.get("a"), backend.breakers()[0].state]
+        await backend.close()
+        return seen
+
+    direct, old = asyncio.run(outcome(False)), asyncio.run(outcome(True))
+    error, state = (BackendError, "closed") if code == "WRONGTYPE" else (BackendUnavailableError, "open")
+    assert direct == [b"v1", True, error, state, b"v1", "closed", error, state, b"v1", "closed"]
+    assert direct == old
