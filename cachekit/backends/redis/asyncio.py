@@ -229,7 +229,7 @@ class AsyncRedisBackend(RedisCore):
             try:
                 return await self._command(pool, evalsha_command(script, keys, args))
             except NoScriptError:
-                pass
+                script.sha = await target.script_load(script.script)
         return await script(keys=keys, args=args, client=target)
 
     # -- reads ---------------------------------------------------------------------

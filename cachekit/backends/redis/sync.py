@@ -263,8 +263,9 @@ class RedisBackend(RedisCore):
         """Run the script ``name``: its ``EVALSHA`` sent directly when ``target`` is the direct client.
 
         After ``NOSCRIPT`` (a ``SCRIPT FLUSH``, a restart or a failover emptied the script
-        cache), and on a pipeline or any other client, the redis-py ``Script`` call runs it
-        (loading it when needed), as without the direct path.
+        cache) it is loaded and run by the redis-py ``Script`` call: ``SCRIPT LOAD`` and one
+        more ``EVALSHA``, the round trips of the ``Script`` call alone. On a pipeline or any
+        other client the ``Script`` call runs it, as without the direct path.
         """
         script = self._scripts[name]
         pool = self._direct
@@ -272,7 +273,7 @@ class RedisBackend(RedisCore):
             try:
                 return self._command(pool, evalsha_command(script, keys, args))
             except NoScriptError:
-                pass
+                script.sha = target.script_load(script.script)
         return script(keys=keys, args=args, client=target)
 
     # -- reads ---------------------------------------------------------------------
