@@ -16,6 +16,7 @@ import asyncio
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -585,3 +586,72 @@ def test_an_error_reply_to_the_async_direct_command_is_classified_and_counted_as
     error, state = (BackendError, "closed") if code == "WRONGTYPE" else (BackendUnavailableError, "open")
     assert direct == [b"v1", True, error, state, b"v1", "closed", error, state, b"v1", "closed"]
     assert direct == old
+
+
+# -- held: every call sends the commands it sent before (scripts loaded) ----------------------------------
+
+
+def _profiles(backend: RedisBackend, proxy: FaultProxy, raw: Any) -> list[dict[str, int]]:
+    """The commands the server ran for each of a row of calls, some with their reply cut."""
+    for script in backend._scripts.values():
+        raw.script_load(script.script)
+    store = CacheStore(cachekit.Cache(backend, key_prefix="rt3p."))
+    backend.set("a", b"v1", None)
+    cookie: list[str] = []
+
+    def new_session() -> None:
+        session = Session(store)
+        session["n"] = 0
+        cookie.append(session.save())
+
+    def save(value: int) -> None:
+        session = Session(store, cookie[0])
+        session["n"] = value
+        session.save()
+
+    def lost_race() -> None:
+        first, second = Session(store, cookie[0]), Session(store, cookie[0])
+        first["x"], second["y"] = 1, 2
+        first.save()
+        second.save()
+
+    def cut(call: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:
+            proxy.cut_after_requests(1)
+            return call()
+
+        return run
+
+    calls: list[Callable[[], object]] = [
+        lambda: backend.get("a"),
+        lambda: backend.get("missing"),
+        lambda: backend.cas("a", b"v2", b"v1", None),
+        lambda: backend.cas("a", b"v3", b"v1", 30.0),
+        lambda: backend.add("b", b"1", None),
+        lambda: backend.add("b", b"2", 30.0),
+        cut(lambda: backend.cas("a", b"v3", b"v2", None)),  # cas, then cas_again
+        cut(lambda: backend.add("c", b"1", 30.0)),  # SET NX, then add_again
+        cut(lambda: backend.add("d", b"1", None)),  # SET NX, then add_again_forever
+        cut(lambda: backend.get("a")),
+        new_session,
+        lambda: save(1),
+        lambda: store.load(cookie[0]),
+        lost_race,
+        cut(lambda: save(2)),
+    ]
+    return [servers.redis_commands(raw, call) for call in calls]
+
+
+def test_each_call_sends_the_commands_it_sent_through_the_command_layer(proxy: FaultProxy, raw: Any) -> None:
+    profiles: list[list[dict[str, int]]] = []
+    for old in (False, True):
+        raw.flushdb()
+        backend = RedisBackend(port=proxy.port, db=DB, socket_timeout=1.0, retries=1)
+        if old:
+            _old_path(backend)
+        profiles.append(_profiles(backend, proxy, raw))
+        backend.close()
+    assert proxy.cuts == 10
+    assert profiles[0][0] == {"get": 1}
+    assert profiles[0][6]["evalsha"] == 2  # cas, then cas_again on a new connection
+    assert profiles[0] == profiles[1]
