@@ -59,6 +59,39 @@ def proxy(redis_server: servers.ServerProcess) -> Iterator[FaultProxy]:
     faults.stop()
 
 
+class HalfReplyProxy(FaultProxy):
+    """A :class:`FaultProxy` that can also cut a real reply half-way: the command ran on the server."""
+
+    def __init__(self, upstream_port: int) -> None:
+        super().__init__(upstream_port)
+        self._halve = 0
+        #: Replies cut half-way so far.
+        self.halved = 0
+
+    def cut_mid_reply(self, count: int = 1) -> None:
+        with self._lock:
+            self._halve += count
+
+    def _from_server(self, client: Any, data: bytes) -> None:
+        with self._lock:
+            halve = self._halve > 0
+            if halve:
+                self._halve -= 1
+        if not halve:
+            super()._from_server(client, data)
+            return
+        self.halved += 1
+        client.sendall(data[: max(1, len(data) // 2)])
+        raise OSError("cut mid-reply")
+
+
+@pytest.fixture
+def half(redis_server: servers.ServerProcess) -> Iterator[HalfReplyProxy]:
+    faults = HalfReplyProxy(redis_server.port).start()
+    yield faults
+    faults.stop()
+
+
 def _old_path(backend: RedisBackend) -> RedisBackend:
     """``backend`` as before 98a9a5a: every command through redis-py's command layer."""
     backend._direct = None
@@ -655,3 +688,56 @@ def test_each_call_sends_the_commands_it_sent_through_the_command_layer(proxy: F
     assert profiles[0][0] == {"get": 1}
     assert profiles[0][6]["evalsha"] == 2  # cas, then cas_again on a new connection
     assert profiles[0] == profiles[1]
+
+
+# -- held: a real reply cut half-way (the command ran): retried, and each later command its own answer ---
+
+
+def test_a_real_reply_cut_half_way_is_retried_and_leaves_nothing_behind(
+    half: HalfReplyProxy, raw: Any
+) -> None:
+    raw.mset({"a": b"v1", "big": b"x" * 5000})
+    backend = RedisBackend(port=half.port, db=DB, socket_timeout=1.0, retries=1)
+    assert backend.get("a") == b"v1"
+    half.cut_mid_reply(1)
+    assert backend.get("big") == b"x" * 5000  # read again on a new connection
+    half.cut_mid_reply(1)
+    assert backend.cas("a", b"v2", b"v1", None) is True  # ran; cas_again sees its own value
+    half.cut_mid_reply(1)
+    assert backend.cas("a", b"v3", b"v1", None) is False  # ran and lost; cas_again loses too
+    half.cut_mid_reply(1)
+    assert backend.add("n", b"mine", 30.0) is True  # SET NX ran; add_again sees its own value
+    assert half.halved == 4
+    for _ in range(3):
+        assert [backend.get("a"), backend.get("big"), backend.get("n")] == [b"v2", b"x" * 5000, b"mine"]
+        assert backend.get_values(["n", "a"]) == [b"mine", b"v2"]
+    assert raw.get("a") == b"v2"
+    backend.close()
+
+
+def test_two_saves_of_one_session_both_land_when_a_cas_reply_is_cut_half_way(
+    half: HalfReplyProxy, raw: Any
+) -> None:
+    cache = cachekit.from_url(
+        f"redis://127.0.0.1:{half.port}/{DB}", key_prefix=f"rt3h-{uuid.uuid4().hex[:8]}.", socket_timeout=1.0
+    )
+    store = CacheStore(cache)
+    base = Session(store)
+    base["base"] = 0
+    cookie = base.save()
+    warm = Session(store, cookie)
+    warm["base"] = 1
+    warm.save()  # the cas script is loaded
+    first, second = Session(store, cookie), Session(store, cookie)
+    assert first["base"] == second["base"] == 1
+    first["a"] = 1
+    second["b"] = 2
+    half.cut_mid_reply(1)
+    first.save()
+    half.cut_mid_reply(1)
+    second.save()  # the stale cas's half reply, then cas_again loses, then the merge lands
+    assert half.halved == 2
+    state = store.load(cookie)
+    assert state is not None
+    assert state.data == {"base": 1, "a": 1, "b": 2}
+    cache.close()
