@@ -6,8 +6,8 @@ client. Attacked here on real servers (``tests/servers.py``, ``tests/faultproxy.
 what ``tests/cachekit/backends/test_redis_direct_commands.py`` and
 ``tests/security_review/test_speed_review_2.py`` already pin is not repeated.
 
-Defects are strict xfails named ``RT3-n``; the rest are attacks that held and that the
-suite did not cover yet.
+Defects are strict xfails named ``RT3-n`` until fixed (then plain tests, a comment saying so);
+the rest are attacks that held and that the suite did not cover yet.
 """
 
 from __future__ import annotations
@@ -624,9 +624,10 @@ def test_an_error_reply_to_the_async_direct_command_is_classified_and_counted_as
 # -- held: every call sends the commands it sent before (scripts loaded) ----------------------------------
 
 
-def _profiles(backend: RedisBackend, proxy: FaultProxy, raw: Any) -> list[dict[str, int]]:
+def _profiles(backend: RedisBackend, proxy: FaultProxy, raw: Any, loaded: bool) -> list[dict[str, int]]:
     """The commands the server ran for each of a row of calls, some with their reply cut."""
-    for script in backend._scripts.values():
+    raw.script_flush()
+    for script in backend._scripts.values() if loaded else ():
         raw.script_load(script.script)
     store = CacheStore(cachekit.Cache(backend, key_prefix="rt3p."))
     backend.set("a", b"v1", None)
@@ -675,18 +676,23 @@ def _profiles(backend: RedisBackend, proxy: FaultProxy, raw: Any) -> list[dict[s
     return [servers.redis_commands(raw, call) for call in calls]
 
 
-def test_each_call_sends_the_commands_it_sent_through_the_command_layer(proxy: FaultProxy, raw: Any) -> None:
+@pytest.mark.parametrize("loaded", [True, False], ids=["scripts-loaded", "noscript-first"])
+def test_each_call_sends_the_commands_it_sent_through_the_command_layer(
+    proxy: FaultProxy, raw: Any, loaded: bool
+) -> None:
     profiles: list[list[dict[str, int]]] = []
     for old in (False, True):
         raw.flushdb()
         backend = RedisBackend(port=proxy.port, db=DB, socket_timeout=1.0, retries=1)
         if old:
             _old_path(backend)
-        profiles.append(_profiles(backend, proxy, raw))
+        profiles.append(_profiles(backend, proxy, raw, loaded))
         backend.close()
     assert proxy.cuts == 10
     assert profiles[0][0] == {"get": 1}
-    assert profiles[0][6]["evalsha"] == 2  # cas, then cas_again on a new connection
+    # cas, then cas_again on a new connection (NOSCRIPT first when not loaded: the Script call)
+    assert profiles[0][6]["evalsha"] == (2 if loaded else 3)
+    assert profiles[0][2].get("script|load", 0) == (0 if loaded else 1)
     assert profiles[0] == profiles[1]
 
 
