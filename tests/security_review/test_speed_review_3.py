@@ -747,3 +747,99 @@ def test_two_saves_of_one_session_both_land_when_a_cas_reply_is_cut_half_way(
     assert state is not None
     assert state.data == {"base": 1, "a": 1, "b": 2}
     cache.close()
+
+
+# -- held: no lost update while SCRIPT FLUSH keeps emptying the script cache -----------------------------
+
+
+def test_concurrent_cas_increments_under_repeated_script_flushes_lose_none(
+    redis_server: servers.ServerProcess, raw: Any
+) -> None:
+    backend = RedisBackend(port=redis_server.port, db=DB)
+    assert backend._direct is not None
+    backend.set("n", b"0", None)
+    raw.config_resetstat()
+    workers, increments = 6, 30
+    wins: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    flushes: list[int] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(increments):
+                while True:
+                    found = backend.gets("n")
+                    assert found is not None
+                    if backend.cas("n", str(int(found[0]) + 1).encode(), found[1], None):
+                        wins.append(1)
+                        break
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    def flusher() -> None:
+        flushing = redis.Redis(servers.HOST, redis_server.port, db=DB)
+        while not stop.wait(0.003):
+            flushing.script_flush()
+            flushes.append(1)
+        flushing.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    flushing = threading.Thread(target=flusher)
+    flushing.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(2.0)
+    stop.set()
+    flushing.join(2.0)
+    assert not errors
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(flushes) >= 3
+    assert len(wins) == workers * increments
+    assert raw.get("n") == str(workers * increments).encode()
+    assert raw.info("commandstats")["cmdstat_evalsha"]["failed_calls"] >= 3  # NOSCRIPT, again and again
+    backend.close()
+
+
+def test_async_concurrent_cas_increments_under_repeated_script_flushes_lose_none(
+    redis_server: servers.ServerProcess, raw: Any
+) -> None:
+    workers, increments = 6, 30
+
+    async def run() -> tuple[int, int]:
+        backend = AsyncRedisBackend(port=redis_server.port, db=DB)
+        assert backend._direct is not None
+        await backend.set("n", b"0", None)
+        wins = flushes = 0
+
+        async def worker() -> None:
+            nonlocal wins
+            for _ in range(increments):
+                while True:
+                    found = await backend.gets("n")
+                    assert found is not None
+                    if await backend.cas("n", str(int(found[0]) + 1).encode(), found[1], None):
+                        wins += 1
+                        break
+
+        async def flusher() -> None:
+            nonlocal flushes
+            while True:
+                await backend.client.script_flush()
+                flushes += 1
+                await asyncio.sleep(0.002)
+
+        flushing = asyncio.ensure_future(flusher())
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(workers))), 2.0)
+        flushing.cancel()
+        await asyncio.gather(flushing, return_exceptions=True)
+        await backend.close()
+        return wins, flushes
+
+    raw.config_resetstat()
+    wins, flushes = asyncio.run(run())
+    assert raw.info("commandstats")["cmdstat_evalsha"]["failed_calls"] >= 3  # NOSCRIPT, again and again
+    assert flushes >= 3
+    assert wins == workers * increments
+    assert raw.get("n") == str(workers * increments).encode()
