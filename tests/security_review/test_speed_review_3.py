@@ -296,6 +296,14 @@ def test_an_error_reply_to_the_direct_command_is_classified_and_counted_as_befor
     assert seen[0][1] == ("open" if outage else "closed")  # an outage counts, a bug does not
     assert seen[0][2:] == ([b"v1", True, b"v1"], "closed", 1)
     assert seen[0][:4] == seen[1][:4]
+    if code != "LOADING":  # redis-py files LOADING under ConnectionError: its own retry reads again
+        ready = redis.Redis(servers.HOST, proxy.port, db=DB, socket_timeout=1.0)
+        assert ready.get_retry() is not None
+        assert ready.get_retry().get_retries() > 0
+        retrying = RedisBackend(client=ready, breaker_failures=1, breaker_cooldown=0.05)
+        assert retrying._direct is None  # a client with redis-py retries keeps the command layer
+        assert _outcome(retrying, proxy, REPLIES[code], operation)[:4] == seen[0][:4]
+        ready.close()
 
 
 def test_real_wrongtype_and_oom_replies_come_out_as_through_the_command_layer() -> None:
