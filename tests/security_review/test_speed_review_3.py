@@ -870,3 +870,31 @@ def test_async_concurrent_cas_increments_under_repeated_script_flushes_lose_none
     assert flushes >= 3
     assert wins == workers * increments
     assert raw.get("n") == str(workers * increments).encode()
+
+
+# -- held: an asyncio cancellation in the NOSCRIPT fallback leaves nothing behind ----------------------
+
+
+def test_a_cancelled_async_cas_in_its_noscript_fallback_leaves_no_reply_behind(
+    proxy: FaultProxy, raw: Any
+) -> None:
+    raw.mset({"a": b"1", "c": b"v1"})
+
+    async def run() -> list[Any]:
+        backend = AsyncRedisBackend(port=proxy.port, db=DB, socket_timeout=2.0, max_connections=1)
+        assert backend._direct is not None
+        seen: list[Any] = [await backend.get("a"), await backend.cas("c", b"v1", b"v1", None)]
+        for wait in (0.03, 0.09, 0.15):  # cancelled in the EVALSHA, the SCRIPT LOAD or the last EVALSHA
+            raw.script_flush()
+            proxy.delay(0.06)  # each reply: 0.06 s, 0.12 s, 0.18 s for the three
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(backend.cas("c", b"v1", b"v1", None), wait)
+            proxy.delay(0)
+            seen += [await backend.get("a"), await backend.get_values(["c", "a"])]
+            seen.append(await backend.cas("c", b"v1", b"v1", None))
+        await asyncio.sleep(0.2)  # the held replies arrive now, on connections already dropped
+        seen += [await backend.get("a"), await backend.get("c")]
+        await backend.close()
+        return seen
+
+    assert asyncio.run(run()) == [b"1", True, *[b"1", [b"v1", b"1"], True] * 3, b"1", b"v1"]
