@@ -20,6 +20,7 @@ import pytest
 
 from cachekit.backends.locmem import LocMemBackend
 from tests import servers
+from tests.faultproxy import FaultProxy
 
 IN_CI = bool(os.environ.get("CI"))
 HAVE_REDIS = shutil.which("redis-server") is not None
@@ -138,6 +139,14 @@ def redis_server() -> Iterator[servers.ServerProcess]:
     server = servers.start_redis()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def proxy(redis_server: servers.ServerProcess) -> Iterator[FaultProxy]:
+    """A :class:`~tests.faultproxy.FaultProxy` in front of the session's redis-server."""
+    faults = FaultProxy(redis_server.port).start()
+    yield faults
+    faults.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from collections.abc import Iterator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -174,6 +175,23 @@ def start_memcached(extra: Sequence[str] = (), port: int | None = None) -> Serve
 
 
 # -- Redis Cluster and Sentinel --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def redis_db(server: ServerProcess, db: int) -> Iterator[Any]:
+    """A redis-py client of ``server``'s database ``db``, flushed before and after.
+
+    The session's server is shared: each test file that flushes keeps to a database of its own.
+    """
+    import redis
+
+    client = redis.Redis(HOST, server.port, db=db)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
 
 
 def redis_commands(raw: Any, action: Callable[[], object]) -> dict[str, int]:

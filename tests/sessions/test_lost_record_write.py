@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -39,13 +38,6 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
 SOCKET_TIMEOUT = 0.3
-
-
-@pytest.fixture
-def proxy(redis_server: servers.ServerProcess) -> Iterator[FaultProxy]:
-    fault = FaultProxy(redis_server.port).start()
-    yield fault
-    fault.stop()
 
 
 def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -35,10 +35,8 @@ DB = 5
 
 @pytest.fixture
 def raw(redis_server: servers.ServerProcess) -> Iterator[redis.Redis]:
-    client = redis.Redis(servers.HOST, redis_server.port, db=DB)
-    client.flushdb()
-    yield client
-    client.close()
+    with servers.redis_db(redis_server, DB) as client:
+        yield client
 
 
 @pytest.fixture

@@ -36,11 +36,8 @@ VALUES = {"a": b"1", "empty": b"", "bin": bytes(range(256)), "\udcff": b"sur", "
 
 @pytest.fixture
 def raw(redis_server: servers.ServerProcess) -> Iterator[redis.Redis]:
-    client = redis.Redis(servers.HOST, redis_server.port, db=DB)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with servers.redis_db(redis_server, DB) as client:
+        yield client
 
 
 @pytest.fixture
@@ -48,13 +45,6 @@ def backend(redis_server: servers.ServerProcess, raw: redis.Redis) -> Iterator[R
     backend = RedisBackend.from_url(f"redis://{redis_server.address}/{DB}")
     yield backend
     backend.close()
-
-
-@pytest.fixture
-def proxy(redis_server: servers.ServerProcess) -> Iterator[FaultProxy]:
-    faults = FaultProxy(redis_server.port).start()
-    yield faults
-    faults.stop()
 
 
 def _no_command_layer() -> Any:
