@@ -45,18 +45,8 @@ DB = 12
 
 @pytest.fixture
 def raw(redis_server: servers.ServerProcess) -> Iterator[redis.Redis]:
-    client = redis.Redis(servers.HOST, redis_server.port, db=DB)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
-@pytest.fixture
-def proxy(redis_server: servers.ServerProcess) -> Iterator[FaultProxy]:
-    faults = FaultProxy(redis_server.port).start()
-    yield faults
-    faults.stop()
+    with servers.redis_db(redis_server, DB) as client:
+        yield client
 
 
 class HalfReplyProxy(FaultProxy):
