@@ -231,19 +231,20 @@ def direct_pool(client: Any, plain_class: type[Any]) -> Any | None:
 
     Those commands are ``get_many``'s ``MGET``, ``get``'s ``GET`` and the ``EVALSHA``
     of ``cas`` and of the write retries' scripts, each packed by :func:`packed` and sent
-    on a connection checked out of this pool (each backend's ``_command``).
-    redis-py's command layer (its per-argument packing checks, retry wrapper and
-    metrics hooks) costs more client CPU than the round trip for 100 keys, and
-    several microseconds of a single ``GET``. A
-    client of exactly ``plain_class`` (``redis.Redis`` or ``redis.asyncio.Redis``;
-    not a subclass, which may change how commands run) with a connection pool,
-    no single pinned connection, no client-side cache and no retries of redis-py's
-    own (the backend's clients turn them off; a ready-made client keeps them for
-    every command, so it keeps the client's commands too) loses nothing but redis-py's own
-    command metrics (off unless configured) when its pool is used directly: the
-    pool still checks the process id, blocks, health-checks and reconnects; each
-    connection still disconnects on any error, and the backend retries and counts
-    failures as around any call.
+    on a connection checked out of this pool (each backend's ``_command``). redis-py's
+    command layer (its per-argument packing checks, retry wrapper and metrics hooks)
+    costs more client CPU than the round trip for 100 keys, and several microseconds
+    of a single ``GET``.
+
+    Only a client of exactly ``plain_class`` (``redis.Redis`` or ``redis.asyncio.Redis``;
+    not a subclass, which may change how commands run) with a connection pool, no
+    single pinned connection, no client-side cache and no retries of redis-py's own
+    qualifies (the backend's clients turn those retries off; a ready-made client keeps
+    them, so it keeps the client's commands too). Such a client gives up redis-py's own
+    command metrics (off unless configured) and what tracing tools see by patching
+    ``execute_command``. It keeps the rest: the pool still checks the process id,
+    blocks, health-checks and reconnects; each connection still disconnects on any
+    error; the backend retries and counts failures as around any call.
     """
     if type(client) is not plain_class or getattr(client, "connection", None) is not None:
         return None
