@@ -388,6 +388,22 @@ def _store_via(proxy: FaultProxy, socket_timeout: float = 1.0) -> CacheStore:
     return CacheStore(cache)
 
 
+def _racing_pair(store: CacheStore) -> tuple[str, Session, Session]:
+    """A stored session (``base`` 1, the cas script loaded by its last save) and two requests of
+    it, both loaded before either saves, changing different keys (``a`` and ``b``)."""
+    base = Session(store)
+    base["base"] = 0
+    cookie = base.save()
+    warm = Session(store, cookie)
+    warm["base"] = 1
+    warm.save()  # the cas script is loaded
+    first, second = Session(store, cookie), Session(store, cookie)
+    assert first["base"] == second["base"] == 1
+    first["a"] = 1
+    second["b"] = 2
+    return cookie, first, second
+
+
 def test_two_saves_of_one_session_both_land_when_each_cas_reply_is_cut(proxy: FaultProxy, raw: Any) -> None:
     store = _store_via(proxy)
     base = Session(store)
@@ -414,16 +430,7 @@ def test_two_saves_of_one_session_both_land_when_each_cas_reply_is_cut(proxy: Fa
 
 def test_a_late_cas_reply_then_a_concurrent_save_loses_nothing(proxy: FaultProxy, raw: Any) -> None:
     store = _store_via(proxy, socket_timeout=0.2)
-    base = Session(store)
-    base["base"] = 0
-    cookie = base.save()
-    warm = Session(store, cookie)
-    warm["base"] = 1
-    warm.save()
-    first, second = Session(store, cookie), Session(store, cookie)
-    assert first["base"] == second["base"] == 1
-    first["a"] = 1
-    second["b"] = 2
+    cookie, first, second = _racing_pair(store)
     proxy.delay(0.4)  # the cas runs; its reply comes after the socket timed out
     with pytest.raises(BackendUnavailableError):
         first.save()
@@ -562,16 +569,7 @@ def test_cluster_keeps_the_script_call_and_client_get(redis_cluster: servers.Red
 
 def test_script_flush_between_two_saves_of_one_session_loses_neither(proxy: FaultProxy, raw: Any) -> None:
     store = _store_via(proxy)
-    base = Session(store)
-    base["base"] = 0
-    cookie = base.save()
-    warm = Session(store, cookie)
-    warm["base"] = 1
-    warm.save()  # the cas script is loaded
-    first, second = Session(store, cookie), Session(store, cookie)
-    assert first["base"] == second["base"] == 1
-    first["a"] = 1
-    second["b"] = 2
+    cookie, first, second = _racing_pair(store)
     raw.script_flush()
     first.save()  # NOSCRIPT: the Script call loads and runs it
     raw.script_flush()
@@ -745,16 +743,7 @@ def test_two_saves_of_one_session_both_land_when_a_cas_reply_is_cut_half_way(
         f"redis://127.0.0.1:{half.port}/{DB}", key_prefix=f"rt3h-{uuid.uuid4().hex[:8]}.", socket_timeout=1.0
     )
     store = CacheStore(cache)
-    base = Session(store)
-    base["base"] = 0
-    cookie = base.save()
-    warm = Session(store, cookie)
-    warm["base"] = 1
-    warm.save()  # the cas script is loaded
-    first, second = Session(store, cookie), Session(store, cookie)
-    assert first["base"] == second["base"] == 1
-    first["a"] = 1
-    second["b"] = 2
+    cookie, first, second = _racing_pair(store)
     half.cut_mid_reply(1)
     first.save()
     half.cut_mid_reply(1)
