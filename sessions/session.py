@@ -37,6 +37,7 @@ with :class:`~sessions.state.SessionState`, both importable from here too):
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import math
 from collections.abc import Iterator
@@ -61,12 +62,25 @@ _ATOMS = frozenset({str, int, float, bool, type(None)})
 _UTC = datetime.timezone.utc
 _STR = frozenset({str})
 
-#: set_user() fingerprints of metadata whose keys and values are all exact str, by its items,
-#: for the default serializer: an app calls it with the same metadata on every request. (Equal
-#: str items mean equal JSON; other values may be equal yet encode apart, as 1 and True, and a
-#: str subclass may compare equal to a str it does not serialize as.)
-_FINGERPRINTS: dict[tuple[tuple[str, str], ...], str] = {}
+#: How many set_user() fingerprints of str-only metadata are remembered (see ``_str_fingerprint``).
 _FINGERPRINTS_MAX = 256
+_TAGGED_JSON = TaggedJSONSerializer()
+
+
+def _digest(encoded: bytes) -> str:
+    return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=_FINGERPRINTS_MAX)
+def _str_fingerprint(items: tuple[tuple[str, str], ...]) -> str:
+    """The fingerprint of metadata whose keys and values are all exact str, by its items.
+
+    Remembered for the default serializer: an app calls set_user() with the same
+    metadata on every request. Equal str items mean equal JSON; other values may be
+    equal yet encode apart (1 and True), and a str subclass may compare equal to a
+    str it does not serialize as, so only exact str are remembered.
+    """
+    return _digest(_TAGGED_JSON.dumps(dict(items)))
 
 
 def _fingerprint(serializer: Any, metadata: dict[str, Any]) -> str:
@@ -74,26 +88,17 @@ def _fingerprint(serializer: Any, metadata: dict[str, Any]) -> str:
 
     :raises SerializationError: if ``metadata`` cannot be stored.
     """
-    key = None
     if (
         type(serializer) is TaggedJSONSerializer
         and _STR.issuperset(map(type, metadata))
         and _STR.issuperset(map(type, metadata.values()))
     ):
-        key = tuple(metadata.items())
-        found = _FINGERPRINTS.get(key)
-        if found is not None:
-            return found
+        return _str_fingerprint(tuple(metadata.items()))
     try:
         encoded = serializer.dumps(metadata)
     except (SerializationError, TypeError, ValueError) as exc:
         raise SerializationError(f"Cannot store set_user() metadata: {exc}", key=USER_KEY) from exc
-    fingerprint = hashlib.sha256(encoded).hexdigest()[:16]
-    if key is not None:
-        if len(_FINGERPRINTS) >= _FINGERPRINTS_MAX:
-            _FINGERPRINTS.clear()
-        _FINGERPRINTS[key] = fingerprint
-    return fingerprint
+    return _digest(encoded)
 
 
 class Session(MutableMapping[str, Any]):

@@ -56,7 +56,7 @@ def test_the_fingerprint_is_the_sha256_of_the_serialized_metadata_first_and_agai
     metadata: dict[str, Any],
 ) -> None:
     store = CacheStore(cachekit.from_url("locmem://owner-fingerprint"))
-    session_module._FINGERPRINTS.clear()
+    session_module._str_fingerprint.cache_clear()
     assert _fingerprint_of(store, None, **metadata) == _expected(metadata)
     assert _fingerprint_of(store, None, **metadata) == _expected(metadata)  # remembered, if str
 
@@ -94,4 +94,4 @@ def test_the_remembered_fingerprints_stay_bounded() -> None:
     store = CacheStore(cachekit.from_url("locmem://owner-fingerprint-bounded"))
     for n in range(session_module._FINGERPRINTS_MAX * 3):
         assert _fingerprint_of(store, None, user_agent=str(n)) == _expected({"user_agent": str(n)})
-    assert len(session_module._FINGERPRINTS) <= session_module._FINGERPRINTS_MAX
+    assert session_module._str_fingerprint.cache_info().currsize <= session_module._FINGERPRINTS_MAX
